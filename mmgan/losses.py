@@ -1,0 +1,132 @@
+"""Margin losses L of eq. 6 and the critic/generator losses of the GANs in §2.2 and App. C.
+
+Sign conventions. The paper writes the critic's objective as a *maximisation*
+(eq. 1, with ``f1``, ``f2`` ≤ 0) but eq. 6 as a *minimisation* of ``L(y f(x))``.
+Here every loss is something to **minimise**, and each margin loss ``L`` is a
+non-increasing function of the functional margin ``z = y·C(x)``:
+
+=========  ====================  ==============================================
+name       L(z)                  paper (eq. 1 form)
+=========  ====================  ==============================================
+``sgan``   softplus(−z)          f1(z) = log σ(z) = −L(z), f2(z) = log σ(−z) = −L(−z)
+``lsgan``  (1 − z)²              f1(z) = −(1 − z)², f2(z) = −(1 + z)²
+``hinge``  max(0, 1 − z)         f1(z) = −max(0, 1 − z), f2(z) = −max(0, 1 + z)
+``wgan``   −z                    the IPM of §2.3: maximise E C(x₁) − E C(x₂)
+=========  ====================  ==============================================
+
+so that the critic loss is ``E_P[L(C(x₁))] + E_Q[L(−C(x₂))]`` (§5.1). Two
+statements in §5.1 carry the opposite sign: "L(z) = log(sigmoid(z)) corresponds
+to SGAN" and "L(z) = z corresponds to WGAN-GP" describe functions to *maximise*;
+as losses to minimise they are ``−log σ(z) = softplus(−z)`` and ``−z``.
+
+Generator losses follow eq. 2 with the paper's ``f3``: the non-saturating
+``softplus(−C(G(z)))`` for SGAN, ``(1 − C(G(z)))²`` for LSGAN and ``−C(G(z))``
+for HingeGAN and WGAN. The relativistic losses (App. C) apply ``L`` to critic
+differences: paired (``rp*``) compares the i-th real with the i-th fake sample;
+average (``ra*``) compares each sample with the batch mean of the other class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from mmgan.registry import lookup
+
+MarginLoss = Callable[[torch.Tensor], torch.Tensor]
+
+#: The margin losses L(z) of eq. 6, each non-increasing in the functional margin z.
+MARGIN_LOSSES: dict[str, MarginLoss] = {
+    "sgan": lambda z: F.softplus(-z),
+    "lsgan": lambda z: (1.0 - z).pow(2),
+    "hinge": lambda z: F.relu(1.0 - z),
+    "wgan": lambda z: -z,
+}
+
+#: Loss names accepted by :func:`critic_loss` and :func:`generator_loss`.
+GAN_LOSSES: tuple[str, ...] = (
+    "sgan", "lsgan", "hinge", "wgan",
+    "rpsgan", "rplsgan", "rphinge",
+    "rasgan", "ralsgan", "rahinge",
+)
+
+
+def margin_loss(name: str) -> MarginLoss:
+    """Return the margin loss ``L`` of eq. 6 registered under ``name``."""
+    return lookup(MARGIN_LOSSES, name, "loss")
+
+
+def _split(name: str) -> tuple[str, str]:
+    """Split a GAN loss name into (kind, base): kind ∈ {'', 'rp', 'ra'}."""
+    lookup(dict.fromkeys(GAN_LOSSES), name, "loss")
+    if name[:2] in ("rp", "ra"):
+        return name[:2], name[2:]
+    return "", name
+
+
+def _as_scores(out: torch.Tensor, parameter: str) -> torch.Tensor:
+    """Critic outputs of shape (B,) or (B, 1) as a 1-D tensor; else ValueError."""
+    if out.dim() == 2 and out.shape[1] == 1:
+        out = out[:, 0]
+    if out.dim() != 1 or out.shape[0] == 0:
+        raise ValueError(
+            f"{parameter} must have shape (batch,) or (batch, 1) with batch >= 1, "
+            f"got {tuple(out.shape)}"
+        )
+    return out
+
+
+def _paired(real: torch.Tensor, fake: torch.Tensor) -> None:
+    if real.shape != fake.shape:
+        raise ValueError(
+            "relativistic paired losses compare the i-th real with the i-th fake "
+            f"output; real_out and fake_out must have equal batch sizes, got "
+            f"{tuple(real.shape)} and {tuple(fake.shape)}"
+        )
+
+
+def critic_loss(name: str, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+    """Critic (discriminator) loss to minimise, without any gradient penalty.
+
+    Args:
+        name: one of :data:`GAN_LOSSES`.
+        real_out: critic outputs C(x₁) on real samples, shape (B,) or (B, 1).
+        fake_out: critic outputs C(x₂) on fake samples, shape (B',) or (B', 1).
+
+    Returns:
+        ``E[L(C(x₁))] + E[L(−C(x₂))]`` (§5.1) for the plain losses;
+        ``E[L(C(x₁) − C(x₂))]`` for ``rp*``; and
+        ``E[L(C(x₁) − E C(x₂))] + E[L(−(C(x₂) − E C(x₁)))]`` for ``ra*`` (App. C).
+    """
+    kind, base = _split(name)
+    L = MARGIN_LOSSES[base]
+    real = _as_scores(real_out, "real_out")
+    fake = _as_scores(fake_out, "fake_out")
+    if kind == "rp":
+        _paired(real, fake)
+        return L(real - fake).mean()
+    if kind == "ra":
+        return L(real - fake.mean()).mean() + L(-(fake - real.mean())).mean()
+    return L(real).mean() + L(-fake).mean()
+
+
+def generator_loss(name: str, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+    """Generator loss to minimise (eq. 2 and App. C).
+
+    ``real_out`` is ignored by the non-relativistic losses (it may be any valid
+    tensor); the relativistic ones swap the roles of real and fake samples.
+    """
+    kind, base = _split(name)
+    L = MARGIN_LOSSES[base]
+    real = _as_scores(real_out, "real_out")
+    fake = _as_scores(fake_out, "fake_out")
+    if kind == "rp":
+        _paired(real, fake)
+        return L(fake - real).mean()
+    if kind == "ra":
+        return L(fake - real.mean()).mean() + L(-(real - fake.mean())).mean()
+    if base in ("hinge", "wgan"):
+        return -fake.mean()
+    return L(fake).mean()

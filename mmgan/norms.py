@@ -1,0 +1,150 @@
+"""Dual norms and per-sample gradient norms (paper §3.2 and App. B).
+
+Naming convention used throughout the project: a *gradient norm* is named by
+its order ``q``; the *margin* it controls is measured in the dual order
+``p = dual(q)`` (§3.2: ``1/p + 1/q = 1``). The released code named its flags
+after the margin (``--l1_margin`` penalised the ∞-norm of the gradient), which
+caused its own bugs; here every function takes the gradient-norm order ``q``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Union
+
+import torch
+
+from mmgan.registry import format_choices
+
+Order = Union[float, int]
+GradNormOrder = Union[float, int, Literal["smax"]]
+
+#: The gradient norms of the paper: L^1, L^2, L^∞ and the smooth maximum of App. B.
+GRAD_NORM_CHOICES: tuple[GradNormOrder, ...] = (1, 2, math.inf, "smax")
+
+
+def _check_order(p: object, parameter: str) -> float:
+    """Validate a norm order p ≥ 1 (``math.inf`` allowed) and return it as float."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or math.isnan(p):
+        raise ValueError(
+            f"{parameter} must be a number p >= 1 or float('inf'), got {p!r}"
+        )
+    if p < 1:
+        raise ValueError(
+            f"{parameter} must satisfy p >= 1 (norms with p < 1 are not norms "
+            f"and have no dual), got {p!r}"
+        )
+    return float(p)
+
+
+def dual(p: Order) -> float:
+    """Return the Hölder conjugate q of p, i.e. ``1/p + 1/q = 1`` (§3.2).
+
+    ``dual(1) == inf``, ``dual(2) == 2``, ``dual(inf) == 1``; ``dual`` is an
+    involution on [1, ∞]. Raises ``ValueError`` for p < 1, NaN or non-numbers.
+    """
+    p = _check_order(p, "p")
+    if p == 1.0:
+        return math.inf
+    if math.isinf(p):
+        return 1.0
+    return p / (p - 1.0)
+
+
+def smooth_max(values: torch.Tensor, dim: int = -1, beta: float = 1.0) -> torch.Tensor:
+    """Smooth maximum of App. B: ``sum_i v_i exp(beta v_i) / sum_i exp(beta v_i)``.
+
+    With ``beta = 1`` this is the paper's formula. It is a softmax-weighted mean,
+    so it always lies between the mean and the maximum of ``values`` and tends to
+    the maximum as ``beta → ∞``. Computed stably through ``softmax``.
+    """
+    weights = torch.softmax(beta * values, dim=dim)
+    return (weights * values).sum(dim=dim)
+
+
+def grad_norm(
+    grad: torch.Tensor,
+    q: GradNormOrder,
+    as_released: bool = False,
+    beta: float = 1.0,
+) -> torch.Tensor:
+    """Per-sample norm of a gradient, reduced over all non-batch dimensions.
+
+    Args:
+        grad: tensor of shape (batch, ...), e.g. ∇ₓf(x) for 2-D points or images.
+        q: ``1``, ``2``, ``math.inf`` or ``'smax'``. ``'smax'`` is the smooth
+            maximum of App. B taken over the *absolute values* ``|g_i|`` of one
+            sample's gradient, a smooth under-estimate of ``‖g‖_∞``.
+        as_released: reproduce the released code instead of the correct norm
+            (see ``shared/notes/official-code.md``). For ``q = inf`` the release
+            used the signed maximum ``max_i g_i`` (an inverted flag dropped the
+            absolute value); for ``'smax'`` it pooled the smooth maximum of
+            ``|g|`` over the whole batch and used that one number for every
+            sample. Not defined for ``q ∈ {1, 2}`` (the release was correct there).
+        beta: inverse temperature of the smooth maximum (``'smax'`` only).
+
+    Returns:
+        Tensor of shape (batch,). The 2-norm is computed without rescaling, so
+        entries below about 1e-154 (float64) or 1e-19 (float32) underflow to a
+        zero contribution, harmless for penalties of norms near 1.
+    """
+    if grad.dim() < 1 or grad.shape[0] == 0:
+        raise ValueError(
+            f"grad must have a leading batch dimension of size >= 1, got shape "
+            f"{tuple(grad.shape)}"
+        )
+    if isinstance(q, bool) or q not in GRAD_NORM_CHOICES:
+        raise ValueError(
+            f"unknown gradient norm q={q!r}; valid choices: "
+            f"{format_choices(GRAD_NORM_CHOICES)}"
+        )
+    flat = grad.reshape(grad.shape[0], -1)
+    if as_released:
+        if q == math.inf:
+            return flat.max(dim=1).values
+        if q == "smax":
+            pooled = smooth_max(flat.abs().reshape(-1), dim=0, beta=beta)
+            return pooled.expand(flat.shape[0])
+        raise ValueError(
+            "as_released=True only changes q=inf (signed max) and q='smax' "
+            f"(batch-pooled); got q={q!r}"
+        )
+    if q == "smax":
+        return smooth_max(flat.abs(), dim=1, beta=beta)
+    return torch.linalg.vector_norm(flat, ord=float(q), dim=1)
+
+
+def lp_norm(v: torch.Tensor, p: Order) -> torch.Tensor:
+    """Per-sample L^p norm of ``v`` (batch, ...) for any order p ≥ 1 (incl. inf).
+
+    Used for distances (‖x − y‖_p) where any order is meaningful; gradient norms
+    go through :func:`grad_norm`, which is restricted to the paper's choices.
+    """
+    p = _check_order(p, "p")
+    return torch.linalg.vector_norm(v.reshape(v.shape[0], -1), ord=p, dim=1)
+
+
+def holder_maximizer(g: torch.Tensor, p: Order) -> torch.Tensor:
+    """Unit-L^p direction ``v`` with ``g·v = ‖g‖_q`` (equality in Hölder, §3.2).
+
+    For each sample (rows of ``g``, any trailing shape) returns the maximiser of
+    ``g·v`` over ``‖v‖_p ≤ 1``: ``g/‖g‖₂`` for p = 2, ``sign(g)`` for p = ∞,
+    and a signed one-hot vector on the largest ``|g_i|`` for p = 1 (the first
+    one on ties). For 1 < p < ∞, ``v_i ∝ sign(g_i) |g_i|^(q-1)``. It is the
+    direction in which a first-order model of ``f`` changes fastest per unit
+    of L^p distance, so ``x - f(x) / ‖g‖_q · v`` is the Taylor estimate of the
+    closest boundary point (App. D.4). Zero rows give a zero direction.
+    """
+    p = _check_order(p, "p")
+    flat = g.reshape(g.shape[0], -1)
+    if p == 1.0:
+        index = flat.abs().argmax(dim=1, keepdim=True)
+        v = torch.zeros_like(flat).scatter(1, index, flat.gather(1, index).sign())
+    elif math.isinf(p):
+        v = flat.sign()
+    else:
+        q = dual(p)
+        powered = flat.sign() * flat.abs().pow(q - 1.0)
+        scale = torch.linalg.vector_norm(flat, ord=q, dim=1, keepdim=True).pow(q - 1.0)
+        v = torch.where(scale > 0, powered / scale.clamp_min(torch.finfo(flat.dtype).tiny), 0.0)
+    return v.reshape(g.shape)

@@ -1,0 +1,141 @@
+"""Gradient penalties g(‖∇ₓ C(x̂)‖_q) of eq. 6 (§4.1) and WGAN-GP (§2.4).
+
+``g`` shapes (all functions of the gradient norm z):
+
+==================  ===============  =========================================
+name                g(z)             enforces (softly)
+==================  ===============  =========================================
+``ls``              (z − 1)²         ‖∇f‖_q ≈ 1 (WGAN-GP's "GP-1")
+``hinge``           max(0, z − 1)    ‖∇f‖_q ≤ 1 (the paper's proposal)
+``squared_hinge``   max(0, z − 1)²   ‖∇f‖_q ≤ 1 (Petzka et al.)
+``zero_centered``   z²               ‖∇f‖_q ≈ 0 ("GP-0"; R1 when at='real')
+``kkt``             z² − 1           the §4.1 "standard choice": with a KKT
+                                     multiplier λ, ‖∇f‖_q² ≤ 1 or = 1
+==================  ===============  =========================================
+
+The penalty is evaluated at points x̂ chosen by ``at``: random interpolates
+``u·x_real + (1 − u)·x_fake`` with one ``u ~ U[0, 1]`` per sample (WGAN-GP and
+the paper's GAN runs), the real or the fake samples, or all data points (both
+classes, as written in eq. 6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from mmgan.norms import GradNormOrder, grad_norm
+from mmgan.registry import check_choice, lookup
+
+PenaltyShape = Callable[[torch.Tensor], torch.Tensor]
+
+#: Penalty shapes g(z) of eq. 6, z being a gradient norm.
+PENALTY_SHAPES: dict[str, PenaltyShape] = {
+    "ls": lambda z: (z - 1.0).pow(2),
+    "hinge": lambda z: F.relu(z - 1.0),
+    "squared_hinge": lambda z: F.relu(z - 1.0).pow(2),
+    "zero_centered": lambda z: z.pow(2),
+    "kkt": lambda z: z.pow(2) - 1.0,
+}
+
+#: Where the penalty can be evaluated.
+PENALTY_POINTS: tuple[str, ...] = ("interpolates", "real", "fake", "data")
+
+
+def penalty_shape(name: str) -> PenaltyShape:
+    """Return the penalty shape ``g`` registered under ``name``."""
+    return lookup(PENALTY_SHAPES, name, "g")
+
+
+def penalty_points(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    at: str = "interpolates",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Points x̂ at which the penalty is evaluated (detached from both inputs).
+
+    ``interpolates`` draws one ``u ~ U[0, 1]`` per sample, shaped (B, 1, ..., 1)
+    so it works for any input shape; ``data`` concatenates real and fake.
+    """
+    check_choice(at, PENALTY_POINTS, "at")
+    real, fake = real.detach(), fake.detach()
+    if at == "real":
+        return real
+    if at == "fake":
+        return fake
+    if real.shape[1:] != fake.shape[1:]:
+        raise ValueError(
+            "real and fake must have the same per-sample shape, got "
+            f"{tuple(real.shape)} and {tuple(fake.shape)}"
+        )
+    if at == "data":
+        return torch.cat([real, fake])
+    if real.shape[0] != fake.shape[0]:
+        raise ValueError(
+            "interpolates pair the i-th real with the i-th fake sample; real and "
+            f"fake must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}"
+        )
+    u_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    u = torch.rand(u_shape, generator=generator, dtype=real.dtype, device=real.device)
+    return u * real + (1.0 - u) * fake
+
+
+def input_gradient(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    create_graph: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Critic outputs (B,) and their gradients ∇ₓC(x) (shape of x).
+
+    The gradient of the summed outputs equals the per-sample gradients as long
+    as the critic treats samples independently (true for every model here
+    except a critic with BatchNorm in training mode, where samples interact).
+    With ``create_graph=True`` the result can be differentiated again with
+    respect to the critic's parameters (double backward).
+    """
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = critic(x)
+        if out.dim() == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        if out.shape != (x.shape[0],):
+            raise ValueError(
+                f"critic must return shape (batch,) or (batch, 1), got {tuple(out.shape)}"
+            )
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=create_graph)
+    return out, grad
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    q: GradNormOrder = 2,
+    g: str = "ls",
+    at: str = "interpolates",
+    *,
+    as_released: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean over x̂ of ``g(‖∇ₓ̂ critic(x̂)‖_q)`` — the penalty term of eq. 6.
+
+    Multiply by λ and add to :func:`mmgan.losses.critic_loss`. Differentiable
+    with respect to the critic's parameters; works for any input shape.
+
+    Args:
+        critic: maps (B, ...) to (B,) or (B, 1).
+        real, fake: batches of the same per-sample shape.
+        q: gradient norm, one of ``1, 2, math.inf, 'smax'`` (margin p = dual(q)).
+        g: penalty shape, a key of :data:`PENALTY_SHAPES`.
+        at: where to evaluate, one of :data:`PENALTY_POINTS`.
+        as_released: use the released code's signed max (q = inf) or batch-pooled
+            smooth max (q = 'smax'); see :func:`mmgan.norms.grad_norm`.
+        generator: optional RNG for the interpolation weights.
+    """
+    shape = penalty_shape(g)
+    x_hat = penalty_points(real, fake, at, generator)
+    _, grad = input_gradient(critic, x_hat, create_graph=True)
+    return shape(grad_norm(grad, q, as_released=as_released)).mean()
