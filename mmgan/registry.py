@@ -41,3 +41,12 @@ def check_choice(value: T, choices: Iterable[T], parameter: str) -> T:
             f"invalid {parameter}={value!r}; valid choices: {format_choices(choices)}"
         )
     return value
+
+
+def check_int(value: object, parameter: str, minimum: int | None = None) -> int:
+    """Return ``value`` if it is an int (not a bool) ≥ ``minimum``, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{parameter} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{parameter} must be >= {minimum}, got {value!r}")
+    return value

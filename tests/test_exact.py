@@ -21,13 +21,13 @@ def test_segment_distance_matches_dense_sampling():
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(20, 3, generator=gen)
     a, b = torch.randn(5, 3, generator=gen), torch.randn(5, 3, generator=gen)
-    t = torch.linspace(0, 1, 200_001)
+    t = torch.linspace(0, 1, 20_001)
     for p in (1, 2, math.inf):
         exact_d = exact.segment_distance(x, a, b, p)
         points = a[:, None, :] + t[None, :, None] * (b - a)[:, None, :]  # (M, T, d)
         dense = torch.linalg.vector_norm(x[:, None, None, :] - points[None], ord=p, dim=-1).min(-1).values
         assert torch.all(exact_d <= dense + 1e-12)  # exact minimum is never above a sampled one
-        torch.testing.assert_close(exact_d, dense, atol=1e-4, rtol=0)
+        torch.testing.assert_close(exact_d, dense, atol=1e-3, rtol=0)
 
 
 @pytest.mark.parametrize("p", [1, 2, math.inf])

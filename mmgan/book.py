@@ -1,0 +1,42 @@
+"""Helpers the chapters use to hand computed numbers to the book's text (myst-nb glue)."""
+
+from __future__ import annotations
+
+from numbers import Real
+from typing import Any
+
+
+def glue_number(name: str, value: Any) -> int | float:
+    """Glue a computed scalar under ``name`` for ``{glue:text}`name:.3f``` in the prose.
+
+    NumPy and torch scalars are converted to Python numbers first: myst-nb formats
+    glued text by parsing its ``repr``, which fails for ``np.float64(...)``.
+    Returns the number, so it can be asserted on in the same cell.
+    """
+    from myst_nb import glue
+
+    number = value.item() if hasattr(value, "item") else value
+    if isinstance(number, bool) or not isinstance(number, Real):
+        raise TypeError(f"glue_number({name!r}) needs a real scalar, got {type(value).__name__}")
+    number = int(number) if isinstance(number, int) else float(number)
+    glue(name, number, display=False)
+    return number
+
+
+def glue_text(name: str, text: str) -> str:
+    """Glue a piece of text (e.g. from :func:`error_text`) under ``name``."""
+    from myst_nb import glue
+
+    glue(name, text, display=False)
+    return text
+
+
+def error_text(value: Any, floor: float = 1e-12) -> str:
+    """An error magnitude for display: ``'< 1e-12'`` at or below ``floor``, else ``'3.2e-05'``.
+
+    Differences at the level of floating-point rounding depend on the CPU and
+    the BLAS code path; printing them as a bound keeps executed notebooks
+    comparable across machines (nbval) without hiding real errors.
+    """
+    number = float(value.item() if hasattr(value, "item") else value)
+    return f"< {floor:.0e}" if abs(number) <= floor else f"{number:.1e}"

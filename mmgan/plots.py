@@ -1,0 +1,120 @@
+"""Figures of the chapters. Each function returns a closed matplotlib Figure.
+
+Kept apart from the math so the chapters stay thin; nothing here computes a
+number that the book reports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from mmgan.losses import MARGIN_LOSSES
+from mmgan.penalties import PENALTY_SHAPES
+
+ORDER_LABELS = {1.0: "$p=1$", 2.0: "$p=2$", math.inf: r"$p=\infty$"}
+ORDER_COLORS = {1.0: "tab:blue", 2.0: "tab:orange", math.inf: "tab:green"}
+LOSS_LABELS = {
+    "sgan": r"SGAN: $\log(1+e^{-z})$",
+    "lsgan": r"LSGAN: $(1-z)^2$",
+    "hinge": r"Hinge: $\max(0, 1-z)$",
+    "wgan": r"WGAN: $-z$",
+}
+SHAPE_LABELS = {
+    "ls": r"LS: $(z-1)^2$",
+    "hinge": r"hinge: $\max(0, z-1)$",
+    "squared_hinge": r"squared hinge: $\max(0, z-1)^2$",
+    "zero_centered": r"zero-centred: $z^2$",
+    "kkt": r"KKT: $z^2-1$",
+}
+
+
+def _figure(width: float = 6.0, height: float = 3.6, ncols: int = 1) -> tuple[Figure, np.ndarray]:
+    """A new figure that pyplot does not keep open (so a notebook shows it exactly once)."""
+    fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False, layout="constrained")
+    plt.close(fig)
+    return fig, axes[0]
+
+
+def margin_losses(z_min: float = -2.5, z_max: float = 2.5) -> Figure:
+    """The margin losses L(z) of eq. 6 against the functional margin z = y·f(x)."""
+    fig, (ax,) = _figure()
+    z = torch.linspace(z_min, z_max, 501)
+    for name, L in MARGIN_LOSSES.items():
+        ax.plot(z, L(z), label=LOSS_LABELS[name])
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(xlabel="functional margin $z = y\\,f(x)$", ylabel="$L(z)$", ylim=(-2.5, 6))
+    ax.legend(frameon=False)
+    return fig
+
+
+def penalty_shapes(z_max: float = 2.5) -> Figure:
+    """The penalty shapes g(z) of eq. 6 against the gradient norm z = ‖∇f‖_q."""
+    fig, (ax,) = _figure()
+    z = torch.linspace(0, z_max, 501)
+    for name, g in PENALTY_SHAPES.items():
+        ax.plot(z, g(z), label=SHAPE_LABELS[name])
+    ax.axvline(1, color="0.6", lw=0.8, ls="--")
+    ax.set(xlabel="gradient norm $z = \\|\\nabla_x f(x)\\|_q$", ylabel="$g(z)$", ylim=(-1.2, 3))
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def lp_ball(p: float, radius: float = 1.0, n: int = 721) -> np.ndarray:
+    """Points (n, 2) on the 2-D L^p sphere of a given radius."""
+    t = np.linspace(0, 2 * np.pi, n)
+    c, s = np.cos(t), np.sin(t)
+    if math.isinf(p):
+        scale = np.maximum(np.abs(c), np.abs(s))
+    else:
+        scale = (np.abs(c) ** p + np.abs(s) ** p) ** (1 / p)
+    return radius * np.stack([c, s], 1) / scale[:, None]
+
+
+def closest_points_to_line(
+    x: np.ndarray, w: np.ndarray, b: float, closest: Mapping[float, np.ndarray], distance: Mapping[float, float]
+) -> Figure:
+    """A point, the line w·z + b = 0, and for each p the L^p ball that touches it."""
+    fig, (ax,) = _figure(5.0, 5.0)
+    span = np.linspace(-3, 3, 2)
+    if abs(w[1]) > 1e-12:
+        ax.plot(span, -(w[0] * span + b) / w[1], color="k", lw=1.5, label="boundary $f=0$")
+    for p, point in closest.items():
+        ball = x + lp_ball(p, distance[p])
+        ax.plot(ball[:, 0], ball[:, 1], color=ORDER_COLORS[p], lw=1.2,
+                label=f"{ORDER_LABELS[p]}: distance {distance[p]:.3f}")
+        ax.plot(*point, "o", color=ORDER_COLORS[p], ms=6)
+    ax.plot(*x, "k*", ms=10)
+    ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="$x_{(1)}$", ylabel="$x_{(2)}$")
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    return fig
+
+
+def relative_error_vs_distance(distance: np.ndarray, errors: Mapping[float, np.ndarray]) -> Figure:
+    """Relative error of the Taylor margin against the exact distance (log-log)."""
+    fig, (ax,) = _figure()
+    for p, err in errors.items():
+        ax.loglog(distance, err, ".", ms=3, alpha=0.6, color=ORDER_COLORS[p], label=ORDER_LABELS[p])
+    ax.set(xlabel="exact $L^p$ distance to the boundary", ylabel="relative error of the Taylor margin")
+    ax.legend(frameon=False)
+    return fig
+
+
+def lipschitz_check(table: Sequence[Mapping[str, float]]) -> Figure:
+    """Empirical Lipschitz constants against the largest gradient norms, per order p."""
+    fig, (ax,) = _figure(6.5, 3.6)
+    labels = [ORDER_LABELS[row["p"]] for row in table]
+    pos = np.arange(len(table))
+    ax.bar(pos - 0.25, [row["K_hat"] for row in table], 0.25, label="largest sampled ratio $\\hat K_p$")
+    ax.bar(pos, [row["max_dual"] for row in table], 0.25, label="max $\\|\\nabla f\\|_q$ (dual norm)")
+    ax.bar(pos + 0.25, [row["max_same"] for row in table], 0.25, label="max $\\|\\nabla f\\|_p$ (same norm)")
+    ax.set_xticks(pos, labels)
+    ax.set(ylabel="value")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
