@@ -111,7 +111,11 @@ def grad_norm(
         )
     if q == "smax":
         return smooth_max(flat.abs(), dim=1, beta=beta)
-    return torch.linalg.vector_norm(flat, ord=float(q), dim=1)
+    if q == 1:  # written out: several times faster than vector_norm(ord=1) on CPU
+        return flat.abs().sum(dim=1)
+    if q == math.inf:  # amax splits the subgradient evenly between tied entries
+        return flat.abs().amax(dim=1)
+    return torch.linalg.vector_norm(flat, ord=2.0, dim=1)
 
 
 def lp_norm(v: torch.Tensor, p: Order) -> torch.Tensor:

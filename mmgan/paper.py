@@ -1,6 +1,6 @@
 """The paper's published numbers and this book's reproduction status.
 
-Both live in YAML files under ``mmgan/data/``; ``paper_results.yaml`` is the
+Both live in YAML files under ``mmgan/resources/``; ``paper_results.yaml`` is the
 only place where the paper's numbers are transcribed.
 """
 
@@ -21,7 +21,7 @@ STATUS_CHOICES: tuple[str, ...] = ("verified", "contradicted", "rerunnable", "pl
 
 @cache
 def _load(name: str) -> dict[str, Any]:
-    with resources.files("mmgan.data").joinpath(name).open(encoding="utf-8") as stream:
+    with resources.files("mmgan.resources").joinpath(name).open(encoding="utf-8") as stream:
         return yaml.safe_load(stream)
 
 

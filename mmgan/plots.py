@@ -118,3 +118,64 @@ def lipschitz_check(table: Sequence[Mapping[str, float]]) -> Figure:
     ax.set(ylabel="value")
     ax.legend(frameon=False, fontsize=8)
     return fig
+
+
+ROW_TITLES = {
+    "none": "no penalty",
+    "ls-q2": r"LS, $q=2$", "ls-qinf": r"LS, $q=\infty$", "ls-q1": r"LS, $q=1$",
+    "hinge-q2": r"hinge, $q=2$", "hinge-qinf": r"hinge, $q=\infty$", "hinge-q1": r"hinge, $q=1$",
+}
+
+
+def decision_boundaries(nets: Sequence[tuple[str, torch.nn.Module]], x: np.ndarray, y: np.ndarray,
+                        closest: Sequence[np.ndarray], accuracy: Sequence[float], resolution: int = 400) -> Figure:
+    """Each classifier's boundary {f = 0} over the data, with the L² closest points of a few samples."""
+    n = len(nets)
+    cols = 4
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False, layout="constrained")
+    plt.close(fig)
+    pad = 0.15 * np.abs(x).max()
+    lo, hi = x.min(0) - pad, x.max(0) + pad
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    grid = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    show = np.linspace(0, len(x) - 1, 24).astype(int)
+    for ax, (label, net), points, acc in zip(axes.ravel(), nets, closest, accuracy):
+        with torch.no_grad():
+            z = net(grid).reshape(resolution, resolution).numpy()
+        ax.contourf(gx, gy, z > 0, levels=[-0.5, 0.5, 1.5], colors=["#f4d6d6", "#d6e4f4"], alpha=0.8)
+        ax.contour(gx, gy, z, levels=[0.0], colors="k", linewidths=0.8)
+        ax.scatter(*x[y > 0].T, s=2, c="tab:blue")
+        ax.scatter(*x[y < 0].T, s=2, c="tab:red")
+        for i in show:
+            ax.plot([x[i, 0], points[i, 0]], [x[i, 1], points[i, 1]], color="tab:green", lw=0.8)
+        ax.set_title(f"{ROW_TITLES.get(label, label)} (acc. {acc:.0%})", fontsize=9)
+        ax.set(xticks=[], yticks=[], aspect="equal")
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig
+
+
+def margin_distributions(distances: Mapping[str, np.ndarray], xlabel: str) -> Figure:
+    """Box plots of per-sample signed margins, one box per row of Table 1."""
+    fig, (ax,) = _figure(7.5, 3.4)
+    labels = list(distances)
+    ax.boxplot([distances[k] for k in labels], showfliers=False)
+    ax.set_xticks(range(1, len(labels) + 1), [ROW_TITLES.get(k, k) for k in labels], rotation=30, fontsize=8)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(ylabel=xlabel)
+    return fig
+
+
+def training_curves(curves, metrics: Sequence[str] = ("loss", "penalty", "accuracy", "grad_norm")) -> Figure:
+    """Mean over seeds of each logged metric against the iteration, one line per row of Table 1."""
+    fig, axes = _figure(3.2 * len(metrics), 3.0, ncols=len(metrics))
+    mean = curves.groupby(["row", "iteration"])[list(metrics)].mean().reset_index()
+    for ax, metric in zip(axes, metrics):
+        for label, part in mean.groupby("row", sort=False):
+            ax.plot(part["iteration"], part[metric], label=ROW_TITLES.get(label, label), lw=1)
+        ax.set(xlabel="iteration", title=metric.replace("_", " "))
+        if metric == "penalty":
+            ax.set_yscale("symlog", linthresh=1e-3)
+    axes[0].legend(frameon=False, fontsize=7)
+    return fig

@@ -1,0 +1,82 @@
+"""Speed of the Table 1 pipeline: batched training of all runs vs one run at a time.
+
+Prints, from one process (so both sides see the same machine load):
+  * seconds per training run (10k iterations) when the 35 runs of the 'paper'
+    preset train together as one batched model, and when each trains alone;
+  * their ratio;
+  * with --full, the wall time of the whole 'paper' preset (training + margins).
+
+    python benchmarks/table1.py [--iterations 200] [--full] [--record benchmarks/results/table1.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mmgan import table1
+from mmgan.classifier_training import train_penalized_classifiers
+from mmgan.mlp import BatchedMLP
+
+
+def seconds_per_iteration(config: table1.Table1Config, iterations: int, batched: bool) -> float:
+    """Wall seconds per iteration to advance every run of ``config`` by one step."""
+    model, specs, seed_index = table1.build_model(config)
+    data = table1.training_data(config)
+    kwargs = dict(lam=config.lam, batch_size=config.batch_size, lr=config.lr,
+                  penalty_at=config.penalty_at, log_every=iterations, progress=False)
+    start = time.perf_counter()
+    if batched:
+        train_penalized_classifiers(model, specs, seed_index, data, iterations,
+                                    stream_seeds=list(config.seeds), **kwargs)
+    else:
+        for spec, s in zip(specs, seed_index):
+            alone = BatchedMLP([config.seeds[s]], config.dim, config.width, config.layers)
+            train_penalized_classifiers(alone, [spec], [0], [data[s]], iterations,
+                                        stream_seeds=[config.seeds[s]], **kwargs)
+    return (time.perf_counter() - start) / iterations
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=200, help="iterations timed per path")
+    parser.add_argument("--full", action="store_true", help="also time the whole 'paper' preset")
+    parser.add_argument("--record", type=Path, help="write the figures to this JSON file")
+    args = parser.parse_args()
+    config = table1.make_config("paper")
+    runs = len(table1.TABLE1_ROWS) * len(config.seeds)
+    torch.manual_seed(0)
+    alone = seconds_per_iteration(config, args.iterations, batched=False)
+    together = seconds_per_iteration(config, args.iterations, batched=True)
+    per_run_alone = alone * config.iterations / runs
+    per_run_together = together * config.iterations / runs
+    record = {
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "device": "cpu", "runs": runs, "iterations_timed": args.iterations,
+        "seconds_per_run_one_at_a_time": per_run_alone, "seconds_per_run_batched": per_run_together,
+        "speedup": per_run_alone / per_run_together,
+    }
+    print(f"{runs} runs of {config.iterations} iterations (timed over {args.iterations}):")
+    print(f"  one at a time: {per_run_alone:8.1f} s per run")
+    print(f"  batched:       {per_run_together:8.1f} s per run")
+    print(f"  ratio:         {record['speedup']:8.1f}x")
+    if args.full:
+        with tempfile.TemporaryDirectory() as root:
+            start = time.perf_counter()
+            result = table1.run_table1(config, root, force=True, progress=False)
+            record["paper_preset_wall_seconds"] = time.perf_counter() - start
+            record["paper_preset_phases"] = result.meta["seconds"]
+        print(f"  full 'paper' preset (train + margins): {record['paper_preset_wall_seconds']:.0f} s")
+    if args.record:
+        args.record.parent.mkdir(parents=True, exist_ok=True)
+        args.record.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,397 @@
+"""Table 1 (§4.2, App. A): expected L^p margins of gradient-penalised classifiers on the swiss roll.
+
+One *variant* of the experiment fixes the data (dimension, coordinate scale),
+the network and the training protocol; it trains the 7 rows of Table 1 (no
+penalty; g ∈ {LS, hinge} × q ∈ {2, ∞, 1}) for every seed as one batched model,
+then measures the L^1, L^2 and L^∞ margins of fresh test points with
+:func:`mmgan.margins.boundary_distance` and, in 2-D, checks the estimator
+against an exact reference (:func:`mmgan.exact.distance_to_zero_set_2d`).
+
+Results are written to ``results/table1/<preset>-<key>/`` (``key`` digests the
+configuration) and read back by later runs with the same configuration::
+
+    python -m mmgan.table1 --preset paper --dim 2 --scale standardized
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmgan import exact
+from mmgan.classifier_training import CLASSIFIER_PENALTY_POINTS, PenaltySpec, train_penalized_classifiers
+from mmgan.data import STANDARDIZED, swiss_roll
+from mmgan.margins import MARGIN_ORDERS, boundary_distances
+from mmgan.mlp import BatchedMLP
+from mmgan.registry import check_choice, check_int, lookup
+from mmgan.results import atomic_write_bytes, atomic_write_text, config_key, environment, file_digest
+
+#: The rows of Table 1, in the paper's order.
+TABLE1_ROWS: tuple[PenaltySpec, ...] = (
+    PenaltySpec(None, None),
+    PenaltySpec("ls", 2.0), PenaltySpec("ls", math.inf), PenaltySpec("ls", 1.0),
+    PenaltySpec("hinge", 2.0), PenaltySpec("hinge", math.inf), PenaltySpec("hinge", 1.0),
+)
+SCALES: tuple[str, ...] = ("raw", STANDARDIZED)
+#: Bump when a code change alters results, so saved results of older code are not reused.
+RESULTS_VERSION = 1
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class Table1Config:
+    """Everything that determines a Table 1 run. Defaults are the 'paper' preset."""
+
+    preset: str = "paper"
+    dim: int = 2
+    scale: str = STANDARDIZED
+    noise: float = 0.0
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    iterations: int = 10_000
+    width: int = 32
+    layers: int = 4
+    lam: float = 10.0
+    lr: float = 5e-5
+    batch_size: int = 256
+    penalty_at: str = "data"
+    n_train: int = 5000
+    n_eval: int = 256
+    restarts: int = 8
+    max_steps: int = 200
+    polish_steps: int = 4
+    tol: float = 0.01
+    exact_resolution: int = 2048
+    log_every: int = 100
+    device: str = "cpu"
+
+    def validate(self) -> Table1Config:
+        check_choice(self.dim, (2, 3), "dim")
+        check_choice(self.scale, SCALES, "scale")
+        check_choice(self.penalty_at, CLASSIFIER_PENALTY_POINTS, "penalty_at")
+        check_choice(self.device, DEVICES, "device")
+        for name in ("iterations", "width", "layers", "batch_size", "n_train", "n_eval", "restarts",
+                     "max_steps", "exact_resolution", "log_every"):
+            check_int(getattr(self, name), name, minimum=1)
+        check_int(self.polish_steps, "polish_steps", minimum=0)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be a non-empty tuple of distinct integers, got {self.seeds!r}")
+        for seed in self.seeds:
+            check_int(seed, "seeds[i]", minimum=0)
+        if not (self.lam >= 0 and self.lr > 0 and self.tol > 0 and self.noise >= 0):
+            raise ValueError("lam >= 0, lr > 0, tol > 0 and noise >= 0 are required")
+        return self
+
+    def key(self) -> str:
+        """Digest of everything but the device (results do not depend on where they ran)."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "device"}
+        return config_key({**fields, "results_version": RESULTS_VERSION})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's protocol (App. A) with our documented choices for what it leaves open.
+    "paper": {},
+    # Seconds on a CPU: enough to exercise every step, not to converge.
+    "quick": dict(seeds=(0, 1), iterations=400, n_train=1000, n_eval=32, restarts=4, max_steps=100,
+                  exact_resolution=384, log_every=20),
+    # The paper's protocol trained five times longer: 10k iterations at lr 5e-5 do not converge (see the chapter).
+    "long": dict(iterations=50_000, log_every=500),
+}
+
+
+def make_config(preset: str = "quick", **overrides: Any) -> Table1Config:
+    """A validated configuration: a preset plus overrides (``None`` values are ignored)."""
+    base = dict(lookup(PRESETS, preset, "preset"))
+    known = {f.name for f in dataclasses.fields(Table1Config)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown Table 1 parameter(s) {unknown}; valid: {sorted(known)}")
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    if "seeds" in base:
+        base["seeds"] = tuple(base["seeds"])
+    return Table1Config(preset=preset, **base).validate()
+
+
+@dataclass
+class Table1Result:
+    """Outputs of one variant; every frame is tidy (one row per observation)."""
+
+    config: Table1Config
+    summary: pd.DataFrame  # one row per (row label, seed, p)
+    curves: pd.DataFrame  # one row per (row label, seed, iteration)
+    samples: dict[str, np.ndarray] = field(repr=False)  # per-point arrays, see _measure
+    model: BatchedMLP = field(repr=False)  # the trained networks, model index = row·S + seed index
+    meta: dict[str, Any] = field(default_factory=dict)
+    directory: Path | None = None
+
+    @property
+    def models(self) -> list[tuple[str, int]]:
+        return [(spec.label, seed) for spec in TABLE1_ROWS for seed in self.config.seeds]
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+def _scale_argument(config: Table1Config) -> float | str:
+    return 1.0 if config.scale == "raw" else STANDARDIZED
+
+
+def build_model(config: Table1Config) -> tuple[BatchedMLP, list[PenaltySpec], list[int]]:
+    """The batched network of all (row, seed) pairs, row-major: model index = row·S + seed index."""
+    specs = [spec for spec in TABLE1_ROWS for _ in config.seeds]
+    seed_index = [i for _ in TABLE1_ROWS for i in range(len(config.seeds))]
+    model = BatchedMLP([config.seeds[i] for i in seed_index], config.dim, config.width, config.layers)
+    return model, specs, seed_index
+
+
+def training_data(config: Table1Config) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [swiss_roll(config.n_train, _scale_argument(config), config.dim, config.noise, seed=1000 + s)
+            for s in config.seeds]
+
+
+def evaluation_data(config: Table1Config) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fresh test points per seed: ``n_eval`` per class (the paper: 256 of each class)."""
+    return [swiss_roll(config.n_eval, _scale_argument(config), config.dim, config.noise, seed=2000 + s)
+            for s in config.seeds]
+
+
+def _measure(model: BatchedMLP, seed_index: list[int], config: Table1Config,
+             device: torch.device) -> dict[str, np.ndarray]:
+    """Margins of every model on its seed's test points, for p = 1, 2, ∞ (and the 2-D reference)."""
+    evaluation = evaluation_data(config)
+    x = torch.stack([evaluation[i][0] for i in seed_index]).to(device, torch.float32)  # (M, N, d)
+    y = torch.stack([evaluation[i][1] for i in seed_index]).to(device, torch.float32)
+    m, n, _ = x.shape
+    with torch.no_grad():
+        scores = model(x)
+    out: dict[str, np.ndarray] = {
+        "x": x.cpu().numpy(), "y": y.cpu().numpy(), "score": scores.cpu().numpy(),
+        "orders": np.array(MARGIN_ORDERS),
+    }
+    distance, converged, points = [], [], []
+    searches = boundary_distances(model.flat(n), x.reshape(m * n, -1), MARGIN_ORDERS, tol=config.tol,
+                                  max_steps=config.max_steps, restarts=config.restarts,
+                                  polish_steps=config.polish_steps)
+    for search in searches.values():
+        distance.append(search.distance.reshape(m, n).cpu().numpy())
+        converged.append(search.converged.reshape(m, n).cpu().numpy())
+        points.append(search.point.reshape(m, n, -1).cpu().numpy())
+    out["distance"] = np.stack(distance, 1)  # (M, P, N)
+    out["converged"] = np.stack(converged, 1)
+    out["point"] = np.stack(points, 1)  # (M, P, N, d)
+    if config.dim == 2:
+        out["exact"] = _exact_reference(model, x, config)
+    return out
+
+
+def _exact_reference(model: BatchedMLP, x: torch.Tensor, config: Table1Config) -> np.ndarray:
+    """(M, P, N) reference distances from the zero set traced on a grid (2-D only)."""
+    x64 = x.detach().cpu().to(torch.float64)
+    pad = 0.25 * float(x64.abs().max())
+    lower = (float(x64[..., 0].min()) - pad, float(x64[..., 1].min()) - pad)
+    upper = (float(x64[..., 0].max()) + pad, float(x64[..., 1].max()) + pad)
+    reference = np.empty((x.shape[0], len(MARGIN_ORDERS), x.shape[1]))
+    for i in range(x.shape[0]):
+        net = model.model(i).cpu()
+        lines = exact.zero_set_2d(net, lower, upper, config.exact_resolution)
+        for j, p in enumerate(MARGIN_ORDERS):
+            if lines:
+                reference[i, j] = torch.stack([exact.polyline_distance(x64[i], line, p) for line in lines]).min(0).values.numpy()
+            else:
+                reference[i, j] = np.inf
+    return reference
+
+
+def _summarise(config: Table1Config, samples: dict[str, np.ndarray], train_accuracy: np.ndarray) -> pd.DataFrame:
+    """One row per (model, p). Margins are signed (eq. 3 with the sign of §3.2): a correctly
+    classified point counts +distance, a misclassified one −distance. Points for which no boundary
+    point was found (``not_found_share``; e.g. a classifier that is constant near them) are left out
+    of the means."""
+    rows = []
+    correct = samples["score"] * samples["y"] > 0  # (M, N)
+    models = [(spec, seed) for spec in TABLE1_ROWS for seed in config.seeds]
+    for i, (spec, seed) in enumerate(models):
+        for j, p in enumerate(MARGIN_ORDERS):
+            d = samples["distance"][i, j]
+            found = np.isfinite(d)
+            signed = np.where(correct[i], d, -d)[found]  # misclassified points count negatively
+            record = {
+                "row": spec.label, "g": spec.g or "none", "q": "none" if spec.q is None else spec.q,
+                "seed": seed, "p": p,
+                "margin_mean": float(np.mean(signed)) if found.any() else np.nan,
+                "margin_median": float(np.median(signed)) if found.any() else np.nan,
+                "distance_mean": float(np.mean(d[found])) if found.any() else np.nan,
+                "nonconverged_share": float(1 - samples["converged"][i, j].mean()),
+                "not_found_share": float(np.mean(~np.isfinite(d))),
+                "test_accuracy": float(correct[i].mean()), "train_accuracy": float(train_accuracy[i]),
+            }
+            if "exact" in samples:
+                ref = samples["exact"][i, j]
+                both = np.isfinite(d) & np.isfinite(ref) & (ref > 0)
+                rel = (d[both] - ref[both]) / ref[both]
+                record.update(exact_median_abs_rel=float(np.median(np.abs(rel))) if both.any() else np.nan,
+                              exact_p95_abs_rel=float(np.quantile(np.abs(rel), 0.95)) if both.any() else np.nan,
+                              exact_min_rel=float(np.min(rel)) if both.any() else np.nan,
+                              exact_unmatched_share=float(1 - both.mean()))
+            rows.append(record)
+    frame = pd.DataFrame(rows)
+    for name in ("dim", "scale", "iterations", "width", "penalty_at", "preset"):
+        frame[name] = getattr(config, name)
+    return frame
+
+
+def _curves(config: Table1Config, log) -> pd.DataFrame:
+    models = [(spec.label, seed) for spec in TABLE1_ROWS for seed in config.seeds]
+    frames = []
+    for i, (label, seed) in enumerate(models):
+        frames.append(pd.DataFrame({"row": label, "seed": seed, "iteration": log.iteration,
+                                    "loss": log.loss[:, i], "penalty": log.penalty[:, i],
+                                    "accuracy": log.accuracy[:, i], "grad_norm": log.grad_norm[:, i]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@torch.no_grad()
+def _train_accuracy(model: BatchedMLP, seed_index: list[int], data, device: torch.device) -> np.ndarray:
+    x = torch.stack([data[i][0] for i in seed_index]).to(device, torch.float32)
+    y = torch.stack([data[i][1] for i in seed_index]).to(device, torch.float32)
+    return (model(x) * y > 0).float().mean(1).cpu().numpy()
+
+
+def result_directory(config: Table1Config, root: Path) -> Path:
+    return Path(root) / f"{config.preset}-dim{config.dim}-{config.scale}-{config.key()}"
+
+
+def run_table1(config: Table1Config, root: Path | str = "results/table1", force: bool = False,
+               progress: bool = True) -> Table1Result:
+    """Train, measure and save one variant, or load it if ``root`` already holds this configuration."""
+    config.validate()
+    directory = result_directory(config, Path(root))
+    if not force and (directory / "summary.csv").exists():
+        return load_table1(directory)
+    device = _resolve_device(config.device)
+    torch.manual_seed(0)
+    model, specs, seed_index = build_model(config)
+    model = model.to(device)
+    data = training_data(config)
+    started = time.perf_counter()
+    log = train_penalized_classifiers(model, specs, seed_index, data, config.iterations,
+                                      stream_seeds=list(config.seeds), lam=config.lam,
+                                      batch_size=config.batch_size, lr=config.lr, penalty_at=config.penalty_at,
+                                      log_every=config.log_every, progress=progress)
+    trained = time.perf_counter()
+    samples = _measure(model, seed_index, config, device)
+    measured = time.perf_counter()
+    summary = _summarise(config, samples, _train_accuracy(model, seed_index, data, device))
+    meta = {"config": dataclasses.asdict(config), "key": config.key(), "environment": environment(),
+            "seconds": {"training": trained - started, "margins": measured - trained},
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result = Table1Result(config, summary, _curves(config, log), samples, model.cpu(), meta, directory)
+    save_table1(result, directory)
+    return result
+
+
+def save_table1(result: Table1Result, directory: Path) -> None:
+    """Write summary.csv, curves.csv, samples.npz, model.pt and meta.json atomically (meta last)."""
+    import io
+
+    atomic_write_text(directory / "summary.csv", result.summary.to_csv(index=False))
+    atomic_write_text(directory / "curves.csv", result.curves.to_csv(index=False, float_format="%.6g"))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{k: (v.astype(np.float32) if v.dtype == np.float64 else v)
+                                   for k, v in result.samples.items()})
+    atomic_write_bytes(directory / "samples.npz", buffer.getvalue())
+    weights = io.BytesIO()
+    torch.save(result.model.state_dict(), weights)
+    atomic_write_bytes(directory / "model.pt", weights.getvalue())
+    atomic_write_text(directory / "meta.json", json.dumps(result.meta, indent=2, default=str))
+
+
+RESULT_FILES = ("summary.csv", "curves.csv", "samples.npz", "model.pt", "meta.json")
+
+
+def load_table1(directory: Path | str, expected_digest: str | None = None) -> Table1Result:
+    """Read a saved variant back.
+
+    Raises FileNotFoundError naming what is missing (and how to produce it), and
+    ValueError when ``expected_digest`` (a prefix of the SHA-256 of summary.csv,
+    pinned by the chapter that shows it) does not match: regenerated results must
+    be acknowledged in the chapter, which also invalidates the book's execution cache.
+    """
+    directory = Path(directory)
+    missing = [name for name in RESULT_FILES if not (directory / name).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{directory} lacks {missing}; produce it with `python -m mmgan.table1` and the same options")
+    digest = file_digest(directory / "summary.csv")
+    if expected_digest is not None and not digest.startswith(expected_digest):
+        raise ValueError(f"{directory}/summary.csv has digest {digest[:12]}, the chapter expects "
+                         f"{expected_digest}: the results were regenerated; update the digest in the chapter")
+    meta = json.loads((directory / "meta.json").read_text())
+    config = Table1Config(**{**meta["config"], "seeds": tuple(meta["config"]["seeds"])})
+    with np.load(directory / "samples.npz") as archive:
+        samples = {k: archive[k] for k in archive.files}
+    model, _, _ = build_model(config)
+    model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
+    return Table1Result(config, pd.read_csv(directory / "summary.csv"), pd.read_csv(directory / "curves.csv"),
+                        samples, model, meta, directory)
+
+
+
+
+#: The variants whose saved results the book shows: (preset, dim, scale).
+BOOK_VARIANTS: tuple[tuple[str, int, str], ...] = (
+    ("paper", 2, STANDARDIZED), ("paper", 2, "raw"),
+    ("paper", 3, STANDARDIZED), ("paper", 3, "raw"),
+    ("long", 2, STANDARDIZED), ("long", 2, "raw"),
+)
+
+
+def variant_name(preset: str, dim: int, scale: str) -> str:
+    return f"{preset}-dim{dim}-{scale}"
+
+
+def load_book_variants(root: Path | str, digests: dict[str, str]) -> dict[str, Table1Result]:
+    """Load every saved variant of :data:`BOOK_VARIANTS`, checking the digests the chapter pins."""
+    out = {}
+    for preset, dim, scale in BOOK_VARIANTS:
+        name = variant_name(preset, dim, scale)
+        config = make_config(preset, dim=dim, scale=scale)
+        out[name] = load_table1(result_directory(config, Path(root)), expected_digest=digests.get(name))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train and measure one variant of Table 1.")
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    parser.add_argument("--dim", type=int, choices=(2, 3))
+    parser.add_argument("--scale", choices=SCALES)
+    parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--penalty-at", dest="penalty_at", choices=CLASSIFIER_PENALTY_POINTS)
+    parser.add_argument("--device", choices=DEVICES)
+    parser.add_argument("--root", default="results/table1")
+    parser.add_argument("--force", action="store_true", help="retrain even if results exist")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k not in ("preset", "root", "force")}
+    config = make_config(args.preset, **overrides)
+    result = run_table1(config, args.root, force=args.force)
+    print(json.dumps(result.meta["seconds"]), result.directory)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The two-dimensional toy problem of §5.2.2 (Figure 1) and learned versions of it.
+
+Real data (class 1) lie uniformly on the segment x₁ = 1, x₂ ∈ [−1, 1]; fake
+data (class 2) on x₁ = −1. The maximum-margin boundary is x₁ = 0. The paper
+looks at hand-set classifiers f(x) = sigmoid(w₁x₁ + w₀); here we also learn
+them, with and without a gradient penalty.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mmgan.registry import check_int
+
+REAL_X1 = 1.0
+FAKE_X1 = -1.0
+
+
+def sigmoid_example(w1: float, w0: float) -> dict[str, float]:
+    """Outputs and gradient norms of f(x) = sigmoid(w1·x₁ + w0) at the real and fake segments.
+
+    Because f depends on x₁ only, ‖∇ₓf‖ = |w1|·σ(z)·σ(−z) with z = w1·x₁ + w0, the same
+    for every L^p norm, and constant along each segment.
+
+    Returns:
+        ``{'f_real', 'f_fake', 'grad_real', 'grad_fake'}`` at x₁ = 1 and x₁ = −1.
+    """
+    for name, value in (("w1", w1), ("w0", w0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+    def at(x1: float) -> tuple[float, float]:
+        z = torch.tensor(w1 * x1 + w0, dtype=torch.float64)
+        f = torch.sigmoid(z)
+        return float(f), abs(w1) * float(f * (1 - f))
+
+    f_real, grad_real = at(REAL_X1)
+    f_fake, grad_fake = at(FAKE_X1)
+    return {"f_real": f_real, "f_fake": f_fake, "grad_real": grad_real, "grad_fake": grad_fake}
+
+
+def lipschitz_weight(k: float) -> float:
+    """The slope w₁ for which sigmoid(w₁x₁ + w₀) is K-Lipschitz: max σ' = 1/4, so w₁ = 4K."""
+    if not k > 0:
+        raise ValueError(f"the Lipschitz constant must be > 0, got {k!r}")
+    return 4.0 * k
+
+
+def boundary_position(w1: float, w0: float) -> float:
+    """x₁ where sigmoid(w₁x₁ + w₀) = 1/2."""
+    if w1 == 0:
+        raise ValueError("w1 = 0 gives a constant classifier without a boundary")
+    return -w0 / w1
+
+
+def segments(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n real and n fake points (float64), real first, with labels +1 / −1."""
+    check_int(n, "n", minimum=1)
+    gen = torch.Generator().manual_seed(seed)
+    heights = 2 * torch.rand(2 * n, generator=gen, dtype=torch.float64) - 1
+    x1 = torch.cat([torch.full((n,), REAL_X1), torch.full((n,), FAKE_X1)]).to(torch.float64)
+    y = torch.cat([torch.ones(n), -torch.ones(n)]).to(torch.float64)
+    return torch.stack([x1, heights], 1), y
+
+
+def boundary_crossing(f, x2: float = 0.0, lo: float = -1.5, hi: float = 1.5, steps: int = 50) -> float:
+    """x₁ in [lo, hi] where f(x₁, x2) changes sign (bisection), NaN if it does not."""
+    with torch.no_grad():
+        def value(x1: float) -> float:
+            point = torch.tensor([[x1, x2]], dtype=_dtype(f))
+            out = f(point)
+            return float(out.reshape(-1)[0])
+
+        f_lo, f_hi = value(lo), value(hi)
+        if f_lo == 0:
+            return lo
+        if math.copysign(1, f_lo) == math.copysign(1, f_hi):
+            return math.nan
+        for _ in range(steps):
+            mid = 0.5 * (lo + hi)
+            f_mid = value(mid)
+            if math.copysign(1, f_mid) == math.copysign(1, f_lo):
+                lo, f_lo = mid, f_mid
+            else:
+                hi = mid
+        return 0.5 * (lo + hi)
+
+
+def _dtype(f) -> torch.dtype:
+    if isinstance(f, torch.nn.Module):
+        return next(f.parameters()).dtype
+    return torch.get_default_dtype()
+
+
+def gradient_summary(f, x: torch.Tensor) -> dict[str, float]:
+    """Mean ‖∇C‖₂ of the critic C = f and ‖∇D‖₂ of the discriminator D = sigmoid(C) at points x."""
+    x = x.to(_dtype(f)).detach().requires_grad_(True)
+    with torch.enable_grad():
+        c = f(x).reshape(-1)
+        (grad_c,) = torch.autograd.grad(c.sum(), x)
+    d_prime = torch.sigmoid(c) * torch.sigmoid(-c)
+    return {"critic_grad": float(grad_c.norm(dim=1).mean()),
+            "disc_grad": float((d_prime[:, None] * grad_c).norm(dim=1).mean()),
+            "disc_value": float(torch.sigmoid(c).mean())}

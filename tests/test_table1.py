@@ -1,0 +1,89 @@
+"""Table 1 pipeline: batched training, margins against the exact reference, caching, validation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mmgan import table1
+from mmgan.classifier_training import PenaltySpec, train_penalized_classifiers
+from mmgan.data import STANDARDIZED, swiss_roll
+from mmgan.mlp import BatchedMLP
+
+
+@pytest.fixture(autouse=True)
+def _float32():
+    torch.set_default_dtype(torch.float32)
+
+
+def test_batched_training_equals_one_run_at_a_time():
+    specs = [PenaltySpec("ls", 2.0), PenaltySpec("hinge", math.inf), PenaltySpec("ls", 1.0), PenaltySpec(None, None)]
+    seeds = [3, 3, 4, 4]
+    data = {s: swiss_roll(200, scale=STANDARDIZED, seed=s) for s in (3, 4)}
+    for penalty_at in ("data", "interpolates"):
+        batched = BatchedMLP(seeds, 2, width=16)
+        train_penalized_classifiers(batched, specs, [0, 0, 1, 1], [data[3], data[4]], 15, stream_seeds=[3, 4],
+                                    lr=1e-3, penalty_at=penalty_at, progress=False)
+        for m, (spec, seed) in enumerate(zip(specs, seeds)):
+            alone = BatchedMLP([seed], 2, width=16)
+            train_penalized_classifiers(alone, [spec], [0], [data[seed]], 15, stream_seeds=[seed],
+                                        lr=1e-3, penalty_at=penalty_at, progress=False)
+            for w_b, w_a in zip(batched.parameters(), alone.parameters()):
+                torch.testing.assert_close(w_b[m], w_a[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The 7 rows, one seed, trained briefly with a large step so the classifiers fit the roll."""
+    torch.set_default_dtype(torch.float32)
+    config = table1.make_config("quick", seeds=(0,), iterations=400, lr=3e-3, n_eval=48, exact_resolution=768)
+    root = tmp_path_factory.mktemp("table1")
+    return table1.run_table1(config, root, progress=False), root
+
+
+def test_estimator_matches_exact_reference_on_trained_classifiers(trained):
+    result, _ = trained
+    summary = result.summary
+    assert (summary.test_accuracy > 0.8).any()
+    assert (summary.exact_median_abs_rel <= 0.01).all(), summary[["row", "p", "exact_median_abs_rel"]]
+    assert (summary.exact_p95_abs_rel <= 0.05).all(), summary[["row", "p", "exact_p95_abs_rel"]]
+
+
+def test_margins_obey_norm_order_per_sample(trained):
+    d = trained[0].samples["distance"]  # (M, P, N), orders 1, 2, inf
+    assert list(trained[0].samples["orders"]) == [1.0, 2.0, math.inf]
+    assert np.all(d[:, 0] >= d[:, 1]) and np.all(d[:, 1] >= d[:, 2])
+
+
+def test_results_are_saved_and_reloaded_without_retraining(trained, monkeypatch):
+    result, root = trained
+    def fail(*args, **kwargs):
+        raise AssertionError("run_table1 retrained although results existed")
+    monkeypatch.setattr(table1, "train_penalized_classifiers", fail)
+    again = table1.run_table1(result.config, root, progress=False)
+    assert again.summary.equals(table1.load_table1(result.directory).summary)
+    np.testing.assert_array_equal(again.samples["distance"], result.samples["distance"])
+    assert again.meta["key"] == result.config.key()
+
+
+def test_summary_is_tidy_and_labelled(trained):
+    summary = trained[0].summary
+    assert len(summary) == 7 * 1 * 3
+    for column in ("row", "seed", "p", "margin_mean", "test_accuracy", "nonconverged_share", "dim", "scale", "preset"):
+        assert column in summary
+    assert set(summary.row) == {spec.label for spec in table1.TABLE1_ROWS}
+
+
+@pytest.mark.parametrize(("preset", "overrides", "message"), [
+    ("fast", {}, "unknown preset='fast'; valid choices: 'paper', 'quick'"),
+    ("quick", {"dim": 4}, "invalid dim=4; valid choices: 2, 3"),
+    ("quick", {"iterations": 0}, "iterations must be >= 1"),
+    ("quick", {"scale": "unit"}, "invalid scale='unit'"),
+    ("quick", {"penalty_at": "fake"}, "invalid penalty_at='fake'"),
+    ("quick", {"epochs": 3}, r"unknown Table 1 parameter\(s\) \['epochs'\]"),
+    ("quick", {"seeds": (1, 1)}, "distinct"),
+])
+def test_bad_parameters_stop_with_a_clear_error(preset, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        table1.make_config(preset, **overrides)
