@@ -40,3 +40,27 @@ def error_text(value: Any, floor: float = 1e-12) -> str:
     """
     number = float(value.item() if hasattr(value, "item") else value)
     return f"< {floor:.0e}" if abs(number) <= floor else f"{number:.1e}"
+
+
+def figure_index(notebooks: str = ".") -> Any:
+    """Every captioned figure of the chapters: its name, chapter, the mmgan function that draws it,
+    and the command that regenerates it (read from the notebooks' cell metadata and code)."""
+    import re
+    from pathlib import Path
+
+    import nbformat
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(notebooks).glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            figure = cell.get("metadata", {}).get("mystnb", {}).get("figure")
+            if cell.cell_type != "code" or not figure:
+                continue
+            drawn_by = re.findall(r"plots\.(\w+)\(", cell.source)
+            rows.append({"figure": figure.get("name", ""), "chapter": path.stem,
+                         "drawn by": ", ".join(f"mmgan.plots.{name}" for name in drawn_by) or "—",
+                         "caption": re.sub(r"\s+", " ", figure.get("caption", ""))[:110] + "…",
+                         "regenerate": f"papermill notebooks/{path.name} out.ipynb"})
+    return pd.DataFrame(rows)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mmgan.losses import margin_loss
 from mmgan.mlp import BatchedMLP

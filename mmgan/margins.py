@@ -151,6 +151,33 @@ def _land(f: Classifier, x: torch.Tensor, delta: torch.Tensor, sign0: torch.Tens
     return _Landing(distance=distance, delta=step)
 
 
+def _steps_to_other_class(x: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor | None,
+                          k: int, pool: int = 4096) -> list[torch.Tensor]:
+    """Steps from each point to its k nearest (L²) points with the opposite sign of f, within its group.
+
+    Points without such a neighbour get a zero step (no crossing, so no candidate).
+    Without groups, neighbours are searched among at most ``pool`` points of the batch.
+    """
+    if k <= 0 or x.shape[0] < 2:
+        return []
+    n = x.shape[0]
+    group = torch.zeros(n, dtype=torch.long, device=x.device) if groups is None else groups.to(x.device).long()
+    steps = [torch.zeros_like(x) for _ in range(k)]
+    for g in torch.unique(group):
+        members = (group == g).nonzero(as_tuple=True)[0]
+        candidates = members if members.numel() <= pool else members[torch.randperm(members.numel())[:pool]]
+        for chunk in members.split(2048):
+            dist = torch.cdist(x[chunk], x[candidates])
+            same = torch.sign(scores[chunk])[:, None] == torch.sign(scores[candidates])[None, :]
+            dist = dist.masked_fill(same, math.inf)
+            kk = min(k, candidates.numel())
+            values, index = dist.topk(kk, dim=1, largest=False)
+            for j in range(kk):
+                ok = torch.isfinite(values[:, j])[:, None]
+                steps[j][chunk] = torch.where(ok, x[candidates[index[:, j]]] - x[chunk], torch.zeros_like(x[chunk]))
+    return steps
+
+
 def _polish(f: Classifier, x: torch.Tensor, delta: torch.Tensor, distance: torch.Tensor,
             sign0: torch.Tensor, p: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequential linearised projections from boundary points x + δ (monotone in distance).
@@ -189,14 +216,20 @@ def boundary_distance(
     decay: float = 0.7,
     polish_steps: int = 8,
     seed: int = 0,
+    data_restarts: int = 2,
+    groups: torch.Tensor | None = None,
 ) -> BoundarySearch:
     """L^p distance from each x to the boundary {f = 0} by an augmented-Lagrangian search (App. A).
 
     Solves ``min ‖δ‖_p s.t. f(x + δ) = 0`` for every row of x at once:
 
-    1. **Start** from the Taylor step of §3 (restart 0) and from steps twice
-       as long in random directions, drawn in opposite pairs (restarts 1, 2,
-       …); move each start along its ray onto the boundary where it crosses.
+    1. **Start** from the Taylor step of §3 (restart 0), from steps twice as
+       long in random directions, drawn in opposite pairs (restarts 1 …
+       ``restarts`` − 1), and from the steps to the ``data_restarts`` nearest
+       points of the batch that f puts in the other class (the segment to such
+       a point must cross the boundary; with ``groups``, only points of the
+       same group count, e.g. the points scored by the same model). Each start
+       is moved along its ray onto the boundary where it crosses.
     2. **Augmented Lagrangian** (Hestenes, 1969): Adam steps on
        ``N_p(δ/s) + μ·c + ρ/2·c²`` with ``c = f(x + δ) / (s·‖∇f(x)‖_q)``, a
        constraint in units of the Taylor margin s, and ``N_p`` a smooth
@@ -224,6 +257,9 @@ def boundary_distance(
     check_int(restarts, "restarts", minimum=1)
     check_int(window, "window", minimum=1)
     check_int(polish_steps, "polish_steps", minimum=0)
+    check_int(data_restarts, "data_restarts", minimum=0)
+    if groups is not None and groups.shape != (x.shape[0],):
+        raise ValueError(f"groups must have shape ({x.shape[0]},), got {tuple(groups.shape)}")
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
     shape = x.shape
@@ -247,6 +283,8 @@ def boundary_distance(
         else:  # ... and its opposite (antithetic pairs cover symmetric boundaries)
             direction = -direction
         starts.append(2.0 * taylor_size * direction)
+    starts += _steps_to_other_class(x0, out0, groups, data_restarts)
+    restarts = len(starts)
     X = x0.repeat(restarts, 1)
     sign0 = torch.sign(out0).repeat(restarts)
     G = gnorm.repeat(restarts)

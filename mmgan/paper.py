@@ -16,7 +16,7 @@ import yaml
 
 from mmgan.registry import lookup
 
-STATUS_CHOICES: tuple[str, ...] = ("verified", "contradicted", "rerunnable", "planned", "not here")
+STATUS_CHOICES: tuple[str, ...] = ("verified", "contradicted", "inconclusive", "rerunnable", "planned", "not here")
 
 
 @cache

@@ -179,3 +179,81 @@ def training_curves(curves, metrics: Sequence[str] = ("loss", "penalty", "accura
             ax.set_yscale("symlog", linthresh=1e-3)
     axes[0].legend(frameon=False, fontsize=7)
     return fig
+
+
+def sigmoid_example_figure(cases: Mapping[str, tuple[float, float]]) -> Figure:
+    """Figure 1 of the paper: (a) the two segments and the boundaries; (b) ‖∇f‖ along x₁."""
+    fig, (ax_a, ax_b) = _figure(9.0, 3.8, ncols=2)
+    colors = ["tab:blue", "tab:red", "tab:green"]
+    ax_a.plot([1, 1], [-1, 1], color="k", lw=3, label="real (class 1)")
+    ax_a.plot([-1, -1], [-1, 1], color="0.6", lw=3, label="fake (class 2)")
+    x1 = np.linspace(-2, 2, 801)
+    for (name, (w1, w0)), color in zip(cases.items(), colors):
+        position = -w0 / w1
+        ax_a.axvline(position, color=color, ls="--" if "K = 2" in name else "-", lw=1.2, label=name)
+        z = w1 * x1 + w0
+        sig = 1 / (1 + np.exp(-z))
+        ax_b.plot(x1, np.abs(w1) * sig * (1 - sig), color=color, label=name)
+    ax_a.set(xlim=(-2, 2), ylim=(-1.5, 1.5), xlabel="$x_{(1)}$", ylabel="$x_{(2)}$", title="(a) data and boundaries")
+    ax_a.legend(frameon=False, fontsize=7, loc="lower center")
+    for x in (-1, 1):
+        ax_b.axvline(x, color="0.7", lw=0.8)
+    ax_b.set(xlabel="$x_{(1)}$", ylabel=r"$\|\nabla_x f(x)\|$", title=r"(b) gradient of sigmoid$(w_1x_{(1)}+w_0)$")
+    ax_b.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def line_gan_curves(curves) -> Figure:
+    """Toy GAN: distance to the real line and discriminator gradient at fakes, per (loss, λ) and seed."""
+    fig, (ax_d, ax_g) = _figure(9.5, 3.6, ncols=2)
+    settings = list(curves.groupby(["generator_loss", "lam"]).groups)
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    for (loss, lam), color in zip(settings, palette):
+        part = curves[(curves.generator_loss == loss) & (curves.lam == lam)]
+        label = f"{loss}, λ = {lam:g}"
+        for k, (_, run) in enumerate(part.groupby("seed")):
+            ax_d.plot(run.iteration, run.distance, color=color, lw=0.8, label=label if k == 0 else None)
+            ax_g.semilogy(run.iteration, run.fake_disc_grad, color=color, lw=0.8, label=label if k == 0 else None)
+    ax_d.set(xlabel="iteration", ylabel=r"$|\theta - 1|$", title="generator's distance to the real line")
+    ax_g.set(xlabel="iteration", ylabel=r"$\|\nabla_x D\|$ at fakes", title="discriminator gradient at the fakes")
+    ax_d.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def relativistic_boundaries(nets: Sequence[torch.nn.Module], titles: Sequence[str], real: torch.Tensor,
+                            fake: torch.Tensor, levels: Sequence[tuple[float, float]], resolution: int = 300) -> Figure:
+    """For each critic: the RaGAN level sets C = E_Q C (real side) and C = E_P C (fake side), and C = 0."""
+    fig, axes = plt.subplots(1, len(nets), figsize=(3.0 * len(nets), 3.1), squeeze=False, layout="constrained")
+    plt.close(fig)
+    gx, gy = np.meshgrid(np.linspace(-3, 3, resolution), np.linspace(-3, 3, resolution))
+    grid = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    for ax, net, title, (mean_real, mean_fake) in zip(axes[0], nets, titles, levels):
+        dtype = next(net.parameters()).dtype
+        with torch.no_grad():
+            z = net(grid.to(dtype)).reshape(resolution, resolution).numpy()
+        ax.scatter(*real.T, s=2, c="tab:blue")
+        ax.scatter(*fake.T, s=2, c="tab:red")
+        ax.contour(gx, gy, z, levels=[mean_fake], colors="tab:blue", linewidths=1.2)
+        ax.contour(gx, gy, z, levels=[mean_real], colors="tab:red", linewidths=1.2)
+        if z.min() < 0 < z.max():
+            ax.contour(gx, gy, z, levels=[0.0], colors="0.5", linestyles="--", linewidths=1)
+        ax.set_title(title, fontsize=9)
+        ax.set(xticks=[], yticks=[], aspect="equal", xlim=(-3, 3), ylim=(-3, 3))
+    return fig
+
+
+def gan_metric_curves(curves, ylabel: str) -> Figure:
+    """Metric against generator iterations, one panel per loss, mean over seeds per (q, g) cell."""
+    losses = list(dict.fromkeys(curves["loss"]))
+    fig, axes = _figure(4.2 * len(losses), 3.4, ncols=len(losses))
+    mean = curves.groupby(["loss", "q", "g", "iteration"])["value"].agg(["mean", "min", "max"]).reset_index()
+    styles = {"ls": "--", "hinge": "-"}
+    colors = {"1": "tab:blue", "2": "tab:orange", "inf": "tab:green", "smax": "tab:purple"}
+    for ax, loss in zip(axes, losses):
+        for (q, g), part in mean[mean["loss"] == loss].groupby(["q", "g"]):
+            ax.plot(part["iteration"], part["mean"], ls=styles.get(g, "-"), color=colors.get(q, "k"),
+                    label=f"q={q}, g={g}")
+            ax.fill_between(part["iteration"], part["min"], part["max"], color=colors.get(q, "k"), alpha=0.12)
+        ax.set(xlabel="generator iteration", ylabel=ylabel, title=loss, yscale="log")
+    axes[0].legend(frameon=False, fontsize=7)
+    return fig

@@ -54,3 +54,19 @@ def environment() -> dict[str, str]:
 
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
             "machine": platform.machine(), "threads": str(torch.get_num_threads())}
+
+
+def results_root(path: str | Path | None = None) -> Path:
+    """Where result files live: ``path`` if given, else ``$MMGAN_RESULTS``, else ``results/`` of the
+    repository that contains the working directory (found by its ``_toc.yml`` and ``mmgan/``), so a
+    chapter finds the same files whether it runs from ``notebooks/`` (the book, nbval) or from the
+    repository root (papermill), and else ``./results``."""
+    if path is not None:
+        return Path(path)
+    if "MMGAN_RESULTS" in os.environ:
+        return Path(os.environ["MMGAN_RESULTS"])
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file() and (folder / "mmgan").is_dir():
+            return folder / "results"
+    return here / "results"

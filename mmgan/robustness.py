@@ -34,12 +34,13 @@ def contaminated_blobs(n: int, eps: float, seed: int, spread: float = 0.4) -> tu
     if not 0 <= eps < 1:
         raise ValueError(f"eps must be in [0, 1), got {eps!r}")
     gen = torch.Generator().manual_seed(seed)
-    pos = torch.randn(n, 2, generator=gen) * spread + torch.tensor([1.0, 0.0])
-    neg = torch.randn(n, 2, generator=gen) * spread + torch.tensor([-1.0, 0.0])
+    f32 = torch.float32
+    pos = torch.randn(n, 2, generator=gen, dtype=f32) * spread + torch.tensor([1.0, 0.0])
+    neg = torch.randn(n, 2, generator=gen, dtype=f32) * spread + torch.tensor([-1.0, 0.0])
     k = int(round(eps * n))
     if k:
-        neg[:k] = torch.randn(k, 2, generator=gen) * 0.2 + torch.tensor(OUTLIER_CENTRE)
-    return torch.cat([pos, neg]), torch.cat([torch.ones(n), -torch.ones(n)])
+        neg[:k] = torch.randn(k, 2, generator=gen, dtype=f32) * 0.2 + torch.tensor(OUTLIER_CENTRE)
+    return torch.cat([pos, neg]), torch.cat([torch.ones(n, dtype=f32), -torch.ones(n, dtype=f32)])
 
 
 def run_outlier_experiment(epsilons: tuple[float, ...] = (0.0, 0.05, 0.1), seeds: tuple[int, ...] = (0, 1, 2),

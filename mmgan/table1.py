@@ -44,7 +44,7 @@ TABLE1_ROWS: tuple[PenaltySpec, ...] = (
 )
 SCALES: tuple[str, ...] = ("raw", STANDARDIZED)
 #: Bump when a code change alters results, so saved results of older code are not reused.
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 
 
@@ -66,7 +66,8 @@ class Table1Config:
     penalty_at: str = "data"
     n_train: int = 5000
     n_eval: int = 256
-    restarts: int = 8
+    restarts: int = 4
+    data_restarts: int = 6
     max_steps: int = 200
     polish_steps: int = 4
     tol: float = 0.01
@@ -83,6 +84,7 @@ class Table1Config:
                      "max_steps", "exact_resolution", "log_every"):
             check_int(getattr(self, name), name, minimum=1)
         check_int(self.polish_steps, "polish_steps", minimum=0)
+        check_int(self.data_restarts, "data_restarts", minimum=0)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty tuple of distinct integers, got {self.seeds!r}")
         for seed in self.seeds:
@@ -183,9 +185,11 @@ def _measure(model: BatchedMLP, seed_index: list[int], config: Table1Config,
         "orders": np.array(MARGIN_ORDERS),
     }
     distance, converged, points = [], [], []
+    groups = torch.arange(m, device=x.device).repeat_interleave(n)  # restarts toward points of the same model
     searches = boundary_distances(model.flat(n), x.reshape(m * n, -1), MARGIN_ORDERS, tol=config.tol,
                                   max_steps=config.max_steps, restarts=config.restarts,
-                                  polish_steps=config.polish_steps)
+                                  polish_steps=config.polish_steps, data_restarts=config.data_restarts,
+                                  groups=groups)
     for search in searches.values():
         distance.append(search.distance.reshape(m, n).cpu().numpy())
         converged.append(search.converged.reshape(m, n).cpu().numpy())
@@ -304,6 +308,37 @@ def run_table1(config: Table1Config, root: Path | str = "results/table1", force:
     return result
 
 
+#: Settings of the margin search and of the exact reference (not of training).
+MARGIN_FIELDS: tuple[str, ...] = ("n_eval", "restarts", "data_restarts", "max_steps", "polish_steps", "tol",
+                                  "exact_resolution")
+
+
+def remeasure(directory: Path | str, root: Path | str, **changes: Any) -> Table1Result:
+    """Measure the saved networks of a run again with the current estimator (no retraining).
+
+    The training-related configuration and curves are kept; the margin settings
+    (:data:`MARGIN_FIELDS`) are those of the current preset unless ``changes`` overrides them.
+    The result is saved under the key of the new configuration.
+    """
+    old = load_table1(directory)
+    current = make_config(old.config.preset, dim=old.config.dim, scale=old.config.scale)
+    margin_settings = {name: getattr(current, name) for name in MARGIN_FIELDS}
+    config = dataclasses.replace(old.config, **{**margin_settings, **changes}).validate()
+    device = _resolve_device(config.device)
+    model = old.model.to(device)
+    _, _, seed_index = build_model(config)
+    started = time.perf_counter()
+    samples = _measure(model, seed_index, config, device)
+    summary = _summarise(config, samples, _train_accuracy(model, seed_index, training_data(config), device))
+    meta = {**old.meta, "config": dataclasses.asdict(config), "key": config.key(), "environment": environment(),
+            "seconds": {**old.meta["seconds"], "margins": time.perf_counter() - started},
+            "remeasured_from": str(Path(directory).name), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    target = result_directory(config, Path(root))
+    result = Table1Result(config, summary, old.curves, samples, model.cpu(), meta, target)
+    save_table1(result, target)
+    return result
+
+
 def save_table1(result: Table1Result, directory: Path) -> None:
     """Write summary.csv, curves.csv, samples.npz, model.pt and meta.json atomically (meta last)."""
     import io
@@ -386,8 +421,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=DEVICES)
     parser.add_argument("--root", default="results/table1")
     parser.add_argument("--force", action="store_true", help="retrain even if results exist")
+    parser.add_argument("--remeasure", metavar="DIR", help="measure the networks saved in DIR again (no training)")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("preset", "root", "force")}
+    if args.remeasure:
+        result = remeasure(args.remeasure, args.root)
+        print(json.dumps(result.meta["seconds"]), result.directory)
+        return
+    overrides = {k: v for k, v in vars(args).items() if k not in ("preset", "root", "force", "remeasure")}
     config = make_config(args.preset, **overrides)
     result = run_table1(config, args.root, force=args.force)
     print(json.dumps(result.meta["seconds"]), result.directory)

@@ -160,3 +160,23 @@ def exact_errors(variants: dict[str, object]) -> pd.DataFrame:
     table["p"] = table["p"].map(P_NAMES)
     return table.rename(columns={"median": "median |rel. error|", "p95": "95th pct |rel. error|",
                                  "lowest": "lowest rel. error", "unmatched": "share without reference"})
+
+
+def exact_errors_pooled(variants: dict[str, object]) -> pd.DataFrame:
+    """Estimator against the exact 2-D reference over all points of all classifiers of a variant."""
+    rows = []
+    for name, result in variants.items():
+        samples = result.samples
+        if "exact" not in samples:
+            continue
+        for j, p in enumerate(samples["orders"]):
+            d, ref = samples["distance"][:, j].ravel(), samples["exact"][:, j].ravel()
+            both = np.isfinite(d) & np.isfinite(ref) & (ref > 0)
+            rel = (d[both] - ref[both]) / ref[both]
+            rows.append({"variant": name, "p": P_NAMES[float(p)], "points": int(both.sum()),
+                         "median |rel. error|": float(np.median(np.abs(rel))),
+                         "95th pct |rel. error|": float(np.quantile(np.abs(rel), 0.95)),
+                         "share above 5%": float(np.mean(np.abs(rel) > 0.05)),
+                         "lowest rel. error": float(rel.min()),
+                         "share without estimate": float(1 - both.mean())})
+    return pd.DataFrame(rows).set_index(["variant", "p"])

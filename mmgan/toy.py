@@ -68,6 +68,7 @@ def segments(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def boundary_crossing(f, x2: float = 0.0, lo: float = -1.5, hi: float = 1.5, steps: int = 50) -> float:
     """x₁ in [lo, hi] where f(x₁, x2) changes sign (bisection), NaN if it does not."""
     with torch.no_grad():
+
         def value(x1: float) -> float:
             point = torch.tensor([[x1, x2]], dtype=_dtype(f))
             out = f(point)
@@ -101,6 +102,41 @@ def gradient_summary(f, x: torch.Tensor) -> dict[str, float]:
         c = f(x).reshape(-1)
         (grad_c,) = torch.autograd.grad(c.sum(), x)
     d_prime = torch.sigmoid(c) * torch.sigmoid(-c)
+    c, grad_c, d_prime = c.detach(), grad_c.detach(), d_prime.detach()
     return {"critic_grad": float(grad_c.norm(dim=1).mean()),
             "disc_grad": float((d_prime[:, None] * grad_c).norm(dim=1).mean()),
             "disc_value": float(torch.sigmoid(c).mean())}
+
+
+def learned_discriminators(lams: tuple[float, ...], specs, seeds: tuple[int, ...], iterations: int = 1000,
+                           width: int = 16, lr: float = 1e-3, n: int = 1000):
+    """Train sigmoid discriminators (logit critics) on the segments with eq. 6 and measure them.
+
+    One model per (penalty spec, λ, seed), all in one batch; the penalty sits at
+    interpolates between real and fake points (as in WGAN-GP). Returns one row per
+    model: the boundary crossing on the x₁ axis, the critic and discriminator
+    gradient norms and the discriminator value at the fake and the real segment.
+    """
+    import pandas as pd
+
+    from mmgan.classifier_training import PenaltySpec, train_penalized_classifiers
+    from mmgan.mlp import BatchedMLP
+
+    runs = [(PenaltySpec(None, None), 0.0)] + [(spec, lam) for spec in specs for lam in lams if lam > 0]
+    models = [(spec, lam, s) for spec, lam in runs for s in range(len(seeds))]
+    batched = BatchedMLP([seeds[s] for *_, s in models], 2, width)
+    data = [segments(n, seed) for seed in seeds]
+    train_penalized_classifiers(batched, [m[0] for m in models], [m[2] for m in models],
+                                [(x.float(), y.float()) for x, y in data], iterations, stream_seeds=list(seeds),
+                                lam=[m[1] for m in models], lr=lr, penalty_at="interpolates",
+                                log_every=iterations, progress=False)
+    probe, _ = segments(200, 99)  # 200 real then 200 fake points
+    rows = []
+    for i, (spec, lam, s) in enumerate(models):
+        net = batched.model(i)
+        at_fake, at_real = gradient_summary(net, probe[200:].float()), gradient_summary(net, probe[:200].float())
+        rows.append({"penalty": spec.label, "lam": lam, "seed": seeds[s], "boundary x1": boundary_crossing(net),
+                     "critic grad at fake": at_fake["critic_grad"], "D grad at fake": at_fake["disc_grad"],
+                     "D grad at real": at_real["disc_grad"], "D at fake": at_fake["disc_value"],
+                     "D at real": at_real["disc_value"]})
+    return pd.DataFrame(rows)

@@ -35,11 +35,11 @@ from mmgan.toy import FAKE_X1, REAL_X1
 
 @dataclass(frozen=True)
 class LineGANConfig:
-    iterations: int = 600
+    iterations: int = 1500
     batch_size: int = 64
     width: int = 32
     critic_lr: float = 1e-3
-    generator_lr: float = 0.05
+    generator_lr: float = 0.02
     g: str = "ls"
     q: float = 2.0
     log_every: int = 10
@@ -62,8 +62,9 @@ def train_line_gans(config: LineGANConfig, lams: list[float], seeds: list[int],
     runs = [(loss, lam, seed) for loss in generator_losses for lam in lams for seed in seeds]
     m, b = len(runs), config.batch_size
     critic = BatchedMLP([seed for _, _, seed in runs], 2, config.width)
-    theta = torch.nn.Parameter(torch.full((m,), FAKE_X1))
-    lam_m = torch.tensor([lam for _, lam, _ in runs])
+    dtype = critic.weights[0].dtype
+    theta = torch.nn.Parameter(torch.full((m,), FAKE_X1, dtype=dtype))
+    lam_m = torch.tensor([lam for _, lam, _ in runs], dtype=dtype)
     minimax = torch.tensor([loss == "minimax" for loss, _, _ in runs])
     opt_c = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, betas=(0.5, 0.999))
     opt_g = torch.optim.SGD([theta], lr=config.generator_lr)
@@ -71,13 +72,13 @@ def train_line_gans(config: LineGANConfig, lams: list[float], seeds: list[int],
     L, g = margin_loss("sgan"), penalty_shape(config.g)
 
     def line(x1: torch.Tensor) -> torch.Tensor:
-        u = 2 * torch.rand(m, b, generator=gen) - 1
+        u = 2 * torch.rand(m, b, generator=gen, dtype=dtype) - 1
         return torch.stack([x1[:, None].expand(m, b), u], 2)
 
     rows = []
     for it in range(1, config.iterations + 1):
-        real, fake = line(torch.full((m,), REAL_X1)), line(theta.detach())
-        u = torch.rand(m, b, 1, generator=gen)
+        real, fake = line(torch.full((m,), REAL_X1, dtype=dtype)), line(theta.detach())
+        u = torch.rand(m, b, 1, generator=gen, dtype=dtype)
         x_hat = (u * real + (1 - u) * fake).requires_grad_(True)
         (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
         penalty = g(grad_norm(grad.reshape(-1, 2), config.q).reshape(m, b)).mean(1)

@@ -87,3 +87,13 @@ def test_summary_is_tidy_and_labelled(trained):
 def test_bad_parameters_stop_with_a_clear_error(preset, overrides, message):
     with pytest.raises(ValueError, match=message):
         table1.make_config(preset, **overrides)
+
+
+def test_command_line_trains_and_remeasures(tmp_path):
+    from mmgan.table1 import main
+
+    main(["--preset", "quick", "--seeds", "0", "--iterations", "5", "--width", "4", "--root", str(tmp_path)])
+    (trained,) = list(tmp_path.iterdir())
+    assert (trained / "summary.csv").is_file()
+    main(["--remeasure", str(trained), "--root", str(tmp_path / "again")])
+    assert len(list((tmp_path / "again").iterdir())) == 1

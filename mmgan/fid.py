@@ -1,0 +1,278 @@
+"""Fréchet distances between real and generated images: FID and an offline stand-in.
+
+Pure stages, as in pytorch-fid and torch-fidelity: features → statistics (mean,
+covariance) → Fréchet distance, with dataset statistics cached on disk.
+
+* **FID** (Heusel et al., 2017) uses pytorch-fid's InceptionV3 (pool3, 2048
+  features). Its weights are read from ``$TORCH_HOME/hub/checkpoints/`` as
+  pytorch-fid expects; when they are absent we stop with a message naming the
+  file and where to put it (no download attempt, no random weights). The paper
+  used TensorFlow's TTUR implementation with 50k samples against CIFAR-10
+  *training* statistics; pytorch-fid reproduces those features closely but not
+  bit for bit, so FIDs are comparable only within one implementation.
+* **FDD, the Fréchet digits distance**: the same Fréchet distance in the
+  64-dimensional penultimate layer of a small CNN that this project trains on
+  scikit-learn's digits. It works offline, is meaningful only for digit images,
+  and is *not* FID: its values are on a different scale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import linalg
+from torch import nn
+
+from mmgan.registry import check_int, lookup
+from mmgan.results import atomic_write_bytes
+
+INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def cache_dir() -> Path:
+    """Where statistics and the digits classifier are cached: ``$MMGAN_CACHE`` or ``~/.cache/mmgan``."""
+    return Path(os.environ.get("MMGAN_CACHE", Path.home() / ".cache" / "mmgan"))
+
+
+# ----------------------------------------------------------------------------- the distance
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2):
+    ‖mu1 − mu2‖² + tr(sigma1 + sigma2 − 2 (sigma1 sigma2)^{1/2}).
+
+    As pytorch-fid: when the matrix square root is not finite, retry with
+    ``eps``·I added to both covariances; a square root with a non-negligible
+    imaginary part (|imag| > 1e-3 on the diagonal) raises ``ValueError``,
+    a negligible one is dropped.
+    """
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(f"statistics have different shapes: {mu1.shape}/{sigma1.shape} vs {mu2.shape}/{sigma2.shape}")
+    diff = mu1 - mu2
+    with warnings.catch_warnings():  # a singular product is expected early in training; handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"matrix square root has an imaginary component {np.max(np.abs(covmean.imag)):.3g}")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+@dataclass
+class Statistics:
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int
+
+
+class RunningStatistics:
+    """Mean and covariance accumulated batch by batch in float64 (no feature matrix is kept)."""
+
+    def __init__(self, dim: int) -> None:
+        self.n = 0
+        self.total = np.zeros(dim)
+        self.outer = np.zeros((dim, dim))
+
+    def update(self, features: np.ndarray) -> None:
+        features = np.asarray(features, dtype=np.float64)
+        self.n += features.shape[0]
+        self.total += features.sum(0)
+        self.outer += features.T @ features
+
+    def result(self) -> Statistics:
+        if self.n < 2:
+            raise ValueError("need at least 2 samples for a covariance")
+        mu = self.total / self.n
+        sigma = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        return Statistics(mu, sigma, self.n)
+
+
+# ----------------------------------------------------------------------------- feature extractors
+
+
+class Extractor(nn.Module):
+    """Maps images in [−1, 1], (B, C, H, W), to features (B, dim)."""
+
+    name: str
+    dim: int
+    recommended_samples: int
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Disable TF32 matmuls and convolutions (they change Inception features on recent GPUs)."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+class InceptionExtractor(Extractor):
+    """pytorch-fid's FID InceptionV3, pool3 features (2048-d)."""
+
+    name = "inception-pool3"
+    dim = 2048
+    recommended_samples = 2048
+
+    def __init__(self) -> None:
+        super().__init__()
+        weights = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
+        if not weights.is_file():
+            raise FileNotFoundError(
+                f"FID needs pytorch-fid's Inception weights at {weights} (TORCH_HOME="
+                f"{os.environ.get('TORCH_HOME', '<unset>')}). Download {INCEPTION_WEIGHTS} from "
+                "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/ on a machine with "
+                "network access and copy it there, or set TORCH_HOME to the folder holding hub/checkpoints/.")
+        from pytorch_fid.inception import InceptionV3
+
+        self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True, normalize_input=True)
+        self.net.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        return self.net((images + 1) / 2)[0].flatten(1)  # pytorch-fid takes [0, 1]
+
+
+class DigitsClassifier(nn.Module):
+    """A small CNN for scikit-learn's digits; its 64-d penultimate layer defines the FDD."""
+
+    def __init__(self, channels: int, image_size: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Linear(64 * 16, 64), nn.ReLU())
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class DigitsExtractor(Extractor):
+    """Penultimate features of :class:`DigitsClassifier`, trained once and cached."""
+
+    dim = 64
+    recommended_samples = 128
+
+    def __init__(self, image_size: int, channels: int) -> None:
+        super().__init__()
+        self.name = f"digits-cnn-{image_size}px-{channels}ch"
+        self.classifier, self.test_accuracy = train_digits_classifier(image_size, channels)
+        self.classifier.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(images)
+
+
+def train_digits_classifier(image_size: int, channels: int, epochs: int = 12,
+                            seed: int = 0) -> tuple[DigitsClassifier, float]:
+    """Train (or load from the cache) the digits classifier; returns it and its held-out accuracy."""
+    from sklearn.datasets import load_digits
+
+    from mmgan.data.images import digits
+
+    path = cache_dir() / f"digits_classifier_{image_size}px_{channels}ch_seed{seed}_e{epochs}.pt"
+    model = DigitsClassifier(channels, image_size)
+    images = digits(image_size, channels)
+    labels = torch.as_tensor(load_digits().target)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(images), generator=gen)
+    test, train = order[:297], order[297:]
+    if path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    else:
+        torch.manual_seed(seed)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(epochs):
+            for batch in train[torch.randperm(len(train), generator=gen)].split(64):
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
+                optimizer.step()
+        import io
+
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+    with torch.no_grad():
+        accuracy = float((model(images[test]).argmax(1) == labels[test]).float().mean())
+    return model, accuracy
+
+
+METRICS: dict[str, str] = {"fid": "FID (pytorch-fid InceptionV3)", "fdd": "FDD (Fréchet digits distance)"}
+
+
+def make_extractor(metric: str, image_size: int, channels: int, device: torch.device | str = "cpu") -> Extractor:
+    """The feature extractor of a metric: 'fid' (Inception; weights required) or 'fdd' (digits CNN)."""
+    lookup(METRICS, metric, "metric")
+    extractor = InceptionExtractor() if metric == "fid" else DigitsExtractor(image_size, channels)
+    return extractor.to(device)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@torch.no_grad()
+def batch_statistics(extractor: Extractor, batches: Iterator[torch.Tensor], device: torch.device | str) -> Statistics:
+    running = RunningStatistics(extractor.dim)
+    with no_tf32():
+        for batch in batches:
+            running.update(extractor(batch.to(device)).double().cpu().numpy())
+    if running.n < extractor.recommended_samples:
+        warnings.warn(f"{extractor.name}: {running.n} samples is below the {extractor.recommended_samples} "
+                      "recommended for a full-rank covariance; the distance is biased and may be unstable",
+                      stacklevel=2)
+    return running.result()
+
+
+def dataset_statistics(extractor: Extractor, images: torch.Tensor, dataset_key: str,
+                       device: torch.device | str = "cpu", batch_size: int = 250) -> Statistics:
+    """Statistics of a whole data set, cached as npz keyed by data set, preprocessing and extractor."""
+    digest = hashlib.sha256(f"{dataset_key}|{tuple(images.shape)}|{extractor.name}".encode()).hexdigest()[:16]
+    path = cache_dir() / "stats" / f"{dataset_key}-{extractor.name}-{digest}.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            return Statistics(stored["mu"], stored["sigma"], int(stored["n"]))
+    stats = batch_statistics(extractor, iter(images.split(batch_size)), device)
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, mu=stats.mu, sigma=stats.sigma, n=stats.n)
+    atomic_write_bytes(path, buffer.getvalue())
+    return stats
+
+
+def generator_statistics(generator: Callable[[torch.Tensor], torch.Tensor], extractor: Extractor, n: int,
+                         z_dim: int, device: torch.device | str = "cpu", batch_size: int = 250,
+                         seed: int = 0) -> Statistics:
+    """Statistics of n generated samples, streamed in batches (no images are kept)."""
+    check_int(n, "n", minimum=2)
+    gen = torch.Generator().manual_seed(seed)
+
+    def batches() -> Iterator[torch.Tensor]:
+        done = 0
+        while done < n:
+            size = min(batch_size, n - done)
+            done += size
+            yield generator(torch.randn(size, z_dim, generator=gen).to(device))
+
+    return batch_statistics(extractor, batches(), device)

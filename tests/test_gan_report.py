@@ -1,0 +1,70 @@
+"""The comparison of our GAN runs with the paper's tables and its three claims."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mmgan import gan_report
+from mmgan.results import results_root
+
+
+def _results(values: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:
+    rows = [{"loss": loss, "q": q, "g": g, "seed": s, "final": v, "lowest": v, "metric": "fdd",
+             "dataset": "digits", "preset": "cpu", "iterations": 100}
+            for (loss, q, g), vs in values.items() for s, v in enumerate(vs)]
+    return pd.DataFrame(rows)
+
+
+def _table2_like(better_with_q: bool) -> dict[tuple[str, str, str], list[float]]:
+    out = {}
+    for loss, base in (("wgan", 50.0), ("hinge", 40.0)):
+        for g, shift in (("ls", 5.0), ("hinge", 0.0)):
+            for q, rank in (("1", 2), ("2", 1), ("inf", 0)):
+                value = base + shift + (rank if better_with_q else -rank) * 10
+                out[(loss, q, g)] = [value - 0.1, value, value + 0.1]
+    return out
+
+
+def test_claims_count_paired_comparisons_and_noise():
+    table = gan_report.claims(_results(_table2_like(True)), "2")
+    assert table.loc["larger q", "our runs"] == "8 of 8"
+    assert table.loc["larger q", "verdict on our runs"] == "holds"
+    assert table.loc["hinge penalty", "our runs"] == "6 of 6"
+    assert table.loc["HingeGAN over WGAN", "beyond seed noise (for / against)"] == "6 / 0"
+    # the paper's own Table 2: 7 of 8 comparisons favour the larger q
+    assert table.loc["larger q", "paper's table"] == "7 of 8"
+    reversed_q = gan_report.claims(_results(_table2_like(False)), "2")
+    assert reversed_q.loc["larger q", "verdict on our runs"] == "does not hold"
+    assert reversed_q.loc["larger q", "beyond seed noise (for / against)"] == "0 / 8"
+
+
+def test_claims_within_noise_are_not_counted_as_clear():
+    values = {k: [v[1] - 30, v[1] + 30] for k, v in _table2_like(True).items()}  # huge seed spread
+    table = gan_report.claims(_results(values), "2")
+    assert table.loc["larger q", "beyond seed noise (for / against)"] == "0 / 0"
+
+
+def test_rank_agreement_and_side_by_side():
+    paper = gan_report.paper_cells("2")
+    values = {(r.loss, r.q, r.g): [r.value] for r in paper.itertuples()}
+    results = _results(values)
+    assert gan_report.rank_agreement(results, "2") == pytest.approx(1.0)
+    table = gan_report.side_by_side(results, "2")
+    assert len(table) == 12 and "ours: FDD (digits, cpu, 100 it.)" in table.columns
+    assert math.isnan(gan_report.rank_agreement(results.iloc[:2], "2"))
+
+
+def test_results_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("MMGAN_RESULTS", raising=False)
+    (tmp_path / "mmgan").mkdir()
+    (tmp_path / "_toc.yml").write_text("root: x\n")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert results_root() == tmp_path.resolve() / "results"
+    assert results_root("elsewhere") == Path("elsewhere")
+    monkeypatch.setenv("MMGAN_RESULTS", str(tmp_path / "r"))
+    assert results_root() == tmp_path / "r"
