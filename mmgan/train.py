@@ -41,7 +41,7 @@ from mmgan.models import ARCHITECTURES, make_gan
 from mmgan.norms import grad_norm
 from mmgan.penalties import PENALTY_POINTS, PENALTY_SHAPES, gradient_penalty, input_gradient, penalty_points
 from mmgan.registry import check_choice, check_int
-from mmgan.results import atomic_write_bytes, environment
+from mmgan.results import atomic_write_bytes, atomic_write_text, environment
 
 Q_CHOICES: tuple[str, ...] = ("1", "2", "inf", "smax")
 TRAIN_LOSSES: tuple[str, ...] = ("wgan", "hinge", "rphinge", "rahinge", "sgan", "lsgan")
@@ -231,6 +231,41 @@ def evaluate(state: RunState, extractor, reference, device: torch.device) -> flo
     return frechet_distance(stats.mu, stats.sigma, reference.mu, reference.sigma)
 
 
+def training_iteration(state: RunState, data: torch.Tensor, device: torch.device, out: Path | str = "."
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One generator iteration: ``critic_steps`` critic steps on eq. 6 (loss + λ·penalty), then a generator step.
+
+    Draws batches, noise and interpolation weights from ``state.rng`` (so a resumed run continues the same
+    random stream). Raises :class:`NonFiniteLoss` before an update that would make the weights non-finite.
+    Returns the last critic loss, penalty, the generator loss and the last real and fake batches.
+    """
+    config = state.config
+    q = config.q_value
+    for _ in range(config.critic_steps):
+        real = _batch(data, config.batch_size, state.rng, device)
+        with torch.no_grad():
+            fake = state.generator(_noise(config.batch_size, config.z_dim, state.rng, device))
+        c_loss = critic_loss(config.loss, state.critic(real), state.critic(fake))
+        penalty = gradient_penalty(state.critic, real, fake, q=q, g=config.g, at=config.penalty_at,
+                                   as_released=config.as_released, generator=state.rng)
+        total = c_loss + config.lam * penalty
+        if not torch.isfinite(total):
+            raise NonFiniteLoss(f"critic loss became {total.item()} at iteration {state.iteration + 1}; "
+                                f"the last good checkpoint in {out} is kept (lower lr or lam)")
+        state.opt_c.zero_grad(set_to_none=True)
+        total.backward()
+        state.opt_c.step()
+    fake = state.generator(_noise(config.batch_size, config.z_dim, state.rng, device))
+    g_loss = generator_loss(config.loss, state.critic(real), state.critic(fake))
+    if not torch.isfinite(g_loss):
+        raise NonFiniteLoss(f"generator loss became {g_loss.item()} at iteration {state.iteration + 1}; "
+                            f"the last good checkpoint in {out} is kept")
+    state.opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    state.opt_g.step()
+    return c_loss, penalty, g_loss, real, fake
+
+
 def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bool = True,
           data: torch.Tensor | None = None) -> dict[str, Any]:
     """Train (or continue) one GAN run in folder ``out``; returns its summary (also in summary.json).
@@ -250,36 +285,14 @@ def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bo
     state = load_checkpoint(config, out, device) if resume else new_state(config, device)
     if not resume:
         (out / "log.jsonl").unlink(missing_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=True))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=True))
     log = (out / "log.jsonl").open("a", encoding="utf-8")
-    q = config.q_value
     bar = tqdm(total=config.iterations, initial=state.iteration, disable=not progress, desc="generator iterations",
                mininterval=2.0)
     clock, clock_iteration = time.perf_counter(), state.iteration
     try:
         while state.iteration < config.iterations:
-            for _ in range(config.critic_steps):
-                real = _batch(data, config.batch_size, state.rng, device)
-                with torch.no_grad():
-                    fake = state.generator(_noise(config.batch_size, config.z_dim, state.rng, device))
-                c_loss = critic_loss(config.loss, state.critic(real), state.critic(fake))
-                penalty = gradient_penalty(state.critic, real, fake, q=q, g=config.g, at=config.penalty_at,
-                                           as_released=config.as_released, generator=state.rng)
-                total = c_loss + config.lam * penalty
-                if not torch.isfinite(total):
-                    raise NonFiniteLoss(f"critic loss became {total.item()} at iteration {state.iteration + 1}; "
-                                        f"the last good checkpoint in {out} is kept (lower lr or lam)")
-                state.opt_c.zero_grad(set_to_none=True)
-                total.backward()
-                state.opt_c.step()
-            fake = state.generator(_noise(config.batch_size, config.z_dim, state.rng, device))
-            g_loss = generator_loss(config.loss, state.critic(real), state.critic(fake))
-            if not torch.isfinite(g_loss):
-                raise NonFiniteLoss(f"generator loss became {g_loss.item()} at iteration {state.iteration + 1}; "
-                                    f"the last good checkpoint in {out} is kept")
-            state.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            state.opt_g.step()
+            c_loss, penalty, g_loss, real, fake = training_iteration(state, data, device, out)
             state.iteration += 1
             bar.update(1)
             if state.iteration % config.log_every == 0:

@@ -1,0 +1,180 @@
+"""Checks of the rendered book as a reader's browser sees it (headless Chromium via Playwright).
+
+For every HTML page: no console errors or uncaught exceptions, every image loaded,
+every math element typeset by MathJax (no raw $$ or \\[ left in the text), no
+unpasted glue roles, and every internal link pointing at an existing file and anchor.
+Screenshots at desktop and phone widths are written to a folder for people to look at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
+
+
+def _playwright_chromium() -> str | None:
+    """The browser `python -m playwright install chromium` downloads, if it is there."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    with sync_playwright() as p:
+        return p.chromium.executable_path
+
+
+def chromium_path() -> str | None:
+    """$MMGAN_CHROMIUM, Debian's chromium, one on PATH, or Playwright's own download (in that order)."""
+    for candidate in (os.environ.get("MMGAN_CHROMIUM"), CHROMIUM, shutil.which("chromium")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    candidate = _playwright_chromium()
+    return candidate if candidate and Path(candidate).is_file() else None
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """Serve ``directory`` on 127.0.0.1 (a free port) for the duration of the block."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs) -> None:
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "a" and "name" in attrs:
+            self.ids.add(attrs["name"])
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        if tag in ("img", "script") and attrs.get("src"):
+            self.links.append(attrs["src"])
+        if tag == "link" and attrs.get("href"):
+            self.links.append(attrs["href"])
+
+
+def pages(root: Path) -> list[Path]:
+    """The book's pages (search and index pages of Sphinx included, generated files excluded)."""
+    skip = ("_static", "_sources", "_images", "_downloads", "jupyter_execute", ".doctrees")
+    return sorted(p for p in root.rglob("*.html") if not any(part in skip for part in p.relative_to(root).parts))
+
+
+def dead_links(root: Path) -> list[str]:
+    """Internal links, images and scripts whose file or #anchor does not exist."""
+    parsed: dict[Path, _Links] = {}
+
+    def parse(path: Path) -> _Links:
+        if path not in parsed:
+            parser = _Links()
+            parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+            parsed[path] = parser
+        return parsed[path]
+
+    problems = []
+    for page in pages(root):
+        for link in parse(page).links:
+            url = urlparse(link)
+            if url.scheme or link.startswith("//") or link.startswith("mailto:"):
+                continue
+            target = page if not url.path else (page.parent / unquote(url.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                problems.append(f"{page.relative_to(root)}: missing {link}")
+            elif url.fragment and target.suffix == ".html" and unquote(url.fragment) not in parse(target).ids:
+                problems.append(f"{page.relative_to(root)}: missing anchor {link}")
+    return problems
+
+
+@dataclass
+class PageReport:
+    page: str
+    problems: list[str] = field(default_factory=list)
+
+
+RAW_MATH = re.compile(r"\$\$|\\\[|\\begin\{|\{glue:")
+
+CHECK_SCRIPT = """
+async () => {
+  const out = {images: [], math: [], raw: null};
+  for (const img of document.images) {
+    if (!img.complete || img.naturalWidth === 0) out.images.push(img.getAttribute('src'));
+  }
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  for (const el of document.querySelectorAll('.math')) {
+    if (!el.querySelector('mjx-container') && !el.closest('mjx-container')) out.math.push(el.textContent.slice(0, 60));
+  }
+  const main = document.querySelector('main') || document.body;
+  out.raw = main.innerText;
+  return out;
+}
+"""
+
+
+def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = VIEWPORTS) -> list[PageReport]:
+    """Open every page in headless Chromium and collect what a reader would see go wrong."""
+    from playwright.sync_api import sync_playwright
+
+    reports = []
+    with serve(root) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            for page_path in pages(root):
+                name = str(page_path.relative_to(root))
+                report = PageReport(name)
+                for label, (width, height) in viewports.items():
+                    context = browser.new_context(viewport={"width": width, "height": height})
+                    page = context.new_page()
+                    errors: list[str] = []
+                    page.on("console", lambda msg, errors=errors: errors.append(msg.text) if msg.type == "error" else None)
+                    page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+                    page.goto(urljoin(base, name), wait_until="load")
+                    page.wait_for_load_state("networkidle")
+                    found = page.evaluate(CHECK_SCRIPT)
+                    if label == "desktop":
+                        report.problems += [f"console error: {e}" for e in errors]
+                        report.problems += [f"image did not load: {src}" for src in found["images"]]
+                        report.problems += [f"math not typeset: {text!r}" for text in found["math"]]
+                        for match in RAW_MATH.finditer(found["raw"] or ""):
+                            context_text = found["raw"][max(0, match.start() - 30): match.end() + 30]
+                            report.problems.append(f"raw markup in the text: {context_text!r}")
+                    if screenshots is not None:
+                        screenshots.mkdir(parents=True, exist_ok=True)
+                        page.screenshot(path=str(screenshots / f"{name.replace('/', '__')}-{label}.png"), full_page=False)
+                    context.close()
+                reports.append(report)
+        finally:
+            browser.close()
+    return reports

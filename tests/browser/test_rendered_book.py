@@ -1,0 +1,58 @@
+"""The rendered book, opened page by page in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from book_checks import check_pages, dead_links, pages
+
+
+def test_every_page_renders_cleanly(book_html, chromium, request):
+    screenshots = Path(request.config.getoption("--screenshots"))
+    reports = check_pages(book_html, screenshots)
+    problems = [f"{r.page}: {p}" for r in reports for p in r.problems]
+    assert len(reports) >= 10
+    assert not problems, "\n".join(problems)
+    assert len(list(screenshots.glob("*-phone.png"))) == len(reports)
+
+
+def test_no_dead_internal_links(book_html):
+    assert len(pages(book_html)) >= 10
+    problems = dead_links(book_html)
+    assert not problems, "\n".join(problems)
+
+
+def test_math_is_served_locally(book_html):
+    intro = (book_html / "notebooks" / "intro.html").read_text()
+    assert "_static/mathjax/tex-chtml.js" in intro
+    assert "cdn.jsdelivr.net/npm/mathjax" not in intro
+    assert (book_html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def _first_page_with(root: Path, needle: str) -> Path:
+    for page in pages(root):
+        if needle in page.read_text():
+            return page
+    raise AssertionError(f"no page contains {needle!r}")
+
+
+def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chromium):
+    # a broken image: delete the file behind the first figure
+    page = _first_page_with(broken_copy, "<img")
+    src = re.search(r'<img[^>]+src="([^"]+)"', page.read_text()).group(1)
+    (page.parent / src).unlink()
+    # an unrendered equation: raw TeX outside any math element
+    other = _first_page_with(broken_copy, "</main>")
+    other.write_text(other.read_text().replace("</main>", "<p>$$ x^2 + 1 $$</p></main>", 1))
+    # a dead internal link
+    third = broken_copy / "notebooks" / "taylor_margin.html"
+    third.write_text(third.read_text().replace("</main>", '<a href="no_such_page.html">gone</a></main>', 1))
+
+    links = dead_links(broken_copy)
+    assert any("no_such_page.html" in p for p in links)
+    assert any(src in p for p in links)
+    reports = {r.page: r.problems for r in check_pages(broken_copy, None, {"desktop": (1280, 900)})}
+    rel = str(page.relative_to(broken_copy))
+    assert any("image did not load" in p for p in reports[rel]), reports[rel]
+    assert any("raw markup" in p for p in reports[str(other.relative_to(broken_copy))])
