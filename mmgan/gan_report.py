@@ -10,6 +10,7 @@ most of its comparisons go the predicted way. Lower is better for FID and FDD.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -126,3 +127,30 @@ def _verdict(outcomes: list[bool]) -> str:
     if share > 0.25:
         return "mixed"
     return "does not hold"
+
+
+def read_log(run: str | Path) -> pd.DataFrame:
+    """The training log of a run (log.jsonl): one row per logged iteration (metric rows dropped)."""
+    frame = pd.read_json(Path(run) / "log.jsonl", lines=True)
+    return frame.dropna(subset=["critic_loss"]) if "critic_loss" in frame else frame
+
+
+def loss_gap(results: pd.DataFrame, first: str = "wgan", second: str = "hinge",
+             column: str = "critic_loss") -> pd.DataFrame:
+    """Per (q, g, seed): the range of ``column`` of the ``second`` loss's run minus the ``first``'s.
+
+    The hinge critic loss E max(0, 1 − C(x₁)) + E max(0, 1 + C(x₂)) equals WGAN's −E C(x₁) + E C(x₂)
+    plus 2 whenever every critic output lies in (−1, 1); two runs with the same seed then take
+    identical steps, and the gap stays exactly 2 (min = max = 2).
+    """
+    rows = []
+    runs = results.set_index(["loss", "q", "g", "seed"])["run"]
+    for (loss, q, g, seed), run in runs.items():
+        if loss != first or (second, q, g, seed) not in runs.index:
+            continue
+        a, b = read_log(run), read_log(runs[(second, q, g, seed)])
+        merged = a[["iteration", column]].merge(b[["iteration", column]], on="iteration", suffixes=("_a", "_b"))
+        gap = merged[f"{column}_b"] - merged[f"{column}_a"]
+        rows.append({"q": q, "g": g, "seed": seed, "gap min": gap.min(), "gap max": gap.max(),
+                     "logged iterations": len(gap)})
+    return pd.DataFrame(rows)

@@ -68,3 +68,18 @@ def test_results_root(tmp_path, monkeypatch):
     assert results_root("elsewhere") == Path("elsewhere")
     monkeypatch.setenv("MMGAN_RESULTS", str(tmp_path / "r"))
     assert results_root() == tmp_path / "r"
+
+
+def test_loss_gap_reads_paired_logs(tmp_path):
+    import json
+
+    rows = []
+    for loss, offset in (("wgan", 0.0), ("hinge", 2.0)):
+        run = tmp_path / loss
+        run.mkdir()
+        lines = [{"iteration": i, "critic_loss": 0.1 * i + offset} for i in (10, 20)] + [{"iteration": 20, "fdd": 3.0}]
+        (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+        rows.append({"loss": loss, "q": "1", "g": "ls", "seed": 0, "run": str(run)})
+    gap = gan_report.loss_gap(pd.DataFrame(rows))
+    assert len(gap) == 1 and gap["gap min"].iloc[0] == pytest.approx(2.0) == gap["gap max"].iloc[0]
+    assert gap["logged iterations"].iloc[0] == 2
