@@ -112,21 +112,31 @@ def critic_loss(name: str, real_out: torch.Tensor, fake_out: torch.Tensor) -> to
     return L(real).mean() + L(-fake).mean()
 
 
-def generator_loss(name: str, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+def generator_loss(name: str, real_out: torch.Tensor | None, fake_out: torch.Tensor) -> torch.Tensor:
     """Generator loss to minimise (eq. 2 and App. C).
 
-    ``real_out`` is ignored by the non-relativistic losses (it may be any valid
-    tensor); the relativistic ones swap the roles of real and fake samples.
+    ``real_out`` is ignored by the non-relativistic losses and may be ``None`` for
+    them (see :func:`needs_real_scores`), which saves a critic pass on real data;
+    the relativistic ones swap the roles of real and fake samples and need it.
     """
     kind, base = _split(name)
     L = MARGIN_LOSSES[base]
-    real = _as_scores(real_out, "real_out")
     fake = _as_scores(fake_out, "fake_out")
+    if kind == "":
+        if real_out is not None:
+            _as_scores(real_out, "real_out")
+        if base in ("hinge", "wgan"):
+            return -fake.mean()
+        return L(fake).mean()
+    if real_out is None:
+        raise ValueError(f"the relativistic loss {name!r} needs real_out (critic outputs on real samples)")
+    real = _as_scores(real_out, "real_out")
     if kind == "rp":
         _paired(real, fake)
         return L(fake - real).mean()
-    if kind == "ra":
-        return L(fake - real.mean()).mean() + L(-(real - fake.mean())).mean()
-    if base in ("hinge", "wgan"):
-        return -fake.mean()
-    return L(fake).mean()
+    return L(fake - real.mean()).mean() + L(-(real - fake.mean())).mean()
+
+
+def needs_real_scores(name: str) -> bool:
+    """Whether :func:`generator_loss` uses the critic's outputs on real samples (relativistic losses)."""
+    return _split(name)[0] != ""

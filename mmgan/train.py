@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from mmgan.data.images import DATASETS, load_images
 from mmgan.fid import METRICS, dataset_statistics, frechet_distance, generator_statistics, make_extractor
-from mmgan.losses import GAN_LOSSES, critic_loss, generator_loss
+from mmgan.losses import GAN_LOSSES, critic_loss, generator_loss, needs_real_scores
 from mmgan.models import ARCHITECTURES, make_gan
 from mmgan.norms import grad_norm
 from mmgan.penalties import PENALTY_POINTS, PENALTY_SHAPES, gradient_penalty, input_gradient, penalty_points
@@ -256,7 +256,8 @@ def training_iteration(state: RunState, data: torch.Tensor, device: torch.device
         total.backward()
         state.opt_c.step()
     fake = state.generator(_noise(config.batch_size, config.z_dim, state.rng, device))
-    g_loss = generator_loss(config.loss, state.critic(real), state.critic(fake))
+    real_out = state.critic(real) if needs_real_scores(config.loss) else None
+    g_loss = generator_loss(config.loss, real_out, state.critic(fake))
     if not torch.isfinite(g_loss):
         raise NonFiniteLoss(f"generator loss became {g_loss.item()} at iteration {state.iteration + 1}; "
                             f"the last good checkpoint in {out} is kept")

@@ -95,3 +95,14 @@ def test_bad_shapes_raise():
         losses.critic_loss("rphinge", torch.zeros(3), torch.zeros(2))
     with pytest.raises(ValueError, match="fake_out"):
         losses.generator_loss("wgan", torch.zeros(2), torch.zeros(0))
+
+
+def test_generator_loss_without_real_scores():
+    fake = torch.randn(8)
+    for name in ("sgan", "lsgan", "hinge", "wgan"):
+        assert not losses.needs_real_scores(name)
+        assert torch.equal(losses.generator_loss(name, None, fake), losses.generator_loss(name, torch.randn(8), fake))
+    for name in ("rphinge", "rahinge", "rpsgan"):
+        assert losses.needs_real_scores(name)
+        with pytest.raises(ValueError, match="needs real_out"):
+            losses.generator_loss(name, None, fake)
