@@ -23,7 +23,9 @@ book: $(VENV)/installed.stamp
 test: $(VENV)/installed.stamp
 	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --ignore=tests/browser tests notebooks
 	mkdir -p _build
-	sed 's/execute_notebooks: cache/execute_notebooks: "off"/' _config.yml > _build/config-no-execution.yml
+	# (local extension paths are resolved from the config file's folder, hence the absolute path)
+	sed -e 's/execute_notebooks: cache/execute_notebooks: "off"/' -e 's|: book/_ext|: $(CURDIR)/book/_ext|' \
+	    _config.yml > _build/config-no-execution.yml
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/config-no-execution.yml
 	$(BIN)/python -m pytest tests/browser --book-html _build/html --screenshots _build/screenshots
 
