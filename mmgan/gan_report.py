@@ -9,6 +9,7 @@ most of its comparisons go the predicted way. Lower is better for FID and FDD.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -153,4 +154,27 @@ def loss_gap(results: pd.DataFrame, first: str = "wgan", second: str = "hinge",
         gap = merged[f"{column}_b"] - merged[f"{column}_a"]
         rows.append({"q": q, "g": g, "seed": seed, "gap min": gap.min(), "gap max": gap.max(),
                      "logged iterations": len(gap)})
+    return pd.DataFrame(rows)
+
+
+def late_improvement(results: pd.DataFrame, tail: float = 0.25) -> pd.DataFrame:
+    """Per run: first and best metric, and how much the last ``tail`` of training improved the best.
+
+    ``late improvement`` = (best before the tail − best within the tail) / best before the tail,
+    clipped at 0: near 0 means the run had levelled off before its last ``tail`` of iterations.
+    """
+    if not 0 < tail < 1:
+        raise ValueError(f"tail must be in (0, 1), got {tail!r}")
+    rows = []
+    for _, run in results.iterrows():
+        history = json.loads((Path(run["run"]) / "summary.json").read_text())["history"]
+        iterations = np.array([i for i, _ in history])
+        values = np.array([v for _, v in history])
+        cut = iterations.max() * (1 - tail)
+        before, within = values[iterations <= cut], values[iterations > cut]
+        if len(before) == 0 or len(within) == 0:
+            raise ValueError(f"{run['run']}: too few evaluations to split at {tail:.0%} of training")
+        gain = max(0.0, (before.min() - within.min()) / before.min())
+        rows.append({"loss": run["loss"], "q": run["q"], "g": run["g"], "seed": run["seed"],
+                     "first": values[0], "best": values.min(), "late improvement": gain})
     return pd.DataFrame(rows)

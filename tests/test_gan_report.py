@@ -83,3 +83,21 @@ def test_loss_gap_reads_paired_logs(tmp_path):
     gap = gan_report.loss_gap(pd.DataFrame(rows))
     assert len(gap) == 1 and gap["gap min"].iloc[0] == pytest.approx(2.0) == gap["gap max"].iloc[0]
     assert gap["logged iterations"].iloc[0] == 2
+
+
+def test_late_improvement(tmp_path):
+    import json
+
+    rows = []
+    for name, history in (("flat", [[100, 50.0], [200, 10.0], [300, 10.5], [400, 10.2]]),
+                          ("improving", [[100, 50.0], [200, 20.0], [300, 15.0], [400, 10.0]])):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "summary.json").write_text(json.dumps({"history": history}))
+        rows.append({"loss": "wgan", "q": "2", "g": name, "seed": 0, "run": str(run)})
+    late = gan_report.late_improvement(pd.DataFrame(rows)).set_index("g")
+    assert late.loc["flat", "late improvement"] == 0.0
+    assert late.loc["improving", "late improvement"] == pytest.approx(1 / 3)  # best 15 up to 300, 10 after
+    assert late.loc["improving", "first"] == 50.0 and late.loc["improving", "best"] == 10.0
+    with pytest.raises(ValueError, match="tail"):
+        gan_report.late_improvement(pd.DataFrame(rows), tail=1.5)

@@ -30,6 +30,16 @@ def test_math_is_served_locally(book_html):
     assert (book_html / "_static" / "mathjax" / "tex-chtml.js").is_file()
 
 
+def test_every_chapter_offers_its_notebook_and_the_command_that_reruns_it(book_html):
+    chapters = sorted((book_html / "notebooks").glob("*.html"))
+    assert len(chapters) >= 10
+    for page in chapters:
+        html = page.read_text()
+        assert f"papermill notebooks/{page.stem}.ipynb" in html, f"{page.name}: no rerun command"
+        assert "rerun-this-chapter" in html, f"{page.name}: no 'Rerun this chapter' section"
+        assert f"{page.stem}.ipynb" in html and "download" in html.lower(), f"{page.name}: no download button"
+
+
 def _first_page_with(root: Path, needle: str) -> Path:
     for page in pages(root):
         if needle in page.read_text():
