@@ -231,6 +231,16 @@ def evaluate(state: RunState, extractor, reference, device: torch.device) -> flo
     return frechet_distance(stats.mu, stats.sigma, reference.mu, reference.sigma)
 
 
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, state: RunState, out: Path | str) -> None:
+    """One optimiser step on ``loss``, refused (NonFiniteLoss) before it could make the weights non-finite."""
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(f"{name} became {loss.item()} at iteration {state.iteration + 1}; "
+                            f"the last good checkpoint in {out} is kept (lower lr or lam)")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def training_iteration(state: RunState, data: torch.Tensor, device: torch.device, out: Path | str = "."
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One generator iteration: ``critic_steps`` critic steps on eq. 6 (loss + λ·penalty), then a generator step.
@@ -249,21 +259,11 @@ def training_iteration(state: RunState, data: torch.Tensor, device: torch.device
         penalty = gradient_penalty(state.critic, real, fake, q=q, g=config.g, at=config.penalty_at,
                                    as_released=config.as_released, generator=state.rng)
         total = c_loss + config.lam * penalty
-        if not torch.isfinite(total):
-            raise NonFiniteLoss(f"critic loss became {total.item()} at iteration {state.iteration + 1}; "
-                                f"the last good checkpoint in {out} is kept (lower lr or lam)")
-        state.opt_c.zero_grad(set_to_none=True)
-        total.backward()
-        state.opt_c.step()
+        _step(state.opt_c, total, "critic loss", state, out)
     fake = state.generator(_noise(config.batch_size, config.z_dim, state.rng, device))
     real_out = state.critic(real) if needs_real_scores(config.loss) else None
     g_loss = generator_loss(config.loss, real_out, state.critic(fake))
-    if not torch.isfinite(g_loss):
-        raise NonFiniteLoss(f"generator loss became {g_loss.item()} at iteration {state.iteration + 1}; "
-                            f"the last good checkpoint in {out} is kept")
-    state.opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    state.opt_g.step()
+    _step(state.opt_g, g_loss, "generator loss", state, out)
     return c_loss, penalty, g_loss, real, fake
 
 
