@@ -32,7 +32,7 @@ from scipy import linalg
 from torch import nn
 
 from mmgan.registry import check_int, lookup
-from mmgan.results import atomic_write_bytes
+from mmgan.results import atomic_savez, atomic_torch_save
 
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
 
@@ -208,11 +208,7 @@ def train_digits_classifier(image_size: int, channels: int, epochs: int = 12,
                 optimizer.zero_grad()
                 nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
                 optimizer.step()
-        import io
-
-        buffer = io.BytesIO()
-        torch.save(model.state_dict(), buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_torch_save(model.state_dict(), path)
     with torch.no_grad():
         accuracy = float((model(images[test]).argmax(1) == labels[test]).float().mean())
     return model, accuracy
@@ -253,11 +249,7 @@ def dataset_statistics(extractor: Extractor, images: torch.Tensor, dataset_key: 
         with np.load(path) as stored:
             return Statistics(stored["mu"], stored["sigma"], int(stored["n"]))
     stats = batch_statistics(extractor, iter(images.split(batch_size)), device)
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, mu=stats.mu, sigma=stats.sigma, n=stats.n)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_savez(path, mu=stats.mu, sigma=stats.sigma, n=stats.n)
     return stats
 
 

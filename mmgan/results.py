@@ -9,6 +9,7 @@ a chapter can pin the digest of the file it shows.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -32,6 +33,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_savez(path: Path, compressed: bool = False, **arrays: Any) -> None:
+    """``np.savez`` (or ``np.savez_compressed``) of ``arrays`` to ``path`` atomically."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _umask() -> int:

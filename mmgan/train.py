@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import math
 import sys
@@ -36,12 +35,12 @@ from tqdm import tqdm
 
 from mmgan.data.images import DATASETS, load_images
 from mmgan.fid import METRICS, dataset_statistics, frechet_distance, generator_statistics, make_extractor
-from mmgan.losses import GAN_LOSSES, critic_loss, generator_loss, needs_real_scores
+from mmgan.losses import critic_loss, generator_loss, needs_real_scores
 from mmgan.models import ARCHITECTURES, make_gan
 from mmgan.norms import grad_norm
 from mmgan.penalties import PENALTY_POINTS, PENALTY_SHAPES, gradient_penalty, input_gradient, penalty_points
 from mmgan.registry import check_choice, check_int
-from mmgan.results import atomic_write_bytes, atomic_write_text, environment
+from mmgan.results import atomic_torch_save, atomic_write_text, environment
 
 Q_CHOICES: tuple[str, ...] = ("1", "2", "inf", "smax")
 TRAIN_LOSSES: tuple[str, ...] = ("wgan", "hinge", "rphinge", "rahinge", "sgan", "lsgan")
@@ -167,9 +166,7 @@ def save_checkpoint(state: RunState, out: Path) -> None:
         "rng": state.rng.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(out / CHECKPOINT, buffer.getvalue())
+    atomic_torch_save(payload, out / CHECKPOINT)
 
 
 def load_checkpoint(config: GANConfig, out: Path, device: torch.device) -> RunState:
@@ -324,7 +321,7 @@ def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bo
     summary = {"iterations": state.iteration, "metric": config.metric, "final": values[-1],
                "lowest": min(values), "lowest_at": state.metrics[values.index(min(values))][0],
                "history": state.metrics, "environment": environment(), "config": dataclasses.asdict(config)}
-    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
