@@ -13,7 +13,6 @@ Table 1 are compared on identical data.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from mmgan.losses import margin_loss
 from mmgan.mlp import BatchedMLP
-from mmgan.norms import grad_norm
+from mmgan.norms import grad_norm, order_text
 from mmgan.penalties import PENALTY_SHAPES
 from mmgan.registry import check_choice, check_int
 
@@ -43,8 +42,7 @@ class PenaltySpec:
     def label(self) -> str:
         if self.g is None:
             return "none"
-        q = "inf" if self.q == math.inf else str(int(self.q))
-        return f"{self.g}-q{q}"
+        return f"{self.g}-q{order_text(self.q)}"
 
 
 @dataclass

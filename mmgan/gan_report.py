@@ -9,7 +9,6 @@ most of its comparisons go the predicted way. Lower is better for FID and FDD.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,21 +16,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from mmgan.norms import order_text
 from mmgan.paper import paper_table
 
 Q_ORDER = {"1": 0, "2": 1, "inf": 2}
 
 
-def _q_text(q: object) -> str:
-    if q == "smax":
-        return "smax"
-    return "inf" if q == math.inf else str(int(float(q)))
-
-
 def paper_cells(table: str, stat: str = "final") -> pd.DataFrame:
     frame = paper_table(table)
     frame = frame[frame["stat"] == stat].copy()
-    frame["q"] = frame["q"].map(_q_text)
+    frame["q"] = frame["q"].map(order_text)
     return frame[["loss", "q", "g", "value"]]
 
 
@@ -157,8 +151,9 @@ def loss_gap(results: pd.DataFrame, first: str = "wgan", second: str = "hinge",
     return pd.DataFrame(rows)
 
 
-def late_improvement(results: pd.DataFrame, tail: float = 0.25) -> pd.DataFrame:
-    """Per run: first and best metric, and how much the last ``tail`` of training improved the best.
+def late_improvement(curves: pd.DataFrame, tail: float = 0.25) -> pd.DataFrame:
+    """Per run of ``curves`` (:func:`mmgan.gan_tables.metric_curves`): first and best metric, and how
+    much the last ``tail`` of training improved the best.
 
     ``late improvement`` = (best before the tail − best within the tail) / best before the tail,
     clipped at 0: near 0 means the run had levelled off before its last ``tail`` of iterations.
@@ -166,15 +161,13 @@ def late_improvement(results: pd.DataFrame, tail: float = 0.25) -> pd.DataFrame:
     if not 0 < tail < 1:
         raise ValueError(f"tail must be in (0, 1), got {tail!r}")
     rows = []
-    for _, run in results.iterrows():
-        history = json.loads((Path(run["run"]) / "summary.json").read_text())["history"]
-        iterations = np.array([i for i, _ in history])
-        values = np.array([v for _, v in history])
-        cut = iterations.max() * (1 - tail)
-        before, within = values[iterations <= cut], values[iterations > cut]
-        if len(before) == 0 or len(within) == 0:
-            raise ValueError(f"{run['run']}: too few evaluations to split at {tail:.0%} of training")
+    for (loss, q, g, seed), run in curves.groupby(["loss", "q", "g", "seed"], sort=False):
+        run = run.sort_values("iteration")
+        in_tail = run["iteration"] > run["iteration"].max() * (1 - tail)
+        before, within = run["value"][~in_tail], run["value"][in_tail]
+        if before.empty or within.empty:
+            raise ValueError(f"run {loss}-q{q}-{g}-s{seed}: too few evaluations to split at {tail:.0%} of training")
         gain = max(0.0, (before.min() - within.min()) / before.min())
-        rows.append({"loss": run["loss"], "q": run["q"], "g": run["g"], "seed": run["seed"],
-                     "first": values[0], "best": values.min(), "late improvement": gain})
+        rows.append({"loss": loss, "q": q, "g": g, "seed": seed, "first": run["value"].iloc[0],
+                     "best": run["value"].min(), "late improvement": gain})
     return pd.DataFrame(rows)

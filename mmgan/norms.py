@@ -37,6 +37,11 @@ def _check_order(p: object, parameter: str) -> float:
     return float(p)
 
 
+def order_text(q: GradNormOrder | str) -> str:
+    """Short name of a norm order for labels and keys: ``'1'``, ``'2'``, ``'inf'`` or ``'smax'``."""
+    return "smax" if q == "smax" else f"{float(q):g}"
+
+
 def dual(p: Order) -> float:
     """Return the Hölder conjugate q of p, i.e. ``1/p + 1/q = 1`` (§3.2).
 

@@ -19,6 +19,7 @@ import torch
 from mmgan.classifier_training import PenaltySpec, train_penalized_classifiers
 from mmgan.margins import boundary_distances
 from mmgan.mlp import BatchedMLP
+from mmgan.norms import order_text
 from mmgan.registry import check_int
 from mmgan.toy import boundary_crossing
 
@@ -69,7 +70,7 @@ def run_outlier_experiment(epsilons: tuple[float, ...] = (0.0, 0.05, 0.1), seeds
         for p, search in searches.items():
             dist = search.distance.reshape(m, k)[i].numpy()
             signed = np.where(correct[i], dist, -dist)
-            record[f"margin p={'inf' if p == math.inf else int(p)}"] = float(np.mean(signed[np.isfinite(signed)]))
+            record[f"margin p={order_text(p)}"] = float(np.mean(signed[np.isfinite(signed)]))
         rows.append(record)
     frame = pd.DataFrame(rows)
     base = frame[frame.eps == 0].set_index(["penalty", "seed"])["boundary x1"]

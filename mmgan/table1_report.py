@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mmgan.classifier_training import PenaltySpec
+from mmgan.exact import relative_errors
 from mmgan.norms import dual
 from mmgan.paper import paper_table
 from mmgan.table1 import TABLE1_ROWS
@@ -61,9 +63,8 @@ def means(summary: pd.DataFrame, column: str = "margin_mean") -> pd.DataFrame:
 def paper_means() -> pd.DataFrame:
     """The paper's Table 1 as a rows × p frame in the same layout as :func:`means`."""
     paper = paper_table("1")
-    paper["row"] = [
-        "none" if g == "none" else f"{g}-q{'inf' if q == math.inf else int(q)}" for g, q in zip(paper.g, paper.q)
-    ]
+    paper["row"] = [PenaltySpec(None, None).label if g == "none" else PenaltySpec(g, q).label
+                    for g, q in zip(paper.g, paper.q)]
     pivot = paper.pivot(index="row", columns="p", values="value")
     return pivot.reindex(index=ROW_ORDER, columns=list(P_NAMES))
 
@@ -95,7 +96,7 @@ def own_margin_check(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for g in ("ls", "hinge"):
         for p in P_NAMES:
-            candidates = {q: table.loc[f"{g}-q{'inf' if q == math.inf else int(q)}", p] for q in (2.0, math.inf, 1.0)}
+            candidates = {q: table.loc[PenaltySpec(g, q).label, p] for q in (2.0, math.inf, 1.0)}
             best = max(candidates, key=candidates.get)
             rows.append({"g": g, "margin p": P_NAMES[p], "q with the largest margin": best,
                          "q = dual(p)": dual(p), "holds": best == dual(p)})
@@ -170,9 +171,7 @@ def exact_errors_pooled(variants: dict[str, object]) -> pd.DataFrame:
         if "exact" not in samples:
             continue
         for j, p in enumerate(samples["orders"]):
-            d, ref = samples["distance"][:, j].ravel(), samples["exact"][:, j].ravel()
-            both = np.isfinite(d) & np.isfinite(ref) & (ref > 0)
-            rel = (d[both] - ref[both]) / ref[both]
+            rel, both = relative_errors(samples["distance"][:, j].ravel(), samples["exact"][:, j].ravel())
             rows.append({"variant": name, "p": P_NAMES[float(p)], "points": int(both.sum()),
                          "median |rel. error|": float(np.median(np.abs(rel))),
                          "95th pct |rel. error|": float(np.quantile(np.abs(rel), 0.95)),
