@@ -152,12 +152,12 @@ def zero_set_2d(
 
 
 def _eval(f, points: torch.Tensor) -> torch.Tensor:
-    out = f(points.to(_param_dtype(f)))
+    out = f(points.to(parameter_dtype(f)))
     out = out[:, 0] if out.dim() == 2 else out
     return out.to(torch.float64)
 
 
-def _param_dtype(f) -> torch.dtype:
+def parameter_dtype(f) -> torch.dtype:
     if isinstance(f, torch.nn.Module):
         for parameter in f.parameters():
             return parameter.dtype
@@ -187,6 +187,12 @@ def _refine_on_grid_edges(f, line: torch.Tensor, xs: torch.Tensor, ys: torch.Ten
             f_lo = torch.where(same, f_mid, f_lo)
             hi = torch.where(same[:, None], hi, mid)
     return torch.where(valid[:, None], 0.5 * (lo + hi), line)
+
+
+def relative_errors(estimate: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(estimate − reference) / reference where both are finite and the reference is positive, and that mask."""
+    both = np.isfinite(estimate) & np.isfinite(reference) & (reference > 0)
+    return (estimate[both] - reference[both]) / reference[both], both
 
 
 def distance_to_zero_set_2d(

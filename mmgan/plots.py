@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from mmgan.exact import parameter_dtype
 from mmgan.losses import MARGIN_LOSSES
 from mmgan.penalties import PENALTY_SHAPES
 
@@ -228,9 +229,8 @@ def relativistic_boundaries(nets: Sequence[torch.nn.Module], titles: Sequence[st
     gx, gy = np.meshgrid(np.linspace(-3, 3, resolution), np.linspace(-3, 3, resolution))
     grid = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     for ax, net, title, (mean_real, mean_fake) in zip(axes[0], nets, titles, levels):
-        dtype = next(net.parameters()).dtype
         with torch.no_grad():
-            z = net(grid.to(dtype)).reshape(resolution, resolution).numpy()
+            z = net(grid.to(parameter_dtype(net))).reshape(resolution, resolution).numpy()
         ax.scatter(*real.T, s=2, c="tab:blue")
         ax.scatter(*fake.T, s=2, c="tab:red")
         ax.contour(gx, gy, z, levels=[mean_fake], colors="tab:blue", linewidths=1.2)

@@ -34,7 +34,7 @@ from mmgan.data import STANDARDIZED, swiss_roll
 from mmgan.margins import MARGIN_ORDERS, boundary_distances
 from mmgan.mlp import BatchedMLP
 from mmgan.registry import check_choice, check_int, lookup
-from mmgan.results import atomic_write_bytes, atomic_write_text, config_key, environment, file_digest
+from mmgan.results import atomic_savez, atomic_torch_save, atomic_write_text, config_key, environment, file_digest
 
 #: The rows of Table 1, in the paper's order.
 TABLE1_ROWS: tuple[PenaltySpec, ...] = (
@@ -152,10 +152,15 @@ def _scale_argument(config: Table1Config) -> float | str:
     return 1.0 if config.scale == "raw" else STANDARDIZED
 
 
+def model_layout(config: Table1Config) -> tuple[list[PenaltySpec], list[int]]:
+    """Penalty and seed index of every model, row-major: model index = row·S + seed index."""
+    return ([spec for spec in TABLE1_ROWS for _ in config.seeds],
+            [i for _ in TABLE1_ROWS for i in range(len(config.seeds))])
+
+
 def build_model(config: Table1Config) -> tuple[BatchedMLP, list[PenaltySpec], list[int]]:
-    """The batched network of all (row, seed) pairs, row-major: model index = row·S + seed index."""
-    specs = [spec for spec in TABLE1_ROWS for _ in config.seeds]
-    seed_index = [i for _ in TABLE1_ROWS for i in range(len(config.seeds))]
+    """The batched network of all (row, seed) pairs, laid out as :func:`model_layout`."""
+    specs, seed_index = model_layout(config)
     model = BatchedMLP([config.seeds[i] for i in seed_index], config.dim, config.width, config.layers)
     return model, specs, seed_index
 
@@ -245,8 +250,7 @@ def _summarise(config: Table1Config, samples: dict[str, np.ndarray], train_accur
             }
             if "exact" in samples:
                 ref = samples["exact"][i, j]
-                both = np.isfinite(d) & np.isfinite(ref) & (ref > 0)
-                rel = (d[both] - ref[both]) / ref[both]
+                rel, both = exact.relative_errors(d, ref)
                 record.update(exact_median_abs_rel=float(np.median(np.abs(rel))) if both.any() else np.nan,
                               exact_p95_abs_rel=float(np.quantile(np.abs(rel), 0.95)) if both.any() else np.nan,
                               exact_min_rel=float(np.min(rel)) if both.any() else np.nan,
@@ -326,7 +330,7 @@ def remeasure(directory: Path | str, root: Path | str, **changes: Any) -> Table1
     config = dataclasses.replace(old.config, **{**margin_settings, **changes}).validate()
     device = _resolve_device(config.device)
     model = old.model.to(device)
-    _, _, seed_index = build_model(config)
+    _, seed_index = model_layout(config)
     started = time.perf_counter()
     samples = _measure(model, seed_index, config, device)
     summary = _summarise(config, samples, _train_accuracy(model, seed_index, training_data(config), device))
@@ -341,17 +345,11 @@ def remeasure(directory: Path | str, root: Path | str, **changes: Any) -> Table1
 
 def save_table1(result: Table1Result, directory: Path) -> None:
     """Write summary.csv, curves.csv, samples.npz, model.pt and meta.json atomically (meta last)."""
-    import io
-
     atomic_write_text(directory / "summary.csv", result.summary.to_csv(index=False))
     atomic_write_text(directory / "curves.csv", result.curves.to_csv(index=False, float_format="%.6g"))
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{k: (v.astype(np.float32) if v.dtype == np.float64 else v)
-                                   for k, v in result.samples.items()})
-    atomic_write_bytes(directory / "samples.npz", buffer.getvalue())
-    weights = io.BytesIO()
-    torch.save(result.model.state_dict(), weights)
-    atomic_write_bytes(directory / "model.pt", weights.getvalue())
+    atomic_savez(directory / "samples.npz", compressed=True,
+                 **{k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in result.samples.items()})
+    atomic_torch_save(result.model.state_dict(), directory / "model.pt")
     atomic_write_text(directory / "meta.json", json.dumps(result.meta, indent=2, default=str))
 
 

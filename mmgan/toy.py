@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from mmgan.exact import parameter_dtype
 from mmgan.registry import check_int
 
 REAL_X1 = 1.0
@@ -70,7 +71,7 @@ def boundary_crossing(f, x2: float = 0.0, lo: float = -1.5, hi: float = 1.5, ste
     with torch.no_grad():
 
         def value(x1: float) -> float:
-            point = torch.tensor([[x1, x2]], dtype=_dtype(f))
+            point = torch.tensor([[x1, x2]], dtype=parameter_dtype(f))
             out = f(point)
             return float(out.reshape(-1)[0])
 
@@ -89,15 +90,9 @@ def boundary_crossing(f, x2: float = 0.0, lo: float = -1.5, hi: float = 1.5, ste
         return 0.5 * (lo + hi)
 
 
-def _dtype(f) -> torch.dtype:
-    if isinstance(f, torch.nn.Module):
-        return next(f.parameters()).dtype
-    return torch.get_default_dtype()
-
-
 def gradient_summary(f, x: torch.Tensor) -> dict[str, float]:
     """Mean ‖∇C‖₂ of the critic C = f and ‖∇D‖₂ of the discriminator D = sigmoid(C) at points x."""
-    x = x.to(_dtype(f)).detach().requires_grad_(True)
+    x = x.to(parameter_dtype(f)).detach().requires_grad_(True)
     with torch.enable_grad():
         c = f(x).reshape(-1)
         (grad_c,) = torch.autograd.grad(c.sum(), x)
