@@ -85,19 +85,14 @@ def test_loss_gap_reads_paired_logs(tmp_path):
     assert gap["logged iterations"].iloc[0] == 2
 
 
-def test_late_improvement(tmp_path):
-    import json
-
-    rows = []
-    for name, history in (("flat", [[100, 50.0], [200, 10.0], [300, 10.5], [400, 10.2]]),
-                          ("improving", [[100, 50.0], [200, 20.0], [300, 15.0], [400, 10.0]])):
-        run = tmp_path / name
-        run.mkdir()
-        (run / "summary.json").write_text(json.dumps({"history": history}))
-        rows.append({"loss": "wgan", "q": "2", "g": name, "seed": 0, "run": str(run)})
-    late = gan_report.late_improvement(pd.DataFrame(rows)).set_index("g")
+def test_late_improvement():
+    histories = {"flat": [[100, 50.0], [200, 10.0], [300, 10.5], [400, 10.2]],
+                 "improving": [[100, 50.0], [200, 20.0], [300, 15.0], [400, 10.0]]}
+    curves = pd.DataFrame([{"loss": "wgan", "q": "2", "g": name, "seed": 0, "iteration": i, "value": v}
+                           for name, history in histories.items() for i, v in history])
+    late = gan_report.late_improvement(curves).set_index("g")
     assert late.loc["flat", "late improvement"] == 0.0
     assert late.loc["improving", "late improvement"] == pytest.approx(1 / 3)  # best 15 up to 300, 10 after
     assert late.loc["improving", "first"] == 50.0 and late.loc["improving", "best"] == 10.0
     with pytest.raises(ValueError, match="tail"):
-        gan_report.late_improvement(pd.DataFrame(rows), tail=1.5)
+        gan_report.late_improvement(curves, tail=1.5)
