@@ -96,3 +96,119 @@ def results_root(path: str | Path | None = None) -> Path:
         if (folder / "_toc.yml").is_file() and (folder / "mmgan").is_dir():
             return folder / "results"
     return here / "results"
+
+
+# ----------------------------------------------------------------------------- reading result files back
+#
+# A result file can be empty, truncated or corrupt (a disk that filled up, an edit by hand, a copy
+# interrupted outside this project's atomic writes). The readers below turn every such failure into
+# an error that names the file and says what to do, instead of a parser's message without a path.
+
+
+def _remedy(path: Path, remedy: str | None) -> str:
+    return remedy if remedy is not None else f"delete the folder {path.parent} and rerun the command that wrote it"
+
+
+def _missing(path: Path, remedy: str | None) -> FileNotFoundError:
+    return FileNotFoundError(f"{path}: result file is missing — {_remedy(path, remedy)}")
+
+
+def _reason(error: BaseException) -> str:
+    reason = " ".join(f"{type(error).__name__}: {error}".split())
+    return reason if len(reason) <= 300 else reason[:300] + "…"
+
+
+def _check_file(path: Path, remedy: str | None, what: str) -> None:
+    """Raise unless ``path`` is a non-empty file (``what`` completes "not …" in the message)."""
+    if not path.exists():
+        raise _missing(path, remedy)
+    if not path.is_file():
+        raise ValueError(f"{path}: is not a file — {_remedy(path, remedy)}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: not {what} (the file is empty) — {_remedy(path, remedy)}")
+
+
+def _read_bytes(path: Path, remedy: str | None, what: str) -> bytes:
+    _check_file(path, remedy, what)
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError(f"{path}: not {what} (the file is blank) — {_remedy(path, remedy)}")
+    return data
+
+
+def read_json(path: Path | str, remedy: str | None = None) -> Any:
+    """The JSON document in ``path``.
+
+    Raises FileNotFoundError naming ``path`` when it is missing, and ValueError naming it (with the
+    parser's reason and ``remedy``, by default "delete the folder and rerun") when it is empty,
+    truncated, not UTF-8 or otherwise not valid JSON.
+    """
+    path = Path(path)
+    data = _read_bytes(path, remedy, "valid JSON")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON (not UTF-8 text: {error.reason} at byte {error.start}) — "
+                         f"{_remedy(path, remedy)}") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno} column {error.colno}; "
+                         f"the file is truncated or corrupt) — {_remedy(path, remedy)}") from error
+
+
+def read_csv(path: Path | str, remedy: str | None = None, **kwargs: Any):
+    """``pandas.read_csv(path, **kwargs)`` with errors that name ``path``.
+
+    Raises FileNotFoundError when ``path`` is missing and ValueError when it is empty, not UTF-8,
+    not parsable, or truncated: a file whose last line lacks its line break (``DataFrame.to_csv``
+    ends every line with one) was cut off mid-row, which pandas would silently pad with NaN.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    data = _read_bytes(path, remedy, "valid CSV")
+    if not data.endswith(b"\n"):
+        raise ValueError(f"{path}: not valid CSV (the last line is incomplete: the file is truncated or corrupt) — "
+                         f"{_remedy(path, remedy)}")
+    try:
+        return pd.read_csv(io.BytesIO(data), **kwargs)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise ValueError(f"{path}: not valid CSV ({_reason(error)}) — {_remedy(path, remedy)}") from error
+
+
+def read_npz(path: Path | str, remedy: str | None = None) -> dict[str, Any]:
+    """Every array of the ``.npz`` archive ``path`` (read eagerly; pickles are refused).
+
+    Raises FileNotFoundError when ``path`` is missing and ValueError naming it when it is empty,
+    truncated or corrupt (including a damaged member found only while decompressing it).
+    """
+    import numpy as np
+
+    path = Path(path)
+    _check_file(path, remedy, "a valid npz archive")
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with archive:
+            return {name: archive[name] for name in archive.files}
+    except Exception as error:  # zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, ...
+        raise ValueError(f"{path}: not a valid npz archive ({_reason(error)}; the file is truncated or corrupt) — "
+                         f"{_remedy(path, remedy)}") from error
+
+
+def read_torch(path: Path | str, remedy: str | None = None, map_location: Any = "cpu",
+               weights_only: bool = True) -> Any:
+    """``torch.load(path)`` with errors that name ``path``.
+
+    Raises FileNotFoundError when ``path`` is missing and ValueError naming it when it is empty,
+    truncated or corrupt.
+    """
+    import torch
+
+    path = Path(path)
+    _check_file(path, remedy, "a valid torch file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as error:  # RuntimeError (zip reader), UnpicklingError, EOFError, ...
+        raise ValueError(f"{path}: not a valid torch file ({_reason(error)}; the file is truncated or corrupt) — "
+                         f"{_remedy(path, remedy)}") from error
