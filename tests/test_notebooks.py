@@ -39,12 +39,46 @@ def test_first_cell_is_a_literal_parameters_cell(path):
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
+def assigned_names(source: str) -> list[str]:
+    return [target.id for node in ast.parse(source).body for target in node.targets]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_parameter_is_documented(path):
+    """papermill's parser sees every assignment of the parameters cell, each with its help.
+
+    papermill skips a line with a second '=' (e.g. '(>= 2)' in the help): that parameter would be
+    missing from --help-notebook and from the book's "Rerun this chapter" list.
+    """
+    nb = nbformat.read(path, as_version=4)
     params = papermill.inspect_notebook(str(path))
     assert params, f"{path.name} has no parameters"
+    assert list(params) == assigned_names(nb.cells[0].source), f"{path.name}: papermill does not see every parameter"
     for name, info in params.items():
         assert info["help"], f"{path.name}: parameter {name} lacks a '# type: help' comment"
+        assert info["help"].split(":")[0].strip(), f"{path.name}: parameter {name} lacks its type before ':'"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_unknown_parameters_stop_the_chapter(path):
+    """The cell right after the parameters cell stops on a name the chapter does not declare."""
+    nb = nbformat.read(path, as_version=4)
+    # the check recognises papermill's injected cell by this first line
+    assert not nb.cells[0].source.lstrip().startswith("# Parameters"), path.name
+    check = nb.cells[1]
+    assert check.cell_type == "code" and "remove-cell" in check.metadata.get("tags", [])
+    calls = [node.value for node in ast.parse(check.source).body if isinstance(node, ast.Expr)]
+    assert [ast.unparse(call) for call in calls] == ["check_no_unknown_parameters(globals())"], path.name
+    assert check.outputs == [] and check.execution_count is not None
+
+
+def test_data_root_help_says_the_data_is_not_downloaded():
+    """The image loaders never download: a missing data set raises FileNotFoundError."""
+    helps = {path.name: params["data_root"]["help"] for path in NOTEBOOKS
+             if "data_root" in (params := papermill.inspect_notebook(str(path)))}
+    assert helps
+    for name, text in helps.items():
+        assert "never downloaded" in text and "FileNotFoundError" in text and "when online" not in text, name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
