@@ -87,13 +87,18 @@ def _paired(real: torch.Tensor, fake: torch.Tensor) -> None:
         )
 
 
-def critic_loss(name: str, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+def critic_loss(name: str, real_out: torch.Tensor, fake_out: torch.Tensor, *,
+                paired_scale: float = 1.0) -> torch.Tensor:
     """Critic (discriminator) loss to minimise, without any gradient penalty.
 
     Args:
         name: one of :data:`GAN_LOSSES`.
         real_out: critic outputs C(x₁) on real samples, shape (B,) or (B, 1).
         fake_out: critic outputs C(x₂) on fake samples, shape (B',) or (B', 1).
+        paired_scale: factor on the ``rp*`` critic loss (ignored by the others).
+            App. C writes it without a factor (1); the released code multiplies
+            the RpSGAN, RpLSGAN and RpHinge critic losses by 2, which halves the
+            weight of λ relative to the loss in Table 3.
 
     Returns:
         ``E[L(C(x₁))] + E[L(−C(x₂))]`` (§5.1) for the plain losses;
@@ -106,7 +111,7 @@ def critic_loss(name: str, real_out: torch.Tensor, fake_out: torch.Tensor) -> to
     fake = _as_scores(fake_out, "fake_out")
     if kind == "rp":
         _paired(real, fake)
-        return L(real - fake).mean()
+        return paired_scale * L(real - fake).mean()
     if kind == "ra":
         return L(real - fake.mean()).mean() + L(-(fake - real.mean())).mean()
     return L(real).mean() + L(-fake).mean()

@@ -11,16 +11,25 @@
 * ``'standard_cnn'`` (App. E.3; Miyato et al., 2018), 32 px only: a linear
   layer to 4×4×8w and three upsampling stages in the generator; seven
   convolutions (3×3 stride 1 and 4×4 stride 2 alternating) and a linear output
-  in the critic, LeakyReLU, no BatchNorm in the critic. ``width`` = 64 by default.
+  in the critic, LeakyReLU. ``width`` = 64 by default.
 
-Where the appendix and the released code differ (see the chapter of Table 2):
+Where the appendix and the released code differ (each GAN chapter lists these in
+its protocol table):
 
 * LeakyReLU slope: the appendix says 0.2 (DCGAN) and 0.1 (standard CNN); the
-  released script uses 0.02 for DCGAN. Default: the appendix; ``leaky_slope`` overrides.
+  released code uses 0.02 for DCGAN and 0.1 for the standard CNN. Default: the
+  released code (the paper's numbers were produced with it); ``leaky_slope=0.2``
+  gives the appendix's DCGAN.
 * the last critic layer of DCGAN: the appendix lists a 4×4 convolution with
   stride 2 and padding 1, which would leave a 2×2 map; we use the standard
   DCGAN 4×4 convolution with stride 1 and no padding to a single score, as the
   released code does.
+* the standard CNN critic: the released code applies a LeakyReLU after the 7th
+  convolution too (the appendix lists none); we follow the released code. The
+  released code also puts BatchNorm after its first six convolutions unless
+  ``--no_batch_norm_D`` is given, while the appendix lists none; both are
+  available through ``critic_batchnorm`` (Tables 5 and 6 use the appendix's
+  critic without BatchNorm, see :mod:`mmgan.gan_tables`).
 * BatchNorm in the DCGAN critic: both the appendix and the release use it
   (``critic_batchnorm=True``). It couples the samples of a batch, so the
   gradient penalty is not a per-sample quantity for such a critic; set it to
@@ -29,16 +38,22 @@ Where the appendix and the released code differ (see the chapter of Table 2):
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from mmgan.registry import check_choice, check_int
 
+#: BatchNorm modes for drawing the samples a metric scores (see :func:`sampling_mode`).
+SAMPLING_MODES: tuple[str, ...] = ("train", "eval")
 ARCHITECTURES: dict[str, tuple[int, ...]] = {"dcgan": (16, 32, 64), "standard_cnn": (32,)}
 DEFAULT_WIDTH = {("dcgan", 16): 64, ("dcgan", 32): 128, ("dcgan", 64): 64, ("standard_cnn", 32): 64}
-DEFAULT_SLOPE = {"dcgan": 0.2, "standard_cnn": 0.1}
+#: LeakyReLU slopes of the released code (the appendix says 0.2 for DCGAN).
+DEFAULT_SLOPE = {"dcgan": 0.02, "standard_cnn": 0.1}
+APPENDIX_SLOPE = {"dcgan": 0.2, "standard_cnn": 0.1}
 
 
 class Flatten(nn.Module):
@@ -67,7 +82,8 @@ def _dcgan(image_size: int, channels: int, z_dim: int, width: int, slope: float,
     return nn.Sequential(*g), nn.Sequential(*d)
 
 
-def _standard_cnn(channels: int, z_dim: int, width: int, slope: float) -> tuple[nn.Module, nn.Module]:
+def _standard_cnn(channels: int, z_dim: int, width: int, slope: float,
+                  critic_batchnorm: bool) -> tuple[nn.Module, nn.Module]:
     w = width
     g = nn.Sequential(
         nn.Linear(z_dim, 4 * 4 * 8 * w), nn.Unflatten(1, (8 * w, 4, 4)),
@@ -78,11 +94,14 @@ def _standard_cnn(channels: int, z_dim: int, width: int, slope: float) -> tuple[
     )
     layers: list[nn.Module] = []
     c_in = channels
-    for c_out, kernel, stride, pad in [(w, 3, 1, 1), (w, 4, 2, 1), (2 * w, 3, 1, 1), (2 * w, 4, 2, 1),
-                                       (4 * w, 3, 1, 1), (4 * w, 4, 2, 1), (8 * w, 3, 1, 1)]:
-        layers += [nn.Conv2d(c_in, c_out, kernel, stride, pad), nn.LeakyReLU(slope, True)]
+    convolutions = [(w, 3, 1, 1), (w, 4, 2, 1), (2 * w, 3, 1, 1), (2 * w, 4, 2, 1),
+                    (4 * w, 3, 1, 1), (4 * w, 4, 2, 1), (8 * w, 3, 1, 1)]
+    for index, (c_out, kernel, stride, pad) in enumerate(convolutions):
+        layers.append(nn.Conv2d(c_in, c_out, kernel, stride, pad))
+        if critic_batchnorm and index < len(convolutions) - 1:  # the released code: none after the 7th
+            layers.append(nn.BatchNorm2d(c_out))
+        layers.append(nn.LeakyReLU(slope, True))  # after the 7th too, as released (the appendix lists none)
         c_in = c_out
-    layers = layers[:-1]  # the appendix has no activation after the last convolution
     d = nn.Sequential(*layers, nn.Flatten(), nn.Linear(8 * w * 4 * 4, 1), Flatten())
     return g, d
 
@@ -107,7 +126,7 @@ def make_gan(arch: str, image_size: int, channels: int = 3, z_dim: int = 128, wi
     if arch == "dcgan":
         generator, critic = _dcgan(image_size, channels, z_dim, width, slope, critic_batchnorm)
     else:
-        generator, critic = _standard_cnn(channels, z_dim, width, slope)
+        generator, critic = _standard_cnn(channels, z_dim, width, slope, critic_batchnorm)
     init_weights(generator)
     init_weights(critic)
     return generator, critic
@@ -127,3 +146,27 @@ def init_weights(module: nn.Module) -> None:
 
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+@contextlib.contextmanager
+def sampling_mode(module: nn.Module, mode: str) -> Iterator[nn.Module]:
+    """Run ``module`` for sampling with BatchNorm in ``mode``: ``'eval'`` (running statistics) or ``'train'``.
+
+    ``'train'`` is how the released code draws the samples it scores (it never
+    calls ``.eval()``): each sampling batch is normalised with its own
+    statistics. The running statistics are restored afterwards, so sampling in
+    ``'train'`` mode leaves the model exactly as it was (training and resume
+    are unaffected). Gradients are off in both modes.
+    """
+    check_choice(mode, SAMPLING_MODES, "sample_mode")
+    was_training = module.training
+    saved = {name: buffer.clone() for name, buffer in module.named_buffers()}
+    module.train(mode == "train")
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        with torch.no_grad():
+            for name, buffer in module.named_buffers():
+                buffer.copy_(saved[name])
+        module.train(was_training)

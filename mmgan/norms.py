@@ -81,11 +81,14 @@ def grad_norm(
             maximum of App. B taken over the *absolute values* ``|g_i|`` of one
             sample's gradient, a smooth under-estimate of ``‖g‖_∞``.
         as_released: reproduce the released code instead of the correct norm
-            (see ``shared/notes/official-code.md``). For ``q = inf`` the release
-            used the signed maximum ``max_i g_i`` (an inverted flag dropped the
-            absolute value); for ``'smax'`` it pooled the smooth maximum of
-            ``|g|`` over the whole batch and used that one number for every
-            sample. Not defined for ``q ∈ {1, 2}`` (the release was correct there).
+            (see ``shared/notes/official-code.md``). Its inverted
+            ``--l1_margin_no_abs`` flag left ``grad_abs = grad`` (no absolute
+            value) in every run of ``experiments.sh``, so for ``q = inf`` the
+            release used the signed maximum ``max_i g_i``, and for ``'smax'`` one
+            scalar ``Σ g exp(βg) / Σ exp(βg)`` pooled over every entry of the
+            whole batch of *signed* gradients, used for every sample (the runs
+            set ``--smoothmax 1``, i.e. β = 1). Not defined for ``q ∈ {1, 2}``
+            (the release was correct there).
         beta: inverse temperature of the smooth maximum (``'smax'`` only).
 
     Returns:
@@ -108,7 +111,7 @@ def grad_norm(
         if q == math.inf:
             return flat.max(dim=1).values
         if q == "smax":
-            pooled = smooth_max(flat.abs().reshape(-1), dim=0, beta=beta)
+            pooled = smooth_max(flat.reshape(-1), dim=0, beta=beta)
             return pooled.expand(flat.shape[0])
         raise ValueError(
             "as_released=True only changes q=inf (signed max) and q='smax' "

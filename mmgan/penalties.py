@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mmgan.norms import GradNormOrder, grad_norm
+from mmgan.randomness import uniform
 from mmgan.registry import check_choice, lookup
 
 PenaltyShape = Callable[[torch.Tensor], torch.Tensor]
@@ -58,7 +59,9 @@ def penalty_points(
     """Points x̂ at which the penalty is evaluated (detached from both inputs).
 
     ``interpolates`` draws one ``u ~ U[0, 1]`` per sample, shaped (B, 1, ..., 1)
-    so it works for any input shape; ``data`` concatenates real and fake.
+    so it works for any input shape; ``data`` concatenates real and fake. The
+    weights are drawn on ``generator``'s device (a CPU generator works for CUDA
+    batches, see :mod:`mmgan.randomness`).
     """
     check_choice(at, PENALTY_POINTS, "at")
     real, fake = real.detach(), fake.detach()
@@ -79,7 +82,7 @@ def penalty_points(
             f"fake must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}"
         )
     u_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    u = torch.rand(u_shape, generator=generator, dtype=real.dtype, device=real.device)
+    u = uniform(u_shape, generator, real.device, real.dtype)
     return u * real + (1.0 - u) * fake
 
 
@@ -133,7 +136,7 @@ def gradient_penalty(
         at: where to evaluate, one of :data:`PENALTY_POINTS`.
         as_released: use the released code's signed max (q = inf) or batch-pooled
             smooth max (q = 'smax'); see :func:`mmgan.norms.grad_norm`.
-        generator: optional RNG for the interpolation weights.
+        generator: optional RNG for the interpolation weights (any device).
     """
     shape = penalty_shape(g)
     x_hat = penalty_points(real, fake, at, generator)

@@ -5,26 +5,43 @@
 
 One flat loop: per generator iteration, ``critic_steps`` critic updates
 (critic loss of :mod:`mmgan.losses` + λ · gradient penalty of
-:mod:`mmgan.penalties`), then one generator update. Everything a run needs to
-continue exactly is in one checkpoint: both networks, both Adam states, the
-iteration, the configuration and every random state; checkpoints are written to
-a temporary file and renamed, every ``checkpoint_every`` iterations, at the
-end, and when the run is interrupted with Ctrl-C. A run resumed from iteration
-k produces bit for bit the same result as one that never stopped (tested on CPU).
-Non-finite losses stop the run with a clear error and keep the last good
-checkpoint. ``log.jsonl`` gets one line per ``log_every`` iterations (losses,
-penalty, gradient norms at real, fake and interpolated points, iterations/s)
-and one per metric evaluation.
+:mod:`mmgan.penalties`, eq. 6), then one generator update. The configuration is
+:class:`mmgan.gan_config.GANConfig` (the released protocol by default).
+
+Never losing work:
+
+* everything a run needs to continue exactly is in one checkpoint (both networks,
+  both Adam states, the iteration, the configuration, the metric history and
+  every random state), written atomically (temporary file + rename, so the
+  previous checkpoint stays until the new one is complete) every
+  ``checkpoint_every`` iterations and at the end;
+* Ctrl-C (SIGINT) is honoured at the next iteration boundary: the checkpoint is
+  then written and the run stops, so a resumed run continues bit for bit (a
+  second Ctrl-C stops at once, without saving);
+* one writer per folder (:class:`mmgan.run_folder.RunLock`); a fresh run into a
+  folder that holds a run refuses unless ``resume`` or ``overwrite``;
+* on resume, ``log.jsonl`` is cut back to the checkpoint's iteration;
+* a non-finite loss stops the run before the update; the parameters are checked
+  before every checkpoint and metric evaluation, so non-finite weights are never
+  saved; the error says which checkpoint (if any) is kept.
+
+All random draws come from one CPU generator (:mod:`mmgan.randomness`), so a
+run is reproducible and resumable on any device. ``log.jsonl`` gets one line per
+``log_every`` iterations (losses, penalty, gradient norms at real, fake and
+interpolated points, iterations/s) and one per metric evaluation.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
-import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,97 +50,19 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from mmgan.data.images import DATASETS, load_images
-from mmgan.fid import METRICS, dataset_statistics, frechet_distance, generator_statistics, make_extractor
+from mmgan.data.images import load_images
+from mmgan.fid import dataset_statistics, frechet_distance, generator_statistics, make_extractor
+from mmgan.gan_config import TRAIN_LOSSES, GANConfig, config_from, resolve_device
 from mmgan.losses import critic_loss, generator_loss, needs_real_scores
-from mmgan.models import ARCHITECTURES, make_gan
+from mmgan.models import make_gan, sampling_mode
 from mmgan.norms import grad_norm
-from mmgan.penalties import PENALTY_POINTS, PENALTY_SHAPES, gradient_penalty, input_gradient, penalty_points
-from mmgan.registry import check_choice, check_int
+from mmgan.penalties import gradient_penalty, input_gradient, penalty_points
+from mmgan.randomness import indices, normal
 from mmgan.results import atomic_torch_save, atomic_write_text, environment
+from mmgan.run_folder import CHECKPOINT, LOG, SUMMARY, RunLock, folder_state, read_checkpoint, truncate_log
 
-Q_CHOICES: tuple[str, ...] = ("1", "2", "inf", "smax")
-TRAIN_LOSSES: tuple[str, ...] = ("wgan", "hinge", "rphinge", "rahinge", "sgan", "lsgan")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-
-
-@dataclass(frozen=True)
-class GANConfig:
-    """One GAN run. Defaults are the paper's CIFAR-10 protocol (§6, Table 2)."""
-
-    dataset: str = "cifar10"
-    data_root: str | None = None
-    image_size: int = 32
-    channels: int = 3
-    arch: str = "dcgan"
-    width: int | None = None
-    z_dim: int = 128
-    leaky_slope: float | None = None
-    critic_batchnorm: bool = True
-    loss: str = "hinge"
-    q: str = "2"
-    g: str = "ls"
-    as_released: bool = False
-    lam: float = 20.0
-    penalty_at: str = "interpolates"
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    batch_size: int = 32
-    critic_steps: int = 1
-    iterations: int = 100_000
-    seed: int = 1
-    device: str = "auto"
-    metric: str = "fid"
-    metric_every: int = 10_000
-    metric_samples: int = 50_000
-    checkpoint_every: int = 1000
-    log_every: int = 100
-
-    def validate(self) -> GANConfig:
-        check_choice(self.dataset, tuple(DATASETS), "dataset")
-        check_choice(self.arch, tuple(ARCHITECTURES), "arch")
-        check_choice(self.image_size, ARCHITECTURES[self.arch], f"image_size for arch={self.arch!r}")
-        check_choice(self.loss, TRAIN_LOSSES, "loss")
-        check_choice(self.q, Q_CHOICES, "q")
-        check_choice(self.g, tuple(PENALTY_SHAPES), "g")
-        check_choice(self.penalty_at, PENALTY_POINTS, "penalty_at")
-        check_choice(self.device, DEVICES, "device")
-        check_choice(self.metric, tuple(METRICS), "metric")
-        check_choice(self.channels, (1, 3), "channels")
-        for name in ("z_dim", "batch_size", "critic_steps", "iterations", "metric_every", "metric_samples",
-                     "checkpoint_every", "log_every"):
-            check_int(getattr(self, name), name, minimum=1)
-        check_int(self.seed, "seed", minimum=0)
-        if self.as_released and self.q not in ("inf", "smax"):
-            raise ValueError(f"as_released only applies to q='inf' or q='smax', got q={self.q!r}")
-        if not (self.lam >= 0 and self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError("need lam >= 0, lr > 0 and Adam betas in [0, 1)")
-        return self
-
-    @property
-    def q_value(self) -> float | str:
-        return {"1": 1.0, "2": 2.0, "inf": math.inf, "smax": "smax"}[self.q]
-
-
-def config_from(values: dict[str, Any]) -> GANConfig:
-    """A validated config from a mapping; unknown keys raise ``ValueError`` listing the valid ones."""
-    known = {f.name for f in dataclasses.fields(GANConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown GAN config key(s) {unknown}; valid keys: {sorted(known)}")
-    values = dict(values)
-    if "q" in values:
-        values["q"] = {1: "1", 2: "2", 1.0: "1", 2.0: "2", math.inf: "inf"}.get(values["q"], str(values["q"]))
-    return GANConfig(**values).validate()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but no CUDA device is available")
-    return torch.device(name)
+__all__ = ["GANConfig", "NonFiniteLoss", "TRAIN_LOSSES", "config_from", "main", "new_state", "resolve_device",
+           "train", "training_iteration"]
 
 
 # ----------------------------------------------------------------------------- state
@@ -136,9 +75,10 @@ class RunState:
     critic: torch.nn.Module
     opt_g: torch.optim.Optimizer
     opt_c: torch.optim.Optimizer
-    rng: torch.Generator
+    rng: torch.Generator  # on the CPU, whatever the device (mmgan.randomness)
     iteration: int = 0
     metrics: list = dataclasses.field(default_factory=list)  # [(iteration, value)]
+    saved_at: int | None = None  # iteration of the checkpoint in the run folder, None if there is none
 
 
 def new_state(config: GANConfig, device: torch.device) -> RunState:
@@ -153,12 +93,12 @@ def new_state(config: GANConfig, device: torch.device) -> RunState:
                     torch.Generator().manual_seed(config.seed))
 
 
-CHECKPOINT = "checkpoint.pt"
 # Keys that may change between a run and its continuation (the length and bookkeeping of the run).
 RESUMABLE_CHANGES = {"iterations", "checkpoint_every", "log_every", "device"}
 
 
 def save_checkpoint(state: RunState, out: Path) -> None:
+    _check_parameters(state, out, "before writing a checkpoint")
     payload = {
         "generator": state.generator.state_dict(), "critic": state.critic.state_dict(),
         "opt_g": state.opt_g.state_dict(), "opt_c": state.opt_c.state_dict(),
@@ -167,17 +107,20 @@ def save_checkpoint(state: RunState, out: Path) -> None:
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
     atomic_torch_save(payload, out / CHECKPOINT)
+    state.saved_at = state.iteration
 
 
-def load_checkpoint(config: GANConfig, out: Path, device: torch.device) -> RunState:
-    path = out / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    payload = torch.load(path, map_location=device, weights_only=False)
+def check_resumable(config: GANConfig, payload: dict[str, Any], path: Path) -> None:
+    """Refuse to continue a checkpoint written with another configuration (beyond RESUMABLE_CHANGES)."""
     saved = payload["config"]
     changed = {k for k, v in dataclasses.asdict(config).items() if saved.get(k) != v} - RESUMABLE_CHANGES
     if changed:
-        raise ValueError(f"--resume: the configuration differs from the checkpoint's in {sorted(changed)}")
+        raise ValueError(f"--resume: the configuration differs from the checkpoint's in {sorted(changed)} ({path}); "
+                         "resume with the same values or start over with --overwrite")
+
+
+def restore_state(config: GANConfig, payload: dict[str, Any], device: torch.device) -> RunState:
+    """The run state of a checkpoint payload (from :func:`mmgan.run_folder.read_checkpoint`) on ``device``."""
     state = new_state(config, device)
     state.generator.load_state_dict(payload["generator"])
     state.critic.load_state_dict(payload["critic"])
@@ -187,25 +130,47 @@ def load_checkpoint(config: GANConfig, out: Path, device: torch.device) -> RunSt
     torch.set_rng_state(payload["torch_rng"])
     if payload["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
-    state.iteration = payload["iteration"]
+    state.iteration = state.saved_at = payload["iteration"]
     state.metrics = [tuple(m) for m in payload["metrics"]]
     return state
+
+
+def load_checkpoint(config: GANConfig, out: Path, device: torch.device) -> RunState:
+    """Read, check and restore the checkpoint of run folder ``out``."""
+    payload = read_checkpoint(Path(out) / CHECKPOINT)
+    check_resumable(config, payload, Path(out) / CHECKPOINT)
+    return restore_state(config, payload, device)
 
 
 # ----------------------------------------------------------------------------- the loop
 
 
 class NonFiniteLoss(RuntimeError):
-    """Raised when a loss becomes NaN or infinite; the last good checkpoint is kept."""
+    """Raised when a loss or a parameter becomes NaN or infinite; the last good checkpoint (if any) is kept."""
 
 
-def _batch(data: torch.Tensor, size: int, rng: torch.Generator, device: torch.device) -> torch.Tensor:
-    index = torch.randint(data.shape[0], (size,), generator=rng)
-    return data[index].to(device, non_blocking=True)
+def _kept(state: RunState, out: Path | str) -> str:
+    if state.saved_at is None:
+        return f"no checkpoint has been written to {out} yet"
+    return f"the checkpoint of iteration {state.saved_at} in {out} is kept"
+
+
+def _check_parameters(state: RunState, out: Path | str, when: str) -> None:
+    """Raise :class:`NonFiniteLoss` if any weight of either network is NaN or infinite (one host sync)."""
+    parameters = [p.detach() for p in (*state.generator.parameters(), *state.critic.parameters())]
+    if not bool(torch.stack([torch.isfinite(p).all() for p in parameters]).all()):
+        raise NonFiniteLoss(f"a network weight became non-finite by iteration {state.iteration} (found {when}); "
+                            f"{_kept(state, out)} (lower lr or lam)")
+
+
+def _real_batch(data: torch.Tensor, config: GANConfig, rng: torch.Generator) -> torch.Tensor:
+    """A batch of real images (on ``data``'s device), distinct within the batch unless i.i.d. sampling is chosen."""
+    index = indices(data.shape[0], config.batch_size, rng, config.real_sampling == "with_replacement", data.device)
+    return data[index]
 
 
 def _noise(size: int, z_dim: int, rng: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.randn(size, z_dim, generator=rng).to(device)
+    return normal((size, z_dim), rng, device)
 
 
 def _gradient_norms(state: RunState, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
@@ -220,11 +185,13 @@ def _gradient_norms(state: RunState, real: torch.Tensor, fake: torch.Tensor) -> 
 
 
 def evaluate(state: RunState, extractor, reference, device: torch.device) -> float:
-    """The run's metric for the current generator (BatchNorm in evaluation mode)."""
-    state.generator.eval()
-    stats = generator_statistics(state.generator, extractor, state.config.metric_samples, state.config.z_dim,
-                                 device, seed=12345)
-    state.generator.train()
+    """The run's metric for the current generator, sampled as the configuration says
+    (BatchNorm mode, batch size, 8-bit rounding); the generator is left exactly as it was."""
+    config = state.config
+    with sampling_mode(state.generator, config.sample_mode) as generator:
+        stats = generator_statistics(generator, extractor, config.metric_samples, config.z_dim, device,
+                                     batch_size=config.sample_batch_size, seed=12345,
+                                     quantize=config.quantize_samples)
     return frechet_distance(stats.mu, stats.sigma, reference.mu, reference.sigma)
 
 
@@ -232,7 +199,7 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, state
     """One optimiser step on ``loss``, refused (NonFiniteLoss) before it could make the weights non-finite."""
     if not torch.isfinite(loss):
         raise NonFiniteLoss(f"{name} became {loss.item()} at iteration {state.iteration + 1}; "
-                            f"the last good checkpoint in {out} is kept (lower lr or lam)")
+                            f"{_kept(state, out)} (lower lr or lam)")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -243,85 +210,154 @@ def training_iteration(state: RunState, data: torch.Tensor, device: torch.device
     """One generator iteration: ``critic_steps`` critic steps on eq. 6 (loss + λ·penalty), then a generator step.
 
     Draws batches, noise and interpolation weights from ``state.rng`` (so a resumed run continues the same
-    random stream). Raises :class:`NonFiniteLoss` before an update that would make the weights non-finite.
+    random stream); ``data`` may live on the CPU or on ``device``. The relativistic generator step uses a
+    fresh real batch (``generator_real_batch='fresh'``, as released) or the critic step's last one.
+    Raises :class:`NonFiniteLoss` before an update that would make the weights non-finite.
     Returns the last critic loss, penalty, the generator loss and the last real and fake batches.
     """
     config = state.config
     q = config.q_value
     for _ in range(config.critic_steps):
-        real = _batch(data, config.batch_size, state.rng, device)
+        real = _real_batch(data, config, state.rng).to(device, non_blocking=True)
         with torch.no_grad():
             fake = state.generator(_noise(config.batch_size, config.z_dim, state.rng, device))
-        c_loss = critic_loss(config.loss, state.critic(real), state.critic(fake))
+        c_loss = critic_loss(config.loss, state.critic(real), state.critic(fake),
+                             paired_scale=config.paired_critic_scale)
         penalty = gradient_penalty(state.critic, real, fake, q=q, g=config.g, at=config.penalty_at,
                                    as_released=config.as_released, generator=state.rng)
         total = c_loss + config.lam * penalty
         _step(state.opt_c, total, "critic loss", state, out)
     fake = state.generator(_noise(config.batch_size, config.z_dim, state.rng, device))
-    real_out = state.critic(real) if needs_real_scores(config.loss) else None
+    real_out = None
+    if needs_real_scores(config.loss):
+        if config.generator_real_batch == "fresh":
+            real = _real_batch(data, config, state.rng).to(device, non_blocking=True)
+        real_out = state.critic(real)
     g_loss = generator_loss(config.loss, real_out, state.critic(fake))
     _step(state.opt_g, g_loss, "generator loss", state, out)
     return c_loss, penalty, g_loss, real, fake
 
 
+class _StopAtBoundary:
+    """SIGINT handler: the first Ctrl-C asks the loop to stop at the next iteration boundary, a second one
+    stops at once (KeyboardInterrupt, nothing saved)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this iteration and writing a checkpoint (again to stop at once)",
+              file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _interrupt_at_boundary() -> Iterator[_StopAtBoundary]:
+    stop = _StopAtBoundary()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set in the main thread; Ctrl-C then interrupts as usual
+        return
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _prepare_folder(config: GANConfig, out: Path, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    """Check the run folder before any expensive work: returns the checkpoint payload when resuming."""
+    if resume:
+        payload = read_checkpoint(out / CHECKPOINT)
+        check_resumable(config, payload, out / CHECKPOINT)
+        return payload
+    state = folder_state(out)
+    if state != "empty":
+        if not overwrite:
+            raise FileExistsError(f"{out} already holds a {state} run; continue it with resume=True (--resume) "
+                                  "or start it over with overwrite=True (--overwrite)")
+        for name in (CHECKPOINT, LOG, SUMMARY, "config.yaml"):
+            (out / name).unlink(missing_ok=True)
+    return None
+
+
 def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bool = True,
-          data: torch.Tensor | None = None) -> dict[str, Any]:
+          data: torch.Tensor | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train (or continue) one GAN run in folder ``out``; returns its summary (also in summary.json).
 
-    ``data`` may pass the images already loaded (N, C, H, W) in [−1, 1], e.g. to share
-    them between the runs of a table; otherwise they are loaded from ``config``.
+    ``data`` may pass the images already loaded (N, C, H, W) in [−1, 1], e.g. to share them between the runs
+    of a table; otherwise they are loaded from ``config``. They are moved to the run's device once. The
+    configuration, the device, the folder (lock, resume or overwrite) and the checkpoint are checked before
+    the data and the data set's statistics are loaded.
     """
     config.validate()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
-    if data is None:
-        data = load_images(config.dataset, config.image_size, config.channels, config.data_root)
-    extractor = make_extractor(config.metric, config.image_size, config.channels, device)
-    reference = dataset_statistics(extractor, data, f"{config.dataset}-{config.image_size}px-{config.channels}ch",
-                                   device)
-    state = load_checkpoint(config, out, device) if resume else new_state(config, device)
-    if not resume:
-        (out / "log.jsonl").unlink(missing_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=True))
-    log = (out / "log.jsonl").open("a", encoding="utf-8")
+    out = Path(out)
+    with RunLock(out):
+        payload = _prepare_folder(config, out, resume, overwrite)
+        if data is None:
+            data = load_images(config.dataset, config.image_size, config.channels, config.data_root)
+        data = data.to(device)
+        extractor = make_extractor(config.metric, config.image_size, config.channels, device)
+        reference = dataset_statistics(extractor, data, f"{config.dataset}-{config.image_size}px-"
+                                       f"{config.channels}ch", device)
+        if payload is not None:
+            state = restore_state(config, payload, device)
+            truncate_log(out, state.iteration)
+        else:
+            state = new_state(config, device)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=True))
+        _loop(state, data, extractor, reference, device, out, progress)
+    return _write_summary(state, out)
+
+
+def _loop(state: RunState, data: torch.Tensor, extractor, reference, device: torch.device, out: Path,
+          progress: bool) -> None:
+    config = state.config
     bar = tqdm(total=config.iterations, initial=state.iteration, disable=not progress, desc="generator iterations",
                mininterval=2.0)
     clock, clock_iteration = time.perf_counter(), state.iteration
-    try:
-        while state.iteration < config.iterations:
-            c_loss, penalty, g_loss, real, fake = training_iteration(state, data, device, out)
-            state.iteration += 1
-            bar.update(1)
-            if state.iteration % config.log_every == 0:
-                now = time.perf_counter()
-                record = {"iteration": state.iteration, "critic_loss": c_loss.item(), "penalty": penalty.item(),
-                          "generator_loss": g_loss.item(),
-                          "iterations_per_s": (state.iteration - clock_iteration) / max(now - clock, 1e-9),
-                          **_gradient_norms(state, real, fake.detach())}
-                clock, clock_iteration = now, state.iteration
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            if state.iteration % config.metric_every == 0 or state.iteration == config.iterations:
-                if not state.metrics or state.metrics[-1][0] != state.iteration:
-                    value = evaluate(state, extractor, reference, device)
-                    state.metrics.append((state.iteration, value))
-                    log.write(json.dumps({"iteration": state.iteration, config.metric: value}) + "\n")
+    with (out / LOG).open("a", encoding="utf-8") as log, _interrupt_at_boundary() as stop:
+        try:
+            while state.iteration < config.iterations:
+                c_loss, penalty, g_loss, real, fake = training_iteration(state, data, device, out)
+                state.iteration += 1
+                bar.update(1)
+                if state.iteration % config.log_every == 0:
+                    now = time.perf_counter()
+                    record = {"iteration": state.iteration, "critic_loss": c_loss.item(), "penalty": penalty.item(),
+                              "generator_loss": g_loss.item(),
+                              "iterations_per_s": (state.iteration - clock_iteration) / max(now - clock, 1e-9),
+                              **_gradient_norms(state, real, fake.detach())}
+                    clock, clock_iteration = now, state.iteration
+                    log.write(json.dumps(record) + "\n")
                     log.flush()
-                    bar.set_postfix({config.metric: f"{value:.2f}"})
-            if state.iteration % config.checkpoint_every == 0 or state.iteration == config.iterations:
-                save_checkpoint(state, out)
-    except KeyboardInterrupt:
-        save_checkpoint(state, out)  # a consistent state between iterations
-        raise
-    finally:
-        bar.close()
-        log.close()
+                if state.iteration % config.metric_every == 0 or state.iteration == config.iterations:
+                    if not state.metrics or state.metrics[-1][0] != state.iteration:
+                        _check_parameters(state, out, "before a metric evaluation")
+                        value = evaluate(state, extractor, reference, device)
+                        state.metrics.append((state.iteration, value))
+                        log.write(json.dumps({"iteration": state.iteration, config.metric: value}) + "\n")
+                        log.flush()
+                        bar.set_postfix({config.metric: f"{value:.2f}"})
+                if (state.iteration % config.checkpoint_every == 0 or state.iteration == config.iterations
+                        or stop.requested):
+                    save_checkpoint(state, out)
+                if stop.requested:
+                    raise KeyboardInterrupt(f"stopped by Ctrl-C at iteration {state.iteration}; the checkpoint in "
+                                            f"{out} is saved, continue with --resume")
+        finally:
+            bar.close()
+
+
+def _write_summary(state: RunState, out: Path) -> dict[str, Any]:
+    config = state.config
     values = [v for _, v in state.metrics]
     summary = {"iterations": state.iteration, "metric": config.metric, "final": values[-1],
                "lowest": min(values), "lowest_at": state.metrics[values.index(min(values))][0],
                "history": state.metrics, "environment": environment(), "config": dataclasses.asdict(config)}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return summary
 
 
@@ -332,40 +368,34 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train a gradient-penalised GAN (mmgan).")
     parser.add_argument("--config", type=Path, help="YAML file of config values (flags override it)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log, summary)")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    group.add_argument("--overwrite", action="store_true", help="discard a run already in --out and start over")
     parser.add_argument("--no-progress", action="store_true")
     for field in dataclasses.fields(GANConfig):
-        base = str(field.type).split("|")[0].strip()  # annotations are strings: "int", "str | None", ...
-        kind = {"int": int, "float": float, "str": str, "bool": _boolean}[base]
-        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=kind, default=None,
+        # values stay strings here: mmgan.gan_config.config_from coerces them and names the field on error
+        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
                             help=f"default: {field.default}")
     return parser
-
-
-def _boolean(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     values: dict[str, Any] = {}
-    if args.config:
-        loaded = yaml.safe_load(args.config.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{args.config} must hold a mapping of config keys to values")
-        values.update(loaded)
-    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(GANConfig)
-                   if getattr(args, f.name) is not None})
     try:
+        if args.config:
+            loaded = yaml.safe_load(args.config.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{args.config} must hold a mapping of config keys to values")
+            values.update(loaded)
+        values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(GANConfig)
+                       if getattr(args, f.name) is not None})
         config = config_from(values)
-    except ValueError as error:
+        summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
+                        progress=not args.no_progress)
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    summary = train(config, args.out, resume=args.resume, progress=not args.no_progress)
     print(json.dumps({k: summary[k] for k in ("iterations", "metric", "final", "lowest", "lowest_at")}))
     return 0
 
