@@ -53,7 +53,6 @@ ARCHITECTURES: dict[str, tuple[int, ...]] = {"dcgan": (16, 32, 64), "standard_cn
 DEFAULT_WIDTH = {("dcgan", 16): 64, ("dcgan", 32): 128, ("dcgan", 64): 64, ("standard_cnn", 32): 64}
 #: LeakyReLU slopes of the released code (the appendix says 0.2 for DCGAN).
 DEFAULT_SLOPE = {"dcgan": 0.02, "standard_cnn": 0.1}
-APPENDIX_SLOPE = {"dcgan": 0.2, "standard_cnn": 0.1}
 
 
 class Flatten(nn.Module):
