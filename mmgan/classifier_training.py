@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from mmgan.losses import margin_loss
 from mmgan.mlp import BatchedMLP
-from mmgan.norms import grad_norm, order_text
-from mmgan.penalties import PENALTY_SHAPES
+from mmgan.norms import order_text
+from mmgan.penalties import batched_gradient_penalty
 from mmgan.registry import check_choice, check_int
 
 #: Where the penalty of eq. 6 is evaluated: the minibatch points (eq. 6 as written)
@@ -54,14 +54,6 @@ class TrainingLog:
     penalty: np.ndarray
     accuracy: np.ndarray
     grad_norm: np.ndarray
-
-
-def _select(values: dict[object, torch.Tensor], keys: list[object]) -> torch.Tensor:
-    """Stack per-key tensors (M, B) and pick, for each model m, the entry for keys[m]."""
-    order = list(values)
-    stacked = torch.stack([values[k] for k in order])  # (K, M, B)
-    index = torch.tensor([order.index(k) for k in keys], device=stacked.device)
-    return stacked[index, torch.arange(len(keys), device=stacked.device)]
 
 
 def train_penalized_classifiers(
@@ -135,29 +127,23 @@ def train_penalized_classifiers(
         x = torch.cat([xp, xn], 1)  # (M, B, d)
         y = torch.cat([torch.ones(half, device=device, dtype=dtype), -torch.ones(half, device=device, dtype=dtype)])
         if penalty_at == "data":  # one forward pass serves the loss and the penalty
-            x_hat = x.detach().requires_grad_(True)
-            scores = penalty_scores = model(x_hat)
+            gp = batched_gradient_penalty(model, x, q_m, g_m)
+            scores = gp.scores
         else:
             u = torch.stack([torch.rand(half, 1, generator=g, dtype=dtype) for g in gens]).to(device)[seeds]
-            x_hat = (u * xp + (1 - u) * xn).detach().requires_grad_(True)
-            scores, penalty_scores = model(x), model(x_hat)
+            scores = model(x)
+            gp = batched_gradient_penalty(model, u * xp + (1 - u) * xn, q_m, g_m)
         data_term = ce(y * scores).mean(1)
-        (grad,) = torch.autograd.grad(penalty_scores.sum(), x_hat, create_graph=True)
-        flat = grad.reshape(-1, grad.shape[-1])
-        norms = {q: grad_norm(flat, q).reshape(m, -1) for q in dict.fromkeys(q_m)}
-        z = _select(norms, q_m)  # (M, B')
-        shapes = {g: PENALTY_SHAPES[g](z) for g in dict.fromkeys(g_m)}
-        penalty = _select(shapes, g_m).mean(1)
         optimizer.zero_grad(set_to_none=True)
-        (data_term + lam_m * penalty).sum().backward()
+        (data_term + lam_m * gp.penalty).sum().backward()
         optimizer.step()
         if it % log_every == 0 or it == iterations:
             with torch.no_grad():
                 logged_at.append(it)
                 logs["loss"].append(data_term.detach().cpu().numpy())
-                logs["penalty"].append(penalty.detach().cpu().numpy())
+                logs["penalty"].append(gp.penalty.detach().cpu().numpy())
                 logs["accuracy"].append((scores.detach() * y > 0).to(dtype).mean(1).cpu().numpy())
-                logs["grad_norm"].append(z.detach().mean(1).cpu().numpy())
+                logs["grad_norm"].append(gp.grad_norm.detach().mean(1).cpu().numpy())
             if not all(np.isfinite(v[-1]).all() for v in logs.values()):
                 raise FloatingPointError(f"non-finite loss or penalty at iteration {it}; lower lr or lam")
     return TrainingLog(iteration=np.array(logged_at), **{k: np.stack(v) for k, v in logs.items()})

@@ -16,12 +16,14 @@ name                g(z)             enforces (softly)
 The penalty is evaluated at points x̂ chosen by ``at``: random interpolates
 ``u·x_real + (1 − u)·x_fake`` with one ``u ~ U[0, 1]`` per sample (WGAN-GP and
 the paper's GAN runs), the real or the fake samples, or all data points (both
-classes, as written in eq. 6).
+classes, as written in eq. 6). :func:`batched_gradient_penalty` evaluates the
+penalty of M stacked models (each with its own q and g) at given points.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,7 @@ from mmgan.randomness import uniform
 from mmgan.registry import check_choice, lookup
 
 PenaltyShape = Callable[[torch.Tensor], torch.Tensor]
+_Choice = TypeVar("_Choice")
 
 #: Penalty shapes g(z) of eq. 6, z being a gradient norm.
 PENALTY_SHAPES: dict[str, PenaltyShape] = {
@@ -142,3 +145,86 @@ def gradient_penalty(
     x_hat = penalty_points(real, fake, at, generator)
     _, grad = input_gradient(critic, x_hat, create_graph=True)
     return shape(grad_norm(grad, q, as_released=as_released)).mean()
+
+
+class BatchedPenalty(NamedTuple):
+    """Result of :func:`batched_gradient_penalty` for M models evaluated on B points each.
+
+    Attributes:
+        penalty: (M,) mean over the points of g_m(‖∇ₓ f_m(x̂)‖_{q_m}).
+        grad_norm: (M, B) the gradient norms ‖∇ₓ f_m(x̂_i)‖_{q_m}.
+        scores: (M, B) the critic outputs f_m(x̂_i), in the same graph (reuse them
+            instead of a second forward pass when x̂ are the training points).
+    """
+
+    penalty: torch.Tensor
+    grad_norm: torch.Tensor
+    scores: torch.Tensor
+
+
+def _per_model(value: _Choice | Sequence[_Choice], n_models: int, parameter: str) -> list[_Choice]:
+    """One choice for every model: ``value`` repeated, or ``value`` itself if it is a sequence of M."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return [value] * n_models
+    if len(value) != n_models:
+        raise ValueError(
+            f"{parameter} must be one value or a sequence of one per model ({n_models}), got {len(value)}"
+        )
+    return list(value)
+
+
+def _select(choices: list[_Choice], compute: Callable[[_Choice], torch.Tensor]) -> torch.Tensor:
+    """Row m of ``compute(choices[m])``, computing each (M, B) tensor once per distinct choice."""
+    distinct = list(dict.fromkeys(choices))
+    if len(distinct) == 1:
+        return compute(distinct[0])
+    stacked = torch.stack([compute(c) for c in distinct])  # (K, M, B)
+    index = torch.tensor([distinct.index(c) for c in choices], device=stacked.device)
+    return stacked[index, torch.arange(len(choices), device=stacked.device)]
+
+
+def batched_gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    x_hat: torch.Tensor,
+    q: GradNormOrder | Sequence[GradNormOrder] = 2,
+    g: str | Sequence[str] = "ls",
+    *,
+    create_graph: bool = True,
+) -> BatchedPenalty:
+    """The penalty term of eq. 6 (§4.1) for M independent critics at once.
+
+    Model m's penalised objective is ``E L(y f_m(x)) + λ_m E g_m(‖∇ₓ f_m(x̂)‖_{q_m})``;
+    this returns the second expectation, estimated on model m's points
+    ``x_hat[m]``, for every m. The critic is differentiated once, through the
+    sum of all M·B scores: model m's score at point i depends on ``x_hat[m, i]``
+    only (models do not share inputs and each network treats its points
+    independently), so the gradient of the sum with respect to ``x_hat[m, i]``
+    is exactly ∇ₓ f_m(x̂_i). Model by model the result equals
+    :func:`gradient_penalty` with ``at='real'`` and ``real = x_hat[m]``.
+
+    Args:
+        critic: M stacked models, (M, B, ...) → (M, B), e.g. :class:`mmgan.mlp.BatchedMLP`.
+        x_hat: (M, B, ...) penalty points, chosen by the caller (data points or
+            interpolates); detached, so only the critic's parameters get gradients.
+        q: gradient norm (see :func:`mmgan.norms.grad_norm`) of all models, or one per model.
+        g: penalty shape (a key of :data:`PENALTY_SHAPES`) of all models, or one per model.
+        create_graph: keep the graph of ∇ₓ f so the penalty can be differentiated with
+            respect to the critic's parameters (double backward).
+    """
+    if x_hat.dim() < 3:
+        raise ValueError(f"x_hat must have shape (models, batch, ...), got {tuple(x_hat.shape)}")
+    n_models = x_hat.shape[0]
+    q_m, g_m = _per_model(q, n_models, "q"), _per_model(g, n_models, "g")
+    shapes = {name: penalty_shape(name) for name in dict.fromkeys(g_m)}
+    x_hat = x_hat.detach().requires_grad_(True)
+    with torch.enable_grad():
+        scores = critic(x_hat)
+        if scores.shape != x_hat.shape[:2]:
+            raise ValueError(
+                f"critic must map {tuple(x_hat.shape)} to {tuple(x_hat.shape[:2])}, got {tuple(scores.shape)}"
+            )
+        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=create_graph)
+    flat = grad.flatten(0, 1)  # (M·B, ...): one row per (model, point)
+    norms = _select(q_m, lambda order: grad_norm(flat, order).reshape(scores.shape))
+    penalty = _select(g_m, lambda name: shapes[name](norms)).mean(1)
+    return BatchedPenalty(penalty, norms, scores)

@@ -19,7 +19,7 @@ import torch
 
 from mmgan.margins import MARGIN_ORDERS
 from mmgan.norms import Order, dual, grad_norm
-from mmgan.penalties import input_gradient
+from mmgan.penalties import batched_gradient_penalty, input_gradient
 from mmgan.registry import check_choice
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
@@ -89,7 +89,6 @@ def train_relativistic_critics(runs: list[tuple[str, float]], seed: int = 0, ite
     """
     from mmgan.losses import critic_loss
     from mmgan.mlp import BatchedMLP
-    from mmgan.penalties import PENALTY_SHAPES
 
     m = len(runs)
     critics = BatchedMLP([seed] * m, 2, width)
@@ -102,9 +101,7 @@ def train_relativistic_critics(runs: list[tuple[str, float]], seed: int = 0, ite
         real = real_all[idx[0]].expand(m, -1, -1)
         fake = fake_all[idx[1]].expand(m, -1, -1)
         u = torch.rand(1, batch_size, 1, generator=gen, dtype=torch.float32)
-        x_hat = (u * real + (1 - u) * fake).requires_grad_(True)
-        (grad,) = torch.autograd.grad(critics(x_hat).sum(), x_hat, create_graph=True)
-        penalty = PENALTY_SHAPES["ls"](grad.norm(dim=2)).mean(1)
+        penalty = batched_gradient_penalty(critics, u * real + (1 - u) * fake, q=2, g="ls").penalty
         r_out, f_out = critics(real), critics(fake)
         losses = torch.stack([critic_loss(name, r_out[i], f_out[i]) for i, (name, _) in enumerate(runs)])
         optimizer.zero_grad()

@@ -27,8 +27,7 @@ import torch
 
 from mmgan.losses import margin_loss
 from mmgan.mlp import BatchedMLP
-from mmgan.norms import grad_norm
-from mmgan.penalties import penalty_shape
+from mmgan.penalties import batched_gradient_penalty
 from mmgan.registry import check_choice, check_int
 from mmgan.toy import FAKE_X1, REAL_X1
 
@@ -69,7 +68,7 @@ def train_line_gans(config: LineGANConfig, lams: list[float], seeds: list[int],
     opt_c = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, betas=(0.5, 0.999))
     opt_g = torch.optim.SGD([theta], lr=config.generator_lr)
     gen = torch.Generator().manual_seed(sum(seeds) + 7)
-    L, g = margin_loss("sgan"), penalty_shape(config.g)
+    L = margin_loss("sgan")
 
     def line(x1: torch.Tensor) -> torch.Tensor:
         u = 2 * torch.rand(m, b, generator=gen, dtype=dtype) - 1
@@ -79,9 +78,7 @@ def train_line_gans(config: LineGANConfig, lams: list[float], seeds: list[int],
     for it in range(1, config.iterations + 1):
         real, fake = line(torch.full((m,), REAL_X1, dtype=dtype)), line(theta.detach())
         u = torch.rand(m, b, 1, generator=gen, dtype=dtype)
-        x_hat = (u * real + (1 - u) * fake).requires_grad_(True)
-        (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-        penalty = g(grad_norm(grad.reshape(-1, 2), config.q).reshape(m, b)).mean(1)
+        penalty = batched_gradient_penalty(critic, u * real + (1 - u) * fake, config.q, config.g).penalty
         loss = L(critic(real)).mean(1) + L(-critic(fake)).mean(1) + lam_m * penalty
         opt_c.zero_grad()
         loss.sum().backward()

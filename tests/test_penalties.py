@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from helpers import LinearCritic, small_mlp
 
 from mmgan import norms, penalties
+from mmgan.mlp import BatchedMLP
 
 Q_CHOICES = [1, 2, math.inf, "smax"]
 
@@ -91,3 +92,73 @@ def test_bad_inputs_raise_naming_parameter():
         penalties.gradient_penalty(critic, x, torch.randn(3, 3))
     with pytest.raises(ValueError, match=r"critic must return shape \(batch,\)"):
         penalties.gradient_penalty(lambda x: x, x, x)
+
+
+GRID = [(q, g) for q in Q_CHOICES for g in penalties.PENALTY_SHAPES]
+
+
+def _critics_and_points(n_models: int, batch: int = 6):
+    """A float64 BatchedMLP whose gradient norms straddle 1 (so hinge shapes are active), and points."""
+    critics = BatchedMLP(list(range(n_models)), 3, width=8, dtype=torch.float64)
+    with torch.no_grad():
+        critics.weights[-1].mul_(25.0)
+    x_hat = torch.randn(n_models, batch, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return critics, x_hat
+
+
+def _assert_matches_model_by_model(qs: list, gs: list) -> None:
+    """Batched penalty, gradient norms, scores and parameter gradients equal the single-critic ones."""
+    critics, x_hat = _critics_and_points(len(qs))
+    q_arg, g_arg = (qs[0], gs[0]) if len(set(qs)) == len(set(gs)) == 1 else (qs, gs)
+    result = penalties.batched_gradient_penalty(critics, x_hat, q_arg, g_arg)
+    assert result.penalty.shape == (len(qs),) and result.grad_norm.shape == result.scores.shape == x_hat.shape[:2]
+    assert (result.grad_norm < 1).any() and (result.grad_norm > 1).any()
+    # double backward; the last bias does not change ∇ₓf, its gradient is zero
+    batched_grads = torch.autograd.grad(result.penalty.sum(), list(critics.parameters()), materialize_grads=True)
+    for m, (q, g) in enumerate(zip(qs, gs)):
+        net = critics.model(m)  # nn.Sequential copy of model m: Linear weights are stored transposed
+        value = penalties.gradient_penalty(net, x_hat[m], x_hat[m], q=q, g=g, at="real")
+        scores, grad = penalties.input_gradient(net, x_hat[m], create_graph=False)
+        torch.testing.assert_close(result.penalty[m], value)
+        torch.testing.assert_close(result.grad_norm[m], norms.grad_norm(grad, q))
+        torch.testing.assert_close(result.scores[m], scores)
+        single = torch.autograd.grad(value, list(net.parameters()), materialize_grads=True)
+        by_layer = [single[i].T for i in range(0, len(single), 2)] + [single[i] for i in range(1, len(single), 2)]
+        for batched, expected in zip(batched_grads, by_layer):  # BatchedMLP: all weights, then all biases
+            torch.testing.assert_close(batched[m], expected)
+
+
+@pytest.mark.parametrize(("q", "g"), GRID)
+def test_batched_penalty_matches_gradient_penalty_for_one_q_and_g(q, g):
+    _assert_matches_model_by_model([q] * 3, [g] * 3)
+
+
+def test_batched_penalty_with_mixed_q_and_g_matches_model_by_model():
+    _assert_matches_model_by_model([q for q, _ in GRID], [g for _, g in GRID])
+
+
+def test_batched_penalty_without_graph_and_with_detached_points():
+    critics, x_hat = _critics_and_points(2)
+    x_hat.requires_grad_(True)
+    result = penalties.batched_gradient_penalty(critics, x_hat, 2, "ls", create_graph=False)
+    assert not result.penalty.requires_grad and result.scores.requires_grad
+    with_graph = penalties.batched_gradient_penalty(critics, x_hat, 2, "ls")
+    (grad_x,) = torch.autograd.grad(with_graph.penalty.sum(), x_hat, allow_unused=True)
+    assert grad_x is None  # x_hat is detached: only the critic's parameters get gradients
+    torch.testing.assert_close(result.penalty, with_graph.penalty.detach())
+
+
+def test_batched_penalty_bad_inputs_raise_naming_parameter():
+    critics, x_hat = _critics_and_points(3)
+    with pytest.raises(ValueError, match=r"q must be one value or a sequence of one per model \(3\), got 2"):
+        penalties.batched_gradient_penalty(critics, x_hat, [1, 2], "ls")
+    with pytest.raises(ValueError, match=r"g must be one value or a sequence of one per model \(3\), got 4"):
+        penalties.batched_gradient_penalty(critics, x_hat, 2, ["ls"] * 4)
+    with pytest.raises(ValueError, match="unknown g='l2'; valid choices: 'ls', 'hinge'"):
+        penalties.batched_gradient_penalty(critics, x_hat, 2, ["ls", "l2", "ls"])
+    with pytest.raises(ValueError, match="unknown gradient norm q=3"):
+        penalties.batched_gradient_penalty(critics, x_hat, [2, 3, 2], "ls")
+    with pytest.raises(ValueError, match=r"x_hat must have shape \(models, batch, \.\.\.\)"):
+        penalties.batched_gradient_penalty(critics, x_hat[0], 2, "ls")
+    with pytest.raises(ValueError, match=r"critic must map \(3, 6, 3\) to \(3, 6\), got \(3, 6, 1\)"):
+        penalties.batched_gradient_penalty(lambda x: critics(x)[..., None], x_hat, 2, "ls")
