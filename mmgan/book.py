@@ -31,6 +31,17 @@ def glue_text(name: str, text: str) -> str:
     return text
 
 
+def glue_all(values: dict[str, Any]) -> dict[str, Any]:
+    """Glue every entry of a mapping that a report function returned: numbers with
+    :func:`glue_number`, strings (and enums, by their text) with :func:`glue_text`."""
+    for name, value in values.items():
+        if isinstance(value, str) or hasattr(value, "value") and isinstance(value.value, str):
+            glue_text(name, str(value))
+        else:
+            glue_number(name, value)
+    return values
+
+
 def error_text(value: Any, floor: float = 1e-12) -> str:
     """An error magnitude for display: ``'< 1e-12'`` at or below ``floor``, else ``'3.2e-05'``.
 

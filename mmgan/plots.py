@@ -169,11 +169,17 @@ def margin_distributions(distances: Mapping[str, np.ndarray], xlabel: str) -> Fi
 
 
 def training_curves(curves, metrics: Sequence[str] = ("loss", "penalty", "accuracy", "grad_norm")) -> Figure:
-    """Mean over seeds of each logged metric against the iteration, one line per row of Table 1."""
+    """Mean over seeds of each logged metric against the iteration, one line per row of Table 1.
+
+    The penalty panel leaves out the unpenalised row: it logs g(‖∇f‖) but is trained with λ = 0.
+    """
     fig, axes = _figure(3.2 * len(metrics), 3.0, ncols=len(metrics))
     mean = curves.groupby(["row", "iteration"])[list(metrics)].mean().reset_index()
     for ax, metric in zip(axes, metrics):
         for label, part in mean.groupby("row", sort=False):
+            if metric == "penalty" and label == "none":
+                ax.plot([], [])  # keep each row's colour the same in every panel
+                continue
             ax.plot(part["iteration"], part[metric], label=ROW_TITLES.get(label, label), lw=1)
         ax.set(xlabel="iteration", title=metric.replace("_", " "))
         if metric == "penalty":

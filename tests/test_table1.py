@@ -76,7 +76,7 @@ def test_summary_is_tidy_and_labelled(trained):
 
 
 @pytest.mark.parametrize(("preset", "overrides", "message"), [
-    ("fast", {}, "unknown preset='fast'; valid choices: 'paper', 'quick'"),
+    ("fast", {}, "unknown preset='fast'; valid choices: 'paper', 'fitted', 'quick', 'long'"),
     ("quick", {"dim": 4}, "invalid dim=4; valid choices: 2, 3"),
     ("quick", {"iterations": 0}, "iterations must be >= 1"),
     ("quick", {"scale": "unit"}, "invalid scale='unit'"),
