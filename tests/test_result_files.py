@@ -157,7 +157,7 @@ def test_renamed_folder_is_refused_and_device_is_not_part_of_the_key(saved, tmp_
         table1.load_table1(moved)
 
 
-@pytest.mark.parametrize("folder", sorted(p.name for p in COMMITTED.iterdir()) if COMMITTED.is_dir() else [])
+@pytest.mark.parametrize("folder", sorted(p.name for p in COMMITTED.iterdir() if p.is_dir()) if COMMITTED.is_dir() else [])
 def test_committed_results_load_and_an_edited_copy_does_not(tmp_path, folder):
     result = table1.load_table1(COMMITTED / folder)
     assert folder == table1.result_directory(result.config, Path()).name
@@ -167,3 +167,12 @@ def test_committed_results_load_and_an_edited_copy_does_not(tmp_path, folder):
     (copy / "meta.json").write_text(json.dumps(meta, indent=2))
     with pytest.raises(ValueError, match=_names(copy / "meta.json") + f".*expected key {folder[-12:]}"):
         table1.load_table1(copy)
+
+
+def test_the_committed_protocol_search_reads_and_a_truncated_copy_is_named(tmp_path):
+    probes = table1.read_probes(COMMITTED)
+    assert {"raw", "standardized"} <= set(probes.scale) and probes.held_out_accuracy.between(0, 1).all()
+    text = (COMMITTED / table1.PROBE_FILE).read_text()
+    (tmp_path / table1.PROBE_FILE).write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=table1.PROBE_FILE):
+        table1.read_probes(tmp_path)
