@@ -15,9 +15,17 @@ from mmgan.gan_config import GANConfig
 from mmgan.models import make_gan
 from mmgan.penalties import gradient_penalty
 
-torch.set_num_threads(1)
-
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One thread in this module only: a module-level setting would leak into every later test of the
+    session (e.g. the gpu_check test compares a run with a child process that uses the default threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 # float64 (tests/conftest.py): on this CPU the packed runs came out bit-identical; the bound leaves room for
 # another summation order (a grouped convolution or a batched matmul may sum differently from a plain one).
 RTOL64, ATOL64 = 1e-10, 1e-12
