@@ -437,8 +437,8 @@ def chapter_values(variants: dict[str, Table1Result], benchmark: dict[str, objec
     timed = ("The headline variant was timed this way." if preset == table1.HEADLINE[0] else
              f"The headline variant ('{table1.HEADLINE[0]}', width {headline.config.width}) has not been timed on a "
              f"quiet machine yet: its committed run took {sum(headline.meta['seconds'].values()) / 60:.0f} minutes on "
-             "one thread while other jobs shared the two cores (meta.json), which says nothing about the target; "
-             f"`python benchmarks/table1.py --preset {table1.HEADLINE[0]} --full` measures it.")
+             "one thread while other jobs shared the two cores (its meta.json), which says nothing about the target; "
+             f"python benchmarks/table1.py --preset {table1.HEADLINE[0]} --full measures it.")
     values.update(bench_machine=f"{benchmark['machine']}, {benchmark['date']}", bench_ratio=benchmark["speedup"],
                   bench_preset=preset, bench_width=table1.make_config(preset).width, bench_full_minutes=full / 60,
                   bench_headline_note=timed)
