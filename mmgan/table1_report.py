@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from mmgan import table1
 from mmgan.book import error_text
@@ -39,12 +38,10 @@ GAIN_THRESHOLDS: dict[str, float] = {"larger": 1.0, "at least 2x": 2.0}
 
 
 def mean_ci(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    """Mean and half-width of a Student-t confidence interval (NaN width for one value)."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return float(values.mean()), math.nan
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return float(values.mean()), float(half)
+    """Mean and half-width of the Student-t interval of :func:`mmgan.verdicts.paired_t_interval`
+    (NaN width for one value)."""
+    interval = paired_t_interval(values, level)
+    return interval.mean, interval.upper - interval.mean
 
 
 def _p_value(p: object) -> float:
