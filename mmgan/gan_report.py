@@ -4,7 +4,8 @@ The claims, as stated at the end of §6: smaller FIDs come with (i) a larger
 gradient norm q, (ii) the hinge penalty max(0, ‖∇f‖ − 1) rather than LS, and
 (iii) HingeGAN rather than WGAN. Each is checked as a set of paired comparisons
 between cells that differ only in that factor; a claim "holds" in a table when
-most of its comparisons go the predicted way. Lower is better for FID and FDD.
+its comparisons go the predicted way beyond seed noise (:func:`claim_verdict`). Lower is
+better for FID and FDD.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
 from mmgan.norms import order_text
 from mmgan.paper import paper_table
+from mmgan.verdicts import Verdict, counts, interval_verdict, paired_t_interval
 
 Q_ORDER = {"1": 0, "2": 1, "inf": 2}
 
@@ -58,70 +59,103 @@ def rank_agreement(results: pd.DataFrame, table: str, stat: str = "final") -> fl
     return float(scipy_stats.spearmanr(merged["mean"], merged["value"]).statistic)
 
 
-def _comparisons(cells: pd.DataFrame, value: str) -> dict[str, list[tuple[float, float]]]:
-    """Paired comparisons for the three claims: (predicted cell − other cell, standard error of that difference).
+#: The paired comparisons behind each claim, in the order the chapters list them.
+CLAIMS: tuple[str, ...] = ("larger q", "hinge penalty", "HingeGAN over WGAN")
 
-    The claim predicts a negative difference (lower is better). The standard error comes
-    from the seeds (``std`` and ``count`` columns of :func:`cell_means`); NaN without them.
+
+def comparison_pairs(cells: list[tuple[str, str, str]]) -> dict[str, list[tuple[tuple, tuple]]]:
+    """For each claim, the pairs (predicted better cell, other cell) of cells that differ only in its factor.
+
+    larger q: q = 2 over q = 1 and q = ∞ over q = 2 (same loss and penalty); hinge penalty: g = hinge over
+    g = ls (same loss and q); HingeGAN over WGAN: the hinge loss over the WGAN loss (same q and g).
     """
-    def se(row) -> float:
-        if "std" not in cells or not row["count"] > 1:
-            return math.nan
-        return float(row["std"]) ** 2 / float(row["count"])
-
-    index = {(r["loss"], r["q"], r["g"]): (float(r[value]), se(r)) for _, r in cells.iterrows()}
-    out: dict[str, list[tuple[float, float]]] = {"larger q": [], "hinge penalty": [], "HingeGAN over WGAN": []}
-
-    def add(claim: str, better: tuple, other: tuple) -> None:
-        (v1, s1), (v2, s2) = index[better], index[other]
-        out[claim].append((v1 - v2, math.sqrt(s1 + s2)))
-
-    for (loss, q, g) in index:
+    present = set(cells)
+    out: dict[str, list[tuple[tuple, tuple]]] = {claim: [] for claim in CLAIMS}
+    for loss, q, g in cells:
         for q_big in ("2", "inf"):
-            if q in Q_ORDER and Q_ORDER[q] == Q_ORDER[q_big] - 1 and (loss, q_big, g) in index:
-                add("larger q", (loss, q_big, g), (loss, q, g))
-        if g == "ls" and (loss, q, "hinge") in index:
-            add("hinge penalty", (loss, q, "hinge"), (loss, q, g))
-        if loss == "wgan" and ("hinge", q, g) in index:
-            add("HingeGAN over WGAN", ("hinge", q, g), (loss, q, g))
+            if q in Q_ORDER and Q_ORDER[q] == Q_ORDER[q_big] - 1 and (loss, q_big, g) in present:
+                out["larger q"].append(((loss, q_big, g), (loss, q, g)))
+        if g == "ls" and (loss, q, "hinge") in present:
+            out["hinge penalty"].append(((loss, q, "hinge"), (loss, q, g)))
+        if loss == "wgan" and ("hinge", q, g) in present:
+            out["HingeGAN over WGAN"].append((("hinge", q, g), (loss, q, g)))
     return out
 
 
-def claims(results: pd.DataFrame, table: str, stat: str = "final") -> pd.DataFrame:
-    """For each claim: how many paired comparisons agree, in the paper's table and in our runs.
+def comparisons(results: pd.DataFrame, stat: str = "final") -> pd.DataFrame:
+    """Every paired comparison of our runs, with its seed-paired interval and verdict.
 
-    With several seeds, a comparison is *beyond seed noise* when the difference of the
-    two cell means exceeds twice its standard error; the column counts those that go
-    the predicted way and those that go against it.
+    For a pair (better, other) the per-seed gain is ``other − better`` over the seeds both cells
+    finished (the claim predicts a positive gain: lower is better), summarised by its mean and 95%
+    paired-t interval (:func:`mmgan.verdicts.paired_t_interval`); the verdict is HOLDS when the
+    interval lies above 0, DOES_NOT_HOLD when it lies below, CANNOT_TELL otherwise or with < 2 seeds.
     """
-    ours = _comparisons(cell_means(results, stat), "mean")
-    paper = _comparisons(paper_cells(table, stat), "value")
+    values = results.set_index(["loss", "q", "g", "seed"])[stat].sort_index()
+    cells = list(dict.fromkeys(zip(results["loss"], results["q"], results["g"])))
     rows = []
-    for claim in ours:
-        o, p = ours[claim], paper[claim]
-        if not o and not p:
+    for claim, pairs in comparison_pairs(cells).items():
+        for better, other in pairs:
+            a, b = values.loc[better], values.loc[other]
+            gains = (b - a).dropna()
+            if gains.empty:
+                continue
+            interval = paired_t_interval(gains.to_numpy())
+            rows.append({"claim": claim, "better": cell_text(*better), "other": cell_text(*other),
+                         "mean gain": interval.mean, "lower": interval.lower, "upper": interval.upper,
+                         "seeds": interval.n, "verdict": interval_verdict(interval, 0.0)})
+    return pd.DataFrame(rows, columns=["claim", "better", "other", "mean gain", "lower", "upper", "seeds", "verdict"])
+
+
+def claim_verdict(outcomes: list[Verdict]) -> Verdict:
+    """One verdict for a claim from its comparisons' verdicts (the rule the GAN chapters state).
+
+    The claim HOLDS when more than half of its comparisons hold beyond seed noise and none goes
+    against it beyond seed noise; it DOES_NOT_HOLD in the mirror case; otherwise we CANNOT_TELL
+    (too few comparisons beyond noise, or clear comparisons both ways).
+    """
+    if not outcomes:
+        raise ValueError("claim_verdict needs at least one comparison")
+    tally = counts(outcomes)
+    n, holds, against = len(outcomes), tally[Verdict.HOLDS], tally[Verdict.DOES_NOT_HOLD]
+    if holds > n / 2 and against == 0:
+        return Verdict.HOLDS
+    if against > n / 2 and holds == 0:
+        return Verdict.DOES_NOT_HOLD
+    return Verdict.CANNOT_TELL
+
+
+def paper_claim_counts(table: str, stat: str = "final") -> dict[str, tuple[int, int]]:
+    """Per claim testable in the paper's table: (comparisons that go the predicted way, comparisons)."""
+    paper = paper_cells(table, stat).set_index(["loss", "q", "g"])["value"]
+    return {claim: (sum(bool(paper[b] < paper[o]) for b, o in pairs), len(pairs))
+            for claim, pairs in comparison_pairs(list(paper.index)).items() if pairs}
+
+
+def claims(results: pd.DataFrame, table: str, stat: str = "final") -> pd.DataFrame:
+    """Per claim: how many paired comparisons go the predicted way in the paper's table and in our runs,
+    how many hold / go against it beyond seed noise, and the claim's :class:`Verdict` (:func:`claim_verdict`).
+
+    The paper's table has one run per cell, so only the direction of its comparisons is counted.
+    """
+    ours = comparisons(results, stat)
+    paper = paper_claim_counts(table, stat)
+    rows = []
+    for claim in CLAIMS:
+        mine = ours[ours["claim"] == claim]
+        if mine.empty and claim not in paper:
             continue
-        agree = [d < 0 for d, _ in o]
-        clear_for = sum(d < -2 * e for d, e in o if e == e)
-        clear_against = sum(d > 2 * e for d, e in o if e == e)
-        has_se = any(e == e for _, e in o)
+        tally = counts(mine["verdict"])
         rows.append({"claim": claim,
-                     "paper's table": f"{sum(d < 0 for d, _ in p)} of {len(p)}" if p else "—",
-                     "our runs": f"{sum(agree)} of {len(o)}" if o else "—",
-                     "beyond seed noise (for / against)": f"{clear_for} / {clear_against}" if has_se else "one seed",
-                     "verdict on our runs": _verdict(agree)})
+                     "paper's table": f"{paper[claim][0]} of {paper[claim][1]}" if claim in paper else "—",
+                     "our runs": f"{int((mine['mean gain'] > 0).sum())} of {len(mine)}" if len(mine) else "—",
+                     "beyond seed noise (for / against)": f"{tally[Verdict.HOLDS]} / {tally[Verdict.DOES_NOT_HOLD]}",
+                     "verdict": claim_verdict(list(mine["verdict"])) if len(mine) else Verdict.NOT_COMPARABLE})
     return pd.DataFrame(rows).set_index("claim")
 
 
-def _verdict(outcomes: list[bool]) -> str:
-    if not outcomes:
-        return "not testable here"
-    share = float(np.mean(outcomes))
-    if share >= 0.75:
-        return "holds"
-    if share > 0.25:
-        return "mixed"
-    return "does not hold"
+def cell_text(loss: str, q: str, g: str) -> str:
+    """A cell as the chapters write it, e.g. ``'hinge, q = inf, hinge penalty'``."""
+    return f"{loss}, q = {q}, {g} penalty"
 
 
 def read_log(run: str | Path) -> pd.DataFrame:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from mmgan import gan_report
 from mmgan.results import results_root
+from mmgan.verdicts import Verdict
 
 
 def _results(values: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:
@@ -32,20 +34,44 @@ def _table2_like(better_with_q: bool) -> dict[tuple[str, str, str], list[float]]
 def test_claims_count_paired_comparisons_and_noise():
     table = gan_report.claims(_results(_table2_like(True)), "2")
     assert table.loc["larger q", "our runs"] == "8 of 8"
-    assert table.loc["larger q", "verdict on our runs"] == "holds"
+    assert table.loc["larger q", "verdict"] is Verdict.HOLDS
     assert table.loc["hinge penalty", "our runs"] == "6 of 6"
     assert table.loc["HingeGAN over WGAN", "beyond seed noise (for / against)"] == "6 / 0"
     # the paper's own Table 2: 7 of 8 comparisons favour the larger q
     assert table.loc["larger q", "paper's table"] == "7 of 8"
     reversed_q = gan_report.claims(_results(_table2_like(False)), "2")
-    assert reversed_q.loc["larger q", "verdict on our runs"] == "does not hold"
+    assert reversed_q.loc["larger q", "verdict"] is Verdict.DOES_NOT_HOLD
     assert reversed_q.loc["larger q", "beyond seed noise (for / against)"] == "0 / 8"
 
 
-def test_claims_within_noise_are_not_counted_as_clear():
-    values = {k: [v[1] - 30, v[1] + 30] for k, v in _table2_like(True).items()}  # huge seed spread
-    table = gan_report.claims(_results(values), "2")
-    assert table.loc["larger q", "beyond seed noise (for / against)"] == "0 / 0"
+def test_claims_within_noise_cannot_be_told():
+    noisy = {k: [v[1] - 30, v[1] + 30, v[1] - 10] for k, v in _table2_like(True).items()}
+    rng = np.random.default_rng(0)
+    for key in noisy:  # unpaired seed noise: each cell gets its own seed effects
+        noisy[key] = list(np.asarray(noisy[key])[rng.permutation(3)])
+    table = gan_report.claims(_results(noisy), "2")
+    assert table.loc["larger q", "verdict"] is Verdict.CANNOT_TELL
+    assert table.loc["larger q", "beyond seed noise (for / against)"] != "8 / 0"
+
+
+def test_paired_seed_noise_cancels():
+    """A seed effect shared by every cell (same seed, same data and noise) does not hide a small gain."""
+    shared = [0.0, 40.0, -25.0]
+    values = {k: [v[1] + s for s in shared] for k, v in _table2_like(True).items()}
+    comparisons = gan_report.comparisons(_results(values))
+    assert (comparisons["verdict"] == Verdict.HOLDS).all() and len(comparisons) == 20
+
+
+def test_one_seed_cannot_tell_and_mixed_claims_cannot_tell():
+    one_seed = {k: v[:1] for k, v in _table2_like(True).items()}
+    table = gan_report.claims(_results(one_seed), "2")
+    assert (table["verdict"] == Verdict.CANNOT_TELL).all()
+    assert table.loc["larger q", "our runs"] == "8 of 8"
+    assert gan_report.claim_verdict([Verdict.HOLDS] * 3 + [Verdict.DOES_NOT_HOLD]) is Verdict.CANNOT_TELL
+    assert gan_report.claim_verdict([Verdict.HOLDS] * 2 + [Verdict.CANNOT_TELL] * 2) is Verdict.CANNOT_TELL
+    assert gan_report.claim_verdict([Verdict.DOES_NOT_HOLD] * 3 + [Verdict.CANNOT_TELL]) is Verdict.DOES_NOT_HOLD
+    with pytest.raises(ValueError):
+        gan_report.claim_verdict([])
 
 
 def test_rank_agreement_and_side_by_side():
