@@ -249,7 +249,14 @@ def relativistic_boundaries(nets: Sequence[torch.nn.Module], titles: Sequence[st
 
 
 def gan_metric_curves(curves, ylabel: str) -> Figure:
-    """Metric against generator iterations, one panel per loss, mean over seeds per (q, g) cell."""
+    """Metric against generator iterations, one panel per loss, mean over seeds per (q, g) cell.
+
+    Raises ``ValueError`` when no run has two evaluations: such a figure would be an empty plot.
+    """
+    points = curves.groupby(["loss", "q", "g", "seed"]).size() if len(curves) else []
+    if not len(points) or max(points) < 2:
+        raise ValueError("no run has two metric evaluations: nothing to draw "
+                         "(lengthen the runs or evaluate more often)")
     losses = list(dict.fromkeys(curves["loss"]))
     fig, axes = _figure(4.2 * len(losses), 3.4, ncols=len(losses))
     mean = curves.groupby(["loss", "q", "g", "iteration"])["value"].agg(["mean", "min", "max"]).reset_index()

@@ -1,0 +1,95 @@
+"""The one call behind every GAN table chapter: `mmgan.gan_chapter.chapter`."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from IPython.display import Markdown
+
+from mmgan import gan_chapter, gan_tables
+from mmgan.gan_config import GANConfig
+from mmgan.verdicts import Verdict
+
+
+@pytest.fixture(autouse=True)
+def _float32():
+    torch.set_default_dtype(torch.float32)  # the GAN engine trains in float32, as its chapters do
+
+
+def test_the_committed_table2_study_is_loaded_and_learnt(tmp_path):
+    page = gan_chapter.chapter("2", cells="hinge-q2-hinge", iterations=4, results_root=str(tmp_path))
+    study = page.study
+    assert study is not None and study.learnt and study.failed().empty
+    values = page.glue()
+    assert values["study_runs"] == 36 and values["study_seeds"] == 3
+    assert values["study_best"] < values["study_worst"]
+    assert set(study.verdicts()) == {"larger q", "hinge penalty", "HingeGAN over WGAN"}
+    assert all(isinstance(v, Verdict) for v in study.verdicts().values())
+    assert set(page.study_parts) == {"tables", "claims", "comparisons", "curves", "levelling", "protocol"}
+    assert "Scale." in page.study_summary().data and "nan" not in page.study_summary().data.lower()
+
+
+def test_the_pipeline_check_draws_no_verdict_and_no_empty_curve(tmp_path):
+    page = gan_chapter.chapter("8", cells="hinge-qsmax-hinge", iterations=4, results_root=str(tmp_path))
+    assert page.preset == "smoke" and len(page.run.results) == 1 and page.run.failed().empty
+    assert isinstance(page.run_claims(), Markdown)  # no claims table at the smoke preset
+    assert page.run.evaluations == 1 and isinstance(page.run_curves(), Markdown)
+
+
+def test_a_table_without_a_study_says_how_to_make_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gan_tables, "STUDIES", {})
+    page = gan_chapter.chapter("2", cells="hinge-q2-hinge", iterations=4, results_root=str(tmp_path))
+    assert page.study is None and page.glue()["has_study"] == "no"
+    assert "python -m mmgan.gan_tables 2 cpu" in page.study_summary().data
+    page.show_study("claims")  # shows nothing instead of an empty section
+    assert capsys.readouterr().out == ""
+
+
+def test_bad_parameters_stop_before_any_run(tmp_path):
+    with pytest.raises(ValueError, match="preset"):
+        gan_chapter.chapter("2", preset="fast", results_root=str(tmp_path))
+    with pytest.raises(ValueError, match="valid cells"):
+        gan_chapter.chapter("2", cells="hinge-q3-hinge", results_root=str(tmp_path))
+    assert not any(tmp_path.iterdir())
+
+
+def _fake_study(tmp_path, improvement: float) -> gan_chapter.Study:
+    """Two cells × three seeds whose metric falls from 100 to 100 / improvement."""
+    rows = []
+    for q, shift in (("1", 5.0), ("2", 0.0)):
+        for seed in range(3):
+            run = tmp_path / f"hinge-q{q}-hinge-s{seed}"
+            run.mkdir()
+            last = 100.0 / improvement + shift + seed
+            history = [[100, 100.0], [200, (100.0 + last) / 2], [300, last], [400, last]]
+            (run / "summary.json").write_text(json.dumps({"history": history}))
+            rows.append({"loss": "hinge", "q": q, "g": "hinge", "seed": seed, "run": str(run), "status": "finished",
+                         "error": "", "final": last, "lowest": last, "lowest_at": 400, "iterations": 400,
+                         "metric": "fdd", "dataset": "digits", "preset": "cpu"})
+    return gan_chapter.Study("2", "cpu", pd.DataFrame(rows), GANConfig(), tmp_path, ("final",))
+
+
+def test_the_learning_gate_blocks_verdicts(tmp_path):
+    (tmp_path / "learnt").mkdir()
+    (tmp_path / "stalled").mkdir()
+    learnt = _fake_study(tmp_path / "learnt", improvement=10)
+    assert learnt.learnt and learnt.verdicts()["larger q"] is Verdict.HOLDS
+    stalled = _fake_study(tmp_path / "stalled", improvement=1.5)
+    assert not stalled.learnt
+    assert stalled.verdicts()["larger q"] is Verdict.NOT_COMPARABLE
+    assert (stalled.claims()["verdict"] == "not comparable").all()
+    assert "failed, so no verdict is drawn" in stalled.summary().data
+
+
+def test_metric_curves_refuse_to_draw_an_empty_plot():
+    from mmgan import plots
+
+    one_point = pd.DataFrame({"loss": ["wgan"], "q": ["1"], "g": ["ls"], "seed": [0], "iteration": [20],
+                              "value": [3000.0]})
+    with pytest.raises(ValueError, match="nothing to draw"):
+        plots.gan_metric_curves(one_point, "FDD")
+    with pytest.raises(ValueError, match="nothing to draw"):
+        plots.gan_metric_curves(one_point.iloc[:0], "FDD")
