@@ -21,9 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
+def _float32():
     torch.set_default_dtype(torch.float32)
-    monkeypatch.setenv("MMGAN_CACHE", str(tmp_path_factory.getbasetemp() / "mmgan-cache"))
 
 
 @pytest.fixture(scope="module")
