@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (Python >= 3.11):
 #   make book   create .venv from the pinned versions, execute every chapter, render _build/html
-#   make test   unit tests + every notebook under pytest --nbval + a strict (-W) book build
+#   make test   ruff (lint and import order) + unit tests + every notebook under pytest --nbval + a strict (-W) book build
 #               + the rendered pages checked in headless Chromium
 PYTHON ?= python3
 VENV := .venv
@@ -21,6 +21,7 @@ book: $(VENV)/installed.stamp
 # The strict build renders the outputs stored in the notebooks, which the nbval step has just
 # re-executed and compared, instead of executing every chapter a second time.
 test: $(VENV)/installed.stamp
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --ignore=tests/browser tests notebooks
 	mkdir -p _build
 	# (local extension paths are resolved from the config file's folder, hence the absolute path)

@@ -93,8 +93,10 @@ def main() -> None:
         n = args.iterations if device.type == "cpu" else 10 * args.iterations
         base = baseline_iterations_per_second(device, n)
         ours = engine_iterations_per_second(device, n)
-        name = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-        line = (f"| {time.strftime('%Y-%m-%d')} | {device.type} ({name}) | {base:.2f} | {ours:.2f} | {ours / base:.2f}x |")
+        cpu = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        name = torch.cuda.get_device_name() if device.type == "cuda" else cpu
+        line = (f"| {time.strftime('%Y-%m-%d')} | {device.type} ({name}) | {base:.2f} | {ours:.2f} "
+                f"| {ours / base:.2f}x |")
         print(f"{device.type}: baseline {base:.2f} it/s, engine {ours:.2f} it/s, ratio {ours / base:.2f}")
         lines.append(line)
     if args.record:

@@ -160,7 +160,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"iteration {run['killed_after_iteration']}, resumed); max |Δweight| resumed vs uninterrupted "
         f"{run['max_weight_difference_resumed_vs_uninterrupted']:.3g}, between uninterrupted runs "
         f"{run['max_weight_difference_between_uninterrupted_runs']:.3g}: {run['resume']}",
-        f"- iterations/s (batch 32, widths {'4 / 4' if run['width'] == 4 else '128 / 64'}): DCGAN-32 {report['iterations_per_s']['dcgan']}, "
+        f"- iterations/s (batch 32, widths {'4 / 4' if run['width'] == 4 else '128 / 64'}): "
+        f"DCGAN-32 {report['iterations_per_s']['dcgan']}, "
         f"standard CNN {report['iterations_per_s']['standard_cnn']}",
     ]
 

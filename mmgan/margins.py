@@ -293,7 +293,8 @@ def boundary_distance(
     landed = _land(flat_f, X, torch.cat(starts), sign0, p)
     S = torch.linalg.vector_norm(landed.delta, dim=1).clamp_min(1e-12)
     S = torch.where(torch.isfinite(landed.distance), S, taylor_size.repeat(restarts, 1)[:, 0])[:, None]
-    u = (torch.where(torch.isfinite(landed.distance)[:, None], landed.delta, torch.cat(starts)) / S).requires_grad_(True)
+    found = torch.isfinite(landed.distance)[:, None]
+    u = (torch.where(found, landed.delta, torch.cat(starts)) / S).requires_grad_(True)
     mu = torch.zeros(X.shape[0], dtype=X.dtype, device=X.device)
     rho = 10.0
     optimizer = torch.optim.Adam([u], lr=lr)

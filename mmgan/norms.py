@@ -10,14 +10,14 @@ caused its own bugs; here every function takes the gradient-norm order ``q``.
 from __future__ import annotations
 
 import math
-from typing import Literal, Union
+from typing import Literal
 
 import torch
 
 from mmgan.registry import format_choices
 
-Order = Union[float, int]
-GradNormOrder = Union[float, int, Literal["smax"]]
+Order = float | int
+GradNormOrder = float | int | Literal["smax"]
 
 #: The gradient norms of the paper: L^1, L^2, L^∞ and the smooth maximum of App. B.
 GRAD_NORM_CHOICES: tuple[GradNormOrder, ...] = (1, 2, math.inf, "smax")

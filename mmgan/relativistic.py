@@ -46,7 +46,8 @@ def ra_functional_margin(scores: torch.Tensor, y: torch.Tensor, mean_real: float
     return torch.where(y > 0, scores - mean_fake, mean_real - scores)
 
 
-def ra_margin(f: Critic, x: torch.Tensor, y: torch.Tensor, p: Order, mean_real: float, mean_fake: float) -> torch.Tensor:
+def ra_margin(f: Critic, x: torch.Tensor, y: torch.Tensor, p: Order, mean_real: float,
+              mean_fake: float) -> torch.Tensor:
     """First-order relativistic-average geometric margin α_Ra(x, y) / ‖∇f(x)‖_q (App. C.1)."""
     check_choice(p, MARGIN_ORDERS, "p")
     scores, grad = input_gradient(f, x, create_graph=False)

@@ -36,8 +36,18 @@ from mmgan.margins import MARGIN_ORDERS, boundary_distances
 from mmgan.mlp import BatchedMLP
 from mmgan.ray_reference import ray_distance
 from mmgan.registry import check_choice, check_int, lookup
-from mmgan.results import (atomic_savez, atomic_torch_save, atomic_write_text, config_key, environment, file_digest,
-                           read_csv, read_json, read_npz, read_torch)
+from mmgan.results import (
+    atomic_savez,
+    atomic_torch_save,
+    atomic_write_text,
+    config_key,
+    environment,
+    file_digest,
+    read_csv,
+    read_json,
+    read_npz,
+    read_torch,
+)
 
 #: The rows of Table 1, in the paper's order.
 TABLE1_ROWS: tuple[PenaltySpec, ...] = (
@@ -257,7 +267,8 @@ def _exact_reference(model: BatchedMLP, x: torch.Tensor, config: Table1Config) -
         lines = exact.zero_set_2d(net, lower, upper, config.exact_resolution)
         for j, p in enumerate(MARGIN_ORDERS):
             if lines:
-                reference[i, j] = torch.stack([exact.polyline_distance(x64[i], line, p) for line in lines]).min(0).values.numpy()
+                distances = torch.stack([exact.polyline_distance(x64[i], line, p) for line in lines])
+                reference[i, j] = distances.min(0).values.numpy()
             else:
                 reference[i, j] = np.inf
     return reference

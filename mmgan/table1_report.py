@@ -393,7 +393,8 @@ def boundary_plot_inputs(result: Table1Result, seed_position: int = 0, p: float 
 
 def literal_frames_by_scale(variants: dict[str, Table1Result]) -> dict[str, pd.DataFrame]:
     """The :func:`statistics` of App. A's literal 2-D protocol at every scale the book ran."""
-    return {v.config.scale: statistics(v) for v in variants.values() if v.config.preset == "paper" and v.config.dim == 2}
+    return {v.config.scale: statistics(v) for v in variants.values()
+            if v.config.preset == "paper" and v.config.dim == 2}
 
 
 def chapter_values(variants: dict[str, Table1Result], benchmark: dict[str, object]) -> dict[str, object]:
@@ -421,7 +422,8 @@ def chapter_values(variants: dict[str, Table1Result], benchmark: dict[str, objec
                   scale_best_factor=math.exp(fit.loc[best, "RMS log misfit"]),
                   scale_best_acc_penalised=fit.loc[best, "accuracy, penalised (lowest)"],
                   scale_best_variant=table1.variant_name("paper", 2, best),
-                  scale_best_learnt=("have learnt the roll" if fit.loc[best, "accuracy, penalised (lowest)"] >= ACCURACY_BAR
+                  scale_best_learnt=("have learnt the roll"
+                                     if fit.loc[best, "accuracy, penalised (lowest)"] >= ACCURACY_BAR
                                      else "have not learnt the roll"))
     exact = exact_errors_pooled(variants)
     values.update(exact_median_max=error_text(exact["median |rel. error|"].max(), floor=1e-6),

@@ -15,7 +15,8 @@ from papermill.exceptions import PapermillExecutionError
 from mmgan.chapter_parameters import as_int_list, as_str_list, check_no_unknown_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECK_CELL = "from mmgan.chapter_parameters import check_no_unknown_parameters\n\ncheck_no_unknown_parameters(globals())"
+CHECK_CELL = ("from mmgan.chapter_parameters import check_no_unknown_parameters\n\n"
+              "check_no_unknown_parameters(globals())")
 
 
 # --- as_int_list ----------------------------------------------------------------------------------

@@ -2,10 +2,9 @@ import math
 
 import pytest
 import torch
+from helpers import LinearCritic, small_mlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from helpers import LinearCritic, small_mlp
 
 from mmgan import norms, penalties
 from mmgan.mlp import BatchedMLP

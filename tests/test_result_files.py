@@ -47,7 +47,8 @@ def test_read_json_reads_valid_files_and_names_missing_ones(tmp_path):
         read_json(tmp_path / "absent.json")
 
 
-@pytest.mark.parametrize("content", [b"", b"row,seed,p\nls,0,1.0\nhinge,0,2", b"a,b\n1,2\n1,2,3,4\n", b"a,b\n\xff\xfe,3\n"],
+@pytest.mark.parametrize("content", [b"", b"row,seed,p\nls,0,1.0\nhinge,0,2", b"a,b\n1,2\n1,2,3,4\n",
+                                     b"a,b\n\xff\xfe,3\n"],
                          ids=["empty", "truncated", "ragged", "not-utf8"])
 def test_read_csv_names_the_file(tmp_path, content):
     path = tmp_path / "summary.csv"
@@ -157,7 +158,8 @@ def test_renamed_folder_is_refused_and_device_is_not_part_of_the_key(saved, tmp_
         table1.load_table1(moved)
 
 
-@pytest.mark.parametrize("folder", sorted(p.name for p in COMMITTED.iterdir() if p.is_dir()) if COMMITTED.is_dir() else [])
+@pytest.mark.parametrize("folder", sorted(p.name for p in COMMITTED.iterdir() if p.is_dir())
+                         if COMMITTED.is_dir() else [])
 def test_committed_results_load_and_an_edited_copy_does_not(tmp_path, folder):
     result = table1.load_table1(COMMITTED / folder)
     assert folder == table1.result_directory(result.config, Path()).name
