@@ -75,3 +75,43 @@ def figure_index(notebooks: str = ".") -> Any:
                          "caption": re.sub(r"\s+", " ", figure.get("caption", ""))[:110] + "…",
                          "regenerate": f"papermill notebooks/{path.name} out.ipynb"})
     return pd.DataFrame(rows)
+
+
+def chapter_title(name: str, notebooks: str = ".") -> str:
+    """The title of a chapter: the first ``# `` heading of ``<notebooks>/<name>.ipynb`` (the name if none)."""
+    from pathlib import Path
+
+    import nbformat
+
+    path = Path(notebooks) / f"{name}.ipynb"
+    if not path.is_file():
+        return name
+    for cell in nbformat.read(path, as_version=4).cells:
+        for line in cell.source.splitlines() if cell.cell_type == "markdown" else []:
+            if line.startswith("# "):
+                return line[2:].strip()
+    return name
+
+
+#: How each reproduction status is written in the status table (a symbol makes the column easy to scan).
+STATUS_MARKS = {"verified": "✓ verified", "contradicted": "✗ contradicted", "inconclusive": "? inconclusive",
+                "rerunnable": "↻ rerunnable", "planned": "… planned", "not here": "– not here"}
+
+
+def status_markdown(status: Any, notebooks: str = ".") -> str:
+    """The reproduction-status table as Markdown: every note in full, every chapter a link to its page.
+
+    ``status`` is :func:`mmgan.paper.reproduction_status` (or a subset of its rows); the links are
+    relative to the notebooks folder, where the introduction lives, and the book resolves them to pages.
+    """
+
+    def cell(text: Any) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| Result | Section | Status | Chapter | Note |", "|---|---|---|---|---|"]
+    for row in status.itertuples(index=False):
+        chapter = (f"[{cell(chapter_title(row.chapter, notebooks))}]({row.chapter}.ipynb)"
+                   if isinstance(row.chapter, str) and row.chapter not in ("", "—") else "—")
+        lines.append(f"| {cell(row.result)} | {cell(row.section)} | **{STATUS_MARKS[row.status]}** | {chapter} "
+                     f"| {cell(row.note) if row.note else ''} |")
+    return "\n".join(lines)
