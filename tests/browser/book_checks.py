@@ -2,7 +2,9 @@
 
 For every HTML page: no console errors or uncaught exceptions, every image loaded,
 every math element typeset by MathJax (no raw $$ or \\[ left in the text), no
-unpasted glue roles, and every internal link pointing at an existing file and anchor.
+unpasted glue roles, no missing value (NaN) shown in a table, no verdict word in the
+output of a cell whose table reports smoke-preset numbers, and every internal link
+pointing at an existing file and anchor.
 Screenshots at desktop and phone widths are written to a folder for people to look at.
 """
 
@@ -138,6 +140,20 @@ async () => {
   }
   const main = document.querySelector('main') || document.body;
   out.raw = main.innerText;
+  // results tables: no missing value shown as a number, no verdict word beside a smoke-preset number
+  out.nan = []; out.smoke_verdicts = [];
+  for (const table of main.querySelectorAll('table')) {
+    for (const cell of table.querySelectorAll('td, th')) {
+      const text = cell.textContent.trim();
+      if (/^(nan|NaN|<NA>|None)$/.test(text) || /\bnan\b/i.test(text) && /±/.test(text)) out.nan.push(text);
+    }
+    const header = Array.from(table.querySelectorAll('th')).map(th => th.textContent).join(' ');
+    if (/\bsmoke\b/.test(header)) {
+      const scope = table.closest('.cell') || table;
+      const verdict = scope.textContent.match(/\b(holds|does not hold|mixed)\b/);
+      if (verdict) out.smoke_verdicts.push(verdict[0]);
+    }
+  }
   return out;
 }
 """
@@ -158,7 +174,8 @@ def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = V
                     context = browser.new_context(viewport={"width": width, "height": height})
                     page = context.new_page()
                     errors: list[str] = []
-                    page.on("console", lambda msg, errors=errors: errors.append(msg.text) if msg.type == "error" else None)
+                    page.on("console",
+                            lambda msg, errors=errors: errors.append(msg.text) if msg.type == "error" else None)
                     page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
                     page.goto(urljoin(base, name), wait_until="load")
                     page.wait_for_load_state("networkidle")
@@ -167,12 +184,16 @@ def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = V
                         report.problems += [f"console error: {e}" for e in errors]
                         report.problems += [f"image did not load: {src}" for src in found["images"]]
                         report.problems += [f"math not typeset: {text!r}" for text in found["math"]]
+                        report.problems += [f"missing value shown in a table: {text!r}" for text in found["nan"]]
+                        report.problems += [f"verdict word {word!r} beside a smoke-preset number"
+                                            for word in found["smoke_verdicts"]]
                         for match in RAW_MATH.finditer(found["raw"] or ""):
                             context_text = found["raw"][max(0, match.start() - 30): match.end() + 30]
                             report.problems.append(f"raw markup in the text: {context_text!r}")
                     if screenshots is not None:
                         screenshots.mkdir(parents=True, exist_ok=True)
-                        page.screenshot(path=str(screenshots / f"{name.replace('/', '__')}-{label}.png"), full_page=False)
+                        shot = screenshots / f"{name.replace('/', '__')}-{label}.png"
+                        page.screenshot(path=str(shot), full_page=False)
                     context.close()
                 reports.append(report)
         finally:

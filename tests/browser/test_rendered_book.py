@@ -59,6 +59,12 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
     third = broken_copy / "notebooks" / "taylor_margin.html"
     third.write_text(third.read_text().replace("</main>", '<a href="no_such_page.html">gone</a></main>', 1))
 
+    # a results table with a missing value and a verdict beside smoke-preset numbers
+    fourth = broken_copy / "notebooks" / "framework.html"
+    fourth.write_text(fourth.read_text().replace(
+        "</main>", "<div class='cell'><table><tr><th>ours: FDD (digits, smoke, 20 it.)</th><th>verdict</th></tr>"
+                   "<tr><td>nan</td><td>holds</td></tr></table></div></main>", 1))
+
     links = dead_links(broken_copy)
     assert any("no_such_page.html" in p for p in links)
     assert any(src in p for p in links)
@@ -66,3 +72,6 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
     rel = str(page.relative_to(broken_copy))
     assert any("image did not load" in p for p in reports[rel]), reports[rel]
     assert any("raw markup" in p for p in reports[str(other.relative_to(broken_copy))])
+    table_problems = reports["notebooks/framework.html"]
+    assert any("missing value" in p for p in table_problems), table_problems
+    assert any("beside a smoke-preset number" in p for p in table_problems), table_problems
