@@ -115,3 +115,30 @@ def status_markdown(status: Any, notebooks: str = ".") -> str:
         lines.append(f"| {cell(row.result)} | {cell(row.section)} | **{STATUS_MARKS[row.status]}** | {chapter} "
                      f"| {cell(row.note) if row.note else ''} |")
     return "\n".join(lines)
+
+
+def strip_execution_metadata(paths: list[str]) -> list[str]:
+    """Remove the per-cell execution timestamps (``metadata.execution``) that Jupyter and nbclient record,
+    so that re-executing a chapter changes only what its cells output. Returns the files it changed.
+
+    Run after executing chapters: ``python -m mmgan.book notebooks/*.ipynb``.
+    """
+    import nbformat
+
+    changed = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        stamped = [cell for cell in nb.cells if "execution" in cell.get("metadata", {})]
+        for cell in stamped:
+            del cell.metadata["execution"]
+        if stamped:
+            nbformat.write(nb, path)
+            changed.append(str(path))
+    return changed
+
+
+if __name__ == "__main__":
+    import sys
+
+    for name in strip_execution_metadata(sys.argv[1:]):
+        print(f"stripped execution timestamps from {name}")

@@ -154,9 +154,14 @@ class Study(Run):
         v = self.values()
         metric = self.config.metric.upper()
         corr = v["study_rank_corr"]
+        all_cells = len(gan_tables.table_configs(self.table, "cpu", seeds=0)[0])
+        cells = self.results[["loss", "q", "g"]].drop_duplicates()
+        shrunk = (f" It covers {len(cells)} of the table's {all_cells} cells "
+                  f"({', '.join(gan_report.cell_text(*c) for c in cells.itertuples(index=False))}): the whole table "
+                  f"did not fit the machine it was run on." if len(cells) < all_cells else "")
         lines = [
-            f"**Scale.** {self.scale_text()}. Committed under `{self.folder.as_posix().split('results/', 1)[-1]}` "
-            f"in `results/` and loaded without retraining.",
+            f"**Scale.** {self.scale_text()}.{shrunk} Committed under "
+            f"`results/{self.folder.as_posix().split('results/', 1)[-1]}` and loaded without retraining.",
             f"**Did the runs learn?** Every run lowered its {metric} by a factor of at least "
             f"{v['study_first_to_best_min']:.1f} from its first evaluation (gate: {LEARNT_FACTOR:g}; "
             f"{'passed' if self.learnt else 'failed, so no verdict is drawn'}). In the last quarter of training "

@@ -97,3 +97,20 @@ def test_notebooks_are_stored_executed():
         nb = nbformat.read(path, as_version=4)
         counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
         assert all(c is not None for c in counts), f"{path.name} has unexecuted cells"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_execution_timestamps_are_committed(path):
+    """Re-executing a chapter must change only its outputs: strip with `python -m mmgan.book notebooks/*.ipynb`."""
+    nb = nbformat.read(path, as_version=4)
+    stamped = [cell.get("id") for cell in nb.cells if "execution" in cell.get("metadata", {})]
+    assert not stamped, f"{path.name}: cells {stamped} carry execution timestamps"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cell_ids_are_unique_and_code_cells_numbered_in_order(path):
+    nb = nbformat.read(path, as_version=4)
+    ids = [cell.get("id") for cell in nb.cells]
+    assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: missing or repeated cell ids"
+    counts = [cell.execution_count for cell in nb.cells if cell.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: not executed top to bottom once"
