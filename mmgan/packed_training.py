@@ -51,13 +51,35 @@ from tqdm import tqdm
 
 from mmgan.gan_config import GANConfig, resolve_device
 from mmgan.norms import grad_norm
-from mmgan.packed import (PER_RUN_FIELDS, PackedIteration, PackedState, check_packable, pack_states,
-                          packed_critic_scores, packed_training_iteration, unpack_modules, unpack_state)
+from mmgan.packed import (
+    PER_RUN_FIELDS,
+    PackedIteration,
+    PackedState,
+    check_packable,
+    pack_states,
+    packed_critic_scores,
+    packed_training_iteration,
+    unpack_modules,
+    unpack_state,
+)
 from mmgan.penalties import penalty_points
 from mmgan.run_folder import CHECKPOINT, LOG, RunLock
-from mmgan.train import (LossWatch, RunState, _data_and_reference, _due, _evaluate_and_log,
-                         _interrupt_at_boundary, _prepare_folder, _start_state, _stopped, _training_record,
-                         _write_line, _write_summary, non_finite_weights, save_checkpoint)
+from mmgan.train import (
+    LossWatch,
+    RunState,
+    _data_and_reference,
+    _due,
+    _evaluate_and_log,
+    _interrupt_at_boundary,
+    _prepare_folder,
+    _start_state,
+    _stopped,
+    _training_record,
+    _write_line,
+    _write_summary,
+    non_finite_weights,
+    save_checkpoint,
+)
 
 __all__ = ["train_packed"]
 

@@ -168,8 +168,8 @@ def test_checkpoints_are_shared_by_the_packed_and_the_single_run_path(tmp_path, 
 def _poison_hinge_from(monkeypatch, iteration: int) -> None:
     """From generator iteration ``iteration`` on, the hinge cells' critic loss is NaN (both paths)."""
     current = {"iteration": 0}
-    for module, name, attribute in ((packed_training, "packed_training_iteration", "iteration"),
-                                    (train, "training_iteration", "iteration")):
+    for module, name in ((packed_training, "packed_training_iteration"),
+                         (train, "training_iteration")):
         original_step = getattr(module, name)
 
         def step(state, *args, _original=original_step, **kwargs):

@@ -31,20 +31,24 @@ RESULT_COLUMNS = ["loss", "q", "g", "seed", "status", "final", "lowest", "lowest
 
 @pytest.fixture(scope="module", autouse=True)
 def _float32_and_cache(tmp_path_factory):
-    """float32 as in the job processes, and one metric cache for the module (shared with the job processes
-    through MMGAN_CACHE). The digits classifier is deterministic (seed 0, 12 epochs): a copy already trained
+    """float32 and one thread as in the job processes, and one metric cache for the module (shared with the
+    job processes through MMGAN_CACHE). The digits classifier is deterministic (seed 0, 12 epochs): a copy already trained
     in the user's cache is reused rather than retrained for minutes."""
     cache = tmp_path_factory.getbasetemp() / "mmgan-cache"
     cache.mkdir(exist_ok=True)
     for trained in fid.cache_dir().glob("digits_classifier_*.pt"):
         if not (cache / trained.name).exists():
             shutil.copy2(trained, cache / trained.name)
-    previous = torch.get_default_dtype()
+    previous, threads = torch.get_default_dtype(), torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MMGAN_CACHE", str(cache))
         torch.set_default_dtype(torch.float32)
+        # one thread in this process and in the forked job: a reduction split over a different number of
+        # threads rounds differently, and the killed-and-resumed job is compared bit for bit
+        torch.set_num_threads(1)
         yield
     torch.set_default_dtype(previous)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -289,8 +293,10 @@ def test_failed_and_unstarted_runs_are_reported_by_collect(tmp_path, monkeypatch
             raise FileNotFoundError("CIFAR-10 was not found under 'nowhere'")
         runs, base = gan_tables.table_configs(table, preset, **overrides)
         folder = gan_tables.table_folder(table, preset, base, root)
-        return pd.DataFrame([{"loss": l, "q": q, "g": g, "seed": s, "status": "failed", "error": "NonFiniteLoss: nan",
-                              "run": str(folder / f"{gan_tables.cell_name(l, q, g)}-s{s}")} for l, q, g, s in runs])
+        return pd.DataFrame([{"loss": loss, "q": q, "g": g, "seed": s, "status": "failed",
+                              "error": "NonFiniteLoss: nan",
+                              "run": str(folder / f"{gan_tables.cell_name(loss, q, g)}-s{s}")}
+                             for loss, q, g, s in runs])
 
     monkeypatch.setattr(sweep, "run_table", fake_run_table)
     jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=2, seeds=0, iterations=2)
