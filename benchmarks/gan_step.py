@@ -1,15 +1,34 @@
-"""Iterations per second of one full GAN training iteration (critic step with penalty + generator step).
+"""Per-run iterations/s of one full GAN training iteration (critic step with penalty + generator step).
 
 DCGAN 32 px, batch 32, hinge loss, L^inf hinge penalty (the paper's best cell), on the CPU and, when one
-is present, on a CUDA GPU. In the same process a straightforward baseline is timed: the critic is run
-separately on real, fake and interpolated batches, and Adam uses its per-parameter loop (foreach=False),
-as a first implementation would. The engine runs the same computation through its own
-`mmgan.train.training_iteration` (batches drawn from a data tensor, multi-tensor Adam). The critic is not
-run on a concatenated real+fake batch: with BatchNorm in the critic that would change the statistics
-each batch is normalised with, i.e. the method. Prints iterations/s of both and their ratio; --record
-appends to benchmarks/RESULTS.md.
+is present, on a CUDA GPU. Timed in the same process, per device:
 
-    python benchmarks/gan_step.py [--iterations 20] [--record]
+* baseline: a straightforward loop — the critic run separately on real, fake and interpolated batches, a
+  fixed real batch, noise drawn on the device, and Adam's per-parameter loop (``foreach=False``), as a first
+  implementation would be written;
+* engine: :func:`mmgan.train.training_iteration` (real batches drawn from a data tensor, all random draws
+  from the run's CPU generator) with PyTorch's default Adam, which is the multi-tensor (foreach) Adam on
+  CUDA but the same per-parameter loop as the baseline on the CPU (PyTorch only defaults to foreach on
+  accelerators; the output says which one ran): on the CPU the two differ in how they draw their
+  batches, not in their optimiser;
+* packed K: K runs (seeds 0..K-1 of the same cell) trained as one network by
+  :func:`mmgan.packed.packed_training_iteration`, reported per run (K × packed iterations/s), for
+  K in ``--packs`` (default 1, 6, 12, 36).
+
+The critic is not run on a concatenated real+fake batch: with BatchNorm in the critic that would change
+the statistics each batch is normalised with, i.e. the method. Each line gives per-run iterations/s and the
+ratio to the baseline; --record appends one row to benchmarks/RESULTS.md.
+
+Width: the paper's (128) on CUDA; on the CPU 16 by default (the ``cpu`` preset's DCGAN width; at the
+paper width K = 36 packed runs take minutes per iteration there), or ``--width`` for both. Every variant
+gets the same number of run-iterations (``--iterations``, ×10 on CUDA; a pack of K runs makes
+``iterations / K`` packed iterations, at least one) after warm-up. On one CPU thread the default takes
+about 25 s on a 2-core x86_64 machine. On a machine whose cores are busy with other work, more threads
+than idle cores make every small operation wait for a descheduled thread (seen: 50× slower at 2 threads
+than at 1, and the pack sizes with fewer, larger operations then look many times faster): use
+``--threads 1`` there.
+
+    python benchmarks/gan_step.py [--iterations 20] [--packs 1,6,12,36] [--width W] [--threads N] [--record]
 """
 
 from __future__ import annotations
@@ -19,13 +38,18 @@ import dataclasses
 import math
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from mmgan.models import make_gan
+from mmgan.models import DEFAULT_WIDTH, make_gan
 from mmgan.norms import grad_norm
+from mmgan.packed import pack_states, packed_training_iteration
 from mmgan.train import GANConfig, new_state, training_iteration
+
+CPU_WIDTH = 16
+BASELINE = "straightforward loop, per-parameter Adam (foreach=False)"
 
 
 def baseline_step(g, d, opt_g, opt_d, real, z_dim):
@@ -51,8 +75,9 @@ CONFIG = GANConfig(dataset="shapes", arch="dcgan", image_size=32, channels=3, lo
                    lam=20.0, batch_size=32, metric="fdd", device="cpu")
 
 
-def _time(step, device: torch.device, iterations: int) -> float:
-    for _ in range(2):  # warm-up
+def _time(step: Callable[[], object], device: torch.device, iterations: int, warmup: int = 2) -> float:
+    """Calls of ``step`` per second, after ``warmup`` calls."""
+    for _ in range(warmup):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -64,17 +89,44 @@ def _time(step, device: torch.device, iterations: int) -> float:
     return iterations / (time.perf_counter() - start)
 
 
-def engine_iterations_per_second(device: torch.device, iterations: int) -> float:
+def _config(device: torch.device, width: int | None, seed: int = 1) -> GANConfig:
+    return dataclasses.replace(CONFIG, device=device.type, width=width, seed=seed)
+
+
+def _data(device: torch.device) -> torch.Tensor:
+    return (torch.rand(512, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
+
+
+def engine_adam(device: torch.device, width: int | None) -> str:
+    """Which Adam implementation the engine's default ``torch.optim.Adam`` runs on ``device``."""
+    state = new_state(_config(device, width), device)
+    try:
+        from torch.optim.optimizer import _default_to_fused_or_foreach
+
+        _, foreach = _default_to_fused_or_foreach(list(state.generator.parameters()), False, False)
+    except (ImportError, TypeError):  # a private helper of PyTorch: say so rather than guess
+        return "Adam default (implementation unknown)"
+    return "Adam default = multi-tensor (foreach)" if foreach else "Adam default = per-parameter, as the baseline"
+
+
+def engine_iterations_per_second(device: torch.device, iterations: int, width: int | None) -> float:
     """mmgan.train's own training iteration (batches drawn from a data tensor, penalty at interpolates)."""
-    config = dataclasses.replace(CONFIG, device=device.type)
-    state = new_state(config, device)
-    data = torch.rand(512, 3, 32, 32) * 2 - 1
+    state = new_state(_config(device, width), device)
+    data = _data(device)
     return _time(lambda: training_iteration(state, data, device), device, iterations)
 
 
-def baseline_iterations_per_second(device: torch.device, iterations: int) -> float:
+def packed_iterations_per_second(device: torch.device, iterations: int, width: int | None, runs: int) -> float:
+    """Per-run iterations/s of ``runs`` runs trained as one packed network (``iterations`` run-iterations)."""
+    pack = pack_states([new_state(_config(device, width, seed), device) for seed in range(runs)])
+    data = _data(device)
+    packed_iterations = max(1, round(iterations / runs))
+    return runs * _time(lambda: packed_training_iteration(pack, data, device), device, packed_iterations, warmup=1)
+
+
+def baseline_iterations_per_second(device: torch.device, iterations: int, width: int | None) -> float:
     torch.manual_seed(0)
-    g, d = make_gan("dcgan", 32)
+    g, d = make_gan("dcgan", 32, width=width)
     g, d = g.to(device), d.to(device)
     opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999), foreach=False)
     opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999), foreach=False)
@@ -84,21 +136,40 @@ def baseline_iterations_per_second(device: torch.device, iterations: int) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--iterations", type=int, default=20, help="run-iterations timed per variant (×10 on CUDA)")
+    parser.add_argument("--packs", default="1,6,12,36", help="pack sizes K, comma-separated ('' for none)")
+    parser.add_argument("--width", type=int, help=f"network width (default: the paper's on CUDA, {CPU_WIDTH} on "
+                                                  "the CPU)")
+    parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads; default: PyTorch's)")
     parser.add_argument("--record", action="store_true", help="append the result to benchmarks/RESULTS.md")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    packs = [int(k) for k in args.packs.split(",") if k.strip()]
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     lines = []
     for device in devices:
         n = args.iterations if device.type == "cpu" else 10 * args.iterations
-        base = baseline_iterations_per_second(device, n)
-        ours = engine_iterations_per_second(device, n)
+        width = args.width if args.width is not None else (CPU_WIDTH if device.type == "cpu" else None)
+        shown_width = width or DEFAULT_WIDTH[("dcgan", 32)]
         cpu = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         name = torch.cuda.get_device_name() if device.type == "cuda" else cpu
-        line = (f"| {time.strftime('%Y-%m-%d')} | {device.type} ({name}) | {base:.2f} | {ours:.2f} "
-                f"| {ours / base:.2f}x |")
-        print(f"{device.type}: baseline {base:.2f} it/s, engine {ours:.2f} it/s, ratio {ours / base:.2f}")
-        lines.append(line)
+        print(f"{device.type} ({name}): DCGAN 32 px, width {shown_width}, batch 32, hinge loss + L^inf hinge "
+              f"penalty; per-run iterations/s over {n} run-iterations each", flush=True)
+        base = baseline_iterations_per_second(device, n, width)
+        print(f"  baseline ({BASELINE}): {base:.2f} it/s", flush=True)
+        adam = engine_adam(device, width)
+        ours = engine_iterations_per_second(device, n, width)
+        print(f"  engine (mmgan.train.training_iteration, {adam}): {ours:.2f} it/s, {ours / base:.2f}x baseline",
+              flush=True)
+        packed = {}
+        for runs in packs:
+            packed[runs] = packed_iterations_per_second(device, n, width, runs)
+            print(f"  packed K={runs} (mmgan.packed.packed_training_iteration, one Adam over the pack): "
+                  f"{packed[runs]:.2f} it/s per run, {packed[runs] / base:.2f}x baseline", flush=True)
+        cells = " | ".join(f"K={k}: {v:.2f} ({v / base:.2f}x)" for k, v in packed.items())
+        lines.append(f"| {time.strftime('%Y-%m-%d')} | {device.type} ({name}) | {shown_width} | {base:.2f} | "
+                     f"{ours:.2f} ({ours / base:.2f}x) | {cells} |")
     if args.record:
         path = Path(__file__).with_name("RESULTS.md")
         with path.open("a", encoding="utf-8") as stream:

@@ -25,7 +25,10 @@ setting as the paper states it, as the released code ran it, and as this run has
 Runs are stored under ``<root>/table<N>/<preset>-<key>/<cell>-s<seed>/`` and
 skipped when finished (summary.json present) or resumed from their checkpoint. A
 run that fails (an error, a non-finite loss) is recorded with its error and the
-other runs of the table go on.
+other runs of the table go on. The runs of a table share their architecture, so
+by default they train together as one packed network (:mod:`mmgan.packed_training`),
+each run keeping its folder, checkpoint, log and metrics as if trained alone;
+``run_table(..., pack=False)`` trains them one at a time.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import pandas as pd
 from mmgan.chapter_parameters import as_int_list, as_str_list
 from mmgan.data.images import load_images
 from mmgan.gan_config import GANConfig, coerce_field, config_from, resolve_device
+from mmgan.packed_training import train_packed
 from mmgan.registry import lookup
 from mmgan.results import config_key, read_json
 from mmgan.run_folder import CHECKPOINT, SUMMARY
@@ -151,12 +155,18 @@ def table_folder(table: str, preset: str, config: GANConfig, root: Path | str) -
 
 
 def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan", progress: bool = False,
-              load_only: bool = False, **overrides: Any) -> pd.DataFrame:
+              load_only: bool = False, pack: bool = True, pack_size: int | None = None,
+              **overrides: Any) -> pd.DataFrame:
     """Run (or load) every run of a table; one row per run with its final and lowest metric.
 
     With ``load_only`` a missing run raises ``FileNotFoundError`` instead of training it.
     ``as_released=True`` uses the released code's signed max / batch-pooled smooth max in
     the q = inf and q = smax cells (the way the paper's numbers were produced).
+    With ``pack`` (the default) the unfinished runs train together as packs of
+    ``pack_size`` runs (default: all of them; :mod:`mmgan.packed_training`): each
+    keeps its folder, checkpoint, log, metrics and summary as if trained alone, and
+    runs at different iterations train in separate packs. ``pack=False`` trains
+    them one after another with :func:`mmgan.train.train`.
     A run that raises is recorded with ``status='failed'`` and its ``error`` (its metric is NaN),
     and the table goes on; interrupting (Ctrl-C) still stops the whole table.
     """
@@ -164,38 +174,49 @@ def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan
     if not load_only:
         device = resolve_device(base.device)  # before any data is loaded
     folder = table_folder(table, preset, base, root)
-    data = None
-    rows = []
+    rows, pending = [], []  # pending: (row, configuration, folder) of the runs to train
     for loss, q, g, seed in runs:
         out = folder / f"{cell_name(loss, q, g)}-s{seed}"
-        row: dict[str, Any] = {"loss": loss, "q": q, "g": g, "seed": seed, "run": str(out), "status": "finished",
-                               "error": ""}
+        rows.append({"loss": loss, "q": q, "g": g, "seed": seed, "run": str(out), "status": "finished", "error": ""})
         if not (out / SUMMARY).is_file():
             if load_only:
                 raise FileNotFoundError(f"{out} has no finished run; produce it with run_table('{table}', "
                                         f"'{preset}', ...) or `python -m mmgan.gan_tables {table} {preset}`")
-            if data is None:
-                data = load_images(base.dataset, base.image_size, base.channels, base.data_root).to(device)
             config = dataclasses.replace(base, loss=loss, q=q, g=g, seed=seed,
                                          as_released=base.as_released and q in ("inf", "smax")).validate()
-            resume = (out / CHECKPOINT).is_file()
-            try:
-                # a folder without a checkpoint holds at most a log cut short before the first checkpoint
-                train(config, out, resume=resume, overwrite=not resume, progress=progress, data=data)
-            except Exception as error:  # noqa: BLE001 - one failing cell must not stop the table
-                warnings.warn(f"table {table}, run {out.name} failed: {type(error).__name__}: {error}", stacklevel=2)
-                rows.append({**row, "status": "failed", "error": f"{type(error).__name__}: {error}",
-                             "final": math.nan, "lowest": math.nan, "lowest_at": math.nan, "iterations": math.nan,
-                             "metric": base.metric})
-                continue
-        summary = read_json(out / SUMMARY)
-        rows.append({**row, "final": summary["final"], "lowest": summary["lowest"], "lowest_at": summary["lowest_at"],
-                     "iterations": summary["iterations"], "metric": summary["metric"]})
+            pending.append((rows[-1], config, out))
+    if pending:
+        data = load_images(base.dataset, base.image_size, base.channels, base.data_root).to(device)
+        if pack:
+            outcomes = train_packed([c for _, c, _ in pending], [o for _, _, o in pending], data, progress,
+                                    pack_size)
+            for (row, _, out), outcome in zip(pending, outcomes):
+                if isinstance(outcome, Exception):
+                    _failed(row, outcome, table, out, base.metric)
+        else:
+            for row, config, out in pending:
+                resume = (out / CHECKPOINT).is_file()
+                try:
+                    # a folder without a checkpoint holds at most a log cut short before the first checkpoint
+                    train(config, out, resume=resume, overwrite=not resume, progress=progress, data=data)
+                except Exception as error:  # noqa: BLE001 - one failing cell must not stop the table
+                    _failed(row, error, table, out, base.metric)
+    for row in rows:
+        if row["status"] == "finished":
+            summary = read_json(Path(row["run"]) / SUMMARY)
+            row.update({"final": summary["final"], "lowest": summary["lowest"], "lowest_at": summary["lowest_at"],
+                        "iterations": summary["iterations"], "metric": summary["metric"]})
     frame = pd.DataFrame(rows)
     for name in ("dataset", "image_size", "arch", "width"):
         frame[name] = getattr(base, name)
     frame["preset"] = preset
     return frame
+
+
+def _failed(row: dict[str, Any], error: Exception, table: str, out: Path, metric: str) -> None:
+    warnings.warn(f"table {table}, run {out.name} failed: {type(error).__name__}: {error}", stacklevel=3)
+    row.update({"status": "failed", "error": f"{type(error).__name__}: {error}", "final": math.nan,
+                "lowest": math.nan, "lowest_at": math.nan, "iterations": math.nan, "metric": metric})
 
 
 def finished(results: pd.DataFrame) -> pd.DataFrame:
@@ -227,8 +248,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", dest="data_root")
     parser.add_argument("--device")
     parser.add_argument("--as-released", dest="as_released", action="store_true")
+    parser.add_argument("--no-pack", dest="pack", action="store_false",
+                        help="train the runs one at a time instead of as one packed network")
+    parser.add_argument("--pack-size", dest="pack_size", type=int, help="runs per pack (default: all)")
     args = parser.parse_args(argv)
-    frame = run_table(args.table, args.preset, args.root, progress=True, seeds=args.seeds,
+    frame = run_table(args.table, args.preset, args.root, progress=True, pack=args.pack, pack_size=args.pack_size,
+                      seeds=args.seeds,
                       iterations=args.iterations, cells=args.cells, data_root=args.data_root, device=args.device,
                       as_released=args.as_released or None)
     print(frame[["loss", "q", "g", "seed", "final", "lowest"]].to_string(index=False))

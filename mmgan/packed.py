@@ -76,8 +76,9 @@ modules: ordinary autograd, double backward and ``state_dict``.
 Entry points: :func:`pack_modules`, :func:`unpack_modules`, :func:`packed_generate`,
 :func:`packed_critic_scores`, :func:`packed_gradient_penalty`, :func:`pack_adam`,
 :func:`unpack_adam`, :func:`pack_states`, :func:`unpack_state` and
-:func:`packed_training_iteration`. Not yet here: :func:`mmgan.gan_tables.run_table`,
-checkpoints, logging and metrics of packed runs.
+:func:`packed_training_iteration`. The training loop of packed runs (run folders,
+checkpoints, logs, metrics, failures) is :func:`mmgan.packed_training.train_packed`,
+which :func:`mmgan.gan_tables.run_table` uses by default.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ from mmgan.models import Flatten
 from mmgan.norms import GradNormOrder, grad_norm
 from mmgan.penalties import batched_gradient_penalty, penalty_points, penalty_shape
 from mmgan.randomness import indices, normal
-from mmgan.train import NonFiniteLoss, RunState
+from mmgan.train import LossWatch, NonFiniteLoss, RunState
 
 __all__ = ["PER_RUN_FIELDS", "SHARED_FIELDS", "PackedBatchNorm2d", "PackedFlatten", "PackedIteration",
            "PackedLinear", "PackedNonFiniteLoss", "PackedSequential", "PackedState", "check_packable",
@@ -187,7 +188,7 @@ class PackedBatchNorm2d(nn.Module):
                                 self.momentum, self.eps)
         mean, var = self.running_mean.clone(), self.running_var.clone()
         out = F.batch_norm(x, mean, var, self.weight, self.bias, True, self.momentum, self.eps)
-        update = self.update_runs.to(self.running_mean.device)
+        update = self.update_runs.to(self.running_mean.device, non_blocking=True)  # no host synchronisation
         keep = update.repeat_interleave(self.num_features)
         with torch.no_grad():
             self.running_mean.copy_(torch.where(keep, mean, self.running_mean))
@@ -605,23 +606,32 @@ def _real_batch(data: torch.Tensor, config: GANConfig, rng: torch.Generator) -> 
 
 
 def _packed_step(optimizer: torch.optim.Optimizer, losses: list[torch.Tensor], name: str,
-                 state: PackedState) -> None:
-    """One step on ``Σ_k losses[k]``, refused (PackedNonFiniteLoss) if any run's loss is not finite."""
+                 state: PackedState, watch: LossWatch | None) -> None:
+    """One step on ``Σ_k losses[k]``: without a ``watch``, refused (PackedNonFiniteLoss) if any run's loss is
+    not finite (one host synchronisation); with one, the non-finite losses are recorded there (no
+    synchronisation) and the step is made (the runs stay independent: a NaN in run k reaches run k only)."""
     total = torch.stack(losses)
-    finite = torch.isfinite(total)
-    if not bool(finite.all()):
-        bad = [k for k in range(len(losses)) if not bool(finite[k])]
-        described = ", ".join(f"run {k} ({state.configs[k].loss}, q={state.configs[k].q}, g={state.configs[k].g}, "
-                              f"seed {state.configs[k].seed}): {float(total[k].detach())}" for k in bad)
-        raise PackedNonFiniteLoss(f"{name} became non-finite at iteration {state.iteration + 1} in {described}; "
-                                  "no update was made (lower lr or lam, or take these runs out of the pack)", bad)
+    if watch is not None:
+        watch.record(total, state.iteration + 1, name)
+    else:
+        _refuse_non_finite(total, name, state)
     optimizer.zero_grad(set_to_none=True)
     total.sum().backward()
     optimizer.step()
 
 
-def packed_training_iteration(state: PackedState, data: torch.Tensor, device: torch.device | str | None = None
-                              ) -> PackedIteration:
+def _refuse_non_finite(total: torch.Tensor, name: str, state: PackedState) -> None:
+    finite = torch.isfinite(total)
+    if not bool(finite.all()):
+        bad = [k for k in range(total.shape[0]) if not bool(finite[k])]
+        described = ", ".join(f"run {k} ({state.configs[k].loss}, q={state.configs[k].q}, g={state.configs[k].g}, "
+                              f"seed {state.configs[k].seed}): {float(total[k].detach())}" for k in bad)
+        raise PackedNonFiniteLoss(f"{name} became non-finite at iteration {state.iteration + 1} in {described}; "
+                                  "no update was made (lower lr or lam, or take these runs out of the pack)", bad)
+
+
+def packed_training_iteration(state: PackedState, data: torch.Tensor, device: torch.device | str | None = None,
+                              watch: LossWatch | None = None) -> PackedIteration:
     """One generator iteration of K runs at once: :func:`mmgan.train.training_iteration` for each run.
 
     Run k draws its real batches, noise and interpolation weights from
@@ -633,7 +643,10 @@ def packed_training_iteration(state: PackedState, data: torch.Tensor, device: to
     CPU or on ``device`` (default: the packed networks' device). Like
     ``training_iteration`` it does not advance ``state.iteration``. Raises
     :class:`PackedNonFiniteLoss` (naming the runs) before an update that would
-    make a run's weights non-finite; the whole pack is then not updated.
+    make a run's weights non-finite; the whole pack is then not updated. With a
+    ``watch`` (:class:`mmgan.train.LossWatch` of the K runs) it never synchronises
+    with the device: non-finite losses are recorded there and the updates made
+    (what :func:`mmgan.packed_training.train_packed` does).
     """
     configs, rngs = state.configs, state.rngs
     runs = len(configs)
@@ -660,7 +673,7 @@ def packed_training_iteration(state: PackedState, data: torch.Tensor, device: to
                              for k, (c, rng) in enumerate(zip(configs, rngs))])
         penalty = packed_gradient_penalty(state.critic, x_hat, qs, gs, released)
         totals = [c_losses[k] + c.lam * penalty[k] for k, c in enumerate(configs)]
-        _packed_step(state.opt_c, totals, "critic loss", state)
+        _packed_step(state.opt_c, totals, "critic loss", state, watch)
     noise = torch.stack([normal((c.batch_size, c.z_dim), rng, device) for c, rng in zip(configs, rngs)])
     fake = packed_generate(state.generator, noise)
     relativistic = [needs_real_scores(c.loss) for c in configs]
@@ -676,6 +689,6 @@ def packed_training_iteration(state: PackedState, data: torch.Tensor, device: to
     fake_scores = packed_critic_scores(state.critic, fake)
     g_losses = [generator_loss(c.loss, real_scores[k] if relativistic[k] else None, fake_scores[k])
                 for k, c in enumerate(configs)]
-    _packed_step(state.opt_g, g_losses, "generator loss", state)
+    _packed_step(state.opt_g, g_losses, "generator loss", state, watch)
     return PackedIteration(torch.stack(c_losses).detach(), penalty.detach(), torch.stack(g_losses).detach(),
                            real, fake.detach())

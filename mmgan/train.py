@@ -21,9 +21,15 @@ Never losing work:
 * one writer per folder (:class:`mmgan.run_folder.RunLock`); a fresh run into a
   folder that holds a run refuses unless ``resume`` or ``overwrite``;
 * on resume, ``log.jsonl`` is cut back to the checkpoint's iteration;
-* a non-finite loss stops the run before the update; the parameters are checked
-  before every checkpoint and metric evaluation, so non-finite weights are never
-  saved; the error says which checkpoint (if any) is kept.
+* a non-finite loss stops the run: the loop records on the device, without a host
+  synchronisation, the iteration at which a loss first became NaN or infinite
+  (:class:`LossWatch`) and reads it on the log cadence and before every metric
+  evaluation and checkpoint, then raises :class:`NonFiniteLoss` naming that
+  iteration (the updates in between are made, but never saved). The parameters
+  are checked before every checkpoint and metric evaluation, so non-finite
+  weights are never saved; the error says which checkpoint (if any) is kept.
+  :func:`training_iteration` called without a watch still checks each loss
+  before its update (one host synchronisation per step).
 
 All random draws come from one CPU generator (:mod:`mmgan.randomness`), so a
 run is reproducible and resumable on any device. ``log.jsonl`` gets one line per
@@ -61,8 +67,8 @@ from mmgan.randomness import indices, normal
 from mmgan.results import atomic_torch_save, atomic_write_text, environment
 from mmgan.run_folder import CHECKPOINT, LOG, SUMMARY, RunLock, folder_state, read_checkpoint, truncate_log
 
-__all__ = ["GANConfig", "NonFiniteLoss", "TRAIN_LOSSES", "config_from", "main", "new_state", "resolve_device",
-           "train", "training_iteration"]
+__all__ = ["GANConfig", "LossWatch", "NonFiniteLoss", "TRAIN_LOSSES", "config_from", "main", "new_state",
+           "resolve_device", "train", "training_iteration"]
 
 
 # ----------------------------------------------------------------------------- state
@@ -155,12 +161,60 @@ def _kept(state: RunState, out: Path | str) -> str:
     return f"the checkpoint of iteration {state.saved_at} in {out} is kept"
 
 
+def non_finite_weights(state: RunState, out: Path | str, when: str) -> NonFiniteLoss:
+    """The error of a run whose weights became NaN or infinite by ``state.iteration``."""
+    return NonFiniteLoss(f"a network weight became non-finite by iteration {state.iteration} (found {when}); "
+                         f"{_kept(state, out)} (lower lr or lam)")
+
+
 def _check_parameters(state: RunState, out: Path | str, when: str) -> None:
     """Raise :class:`NonFiniteLoss` if any weight of either network is NaN or infinite (one host sync)."""
     parameters = [p.detach() for p in (*state.generator.parameters(), *state.critic.parameters())]
     if not bool(torch.stack([torch.isfinite(p).all() for p in parameters]).all()):
-        raise NonFiniteLoss(f"a network weight became non-finite by iteration {state.iteration} (found {when}); "
-                            f"{_kept(state, out)} (lower lr or lam)")
+        raise non_finite_weights(state, out, when)
+
+
+class LossWatch:
+    """Where the losses of K runs first became NaN or infinite, kept on the device.
+
+    :meth:`record` costs a few elementwise operations on the device and no host
+    synchronisation, so a training loop can watch every step and read the result
+    (:meth:`errors`, one synchronisation) only on its log cadence and before a
+    checkpoint or metric evaluation. The updates made after a non-finite loss are
+    not undone: the loop must not save a run with an error here.
+    """
+
+    NAMES = ("critic loss", "generator loss")
+
+    def __init__(self, runs: int, device: torch.device | str) -> None:
+        self.at = torch.zeros(runs, dtype=torch.long, device=device)  # first bad iteration; 0: all finite so far
+        self.which = torch.zeros(runs, dtype=torch.long, device=device)  # index into NAMES
+        self.value = torch.zeros(runs, dtype=torch.float32, device=device)  # the first non-finite value
+
+    def record(self, losses: torch.Tensor, iteration: int, name: str) -> None:
+        """Note the runs whose loss (a scalar, or one per run) is not finite at generator iteration ``iteration``."""
+        losses = losses.detach().reshape(-1)
+        new = torch.isfinite(losses).logical_not_().logical_and_(self.at == 0)
+        self.at = torch.where(new, iteration, self.at)
+        self.which = torch.where(new, self.NAMES.index(name), self.which)
+        self.value = torch.where(new, losses.to(self.value.dtype), self.value)
+
+    def errors(self, states: list[RunState], outs: list[Path | str]) -> dict[int, NonFiniteLoss]:
+        """{run: its error} for the runs (``states[k]`` saved in ``outs[k]``) whose loss went non-finite."""
+        at = self.at.tolist()
+        if not any(at):
+            return {}
+        which, value = self.which.tolist(), self.value.tolist()
+        return {k: NonFiniteLoss(f"{self.NAMES[which[k]]} became {value[k]} at iteration {at[k]}; "
+                                 f"{_kept(states[k], outs[k])} (lower lr or lam)")
+                for k in range(len(at)) if at[k]}
+
+    def select(self, runs: list[int]) -> LossWatch:
+        """The watch of the chosen runs only (in this order)."""
+        index = torch.tensor(runs, dtype=torch.long).to(self.at.device, non_blocking=True)
+        chosen = LossWatch.__new__(LossWatch)
+        chosen.at, chosen.which, chosen.value = self.at[index], self.which[index], self.value[index]
+        return chosen
 
 
 def _real_batch(data: torch.Tensor, config: GANConfig, rng: torch.Generator) -> torch.Tensor:
@@ -195,9 +249,13 @@ def evaluate(state: RunState, extractor, reference, device: torch.device) -> flo
     return frechet_distance(stats.mu, stats.sigma, reference.mu, reference.sigma)
 
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, state: RunState, out: Path | str) -> None:
-    """One optimiser step on ``loss``, refused (NonFiniteLoss) before it could make the weights non-finite."""
-    if not torch.isfinite(loss):
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, state: RunState, out: Path | str,
+          watch: LossWatch | None = None) -> None:
+    """One optimiser step on ``loss``; without a ``watch``, refused (NonFiniteLoss) before it could make the
+    weights non-finite (one host synchronisation), with one, a non-finite loss is recorded there instead."""
+    if watch is not None:
+        watch.record(loss, state.iteration + 1, name)
+    elif not torch.isfinite(loss):
         raise NonFiniteLoss(f"{name} became {loss.item()} at iteration {state.iteration + 1}; "
                             f"{_kept(state, out)} (lower lr or lam)")
     optimizer.zero_grad(set_to_none=True)
@@ -205,15 +263,18 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, state
     optimizer.step()
 
 
-def training_iteration(state: RunState, data: torch.Tensor, device: torch.device, out: Path | str = "."
+def training_iteration(state: RunState, data: torch.Tensor, device: torch.device, out: Path | str = ".",
+                       watch: LossWatch | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One generator iteration: ``critic_steps`` critic steps on eq. 6 (loss + λ·penalty), then a generator step.
 
     Draws batches, noise and interpolation weights from ``state.rng`` (so a resumed run continues the same
     random stream); ``data`` may live on the CPU or on ``device``. The relativistic generator step uses a
     fresh real batch (``generator_real_batch='fresh'``, as released) or the critic step's last one.
-    Raises :class:`NonFiniteLoss` before an update that would make the weights non-finite.
-    Returns the last critic loss, penalty, the generator loss and the last real and fake batches.
+    Raises :class:`NonFiniteLoss` before an update that would make the weights non-finite; with a ``watch``
+    (:class:`LossWatch` of one run) it never synchronises with the device and records a non-finite loss there
+    instead (the update is then made). Returns the last critic loss, penalty, the generator loss and the last
+    real and fake batches.
     """
     config = state.config
     q = config.q_value
@@ -226,7 +287,7 @@ def training_iteration(state: RunState, data: torch.Tensor, device: torch.device
         penalty = gradient_penalty(state.critic, real, fake, q=q, g=config.g, at=config.penalty_at,
                                    as_released=config.as_released, generator=state.rng)
         total = c_loss + config.lam * penalty
-        _step(state.opt_c, total, "critic loss", state, out)
+        _step(state.opt_c, total, "critic loss", state, out, watch)
     fake = state.generator(_noise(config.batch_size, config.z_dim, state.rng, device))
     real_out = None
     if needs_real_scores(config.loss):
@@ -234,7 +295,7 @@ def training_iteration(state: RunState, data: torch.Tensor, device: torch.device
             real = _real_batch(data, config, state.rng).to(device, non_blocking=True)
         real_out = state.critic(real)
     g_loss = generator_loss(config.loss, real_out, state.critic(fake))
-    _step(state.opt_g, g_loss, "generator loss", state, out)
+    _step(state.opt_g, g_loss, "generator loss", state, out, watch)
     return c_loss, penalty, g_loss, real, fake
 
 
@@ -296,57 +357,103 @@ def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bo
     out = Path(out)
     with RunLock(out):
         payload = _prepare_folder(config, out, resume, overwrite)
-        if data is None:
-            data = load_images(config.dataset, config.image_size, config.channels, config.data_root)
-        data = data.to(device)
-        extractor = make_extractor(config.metric, config.image_size, config.channels, device)
-        reference = dataset_statistics(extractor, data, f"{config.dataset}-{config.image_size}px-"
-                                       f"{config.channels}ch", device)
-        if payload is not None:
-            state = restore_state(config, payload, device)
-            truncate_log(out, state.iteration)
-        else:
-            state = new_state(config, device)
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=True))
+        data, extractor, reference = _data_and_reference(config, data, device)
+        state = _start_state(config, payload, out, device)
         _loop(state, data, extractor, reference, device, out, progress)
     return _write_summary(state, out)
+
+
+def _data_and_reference(config: GANConfig, data: torch.Tensor | None, device: torch.device):
+    """The training images on ``device`` (loaded unless given), the metric's feature extractor and the data
+    set's reference statistics."""
+    if data is None:
+        data = load_images(config.dataset, config.image_size, config.channels, config.data_root)
+    data = data.to(device)
+    extractor = make_extractor(config.metric, config.image_size, config.channels, device)
+    reference = dataset_statistics(extractor, data, f"{config.dataset}-{config.image_size}px-"
+                                   f"{config.channels}ch", device)
+    return data, extractor, reference
+
+
+def _start_state(config: GANConfig, payload: dict[str, Any] | None, out: Path, device: torch.device) -> RunState:
+    """The run's state: restored from ``payload`` (its log cut back to the checkpoint) or new; writes config.yaml."""
+    if payload is not None:
+        state = restore_state(config, payload, device)
+        truncate_log(out, state.iteration)
+    else:
+        state = new_state(config, device)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=True))
+    return state
+
+
+def _due(config: GANConfig, iteration: int, stop_requested: bool) -> tuple[bool, bool, bool]:
+    """After generator iteration ``iteration``: is a log line, a metric evaluation, a checkpoint due?"""
+    return (iteration % config.log_every == 0,
+            iteration % config.metric_every == 0 or iteration == config.iterations,
+            iteration % config.checkpoint_every == 0 or iteration == config.iterations or stop_requested)
+
+
+def _write_line(log, record: dict[str, Any]) -> None:
+    log.write(json.dumps(record) + "\n")
+    log.flush()
+
+
+def _training_record(iteration: int, critic_loss: float, penalty: float, generator_loss: float,
+                     iterations_per_s: float, gradient_norms: dict[str, float]) -> dict[str, Any]:
+    """A training line of log.jsonl (the packed runs write the same keys)."""
+    return {"iteration": iteration, "critic_loss": critic_loss, "penalty": penalty,
+            "generator_loss": generator_loss, "iterations_per_s": iterations_per_s, **gradient_norms}
+
+
+def _evaluate_and_log(state: RunState, extractor, reference, device: torch.device, out: Path, log) -> float | None:
+    """The metric at ``state.iteration`` (unless already evaluated there), appended to the history and the log;
+    the weights are checked first."""
+    if state.metrics and state.metrics[-1][0] == state.iteration:
+        return None
+    _check_parameters(state, out, "before a metric evaluation")
+    value = evaluate(state, extractor, reference, device)
+    state.metrics.append((state.iteration, value))
+    _write_line(log, {"iteration": state.iteration, state.config.metric: value})
+    return value
+
+
+def _stopped(iteration: int, where: str, how: str = "--resume") -> KeyboardInterrupt:
+    return KeyboardInterrupt(f"stopped by Ctrl-C at iteration {iteration}; {where}, continue with {how}")
 
 
 def _loop(state: RunState, data: torch.Tensor, extractor, reference, device: torch.device, out: Path,
           progress: bool) -> None:
     config = state.config
+    watch = LossWatch(1, device)
     bar = tqdm(total=config.iterations, initial=state.iteration, disable=not progress, desc="generator iterations",
                mininterval=2.0)
     clock, clock_iteration = time.perf_counter(), state.iteration
     with (out / LOG).open("a", encoding="utf-8") as log, _interrupt_at_boundary() as stop:
         try:
             while state.iteration < config.iterations:
-                c_loss, penalty, g_loss, real, fake = training_iteration(state, data, device, out)
+                c_loss, penalty, g_loss, real, fake = training_iteration(state, data, device, out, watch)
                 state.iteration += 1
                 bar.update(1)
-                if state.iteration % config.log_every == 0:
+                log_due, metric_due, checkpoint_due = _due(config, state.iteration, stop.requested)
+                if not (log_due or metric_due or checkpoint_due):
+                    continue  # nothing is read back from the device between these points
+                errors = watch.errors([state], [out])
+                if errors:
+                    raise errors[0]
+                if log_due:
                     now = time.perf_counter()
-                    record = {"iteration": state.iteration, "critic_loss": c_loss.item(), "penalty": penalty.item(),
-                              "generator_loss": g_loss.item(),
-                              "iterations_per_s": (state.iteration - clock_iteration) / max(now - clock, 1e-9),
-                              **_gradient_norms(state, real, fake.detach())}
+                    rate = (state.iteration - clock_iteration) / max(now - clock, 1e-9)
                     clock, clock_iteration = now, state.iteration
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                if state.iteration % config.metric_every == 0 or state.iteration == config.iterations:
-                    if not state.metrics or state.metrics[-1][0] != state.iteration:
-                        _check_parameters(state, out, "before a metric evaluation")
-                        value = evaluate(state, extractor, reference, device)
-                        state.metrics.append((state.iteration, value))
-                        log.write(json.dumps({"iteration": state.iteration, config.metric: value}) + "\n")
-                        log.flush()
+                    _write_line(log, _training_record(state.iteration, c_loss.item(), penalty.item(), g_loss.item(),
+                                                      rate, _gradient_norms(state, real, fake.detach())))
+                if metric_due:
+                    value = _evaluate_and_log(state, extractor, reference, device, out, log)
+                    if value is not None:
                         bar.set_postfix({config.metric: f"{value:.2f}"})
-                if (state.iteration % config.checkpoint_every == 0 or state.iteration == config.iterations
-                        or stop.requested):
+                if checkpoint_due:
                     save_checkpoint(state, out)
                 if stop.requested:
-                    raise KeyboardInterrupt(f"stopped by Ctrl-C at iteration {state.iteration}; the checkpoint in "
-                                            f"{out} is saved, continue with --resume")
+                    raise _stopped(state.iteration, f"the checkpoint in {out} is saved")
         finally:
             bar.close()
 

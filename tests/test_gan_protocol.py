@@ -338,6 +338,7 @@ def test_huge_lambda_never_leaves_non_finite_weights_in_a_checkpoint(tmp_path, d
 
 
 def test_one_failing_cell_does_not_stop_the_table(tmp_path, monkeypatch):
+    """The one-at-a-time path (pack=False); the packed path is tested in test_packed_table."""
     original = gan_tables.train
 
     def flaky(config, out, **kwargs):
@@ -348,7 +349,7 @@ def test_one_failing_cell_does_not_stop_the_table(tmp_path, monkeypatch):
     monkeypatch.setattr(gan_tables, "train", flaky)
     with pytest.warns(UserWarning, match="simulated failure"):
         frame = gan_tables.run_table("2", "smoke", tmp_path, cells=["wgan-qinf-ls", "wgan-q2-hinge"],
-                                     iterations=2, metric_samples=16)
+                                     iterations=2, metric_samples=16, pack=False)
     assert frame.set_index("q")["status"].to_dict() == {"inf": "failed", "2": "finished"}
     assert "simulated failure" in frame.loc[frame["q"] == "inf", "error"].item()
     assert len(gan_tables.finished(frame)) == 1 and len(gan_tables.metric_curves(frame)) == 1

@@ -264,6 +264,36 @@ def test_non_finite_loss_stops_the_pack_before_any_update(monkeypatch):
             assert torch.equal(value, before[key]), key
 
 
+def test_with_a_loss_watch_a_nan_run_is_recorded_and_reaches_no_other_run(monkeypatch):
+    """The packed loop's mode: no check before the update, the NaN recorded on the device; the run that did not
+    diverge still equals its single run (so dropping the failed run later loses nothing)."""
+    configs = [dataclasses.replace(BASE, loss=loss, seed=s).validate() for s, loss in enumerate(("wgan", "hinge"))]
+    data = torch.rand(16, 1, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    alone = train.new_state(configs[0], CPU)
+    for _ in range(3):
+        train.training_iteration(alone, data, CPU)
+        alone.iteration += 1
+    original = packed.critic_loss
+    monkeypatch.setattr(packed, "critic_loss",
+                        lambda name, *a, **k: original(name, *a, **k) * (float("nan") if name == "hinge" else 1.0))
+    states = [train.new_state(c, CPU) for c in configs]
+    pack = packed.pack_states(states)
+    watch = train.LossWatch(2, CPU)
+    for _ in range(3):
+        packed.packed_training_iteration(pack, data, watch=watch)
+        pack.iteration += 1
+    packed.unpack_state(pack, states)
+    errors = watch.errors(states, ["out0", "out1"])
+    assert list(errors) == [1]
+    assert str(errors[1]) == "critic loss became nan at iteration 1; no checkpoint has been written to out1 yet " \
+                             "(lower lr or lam)"
+    assert not all(torch.isfinite(p).all() for p in states[1].critic.parameters())  # the updates were made
+    _assert_state_dicts(alone.generator, states[0].generator)
+    _assert_state_dicts(alone.critic, states[0].critic)
+    kept = watch.select([1])
+    assert kept.at.tolist() == [1] and watch.select([0]).errors(states[:1], ["out0"]) == {}
+
+
 # ----------------------------------------------------------------------------- refusals
 
 

@@ -1,0 +1,328 @@
+"""mmgan.sweep: the runs of a GAN table as submitit jobs (local, killed and resumed, SLURM script), and collecting."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import pickle
+import shutil
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from submitit.helpers import DelayedSubmission
+
+from mmgan import fid, gan_tables, sweep
+from mmgan.run_folder import CHECKPOINT, SUMMARY
+
+CELLS = ["wgan-q2-ls", "hinge-qinf-hinge"]
+SEEDS = [0, 1]
+#: a smoke table small enough for seconds: 4 iterations, a checkpoint after each, the metric at 2 and 4
+TINY = dict(iterations=4, checkpoint_every=1, metric_every=2, log_every=1, metric_samples=16, sample_batch_size=16)
+RESULT_COLUMNS = ["loss", "q", "g", "seed", "status", "final", "lowest", "lowest_at", "iterations", "metric"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _float32_and_cache(tmp_path_factory):
+    """float32 and one thread as in the job processes, and one metric cache for the module (shared with the
+    job processes through MMGAN_CACHE). The digits classifier is deterministic (seed 0, 12 epochs): a copy already trained
+    in the user's cache is reused rather than retrained for minutes."""
+    cache = tmp_path_factory.getbasetemp() / "mmgan-cache"
+    cache.mkdir(exist_ok=True)
+    for trained in fid.cache_dir().glob("digits_classifier_*.pt"):
+        if not (cache / trained.name).exists():
+            shutil.copy2(trained, cache / trained.name)
+    previous, threads = torch.get_default_dtype(), torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMGAN_CACHE", str(cache))
+        torch.set_default_dtype(torch.float32)
+        # one thread in this process and in the forked job: a reduction split over a different number of
+        # threads rounds differently, and the killed-and-resumed job is compared bit for bit
+        torch.set_num_threads(1)
+        yield
+    torch.set_default_dtype(previous)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _float32():
+    torch.set_default_dtype(torch.float32)  # after conftest's float64
+
+
+@contextlib.contextmanager
+def _few_samples_allowed() -> Iterator[None]:
+    """TINY's 16 metric samples are below what the FDD recommends: expected here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*recommended for a full-rank covariance")
+        yield
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
+    """The four runs trained directly with run_table (no submitit), and their root."""
+    torch.set_default_dtype(torch.float32)
+    root = tmp_path_factory.mktemp("reference")
+    with _few_samples_allowed():
+        frame = gan_tables.run_table("2", "smoke", root, cells=CELLS, seeds=SEEDS, **TINY)
+    assert (frame["status"] == "finished").all()
+    return frame, root
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    payload = torch.load(run / CHECKPOINT, weights_only=False)
+    return {f"{part}.{k}": v for part in ("generator", "critic") for k, v in payload[part].items()}
+
+
+def _same_runs(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    key = ["loss", "q", "g", "seed"]
+    a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[RESULT_COLUMNS], b[RESULT_COLUMNS])
+    for run_a, run_b in zip(a["run"], b["run"]):
+        wa, wb = _weights(Path(run_a)), _weights(Path(run_b))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), (run_a, run_b)
+
+
+# ----------------------------------------------------------------------------- local executor
+
+
+def test_local_executor_runs_the_jobs_and_collect_gives_the_direct_table(tmp_path, reference, capsys):
+    root = tmp_path / "runs"
+    argv = ["2", "--preset", "smoke", "--executor", "local", "--pack", "4",
+            "--gpus-per-job", "0", "--timeout-min", "10", "--root", str(root), "--log-folder", str(tmp_path / "logs"),
+            "--cells", *CELLS, "--seeds", *map(str, SEEDS), *[f"--set={k}={v}" for k, v in TINY.items()]]
+    assert sweep.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "4 unfinished runs in 1 job of up to 4" in out and "4/4 runs finished" in out
+    logs = sorted(p.name for p in (tmp_path / "logs").glob("*_result.pkl"))
+    assert len(logs) == 1  # the submitit job and its result pickle
+    collected = sweep.collect("2", "smoke", root, cells=CELLS, seeds=SEEDS, **TINY)
+    assert (collected["status"] == "finished").all() and (collected["progress"] == 4).all()
+    _same_runs(collected, reference[0])
+    # collect is run_table(load_only=True) over the same folders
+    _same_runs(collected, gan_tables.run_table("2", "smoke", root, load_only=True, cells=CELLS, seeds=SEEDS, **TINY))
+    # the same command again finds nothing to do
+    assert sweep.main(argv) == 0 and "every run has finished" in capsys.readouterr().out
+    assert len(list((tmp_path / "logs").glob("*_result.pkl"))) == 1
+
+
+# ----------------------------------------------------------------------------- killed and resumed
+
+def _run_and_hang_at_a_checkpoint(job: sweep.TableJob, marker: Path) -> None:
+    """In a forked child: run ``job`` until the first checkpoint after each of its runs wrote one, then hang."""
+    saves, original = [], torch.save
+
+    def save(obj, *args, **kwargs):
+        if isinstance(obj, dict) and "iteration" in obj:  # a run checkpoint (not a cache file)
+            saves.append(obj["iteration"])
+            if len(saves) == len(job.runs) + 1:
+                marker.write_text(str(saves))
+                time.sleep(600)
+        return original(obj, *args, **kwargs)
+
+    torch.save = save
+    torch.set_num_threads(1)  # the parent's OpenMP threads do not survive the fork
+    job()
+
+
+def test_a_job_killed_mid_run_and_resubmitted_by_its_checkpoint_gives_the_uninterrupted_result(tmp_path, reference):
+    root, marker = tmp_path / "runs", tmp_path / "hanging"
+    (job,) = sweep.plan_jobs("2", "smoke", root, pack=2, cells=CELLS[0], seeds=SEEDS, **TINY)
+    assert len(job.runs) == 2
+    pid = os.fork()  # a child process without a second start-up (imports, data); SIGKILLed like a lost node
+    if pid == 0:
+        try:
+            _run_and_hang_at_a_checkpoint(pickle.loads(pickle.dumps(job)), marker)
+        finally:
+            os._exit(1)
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            pytest.fail("the job ended before it could be killed")
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the job wrote no checkpoint in time")
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    killed = sweep.collect("2", "smoke", root, cells=CELLS[0], seeds=SEEDS, **TINY)
+    runs = [Path(run) for run in killed["run"]]
+    assert [torch.load(r / CHECKPOINT, weights_only=False)["iteration"] for r in runs] == [1, 1]
+    assert not any((r / SUMMARY).exists() for r in runs)
+    assert set(killed["status"]) == {"incomplete"} and (killed["progress"] == 2).all()  # logged past the checkpoint
+
+    resubmitted = job.checkpoint()  # what submitit calls on preemption / time-out before requeueing
+    assert isinstance(resubmitted, DelayedSubmission) and resubmitted.function is job and job.attempt == 2
+    with _few_samples_allowed():
+        resumed = resubmitted.result()
+    expected = reference[0][reference[0]["loss"] == "wgan"]
+    _same_runs(resumed, expected)
+    _same_runs(sweep.collect("2", "smoke", root, cells=CELLS[0], seeds=SEEDS, **TINY), expected)
+
+
+# ----------------------------------------------------------------------------- SLURM, without a cluster
+
+FAKE_SBATCH = """#!/bin/sh
+cp "$1" "$FAKE_SLURM_DIR/submitted-$(ls "$FAKE_SLURM_DIR" | wc -l).sh"
+echo "Submitted batch job 4242"
+"""
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> Path:
+    """sbatch / srun / sacct / scancel stand-ins on PATH; sbatch keeps a copy of each script it is given."""
+    bin_dir, scripts = tmp_path / "bin", tmp_path / "sbatch-scripts"
+    bin_dir.mkdir()
+    scripts.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    for name in ("srun", "sacct", "scancel"):
+        (bin_dir / name).write_text("#!/bin/sh\necho 'JobID|State'\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM_DIR", str(scripts))
+    return scripts
+
+
+def test_slurm_submission_is_one_job_array_with_the_requested_resources(tmp_path, fake_slurm, monkeypatch, capsys):
+    monkeypatch.setattr(sweep, "local_roots", lambda: [Path("/node-local-only")])  # pytest's tmp_path is in /tmp
+    logs, root = tmp_path / "shared" / "logs", tmp_path / "shared" / "runs"
+    code = sweep.main(["2", "--preset", "paper", "--executor", "slurm", "--partition", "gpu-long", "--gpus-per-job",
+                       "1", "--pack", "3", "--array-parallelism", "2", "--timeout-min", "90", "--cpus-per-job", "8",
+                       "--account", "proj42", "--slurm-arg", "constraint=a100", "--root", str(root),
+                       "--log-folder", str(logs), "--data-root", str(tmp_path / "shared" / "data")])
+    assert code == 0
+    (script,) = [p.read_text() for p in fake_slurm.iterdir()]  # one sbatch call: one array for the 4 jobs
+    for line in ("#SBATCH --partition=gpu-long", "#SBATCH --gpus-per-node=1", "#SBATCH --array=0-3%2",
+                 "#SBATCH --time=90", "#SBATCH --cpus-per-task=8", "#SBATCH --account=proj42",
+                 "#SBATCH --constraint=a100", "#SBATCH --ntasks-per-node=1", "#SBATCH --signal=USR2@90",
+                 f"#SBATCH --output={logs}/%A_%a_0_log.out", f"#SBATCH --error={logs}/%A_%a_0_log.err",
+                 "#SBATCH --job-name=mmgan-table2-paper"):
+        assert line in script.splitlines(), line
+    assert f"-u -m submitit.core._submit {logs}" in script and sys.executable in script
+    out = capsys.readouterr().out
+    assert "submitted job array 4242: 4242_0 4242_1 4242_2 4242_3" in out
+    assert f"collect: python -m mmgan.sweep 2 --preset paper --root {root} --collect --set data_root=" in out
+    # each array task's pickle holds its TableJob, requeued with itself on preemption
+    jobs = [pickle.loads((logs / f"4242_{task}_submitted.pkl").read_bytes()).function for task in range(4)]
+    assert [len(job.runs) for job in jobs] == [3, 3, 3, 3]
+    assert sorted(run for job in jobs for run in job.runs) == sorted(gan_tables.table_configs("2", "paper")[0])
+    assert all(isinstance(job, sweep.TableJob) and job.checkpoint().function is job for job in jobs)
+
+
+@pytest.mark.parametrize("local", ["/tmp/mmgan-logs", "/tmp/mmgan/%j", "/dev/shm/logs", "/var/tmp/x"])
+def test_the_shared_path_rule_refuses_node_local_folders(local):
+    with pytest.raises(ValueError, match=r"log_folder=.* is under .* local to each machine"):
+        sweep.check_shared_path(local, "log_folder")
+    assert sweep.check_shared_path("/home/someone/logs/%j", "log_folder") == Path("/home/someone/logs/%j")
+
+
+def test_a_slurm_sweep_into_tmp_is_refused_before_anything_is_submitted(tmp_path, fake_slurm):
+    settings = sweep.SweepSettings(partition="gpu", log_folder=tmp_path / "logs")
+    with pytest.raises(ValueError, match="log_folder="):
+        sweep.sweep("2", "paper", "/home/someone/results", settings, data_root="/home/someone/data")
+    with pytest.raises(ValueError, match="root="):
+        sweep.sweep("2", "paper", tmp_path / "runs", settings, data_root="/home/someone/data")
+    assert not list(fake_slurm.iterdir()) and not (tmp_path / "logs").exists()
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+@pytest.mark.parametrize(("settings", "overrides", "message"), [
+    (dict(), dict(table="9"), r"unknown table='9'; valid choices: '2', '3'"),
+    (dict(), dict(preset="huge"), r"unknown preset='huge'; valid choices: 'smoke', 'cpu', 'paper'"),
+    (dict(executor="pbs"), dict(), r"invalid executor='pbs'; valid choices: 'slurm', 'local', 'debug'"),
+    (dict(partition=None), dict(), r"partition is required for executor='slurm'"),
+    (dict(pack=0), dict(), r"pack must be >= 1, got 0"),
+    (dict(array_parallelism=0), dict(), r"array_parallelism must be >= 1"),
+    (dict(timeout_min=0), dict(), r"timeout_min must be >= 1"),
+    (dict(gpus_per_job=-1), dict(), r"gpus_per_job must be >= 0"),
+    (dict(gpus_per_job=0), dict(device="cuda"), r"gpus_per_job=0 but device='cuda'"),
+    (dict(), dict(seeds=[-1]), r"seeds must be >= 0"),
+    (dict(), dict(cells=["nope"]), r"unknown cells \['nope'\]; valid cells of table 2"),
+    (dict(), dict(iterations="many"), r"iterations"),
+    (dict(), dict(data_root=None), r"data_root is required for table 2 at preset 'paper'"),
+    (dict(partition=" "), dict(), r"partition must be a non-empty string"),
+])
+def test_bad_parameters_are_named_before_anything_is_submitted(tmp_path, fake_slurm, settings, overrides, message):
+    values = dict(table="2", preset="paper", data_root="/home/someone/data") | overrides
+    table, preset = values.pop("table"), values.pop("preset")
+    chosen = dict(partition="gpu", log_folder=Path("/home/someone/logs")) | settings
+    with pytest.raises(ValueError, match=message):
+        sweep.sweep(table, preset, "/home/someone/results", sweep.SweepSettings(**chosen), **values)
+    assert not list(fake_slurm.iterdir())
+
+
+def test_the_command_line_names_a_bad_parameter_and_submits_nothing(fake_slurm, capsys):
+    assert sweep.main(["2", "--preset", "smoke", "--executor", "slurm", "--partition", "gpu", "--pack", "0"]) == 2
+    assert "pack must be >= 1" in capsys.readouterr().err
+    assert sweep.main(["2", "--preset", "smoke", "--executor", "local", "--seeds", "0", "x"]) == 2
+    assert "seeds must hold integers" in capsys.readouterr().err
+    assert not list(fake_slurm.iterdir())
+
+
+# ----------------------------------------------------------------------------- grouping, failures, collect
+
+
+def test_groups_cover_the_runs_in_whole_cells_times_seeds_calls():
+    runs, _ = gan_tables.table_configs("2", "smoke", seeds=[0, 1, 2])
+    groups = sweep.group_runs(runs, 4)
+    assert [len(g) for g in groups] == [4] * 9 and [r for g in groups for r in g] == runs
+    for group in groups:
+        calls = sweep.table_calls(group)
+        covered = sorted((cell, seed) for cells, seeds in calls for cell in cells for seed in seeds)
+        assert covered == sorted((gan_tables.cell_name(*r[:3]), r[3]) for r in group)
+    assert sweep.table_calls(runs[:6]) == [(["wgan-q1-ls", "wgan-q1-hinge"], [0, 1, 2])]
+
+
+def test_failed_and_unstarted_runs_are_reported_by_collect(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run_table(table, preset="smoke", root="results/gan", progress=False, load_only=False, pack=True,
+                       pack_size=None, **overrides):
+        calls.append(dict(cells=overrides["cells"], seeds=overrides["seeds"], pack=pack, pack_size=pack_size))
+        if "hinge-q1-ls" in overrides["cells"]:
+            raise FileNotFoundError("CIFAR-10 was not found under 'nowhere'")
+        runs, base = gan_tables.table_configs(table, preset, **overrides)
+        folder = gan_tables.table_folder(table, preset, base, root)
+        return pd.DataFrame([{"loss": loss, "q": q, "g": g, "seed": s, "status": "failed",
+                              "error": "NonFiniteLoss: nan",
+                              "run": str(folder / f"{gan_tables.cell_name(loss, q, g)}-s{s}")}
+                             for loss, q, g, s in runs])
+
+    monkeypatch.setattr(sweep, "run_table", fake_run_table)
+    jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=2, seeds=0, iterations=2)
+    jobs[0]()  # wgan-q1-ls and wgan-q1-hinge: both fail inside run_table
+    assert calls[-1] == dict(cells=["wgan-q1-ls", "wgan-q1-hinge"], seeds=[0], pack=True, pack_size=2)
+    with pytest.raises(FileNotFoundError):
+        jobs[3]()  # hinge-q1-ls and hinge-q1-hinge: the whole call fails (e.g. the data are missing)
+    collected = sweep.collect("2", "smoke", tmp_path, seeds=0, iterations=2)
+    frame = collected.set_axis([Path(p).name for p in collected["run"]])
+    assert frame.loc["wgan-q1-ls-s0", "status"] == "failed" and "nan" in frame.loc["wgan-q1-ls-s0", "error"]
+    assert frame.loc["hinge-q1-ls-s0", "status"] == "failed" and "CIFAR-10" in frame.loc["hinge-q1-ls-s0", "error"]
+    assert frame.loc["hinge-q1-hinge-s0", "status"] == "failed"
+    assert frame.loc["wgan-q2-ls-s0", "status"] == "missing" and math.isnan(frame.loc["wgan-q2-ls-s0", "final"])
+    report = sweep.collect_report(collected)
+    assert report.startswith("0/12 runs finished") and "failed (4)" in report and "missing (8)" in report
+
+
+def test_every_job_runs_once_in_waves_of_array_parallelism(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run_table(table, preset="smoke", root="results/gan", progress=False, load_only=False, **overrides):
+        calls.append((overrides["cells"], overrides["seeds"]))
+        return pd.DataFrame([{"loss": "wgan", "q": "1", "g": "ls", "seed": 0, "status": "finished", "run": ""}])
+
+    monkeypatch.setattr(sweep, "run_table", fake_run_table)
+    settings = sweep.SweepSettings(executor="debug", pack=3, array_parallelism=2, log_folder=tmp_path / "logs")
+    result = sweep.sweep("2", "smoke", tmp_path / "runs", settings, seeds=[0, 1, 2], cells="wgan-q1-ls,hinge-q2-ls")
+    assert len(result.jobs) == len(result.handles) == 2 and not result.errors
+    assert calls == [(["wgan-q1-ls"], [0, 1, 2]), (["hinge-q2-ls"], [0, 1, 2])]
