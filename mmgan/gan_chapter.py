@@ -270,9 +270,10 @@ class GANChapter:
         return table.assign(verdict=table["verdict"].map(str))
 
     def glue(self) -> dict[str, Any]:
+        """The page's numbers as one mapping (``run_*`` and, with a study, ``study_*``), for ``book.glue_all``:
+        the chapter's prose and other pages can then cite them by name."""
         values: dict[str, Any] = {"run_preset": self.preset, "run_runs": len(self.run.results),
-                                  "run_failed": int((self.run.results["status"] != "finished").sum()),
-                                  "has_study": "yes" if self.study is not None else "no"}
+                                  "run_failed": int((self.run.results["status"] != "finished").sum())}
         if self.study is not None:
             values.update(self.study.values())
         return values

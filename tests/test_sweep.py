@@ -32,8 +32,8 @@ RESULT_COLUMNS = ["loss", "q", "g", "seed", "status", "final", "lowest", "lowest
 @pytest.fixture(scope="module", autouse=True)
 def _float32_and_cache(tmp_path_factory):
     """float32 and one thread as in the job processes, and one metric cache for the module (shared with the
-    job processes through MMGAN_CACHE). The digits classifier is deterministic (seed 0, 12 epochs): a copy already trained
-    in the user's cache is reused rather than retrained for minutes."""
+    job processes through MMGAN_CACHE). The digits classifier is deterministic (seed 0, 12 epochs): a copy
+    already trained in the session's cache (tests/conftest.py) is reused rather than retrained."""
     cache = tmp_path_factory.getbasetemp() / "mmgan-cache"
     cache.mkdir(exist_ok=True)
     for trained in fid.cache_dir().glob("digits_classifier_*.pt"):
