@@ -128,7 +128,9 @@ class Study(Run):
     def levelling(self) -> pd.DataFrame:
         """Per cell (mean over seeds): first and best metric and the improvement within the last quarter."""
         means = self.late.groupby(["loss", "q", "g"], sort=False)[["first", "best", "late improvement"]].mean()
-        return means.round({"first": 1, "best": 1, "late improvement": 3})
+        metric = self.config.metric.upper()
+        return means.round({"first": 1, "best": 1, "late improvement": 3}).rename(columns={
+            "first": f"first {metric}", "best": f"best {metric}", "late improvement": "late improvement (share)"})
 
     def protocol(self) -> pd.DataFrame:
         table = protocol.protocol_table(self.config, gan_tables.TABLES[self.table].losses, self.seeds)
@@ -220,8 +222,10 @@ class GANChapter:
         return {
             "tables": (STUDY_CAPTIONS["tables"], [study.side_by_side(stat) for stat in study.stats]),
             "claims": (STUDY_CAPTIONS["claims"], [study.claims()]),
-            "comparisons": (STUDY_CAPTIONS["comparisons"], [comparisons.set_index(["claim", "better", "other"])
-                                                            .round({"mean gain": 2, "lower": 2, "upper": 2})]),
+            "comparisons": (STUDY_CAPTIONS["comparisons"], [
+                comparisons.set_index(["claim", "better", "other"]).round({"mean gain": 2, "lower": 2, "upper": 2})
+                .rename(columns={"mean gain": f"mean gain ({c.metric.upper()})", "lower": "95% CI low",
+                                 "upper": "95% CI high"})]),
             "curves": (STUDY_CAPTIONS["curves"], [curves]),
             "levelling": (STUDY_CAPTIONS["levelling"], [study.levelling()]),
             "protocol": (STUDY_CAPTIONS["protocol"], [study.protocol()]),

@@ -117,7 +117,8 @@ def summarise_line_gans(curves: pd.DataFrame) -> pd.DataFrame:
         reached = part[part.distance < 0.05].groupby("seed").iteration.min()
         rows.append({"generator loss": loss, "lam": lam, "final distance": final.distance.mean(),
                      "seeds within 0.05": f"{len(reached)} of {part.seed.nunique()}",
-                     "median iterations to 0.05": float(np.median(reached)) if len(reached) else np.nan,
+                     # written out: a run that never came within 0.05 has no iteration to average
+                     "median iterations to 0.05": f"{np.median(reached):.0f}" if len(reached) else "not reached",
                      "critic grad at fakes (median over training)": part.fake_critic_grad.median(),
                      "D grad at fakes (min over training)": part.fake_disc_grad.min(),
                      "D grad at fakes (median)": part.fake_disc_grad.median()})

@@ -145,12 +145,12 @@ async () => {
   for (const table of main.querySelectorAll('table')) {
     for (const cell of table.querySelectorAll('td, th')) {
       const text = cell.textContent.trim();
-      if (/^(nan|NaN|<NA>|None)$/.test(text) || /\bnan\b/i.test(text) && /±/.test(text)) out.nan.push(text);
+      if (/^(nan|NaN|<NA>|None)$/.test(text) || /\\bnan\\b/i.test(text) && /±/.test(text)) out.nan.push(text);
     }
     const header = Array.from(table.querySelectorAll('th')).map(th => th.textContent).join(' ');
-    if (/\bsmoke\b/.test(header)) {
+    if (/\\bsmoke\\b/.test(header)) {
       const scope = table.closest('.cell') || table;
-      const verdict = scope.textContent.match(/\b(holds|does not hold|mixed)\b/);
+      const verdict = scope.textContent.match(/\\b(holds|does not hold|mixed)\\b/);
       if (verdict) out.smoke_verdicts.push(verdict[0]);
     }
   }
