@@ -150,7 +150,7 @@ async () => {
     const header = Array.from(table.querySelectorAll('th')).map(th => th.textContent).join(' ');
     if (/\\bsmoke\\b/.test(header)) {
       const scope = table.closest('.cell') || table;
-      const verdict = scope.textContent.match(/\\b(holds|does not hold|mixed)\\b/);
+      const verdict = scope.innerHTML.replace(/<[^>]+>/g, ' ').match(/\\b(holds|does not hold|mixed)\\b/);
       if (verdict) out.smoke_verdicts.push(verdict[0]);
     }
   }
