@@ -77,29 +77,14 @@ def figure_index(notebooks: str = ".") -> Any:
     return pd.DataFrame(rows)
 
 
-def chapter_title(name: str, notebooks: str = ".") -> str:
-    """The title of a chapter: the first ``# `` heading of ``<notebooks>/<name>.ipynb`` (the name if none)."""
-    from pathlib import Path
-
-    import nbformat
-
-    path = Path(notebooks) / f"{name}.ipynb"
-    if not path.is_file():
-        return name
-    for cell in nbformat.read(path, as_version=4).cells:
-        for line in cell.source.splitlines() if cell.cell_type == "markdown" else []:
-            if line.startswith("# "):
-                return line[2:].strip()
-    return name
-
-
 #: How each reproduction status is written in the status table (a symbol makes the column easy to scan).
 STATUS_MARKS = {"verified": "✓ verified", "contradicted": "✗ contradicted", "inconclusive": "? inconclusive",
                 "rerunnable": "↻ rerunnable", "planned": "… planned", "not here": "– not here"}
 
 
-def status_markdown(status: Any, notebooks: str = ".") -> str:
-    """The reproduction-status table as Markdown: every note in full, every chapter a link to its page.
+def status_markdown(status: Any) -> str:
+    """The reproduction-status table as Markdown: every note in full, every result a link to the chapter
+    that checks it.
 
     ``status`` is :func:`mmgan.paper.reproduction_status` (or a subset of its rows); the links are
     relative to the notebooks folder, where the introduction lives, and the book resolves them to pages.
@@ -108,11 +93,12 @@ def status_markdown(status: Any, notebooks: str = ".") -> str:
     def cell(text: Any) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| Result | Section | Status | Chapter | Note |", "|---|---|---|---|---|"]
+    lines = ["| Result (link: its chapter) | Section | Status | Note |", "|---|---|---|---|"]
     for row in status.itertuples(index=False):
-        chapter = (f"[{cell(chapter_title(row.chapter, notebooks))}]({row.chapter}.ipynb)"
-                   if isinstance(row.chapter, str) and row.chapter not in ("", "—") else "—")
-        lines.append(f"| {cell(row.result)} | {cell(row.section)} | **{STATUS_MARKS[row.status]}** | {chapter} "
+        result = cell(row.result)
+        if isinstance(row.chapter, str) and row.chapter not in ("", "—"):
+            result = f"[{result}]({row.chapter}.ipynb)"
+        lines.append(f"| {result} | {cell(row.section)} | **{STATUS_MARKS[row.status]}** "
                      f"| {cell(row.note) if row.note else ''} |")
     return "\n".join(lines)
 

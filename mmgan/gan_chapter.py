@@ -237,9 +237,10 @@ class GANChapter:
         if not parts:
             return
         caption, objects = lookup(parts, part, "part")
-        display(Markdown(caption))
-        for item in objects:
-            display(item)
+        with pd.option_context("display.max_colwidth", None):  # every cell in full, never "..."
+            display(Markdown(caption))
+            for item in objects:
+                display(item)
 
     def run_curves(self) -> Any:
         """The chapter's own run's curves, or a note when each run has fewer than two evaluations."""

@@ -40,8 +40,8 @@ def side_by_side(results: pd.DataFrame, table: str, stat: str = "final") -> pd.D
     """Our metric (mean ± sd over seeds) beside the paper's FID, with the rank of each within its table."""
     ours = cell_means(results, stat)
     merged = ours.merge(paper_cells(table, stat), on=["loss", "q", "g"], how="left")
-    merged["ours rank"] = merged["mean"].rank().astype(int)
-    merged["paper rank"] = merged["value"].rank()
+    merged["ours rank"] = merged["mean"].rank(method="min").astype(int)
+    merged["paper rank"] = merged["value"].rank(method="min").astype("Int64")  # ties share the better rank
     label = f"{results['metric'].iloc[0].upper()} ({results['dataset'].iloc[0]}, {results['preset'].iloc[0]}, " \
             f"{int(results['iterations'].iloc[0])} it.)"
     merged[f"ours: {label}"] = [f"{m:.2f} ± {s:.2f}" if c > 1 else f"{m:.2f}"
