@@ -159,7 +159,7 @@ class Study(Run):
         all_cells = len(gan_tables.table_configs(self.table, "cpu", seeds=0)[0])
         cells = self.results[["loss", "q", "g"]].drop_duplicates()
         shrunk = (f" It covers {len(cells)} of the table's {all_cells} cells "
-                  f"({', '.join(gan_report.cell_text(*c) for c in cells.itertuples(index=False))}): the whole table "
+                  f"({'; '.join(gan_report.cell_text(*c) for c in cells.itertuples(index=False))}): the whole table "
                   f"did not fit the machine it was run on." if len(cells) < all_cells else "")
         lines = [
             f"**Scale.** {self.scale_text()}.{shrunk} Committed under "
