@@ -86,8 +86,11 @@ def killed_and_resumed(config: GANConfig, folder: Path, data: torch.Tensor, time
     folder.mkdir(parents=True, exist_ok=True)
     config_file = folder.parent / f"{folder.name}.yaml"
     config_file.write_text(yaml.safe_dump(dataclasses.asdict(config)))
+    # the child computes with as many CPU threads as this process, which resumes its run: a reduction split over
+    # another number of threads rounds differently, and the resumed run is compared bit for bit on the CPU
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     child = subprocess.Popen([sys.executable, "-m", "mmgan.train", "--config", str(config_file), "--out", str(folder),
-                              "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + timeout
     while _last_iteration(folder) <= config.checkpoint_every:
         if child.poll() is not None:

@@ -18,7 +18,15 @@ from mmgan import gan_tables, packed, packed_training, train
 from mmgan.data.images import load_images
 from mmgan.run_folder import CHECKPOINT, LOG, SUMMARY
 
-torch.set_num_threads(1)
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One thread for this module only: a module-level set_num_threads would leak into every later test
+    (the gpu_check test compares a run resumed here with one killed in a child process at default threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 # The smoke preset (digits 16 px, DCGAN width 4), shortened; two cells of Table 2, the released signed max in
 # the q = inf one. Logs, metric evaluations and checkpoints every 2 iterations, so every path is exercised.
