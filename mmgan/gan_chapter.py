@@ -42,13 +42,14 @@ TAIL = 0.25
 #: A run has levelled off when its last quarter improved its best metric by less than this share.
 LEVELLED = 0.10
 ARCH_NAMES = {"dcgan": "DCGAN", "standard_cnn": "standard CNN"}
-STUDY_CAPTIONS = {
+STUDY_CAPTIONS: dict[str, str | None] = {
     "tables": "Cell means ± standard deviation over seeds beside the paper's FIDs, with the rank of each within "
               "its table (`mmgan.gan_report.side_by_side`):",
     "claims": "The paper's three claims in the paper's table and in the study (rule above):",
     "comparisons": "Every comparison behind the claims: the mean gain (other − better, in the study's metric) "
                    "and its 95% paired-t interval over seeds:",
-    "curves": "The metric over training, mean over seeds per cell (band: min to max over seeds):",
+    # the curves are a captioned figure in the chapter (cell metadata): a second output would repeat its label
+    "curves": None,
     "levelling": "Has training levelled off? Per cell, mean over seeds of the first and best metric and the "
                  "improvement of the best metric within the last quarter of training "
                  "(`mmgan.gan_report.late_improvement`; near 0: levelled off):",
@@ -208,7 +209,7 @@ class GANChapter:
             f"core); this page then shows it.")
 
     @cached_property
-    def study_parts(self) -> dict[str, tuple[str, list[Any]]]:
+    def study_parts(self) -> dict[str, tuple[str | None, list[Any]]]:
         """Each part of the committed study as (caption, objects to display); empty without a study."""
         study = self.study
         if study is None:
@@ -238,7 +239,8 @@ class GANChapter:
             return
         caption, objects = lookup(parts, part, "part")
         with pd.option_context("display.max_colwidth", None):  # every cell in full, never "..."
-            display(Markdown(caption))
+            if caption is not None:
+                display(Markdown(caption))
             for item in objects:
                 display(item)
 
