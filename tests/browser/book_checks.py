@@ -159,8 +159,10 @@ async () => {
 """
 
 
-def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = VIEWPORTS) -> list[PageReport]:
-    """Open every page in headless Chromium and collect what a reader would see go wrong."""
+def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = VIEWPORTS,
+                only: set[str] | None = None) -> list[PageReport]:
+    """Open every page (or the pages named in ``only``, relative to ``root``) in headless Chromium and collect
+    what a reader would see go wrong."""
     from playwright.sync_api import sync_playwright
 
     reports = []
@@ -169,6 +171,8 @@ def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = V
         try:
             for page_path in pages(root):
                 name = str(page_path.relative_to(root))
+                if only is not None and name not in only:
+                    continue
                 report = PageReport(name)
                 for label, (width, height) in viewports.items():
                     context = browser.new_context(viewport={"width": width, "height": height})
