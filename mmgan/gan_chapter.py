@@ -115,16 +115,26 @@ class Study(Run):
         self.late = gan_report.late_improvement(self.curves, tail=TAIL)
         self.learnt = bool((self.late["first"] / self.late["best"] >= LEARNT_FACTOR).all())
 
-    def claims(self, stat: str = "final") -> pd.DataFrame:
-        """The claims table, verdicts as text; every verdict is ``not comparable`` if a run did not learn."""
-        table = gan_report.claims(gan_tables.finished(self.results), self.table, stat)
-        if not self.learnt:
-            table["verdict"] = Verdict.NOT_COMPARABLE
-        return table.assign(verdict=table["verdict"].map(str))
+    def _gated(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with every verdict ``not comparable`` when a run did not learn (the gate)."""
+        return frame if self.learnt else frame.assign(verdict=Verdict.NOT_COMPARABLE)
 
-    def verdicts(self, stat: str = "final") -> dict[str, Verdict]:
-        table = gan_report.claims(gan_tables.finished(self.results), self.table, stat)
-        return {claim: (v if self.learnt else Verdict.NOT_COMPARABLE) for claim, v in table["verdict"].items()}
+    @cached_property
+    def judged_claims(self) -> pd.DataFrame:
+        """:func:`mmgan.gan_report.claims` of the final metric, gated; verdicts as :class:`Verdict`."""
+        return self._gated(gan_report.claims(gan_tables.finished(self.results), self.table))
+
+    def claims(self) -> pd.DataFrame:
+        """The claims table with its verdicts as text."""
+        return self.judged_claims.assign(verdict=self.judged_claims["verdict"].map(str))
+
+    def verdicts(self) -> dict[str, Verdict]:
+        return dict(self.judged_claims["verdict"])
+
+    def comparisons(self) -> pd.DataFrame:
+        """Every comparison behind the claims (:func:`mmgan.gan_report.comparisons`), gated, verdicts as text."""
+        frame = self._gated(gan_report.comparisons(gan_tables.finished(self.results)))
+        return frame.assign(verdict=frame["verdict"].map(str))
 
     def levelling(self) -> pd.DataFrame:
         """Per cell (mean over seeds): first and best metric and the improvement within the last quarter."""
@@ -189,10 +199,6 @@ class GANChapter:
     run: Run
     study: Study | None
 
-    @property
-    def title(self) -> str:
-        return gan_tables.TABLES[self.table].title
-
     def paper_table(self) -> pd.DataFrame:
         """The paper's numbers (FID, lower is better), one row per (stat, q, g), one column per loss."""
         frame = paper.paper_table(self.table)
@@ -214,8 +220,7 @@ class GANChapter:
         study = self.study
         if study is None:
             return {}
-        comparisons = gan_report.comparisons(gan_tables.finished(study.results))
-        comparisons["verdict"] = comparisons["verdict"].map(str) if study.learnt else str(Verdict.NOT_COMPARABLE)
+        comparisons = study.comparisons()
         c = study.config
         curves = plots.gan_metric_curves(study.curves, f"{c.metric.upper()} ({c.dataset} {c.image_size} px, "
                                                        f"preset cpu; lower is better)")
