@@ -119,7 +119,7 @@ def polyline_distance(x: torch.Tensor, vertices: torch.Tensor, p: Order, chunk: 
 
 def zero_set_2d(
     f, lower: tuple[float, float], upper: tuple[float, float], resolution: int = 1024,
-    refine_steps: int = 30, chunk: int = 1 << 18,
+    refine_steps: int = 30, chunk: int = 1 << 14,
 ) -> list[torch.Tensor]:
     """The zero level set of a 2-D classifier as polylines whose vertices lie on it.
 
@@ -142,13 +142,48 @@ def zero_set_2d(
     ys = torch.linspace(lower[1], upper[1], resolution, dtype=torch.float64)
     gx, gy = torch.meshgrid(xs, ys, indexing="xy")  # (res_y, res_x)
     grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
-    with torch.no_grad():
-        values = torch.cat([_eval(f, grid[i:i + chunk]) for i in range(0, grid.shape[0], chunk)])
+    values = _grid_scores(f, grid, chunk)
     z = values.reshape(resolution, resolution).numpy()
     lines = contourpy.contour_generator(xs.numpy(), ys.numpy(), z).lines(0.0)
     hx, hy = float(xs[1] - xs[0]), float(ys[1] - ys[0])
     return [_refine_on_grid_edges(f, torch.as_tensor(line, dtype=torch.float64), xs, ys, hx, hy, refine_steps)
             for line in lines if len(line) >= 2]
+
+
+@torch.no_grad()
+def _grid_scores(f, grid: torch.Tensor, chunk: int) -> torch.Tensor:
+    """f on every grid point, ``chunk`` points at a time (float64 scores).
+
+    A ReLU MLP given as ``nn.Sequential`` of ``Linear`` and ``ReLU`` layers (what
+    :meth:`mmgan.mlp.BatchedMLP.model` returns) is evaluated layer by layer with
+    in-place ReLUs, which gives the same numbers as ``f`` about 1.5x faster on a CPU.
+    """
+    layers = _relu_mlp_layers(f)
+    if layers is None:
+        return torch.cat([_eval(f, grid[i:i + chunk]) for i in range(0, grid.shape[0], chunk)])
+    dtype = layers[0][0].dtype
+    values = []
+    for i in range(0, grid.shape[0], chunk):
+        h = grid[i:i + chunk].to(dtype)
+        for index, (weight_t, bias) in enumerate(layers):
+            h = torch.addmm(bias, h, weight_t)
+            if index < len(layers) - 1:
+                h.relu_()
+        values.append(h[:, 0].to(torch.float64))
+    return torch.cat(values)
+
+
+def _relu_mlp_layers(f) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """(Wᵀ, b) of each layer when f is Linear, ReLU, …, Linear (one output); else None."""
+    if not isinstance(f, torch.nn.Sequential) or len(f) % 2 != 1:
+        return None
+    modules = list(f)
+    linear, relus = modules[0::2], modules[1::2]
+    if not all(type(m) is torch.nn.Linear and m.bias is not None for m in linear):
+        return None
+    if not all(type(m) is torch.nn.ReLU for m in relus) or linear[-1].out_features != 1:
+        return None
+    return [(m.weight.detach().T, m.bias.detach()) for m in linear]
 
 
 def _eval(f, points: torch.Tensor) -> torch.Tensor:

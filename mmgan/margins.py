@@ -371,6 +371,15 @@ def boundary_distances(
     as holds for the true distances.
     """
     searches = {float(p): boundary_distance(f, x, p, **search) for p in orders}
+    return pool_boundary_points(x, searches)
+
+
+def pool_boundary_points(x: torch.Tensor, searches: dict[float, BoundarySearch]) -> dict[float, BoundarySearch]:
+    """For each order p, the closest in L^p of the boundary points that the searches of all orders found.
+
+    The pooling step of :func:`boundary_distances`, separate so that searches run
+    elsewhere (one order per process, see :mod:`mmgan.table1_workers`) pool the same way.
+    """
     n = x.shape[0]
     candidates = torch.stack([s.point.reshape(n, -1) for s in searches.values()])  # (P, B, D)
     found = torch.stack([torch.isfinite(s.distance) for s in searches.values()])  # (P, B)

@@ -42,6 +42,28 @@ class BatchedMLP(torch.nn.Module):
             self.weights.append(torch.nn.Parameter(torch.stack([m[layer][0] for m in per_model])))
             self.biases.append(torch.nn.Parameter(torch.stack([m[layer][1] for m in per_model])))
 
+    @classmethod
+    def from_weights(cls, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> BatchedMLP:
+        """The stacked models whose layer l has weights ``weights[l]`` (M, in, out) and biases (M, out).
+
+        Used to rebuild models in another process, or to join parts trained apart
+        (``torch.cat`` of each layer along the model dimension).
+        """
+        if not weights or len(weights) != len(biases):
+            raise ValueError("weights and biases need one tensor per layer, as many of each")
+        model = cls([0] * weights[0].shape[0], weights[0].shape[1], weights[0].shape[2], len(weights),
+                    dtype=weights[0].dtype)
+        with torch.no_grad():
+            for mine, theirs in zip(list(model.weights) + list(model.biases), list(weights) + list(biases)):
+                if mine.shape != theirs.shape:
+                    raise ValueError(f"layer of shape {tuple(theirs.shape)} where {tuple(mine.shape)} was expected")
+                mine.copy_(theirs)
+        return model.to(weights[0].device)
+
+    def layers(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Detached (weights, biases) of every layer: what :meth:`from_weights` takes."""
+        return [w.detach() for w in self.weights], [b.detach() for b in self.biases]
+
     @staticmethod
     def _init(seed: int, sizes: list[int], dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(seed)

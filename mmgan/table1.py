@@ -30,10 +30,16 @@ import pandas as pd
 import torch
 
 from mmgan import exact
-from mmgan.classifier_training import CLASSIFIER_PENALTY_POINTS, PenaltySpec, train_penalized_classifiers
+from mmgan.classifier_training import (
+    CLASSIFIER_PENALTY_POINTS,
+    PenaltySpec,
+    TrainingLog,
+    train_penalized_classifiers,
+)
 from mmgan.data import SCALE_CONVENTIONS, STANDARDIZED, swiss_roll
-from mmgan.margins import MARGIN_ORDERS, boundary_distances
+from mmgan.margins import MARGIN_ORDERS, BoundarySearch, boundary_distance, pool_boundary_points
 from mmgan.mlp import BatchedMLP
+from mmgan.processes import available_cores, check_workers, run_tasks
 from mmgan.ray_reference import ray_distance
 from mmgan.registry import check_choice, check_int, lookup
 from mmgan.results import (
@@ -189,9 +195,48 @@ def evaluation_data(config: Table1Config) -> list[tuple[torch.Tensor, torch.Tens
             for s in config.seeds]
 
 
+def _train_models(config: Table1Config, device: torch.device, workers: int = 1,
+                  progress: bool = False) -> tuple[BatchedMLP, TrainingLog]:
+    """Train every (row, seed) model of a variant, laid out as :func:`model_layout`.
+
+    With ``workers`` > 1 the models are split into that many contiguous parts, each
+    trained in its own process (:func:`mmgan.processes.run_tasks`). A model's
+    training never touches another model's numbers (its own batch entry of each
+    matrix product, element-wise Adam, its seed's data stream), so the parts give
+    the weights of training all models together bit for bit (tested).
+    """
+    parts = np.array_split(np.arange(len(TABLE1_ROWS) * len(config.seeds)), workers)
+    tasks = [(_train_part, (config, part.tolist(), str(device), progress and k == 0)) for k, part in enumerate(parts)]
+    results = run_tasks(tasks, workers)
+    models, logs = [r[0] for r in results], [r[1] for r in results]
+    model = BatchedMLP.from_weights(*[[torch.cat(layer) for layer in zip(*kind)]
+                                      for kind in zip(*(m.layers() for m in models))])
+    log = TrainingLog(iteration=logs[0].iteration, **{name: np.concatenate([getattr(g, name) for g in logs], axis=1)
+                                                      for name in ("loss", "penalty", "accuracy", "grad_norm")})
+    return model.to(device), log
+
+
+def _train_part(config: Table1Config, indices: list[int], device: str,
+                progress: bool) -> tuple[BatchedMLP, TrainingLog]:
+    """Train the models ``indices`` of the variant's layout (a task of :func:`_train_models`)."""
+    specs, seed_index = model_layout(config)
+    model = BatchedMLP([config.seeds[seed_index[i]] for i in indices], config.dim, config.width,
+                       config.layers).to(device)
+    log = train_penalized_classifiers(model, [specs[i] for i in indices], [seed_index[i] for i in indices],
+                                      training_data(config), config.iterations, stream_seeds=list(config.seeds),
+                                      lam=config.lam, batch_size=config.batch_size, lr=config.lr,
+                                      penalty_at=config.penalty_at, log_every=config.log_every, progress=progress)
+    return model.cpu(), log
+
+
 def _measure(model: BatchedMLP, seed_index: list[int], config: Table1Config,
-             device: torch.device) -> dict[str, np.ndarray]:
-    """Margins of every model on its seed's test points, for p = 1, 2, ∞ (and the 2-D reference)."""
+             device: torch.device, workers: int = 1, progress: bool = False) -> dict[str, np.ndarray]:
+    """Margins of every model on its seed's test points, for p = 1, 2, ∞ (and the 2-D reference).
+
+    The work is a list of independent tasks, spread over ``workers`` processes: the
+    boundary search of each order p on all points of all models (pooled here, as
+    :func:`mmgan.margins.boundary_distances` does) and the reference of each model.
+    """
     evaluation = evaluation_data(config)
     x = torch.stack([evaluation[i][0] for i in seed_index]).to(device, torch.float32)  # (M, N, d)
     y = torch.stack([evaluation[i][1] for i in seed_index]).to(device, torch.float32)
@@ -202,24 +247,40 @@ def _measure(model: BatchedMLP, seed_index: list[int], config: Table1Config,
         "x": x.cpu().numpy(), "y": y.cpu().numpy(), "score": scores.cpu().numpy(),
         "orders": np.array(MARGIN_ORDERS),
     }
-    distance, converged, points = [], [], []
-    groups = torch.arange(m, device=x.device).repeat_interleave(n)  # restarts toward points of the same model
-    searches = boundary_distances(model.flat(n), x.reshape(m * n, -1), MARGIN_ORDERS, tol=config.tol,
-                                  max_steps=config.max_steps, restarts=config.restarts,
-                                  polish_steps=config.polish_steps, data_restarts=config.data_restarts,
-                                  groups=groups)
-    for search in searches.values():
-        distance.append(search.distance.reshape(m, n).cpu().numpy())
-        converged.append(search.converged.reshape(m, n).cpu().numpy())
-        points.append(search.point.reshape(m, n, -1).cpu().numpy())
-    out["distance"] = np.stack(distance, 1)  # (M, P, N)
-    out["converged"] = np.stack(converged, 1)
-    out["point"] = np.stack(points, 1)  # (M, P, N, d)
+    layers = model.layers()
+    flat_x = x.reshape(m * n, -1)
+    # groups: data restarts head for points of the same model only
+    search = dict(tol=config.tol, max_steps=config.max_steps, restarts=config.restarts,
+                  polish_steps=config.polish_steps, data_restarts=config.data_restarts,
+                  groups=torch.arange(m, device=x.device).repeat_interleave(n))
+    tasks = [(_search_order, (layers, flat_x, n, p, search)) for p in MARGIN_ORDERS]
     if config.dim == 2:
-        out["exact"] = _exact_reference(model, x, config)
+        box = _reference_box(x)
+        tasks += [(_exact_reference, (_model_layers(layers, i), x[i], box, config.exact_resolution)) for i in range(m)]
+    results = run_tasks(tasks, workers, desc="margin tasks" if progress else None)
+    searches = pool_boundary_points(flat_x, dict(zip(map(float, MARGIN_ORDERS), results[:len(MARGIN_ORDERS)])))
+    out["distance"] = np.stack([s.distance.reshape(m, n).cpu().numpy() for s in searches.values()], 1)  # (M, P, N)
+    out["converged"] = np.stack([s.converged.reshape(m, n).cpu().numpy() for s in searches.values()], 1)
+    out["point"] = np.stack([s.point.reshape(m, n, -1).cpu().numpy() for s in searches.values()], 1)  # (M, P, N, d)
+    if config.dim == 2:
+        out["exact"] = np.stack(results[len(MARGIN_ORDERS):])
     else:
-        out["ray"] = _ray_reference(model, x, out["distance"])
+        extent = 2.0 * float(x.abs().max())
+        tasks = [(_ray_reference, (_model_layers(layers, i), x[i], out["distance"][i], extent)) for i in range(m)]
+        out["ray"] = np.stack(run_tasks(tasks, workers, desc="ray references" if progress else None))
     return out
+
+
+def _model_layers(layers: tuple[list[torch.Tensor], list[torch.Tensor]],
+                  index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The layers of model ``index`` alone (a one-model stack), to send to a task."""
+    return [w[index:index + 1] for w in layers[0]], [b[index:index + 1] for b in layers[1]]
+
+
+def _search_order(layers: tuple[list[torch.Tensor], list[torch.Tensor]], x: torch.Tensor, points_per_model: int,
+                  p: float, search: dict[str, Any]) -> BoundarySearch:
+    """:func:`mmgan.margins.boundary_distance` of order p for all points of all models (a task)."""
+    return boundary_distance(BatchedMLP.from_weights(*layers).flat(points_per_model), x, p, **search)
 
 
 #: 3-D ray reference: points per class and model, and directions on the L^p unit sphere.
@@ -233,44 +294,46 @@ def ray_reference_points(n_eval: int) -> np.ndarray:
     return np.concatenate([np.arange(k), n_eval + np.arange(k)])
 
 
-def _ray_reference(model: BatchedMLP, x: torch.Tensor, distance: np.ndarray) -> np.ndarray:
-    """(M, P, N) independent reference distances in 3-D (NaN for points without one).
+def _ray_reference(layers: tuple[list[torch.Tensor], list[torch.Tensor]], x: torch.Tensor, distance: np.ndarray,
+                   extent: float) -> np.ndarray:
+    """(P, N) independent reference distances of one model in 3-D (NaN for points without one).
 
     :func:`mmgan.ray_reference.ray_distance` casts rays in :data:`RAY_DIRECTIONS` directions
-    up to 1.5 × the estimator's distance (a boundary point lies there, so the true distance
-    is within reach) or, where the estimator found none, up to the data's extent.
+    up to 1.5 × the estimator's distance ``distance`` (P, N) (a boundary point lies there, so
+    the true distance is within reach) or, where the estimator found none, up to ``extent``.
     """
-    m, n, _ = x.shape
+    n = x.shape[0]
     index = ray_reference_points(n // 2)
-    reference = np.full((m, len(MARGIN_ORDERS), n), np.nan)
-    extent = 2.0 * float(x.abs().max())
-    for i in range(m):
-        net = model.model(i).to(x.device)
-        for j, p in enumerate(MARGIN_ORDERS):
-            estimate = torch.as_tensor(distance[i, j, index], dtype=torch.float64)
-            radius = torch.where(torch.isfinite(estimate), 1.5 * estimate, torch.full_like(estimate, extent))
-            found = ray_distance(net, x[i, index], p, n_directions=RAY_DIRECTIONS,
-                                 radius=radius.to(x.device))
-            reference[i, j, index] = found.distance.cpu().numpy()
+    reference = np.full((len(MARGIN_ORDERS), n), np.nan)
+    net = BatchedMLP.from_weights(*layers).model(0).to(x.device)
+    for j, p in enumerate(MARGIN_ORDERS):
+        estimate = torch.as_tensor(distance[j, index], dtype=torch.float64)
+        radius = torch.where(torch.isfinite(estimate), 1.5 * estimate, torch.full_like(estimate, extent))
+        found = ray_distance(net, x[index], p, n_directions=RAY_DIRECTIONS, radius=radius.to(x.device))
+        reference[j, index] = found.distance.cpu().numpy()
     return reference
 
 
-def _exact_reference(model: BatchedMLP, x: torch.Tensor, config: Table1Config) -> np.ndarray:
-    """(M, P, N) reference distances from the zero set traced on a grid (2-D only)."""
+def _reference_box(x: torch.Tensor) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The box the 2-D zero sets are traced in: the test points of all models, padded by a quarter of their extent."""
     x64 = x.detach().cpu().to(torch.float64)
     pad = 0.25 * float(x64.abs().max())
-    lower = (float(x64[..., 0].min()) - pad, float(x64[..., 1].min()) - pad)
-    upper = (float(x64[..., 0].max()) + pad, float(x64[..., 1].max()) + pad)
-    reference = np.empty((x.shape[0], len(MARGIN_ORDERS), x.shape[1]))
-    for i in range(x.shape[0]):
-        net = model.model(i).cpu()
-        lines = exact.zero_set_2d(net, lower, upper, config.exact_resolution)
-        for j, p in enumerate(MARGIN_ORDERS):
-            if lines:
-                distances = torch.stack([exact.polyline_distance(x64[i], line, p) for line in lines])
-                reference[i, j] = distances.min(0).values.numpy()
-            else:
-                reference[i, j] = np.inf
+    return ((float(x64[..., 0].min()) - pad, float(x64[..., 1].min()) - pad),
+            (float(x64[..., 0].max()) + pad, float(x64[..., 1].max()) + pad))
+
+
+def _exact_reference(layers: tuple[list[torch.Tensor], list[torch.Tensor]], x: torch.Tensor,
+                     box: tuple[tuple[float, float], tuple[float, float]], resolution: int) -> np.ndarray:
+    """(P, N) reference distances of one model from its zero set traced on a grid (2-D only, a task)."""
+    x64 = x.detach().cpu().to(torch.float64)
+    net = BatchedMLP.from_weights(*layers).model(0).cpu()
+    lines = exact.zero_set_2d(net, box[0], box[1], resolution)
+    reference = np.empty((len(MARGIN_ORDERS), x.shape[0]))
+    for j, p in enumerate(MARGIN_ORDERS):
+        if lines:
+            reference[j] = torch.stack([exact.polyline_distance(x64, line, p) for line in lines]).min(0).values.numpy()
+        else:
+            reference[j] = np.inf
     return reference
 
 
@@ -351,28 +414,28 @@ def result_directory(config: Table1Config, root: Path) -> Path:
 
 
 def run_table1(config: Table1Config, root: Path | str = "results/table1", force: bool = False,
-               progress: bool = True) -> Table1Result:
-    """Train, measure and save one variant, or load it if ``root`` already holds this configuration."""
+               progress: bool = True, workers: int = 1) -> Table1Result:
+    """Train, measure and save one variant, or load it if ``root`` already holds this configuration.
+
+    ``workers`` CPU processes share the work (:func:`_train_models`, :func:`_measure`);
+    the results do not depend on their number (with one thread per process).
+    """
     config.validate()
+    device = _resolve_device(config.device)
+    check_workers(workers, device)
     directory = result_directory(config, Path(root))
     if not force and (directory / "summary.csv").exists():
         return load_table1(directory)
-    device = _resolve_device(config.device)
     torch.manual_seed(0)
-    model, specs, seed_index = build_model(config)
-    model = model.to(device)
-    data = training_data(config)
+    _, seed_index = model_layout(config)
     started = time.perf_counter()
-    log = train_penalized_classifiers(model, specs, seed_index, data, config.iterations,
-                                      stream_seeds=list(config.seeds), lam=config.lam,
-                                      batch_size=config.batch_size, lr=config.lr, penalty_at=config.penalty_at,
-                                      log_every=config.log_every, progress=progress)
+    model, log = _train_models(config, device, workers, progress)
     trained = time.perf_counter()
-    samples = _measure(model, seed_index, config, device)
+    samples = _measure(model, seed_index, config, device, workers, progress)
     measured = time.perf_counter()
-    summary = _summarise(config, samples, _train_accuracy(model, seed_index, data, device))
+    summary = _summarise(config, samples, _train_accuracy(model, seed_index, training_data(config), device))
     meta = {"config": dataclasses.asdict(config), "key": config.key(), "environment": environment(),
-            "seconds": {"training": trained - started, "margins": measured - trained},
+            "workers": workers, "seconds": {"training": trained - started, "margins": measured - trained},
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     result = Table1Result(config, summary, _curves(config, log), samples, model.cpu(), meta, directory)
     save_table1(result, directory)
@@ -383,21 +446,18 @@ def run_table1(config: Table1Config, root: Path | str = "results/table1", force:
 PROBE_FILE = "protocol-search.csv"
 
 
-def probe_accuracy(config: Table1Config) -> pd.DataFrame:
+def probe_accuracy(config: Table1Config, workers: int = 1) -> pd.DataFrame:
     """Train a variant without measuring margins; held-out accuracy of every (row, seed).
 
     The cheap half of :func:`run_table1`, used to search for a protocol whose classifiers learn.
     """
     config.validate()
     device = _resolve_device(config.device)
+    check_workers(workers, device)
     torch.manual_seed(0)
-    model, specs, seed_index = build_model(config)
-    model = model.to(device)
+    specs, seed_index = model_layout(config)
     started = time.perf_counter()
-    train_penalized_classifiers(model, specs, seed_index, training_data(config), config.iterations,
-                                stream_seeds=list(config.seeds), lam=config.lam, batch_size=config.batch_size,
-                                lr=config.lr, penalty_at=config.penalty_at, log_every=config.log_every,
-                                progress=False)
+    model, _ = _train_models(config, device, workers)
     seconds = time.perf_counter() - started
     accuracy = _train_accuracy(model, seed_index, evaluation_data(config), device)
     return pd.DataFrame({"preset": config.preset, "dim": config.dim, "scale": config.scale, "width": config.width,
@@ -423,7 +483,7 @@ MARGIN_FIELDS: tuple[str, ...] = ("n_eval", "restarts", "data_restarts", "max_st
                                   "exact_resolution")
 
 
-def remeasure(directory: Path | str, root: Path | str, **changes: Any) -> Table1Result:
+def remeasure(directory: Path | str, root: Path | str, workers: int = 1, **changes: Any) -> Table1Result:
     """Measure the saved networks of a run again with the current estimator (no retraining).
 
     The training-related configuration and curves are kept; the margin settings
@@ -435,10 +495,11 @@ def remeasure(directory: Path | str, root: Path | str, **changes: Any) -> Table1
     margin_settings = {name: getattr(current, name) for name in MARGIN_FIELDS}
     config = dataclasses.replace(old.config, **{**margin_settings, **changes}).validate()
     device = _resolve_device(config.device)
+    check_workers(workers, device)
     model = old.model.to(device)
     _, seed_index = model_layout(config)
     started = time.perf_counter()
-    samples = _measure(model, seed_index, config, device)
+    samples = _measure(model, seed_index, config, device, workers)
     summary = _summarise(config, samples, _train_accuracy(model, seed_index, training_data(config), device))
     meta = {**old.meta, "config": dataclasses.asdict(config), "key": config.key(), "environment": environment(),
             "seconds": {**old.meta["seconds"], "margins": time.perf_counter() - started},
@@ -623,26 +684,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--penalty-at", dest="penalty_at", choices=CLASSIFIER_PENALTY_POINTS)
     parser.add_argument("--device", choices=DEVICES)
+    parser.add_argument("--workers", type=int,
+                        help="CPU processes sharing the work (default: the available cores with --device cpu, else 1)")
     parser.add_argument("--root", default="results/table1")
     parser.add_argument("--force", action="store_true", help="retrain even if results exist")
     parser.add_argument("--remeasure", metavar="DIR", help="measure the networks saved in DIR again (no training)")
     parser.add_argument("--probe", action="store_true",
                         help=f"train only and append the held-out accuracies to ROOT/{PROBE_FILE}")
     args = parser.parse_args(argv)
+    workers = args.workers or (available_cores() if _resolve_device(args.device or "cpu").type == "cpu" else 1)
     if args.remeasure:
-        result = remeasure(args.remeasure, args.root)
+        result = remeasure(args.remeasure, args.root, workers=workers)
         print(json.dumps(result.meta["seconds"]), result.directory)
         return
-    overrides = {k: v for k, v in vars(args).items() if k not in ("preset", "root", "force", "remeasure", "probe")}
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("preset", "root", "force", "remeasure", "probe", "workers")}
     config = make_config(args.preset, **overrides)
     if args.probe:
-        frame = probe_accuracy(config)
+        frame = probe_accuracy(config, workers)
         path = Path(args.root) / PROBE_FILE
         old = read_csv(path, "delete it to start the search afresh") if path.exists() else None
         atomic_write_text(path, pd.concat([old, frame]).to_csv(index=False, float_format="%.6g"))
         print(frame.groupby("row", sort=False)["held_out_accuracy"].mean().round(3).to_string())
         return
-    result = run_table1(config, args.root, force=args.force)
+    result = run_table1(config, args.root, force=args.force, workers=workers)
     print(json.dumps(result.meta["seconds"]), result.directory)
 
 

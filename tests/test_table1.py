@@ -100,3 +100,34 @@ def test_command_line_trains_and_remeasures(tmp_path, monkeypatch):
     assert (trained / "summary.csv").is_file()
     main(["--remeasure", str(trained), "--root", str(tmp_path / "again")])
     assert len(list((tmp_path / "again").iterdir())) == 1
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_two_worker_processes_reproduce_one_process_bit_for_bit(tmp_path, one_thread, dim):
+    """Training split into parts and margins split into tasks give a one-thread serial run's numbers."""
+    config = table1.make_config("quick", dim=dim, seeds=(0, 1), iterations=60, n_eval=12, max_steps=30,
+                                exact_resolution=96)
+    one = table1.run_table1(config, tmp_path / "one", progress=False, workers=1)
+    two = table1.run_table1(config, tmp_path / "two", progress=False, workers=2)
+    assert set(one.samples) == set(two.samples)
+    for name, values in one.samples.items():
+        np.testing.assert_array_equal(two.samples[name], values, err_msg=name)
+    for mine, theirs in zip(one.model.parameters(), two.model.parameters()):
+        assert torch.equal(mine, theirs)
+    assert one.summary.equals(two.summary) and one.curves.equals(two.curves)
+    assert two.meta["workers"] == 2
+
+
+def test_worker_count_is_checked_before_any_work(tmp_path):
+    config = table1.make_config("quick")
+    with pytest.raises(ValueError, match="workers must be"):
+        table1.run_table1(config, tmp_path, workers=0)
+    assert not any(tmp_path.iterdir())
