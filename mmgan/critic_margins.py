@@ -1,0 +1,337 @@
+"""Margins of trained GAN critics in image space (chapter "Margins of GAN critics").
+
+The paper argues (§4) that penalising ‖∇f‖_q enlarges the critic's L^p margins with
+p = dual(q), and that the L^∞ penalty, by enlarging L¹ margins, makes better GANs. It
+measures margins only on the 2-D swiss roll. Here a critic f of a committed CPU study,
+in eval mode (BatchNorm with its running statistics, so f is piecewise linear and treats
+each image on its own), is a classifier of images with a threshold t, and the L^p margin
+of an image x is its L^p distance to the level set {f = t} (eq. 3 with f − t).
+
+Thresholds (:data:`THRESHOLDS`):
+
+* ``zero``: t = 0, the boundary the hinge losses aim at (real above +1, fake below −1);
+* ``midpoint``: t = (mean f(reals) + mean f(fakes)) / 2 over the measured images. A WGAN
+  critic is defined up to a constant (its loss is unchanged when f shifts), so 0 means
+  nothing for it; the midpoint between its average real and fake scores does.
+
+Per image and order p ∈ {1, 2, ∞}, three numbers bracket or approximate the distance:
+
+* ``upper``: :func:`mmgan.margins.boundary_distances` (augmented Lagrangian search,
+  pooled over orders). Its boundary point is checked here: f − t changes sign between x
+  and the point pushed 0.1% further along the same ray (``sign_change``), so the distance
+  is an upper bound of the true margin wherever the check passes.
+* ``lower``: |f(x) − t| / Lip_p(f), a certified lower bound, with Lip_p the product of
+  the layers' operator norms (:func:`lipschitz_bound`). It is loose (the product ignores
+  how layers align) but needs no search and cannot be wrong.
+* ``taylor``: the first-order margin |f(x) − t| / ‖∇f(x)‖_dual(p) of §3, neither bound.
+
+:func:`minimum_norm_attack` adds an independent upper bound from foolbox's FMN attack
+(Pintor et al., 2021), when foolbox is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+from torch import nn
+
+from mmgan.data.images import load_images
+from mmgan.exact import parameter_dtype
+from mmgan.gan_config import GANConfig, config_from
+from mmgan.margins import MARGIN_ORDERS, boundary_distances, taylor_margin
+from mmgan.models import Flatten, make_gan
+from mmgan.processes import available_cores, run_tasks
+from mmgan.randomness import normal
+from mmgan.registry import check_choice, check_int, lookup
+from mmgan.results import atomic_torch_save, atomic_write_text, environment, read_csv, read_json, read_torch
+from mmgan.run_folder import CHECKPOINT, SUMMARY, read_checkpoint
+
+THRESHOLDS: tuple[str, ...] = ("zero", "midpoint")
+#: Settings of the boundary search for images (fewer restarts than Table 1: 256+ dimensions, few points).
+SEARCH: dict[str, Any] = dict(restarts=2, data_restarts=2, max_steps=150, polish_steps=4, tol=1e-3)
+
+
+@dataclasses.dataclass
+class TrainedGAN:
+    """A finished run of a GAN table: its configuration, networks (eval mode) and summary."""
+
+    folder: Path
+    config: GANConfig
+    generator: nn.Module
+    critic: nn.Module
+    summary: dict[str, Any]
+
+
+#: The final generator and critic weights of a run, without optimiser states (small enough to commit).
+NETWORKS = "networks.pt"
+
+
+def export_networks(folder: Path | str) -> Path:
+    """Write ``networks.pt`` (generator and critic state dicts) from a run's ``checkpoint.pt``."""
+    folder = Path(folder)
+    payload = read_checkpoint(folder / CHECKPOINT)
+    atomic_torch_save({"iteration": payload["iteration"], "generator": payload["generator"],
+                       "critic": payload["critic"]}, folder / NETWORKS)
+    return folder / NETWORKS
+
+
+def load_run(folder: Path | str) -> TrainedGAN:
+    """The final networks of a finished run folder, in eval mode.
+
+    Reads config.yaml, summary.json and the weights from ``networks.pt`` (committed
+    with the studies) or else from ``checkpoint.pt``.
+    """
+    folder = Path(folder)
+    remedy = "rerun the table with `python -m mmgan.gan_tables TABLE cpu`"
+    for name in ("config.yaml", SUMMARY):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder} has no {name}: the run is not finished; {remedy}")
+    if (folder / NETWORKS).is_file():
+        payload = read_torch(folder / NETWORKS, remedy)
+    elif (folder / CHECKPOINT).is_file():
+        payload = read_checkpoint(folder / CHECKPOINT)
+    else:
+        raise FileNotFoundError(f"{folder} has neither {NETWORKS} nor {CHECKPOINT}: its weights were not kept; "
+                                f"{remedy}")
+    summary = read_json(folder / SUMMARY, remedy)
+    if payload.get("iteration") != summary.get("iterations"):
+        raise ValueError(f"{folder}: the weights are from iteration {payload.get('iteration')}, the run ended at "
+                         f"{summary.get('iterations')}; {remedy}")
+    config = config_from(yaml.safe_load((folder / "config.yaml").read_text()))
+    generator, critic = make_gan(config.arch, config.image_size, config.channels, config.z_dim, config.width,
+                                 config.leaky_slope, config.critic_batchnorm)
+    generator.load_state_dict(payload["generator"])
+    critic.load_state_dict(payload["critic"])
+    return TrainedGAN(folder, config, generator.eval(), critic.eval(), summary)
+
+
+def measurement_images(run: TrainedGAN, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` training images and ``n`` generated images (eval-mode generator, noise from ``seed``).
+
+    The CPU studies train on every image of their data set, so there are no held-out reals.
+    """
+    check_int(n, "n", minimum=1)
+    config = run.config
+    images = load_images(config.dataset, config.image_size, config.channels, config.data_root)
+    gen = torch.Generator().manual_seed(seed)
+    reals = images[torch.randperm(images.shape[0], generator=gen)[:n]].to(parameter_dtype(run.critic))
+    with torch.no_grad():
+        fakes = run.generator(normal((n, config.z_dim), gen))
+    return reals, fakes
+
+
+def _layer_norm(layer: nn.Module, shape: tuple[int, ...], p: float) -> tuple[float, tuple[int, ...]]:
+    """Operator norm ‖layer‖_{p→p} (an upper bound for p = 2) and the output shape (C, H, W) of one layer."""
+    if isinstance(layer, nn.Conv2d):
+        weight = layer.weight.detach().abs().double()
+        ones = torch.ones((1, *shape), dtype=torch.float64, requires_grad=True)
+        rows = nn.functional.conv2d(ones, weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+        (columns,) = torch.autograd.grad(rows.sum(), ones)  # column sums of |W| as a matrix
+        row_max, column_max = float(rows.detach().max()), float(columns.max())
+        norm = {1.0: column_max, math.inf: row_max}.get(p, math.sqrt(row_max * column_max))
+        return norm, tuple(rows.shape[1:])
+    if isinstance(layer, nn.BatchNorm2d):
+        scale = layer.weight.detach().double() / torch.sqrt(layer.running_var.double() + layer.eps)
+        return float(scale.abs().max()), shape
+    if isinstance(layer, nn.LeakyReLU | nn.ReLU):
+        return 1.0, shape  # |σ(a) − σ(b)| ≤ |a − b| element-wise: 1-Lipschitz in every L^p
+    if isinstance(layer, Flatten | nn.Flatten):
+        return 1.0, (math.prod(shape),)
+    if isinstance(layer, nn.Linear):
+        weight = layer.weight.detach().abs().double()
+        row_max, column_max = float(weight.sum(1).max()), float(weight.sum(0).max())
+        return {1.0: column_max, math.inf: row_max}.get(p, math.sqrt(row_max * column_max)), (layer.out_features,)
+    raise TypeError(f"no Lipschitz bound for a {type(layer).__name__} layer")
+
+
+def lipschitz_bound(critic: nn.Sequential, input_shape: tuple[int, ...], p: float) -> float:
+    """Lip_p: |f(x) − f(y)| ≤ Lip_p ‖x − y‖_p for a critic in eval mode, one scalar output per image.
+
+    The product over layers of ‖W‖_{p→p} (exact maximum column sum for p = 1, row sum for
+    p = ∞, and √(‖W‖₁‖W‖_∞) ≥ ‖W‖₂ for p = 2); the scalar output is measured with |·|,
+    which every L^p norm of a one-entry vector equals.
+    """
+    check_choice(p, MARGIN_ORDERS, "p")
+    bound, shape = 1.0, tuple(input_shape)
+    for layer in critic:
+        norm, shape = _layer_norm(layer, shape, float(p))
+        bound *= norm
+    return bound
+
+
+def _sign_change(f, x: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
+    """True where f(x) and f at the boundary point pushed 0.1% further along its ray have opposite signs."""
+    with torch.no_grad():
+        beyond = x + 1.001 * (point - x)
+        return torch.sign(f(x)) != torch.sign(f(beyond))
+
+
+def measure_critic(critic: nn.Sequential, reals: torch.Tensor, fakes: torch.Tensor, threshold: str = "midpoint",
+                   orders: Sequence[float] = MARGIN_ORDERS, search: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per (image, order p): score, threshold t, and the upper / Taylor / lower margins of f − t."""
+    check_choice(threshold, THRESHOLDS, "threshold")
+    x = torch.cat([reals, fakes]).to(parameter_dtype(critic))
+    with torch.no_grad():
+        scores = critic(x)
+    t = 0.0 if threshold == "zero" else float(0.5 * (scores[: len(reals)].mean() + scores[len(reals):].mean()))
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        return critic(z) - t
+
+    found = boundary_distances(f, x, tuple(orders), **{**SEARCH, **(search or {})})
+    rows = []
+    for p, result in found.items():
+        lower = (scores - t).abs() / lipschitz_bound(critic, tuple(x.shape[1:]), p)
+        taylor = taylor_margin(f, x, p)
+        sign_ok = _sign_change(f, x, result.point)
+        for i in range(x.shape[0]):
+            rows.append({"image": "real" if i < len(reals) else "fake", "index": i % len(reals), "p": p,
+                         "score": float(scores[i]), "threshold": t, "side": "above" if scores[i] > t else "below",
+                         "upper": float(result.distance[i]), "taylor": float(taylor[i]), "lower": float(lower[i]),
+                         "sign_change": bool(sign_ok[i]), "converged": bool(result.converged[i])})
+    return pd.DataFrame(rows)
+
+
+def minimum_norm_attack(critic: nn.Sequential, x: torch.Tensor, threshold: float, p: float,
+                        steps: int = 1000) -> torch.Tensor:
+    """Distances found by foolbox's FMN attack on the two-class classifier sign(f − t) (an upper bound).
+
+    Raises ``ImportError`` with the install command when foolbox is missing.
+    """
+    try:
+        import foolbox
+    except ImportError as error:
+        raise ImportError("the FMN cross-check needs foolbox: pip install foolbox==3.3.4") from error
+    check_choice(p, MARGIN_ORDERS, "p")
+
+    class TwoLogits(nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            s = critic(z) - threshold
+            return torch.stack([-s, s], 1)
+
+    attacks = {1.0: foolbox.attacks.L1FMNAttack, 2.0: foolbox.attacks.L2FMNAttack,
+               math.inf: foolbox.attacks.LInfFMNAttack}
+    model = foolbox.PyTorchModel(TwoLogits().eval(), bounds=(float(x.min()) - 10, float(x.max()) + 10))
+    with torch.no_grad():
+        labels = (critic(x) > threshold).long()
+    _, adversarial, success = attacks[float(p)](steps=steps)(model, x, labels, epsilons=None)
+    distance = torch.linalg.vector_norm((adversarial - x).flatten(1), ord=float(p), dim=1)
+    return torch.where(success, distance, torch.full_like(distance, math.inf))
+
+
+
+def study_runs(table: str, root: Path | str = "results/gan") -> pd.DataFrame:
+    """The runs of a table's committed CPU study (:data:`mmgan.gan_tables.STUDIES`): cell, seed, folder."""
+    from mmgan.gan_tables import STUDIES, cell_name, table_configs, table_folder
+
+    overrides = lookup(STUDIES, str(table), "table (one with a committed CPU study)")
+    runs, base = table_configs(str(table), "cpu", **overrides)
+    folder = table_folder(str(table), "cpu", base, root)
+    return pd.DataFrame([{"cell": cell_name(loss, q, g), "loss": loss, "q": q, "g": g, "seed": seed,
+                          "folder": str(folder / f"{cell_name(loss, q, g)}-s{seed}")} for loss, q, g, seed in runs])
+
+
+def measure_run(folder: str, images: int, thresholds: Sequence[str], fmn_steps: int,
+                search: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Every margin of one run's final critic (a task of :func:`measure_study`), with the run's FDD."""
+    run = load_run(folder)
+    reals, fakes = measurement_images(run, images)
+    x = torch.cat([reals, fakes])
+    frames = []
+    for threshold in thresholds:
+        frame = measure_critic(run.critic, reals, fakes, threshold, search=search).assign(threshold_rule=threshold)
+        frame["fmn"] = math.nan
+        if fmn_steps:
+            t = float(frame["threshold"].iloc[0])
+            for p in MARGIN_ORDERS:
+                rows = frame["p"] == p
+                frame.loc[rows, "fmn"] = minimum_norm_attack(run.critic, x, t, p, fmn_steps).double().numpy()
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    out["final_fdd"], out["lowest_fdd"] = run.summary["final"], run.summary["lowest"]
+    out["first_fdd"] = run.summary["history"][0][1] if run.summary.get("history") else math.nan
+    return out
+
+
+def measure_study(table: str, images: int = 32, thresholds: Sequence[str] = THRESHOLDS, fmn_steps: int = 1000,
+                  workers: int = 1, root: Path | str = "results/gan", runs: int | None = None,
+                  search: dict[str, Any] | None = None, progress: bool = False) -> pd.DataFrame:
+    """Margins of every critic of a table's study: one task per run, over ``workers`` processes.
+
+    ``runs`` keeps the first few runs only (the chapter's quick check).
+    """
+    check_int(images, "images", minimum=1)
+    check_int(fmn_steps, "fmn_steps", minimum=0)
+    for threshold in thresholds:
+        check_choice(threshold, THRESHOLDS, "threshold")
+    plan = study_runs(table, root)
+    if runs is not None:
+        plan = plan.head(check_int(runs, "runs", minimum=1))
+    for folder in plan["folder"]:
+        if not (Path(folder) / NETWORKS).is_file() and not (Path(folder) / CHECKPOINT).is_file():
+            raise FileNotFoundError(f"{folder} has neither {NETWORKS} nor {CHECKPOINT}; rerun table {table} with "
+                                    f"`python -m mmgan.gan_tables {table} cpu` (cells of the study) first")
+    tasks = [(measure_run, (folder, images, tuple(thresholds), fmn_steps, search)) for folder in plan["folder"]]
+    results = run_tasks(tasks, workers, desc="critics" if progress else None)
+    frames = [result.assign(**row[["cell", "loss", "q", "g", "seed"]].to_dict())
+              for result, (_, row) in zip(results, plan.iterrows())]
+    return pd.concat(frames, ignore_index=True)
+
+
+#: Where the committed measurements live: ``<root>/table<N>.csv`` and ``table<N>.json``.
+RESULTS_ROOT = Path("results/critic_margins")
+
+
+def save_measurements(frame: pd.DataFrame, table: str, meta: dict[str, Any], root: Path | str = RESULTS_ROOT) -> Path:
+    path = Path(root) / f"table{table}.csv"
+    atomic_write_text(path, frame.to_csv(index=False, float_format="%.7g"))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str))
+    return path
+
+
+def load_measurements(table: str, root: Path | str = RESULTS_ROOT) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The committed measurements of a table and their meta data (settings, wall time, environment)."""
+    path = Path(root) / f"table{table}.csv"
+    remedy = f"measure them with `python -m mmgan.critic_margins {table}`"
+    frame = read_csv(path, remedy)
+    missing = sorted({"cell", "seed", "p", "image", "upper", "lower", "taylor", "fmn", "threshold_rule"} - set(frame))
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing}; {remedy}")
+    return frame, read_json(path.with_suffix(".json"), remedy)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Measure the margins of the critics of a table's CPU study.")
+    parser.add_argument("table")
+    parser.add_argument("--images", type=int, default=32, help="real and generated images per critic")
+    parser.add_argument("--fmn-steps", dest="fmn_steps", type=int, default=1000, help="0: no FMN cross-check")
+    parser.add_argument("--workers", type=int, default=available_cores())
+    parser.add_argument("--root", default="results/gan")
+    parser.add_argument("--out", default=str(RESULTS_ROOT))
+    parser.add_argument("--export-networks", dest="export", action="store_true",
+                        help=f"write {NETWORKS} beside each run's checkpoint.pt (to commit them) and stop")
+    args = parser.parse_args(argv)
+    if args.export:
+        for folder in study_runs(args.table, args.root)["folder"]:
+            print(export_networks(folder))
+        return
+    started = time.perf_counter()
+    frame = measure_study(args.table, args.images, THRESHOLDS, args.fmn_steps, args.workers, args.root, progress=True)
+    meta = {"table": args.table, "images": args.images, "fmn_steps": args.fmn_steps, "search": SEARCH,
+            "workers": args.workers, "seconds": time.perf_counter() - started, "environment": environment(),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    print(save_measurements(frame, args.table, meta, args.out), f"{meta['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

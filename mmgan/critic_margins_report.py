@@ -1,0 +1,132 @@
+"""What the chapter "Margins of GAN critics" reports, computed from :mod:`mmgan.critic_margins` measurements.
+
+The rules the chapter states:
+
+* **Margin of an image**: the best known upper bound of its distance to {f = t}, the
+  smaller of the estimator's and FMN's distances (both reach a point where f − t changes
+  sign). A critic's margin at order p is the mean over its measured images (reals and
+  generated images alike).
+* **Sanity gate**: a comparison is *not comparable* when one of its critics does not
+  separate reals from generated images at its threshold (accuracy below
+  :data:`SEPARATION_BAR`) or when its run did not learn (lowest FDD not at least
+  :data:`LEARNT_FACTOR` times below the first evaluation).
+* **Dual-norm claim** (§4): penalising ‖∇f‖_q gives a larger L^p margin, p = dual(q),
+  than penalising another norm. For two cells of the same loss and penalty shape that
+  differ in q, the per-seed log ratio of their L^p margins (seeds share data order,
+  noise and initial weights) gets a 95% t interval: *holds* when it lies above 0, *does
+  not hold* below 0, else *cannot tell at this noise*.
+* **FDD link** (§5's argument that larger L¹ margins make better GANs): Spearman's rank
+  correlation across critics between the L^p margin and the final FDD, with a bootstrap
+  95% interval over critics: *holds* when the interval lies below 0 (larger margin,
+  lower FDD), *does not hold* when above 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mmgan.verdicts import Verdict, interval_verdict, paired_t_interval
+
+SEPARATION_BAR = 0.6
+LEARNT_FACTOR = 2.0
+#: p = dual(q) for the gradient norms of the GAN tables (smax, a smooth maximum, is left out).
+DUAL_ORDER = {"1": math.inf, "2": 2.0, "inf": 1.0}
+KEYS = ["cell", "loss", "q", "g", "seed", "threshold_rule", "p"]
+
+
+def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
+    """One row per (critic, threshold rule, order p): margins, brackets, sanity measures."""
+    frame = measurements.copy()
+    frame["q"] = frame["q"].astype(str)
+    fmn = frame["fmn"].fillna(np.inf)
+    frame["margin"] = np.minimum(frame["upper"], fmn)
+    frame["fmn_shorter"] = fmn < frame["upper"] * (1 - 1e-3)
+    frame["correct"] = np.where(frame["image"] == "real", frame["score"] > frame["threshold"],
+                                frame["score"] < frame["threshold"])
+    grouped = frame.groupby(KEYS, sort=False)
+    out = grouped.agg(margin=("margin", "mean"), estimator=("upper", "mean"), fmn=("fmn", "mean"),
+                      lower=("lower", "mean"), taylor=("taylor", "mean"), accuracy=("correct", "mean"),
+                      fmn_shorter_share=("fmn_shorter", "mean"), sign_change_share=("sign_change", "mean"),
+                      converged_share=("converged", "mean"), final_fdd=("final_fdd", "first"),
+                      lowest_fdd=("lowest_fdd", "first"), first_fdd=("first_fdd", "first")).reset_index()
+    out["bracket_ratio"] = out["margin"] / out["lower"]
+    out["learnt"] = out["lowest_fdd"] * LEARNT_FACTOR <= out["first_fdd"]
+    out["separates"] = out["accuracy"] >= SEPARATION_BAR
+    return out
+
+
+def cell_summary(critics: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, threshold rule, p): mean margin over seeds with its 95% t interval, and the sanity measures."""
+    rows = []
+    for (cell, rule, p), group in critics.groupby(["cell", "threshold_rule", "p"], sort=False):
+        interval = paired_t_interval(group["margin"])
+        rows.append({"cell": cell, "threshold": rule, "p": p, "seeds": len(group), "margin": interval.mean,
+                     "margin CI low": interval.lower, "margin CI high": interval.upper,
+                     "certified lower bound": group["lower"].mean(), "Taylor": group["taylor"].mean(),
+                     "FMN shorter (share)": group["fmn_shorter_share"].mean(),
+                     "accuracy": group["accuracy"].mean(), "final FDD": group["final_fdd"].mean()})
+    return pd.DataFrame(rows)
+
+
+def _comparable(critics: pd.DataFrame) -> bool:
+    return bool(critics["learnt"].all() and critics["separates"].all())
+
+
+def dual_norm_comparisons(critics: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of cells (same loss, same g, different q ∈ DUAL_ORDER), judged at p = dual(q) of the first."""
+    rows = []
+    for rule, by_rule in critics.groupby("threshold_rule", sort=False):
+        cells = by_rule[["cell", "loss", "q", "g"]].drop_duplicates()
+        for (_, a), (_, b) in itertools.permutations(cells.iterrows(), 2):
+            if a["loss"] != b["loss"] or a["g"] != b["g"] or a["q"] not in DUAL_ORDER or b["q"] not in DUAL_ORDER:
+                continue
+            p = DUAL_ORDER[a["q"]]
+            at_p = by_rule[by_rule["p"] == p].set_index("seed")
+            mine, theirs = at_p[at_p["cell"] == a["cell"]], at_p[at_p["cell"] == b["cell"]]
+            seeds = mine.index.intersection(theirs.index)
+            if len(seeds) == 0:
+                continue
+            log_ratio = np.log(mine.loc[seeds, "margin"] / theirs.loc[seeds, "margin"])
+            interval = paired_t_interval(log_ratio).map(math.exp)
+            verdict = (interval_verdict(interval, 1.0)
+                       if _comparable(pd.concat([mine.loc[seeds], theirs.loc[seeds]])) else Verdict.NOT_COMPARABLE)
+            rows.append({"threshold": rule, "claim": f"{a['cell']} has larger L{_p_text(p)} margins than {b['cell']}",
+                         "p": p, "seeds": len(seeds), "ratio": interval.mean, "ratio CI low": interval.lower,
+                         "ratio CI high": interval.upper, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def fdd_correlation(critics: pd.DataFrame, rule: str, p: float, resamples: int = 2000,
+                    seed: int = 0) -> dict[str, object]:
+    """Spearman's ρ between a critic's L^p margin and its run's final FDD, bootstrap interval over critics."""
+    chosen = critics[(critics["threshold_rule"] == rule) & (critics["p"] == p)]
+    if len(chosen) < 3:
+        raise ValueError(f"a rank correlation needs at least 3 critics, got {len(chosen)}")
+    margin, fdd = chosen["margin"].to_numpy(), chosen["final_fdd"].to_numpy()
+    rho = float(stats.spearmanr(margin, fdd).statistic)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        index = rng.integers(0, len(chosen), len(chosen))
+        if len(np.unique(margin[index])) > 1 and len(np.unique(fdd[index])) > 1:
+            draws.append(stats.spearmanr(margin[index], fdd[index]).statistic)
+    low, high = np.quantile(draws, [0.025, 0.975])
+    if not _comparable(chosen):
+        verdict = Verdict.NOT_COMPARABLE
+    elif high < 0:
+        verdict = Verdict.HOLDS
+    elif low > 0:
+        verdict = Verdict.DOES_NOT_HOLD
+    else:
+        verdict = Verdict.CANNOT_TELL
+    return {"threshold": rule, "p": p, "critics": len(chosen), "rho": rho, "rho CI low": float(low),
+            "rho CI high": float(high), "verdict": verdict}
+
+
+def _p_text(p: float) -> str:
+    return "∞" if math.isinf(p) else f"{p:g}"

@@ -1,0 +1,200 @@
+"""Margins of GAN critics: brackets that contain the truth, certified Lipschitz bounds, the report's rules."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from mmgan import critic_margins as cm
+from mmgan import critic_margins_report as report
+from mmgan.gan_tables import run_table
+from mmgan.margins import MARGIN_ORDERS
+from mmgan.models import Flatten
+from mmgan.norms import dual
+from mmgan.verdicts import Verdict
+
+
+@pytest.fixture
+def linear_critic():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 1), Flatten()).eval()
+
+
+def exact_linear_distance(critic, x, t, p):
+    w, b = critic[1].weight[0], critic[1].bias[0]
+    with torch.no_grad():
+        return (x.flatten(1) @ w + b - t).abs() / torch.linalg.vector_norm(w, ord=dual(p))
+
+
+def test_bracket_contains_the_exact_distance_of_a_linear_critic(linear_critic):
+    x = torch.randn(12, 1, 4, 4)
+    frame = cm.measure_critic(linear_critic, x[:6], x[6:], "midpoint")
+    t = float(frame["threshold"].iloc[0])
+    for p in MARGIN_ORDERS:
+        rows = frame[frame["p"] == p]
+        exact = exact_linear_distance(linear_critic, x, t, p).double().numpy()
+        assert np.all(rows["lower"].to_numpy() <= exact * (1 + 1e-6))
+        assert np.all(rows["upper"].to_numpy() >= exact * (1 - 1e-4))
+        np.testing.assert_allclose(rows["upper"], exact, rtol=1e-3)
+        np.testing.assert_allclose(rows["taylor"], exact, rtol=1e-4)  # f is affine: Taylor is exact
+        assert rows["sign_change"].all()
+
+
+def test_lipschitz_bound_of_a_linear_critic_is_the_dual_norm(linear_critic):
+    w = linear_critic[1].weight[0].detach().double()
+    assert cm.lipschitz_bound(linear_critic, (1, 4, 4), 1.0) == pytest.approx(float(w.abs().max()))
+    assert cm.lipschitz_bound(linear_critic, (1, 4, 4), math.inf) == pytest.approx(float(w.abs().sum()))
+    assert cm.lipschitz_bound(linear_critic, (1, 4, 4), 2.0) >= float(w.norm()) * (1 - 1e-12)
+
+
+def small_conv_critic(seed=0):
+    torch.manual_seed(seed)
+    critic = nn.Sequential(nn.Conv2d(1, 4, 4, 2, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2),
+                           nn.Conv2d(4, 1, 4, 1, 0), Flatten())
+    critic[1].running_var.uniform_(0.5, 2.0)
+    critic[1].weight.data.uniform_(-2, 2)
+    return critic.eval()
+
+
+def test_conv_operator_norms_match_the_dense_matrix():
+    conv = nn.Conv2d(2, 3, 4, 2, 1, bias=False)
+    matrix = torch.autograd.functional.jacobian(lambda z: conv(z).flatten(), torch.zeros(1, 2, 6, 6)).reshape(-1, 72)
+    abs_matrix = matrix.abs().double()
+    norm_1, _ = cm._layer_norm(conv, (2, 6, 6), 1.0)
+    norm_inf, _ = cm._layer_norm(conv, (2, 6, 6), math.inf)
+    assert norm_1 == pytest.approx(float(abs_matrix.sum(0).max()))
+    assert norm_inf == pytest.approx(float(abs_matrix.sum(1).max()))
+    assert cm._layer_norm(conv, (2, 6, 6), 2.0)[0] >= float(torch.linalg.matrix_norm(matrix.double(), 2)) - 1e-9
+
+
+@pytest.mark.parametrize("p", MARGIN_ORDERS)
+def test_lipschitz_bound_is_certified_on_a_relu_conv_critic(p):
+    critic = small_conv_critic()
+    bound = cm.lipschitz_bound(critic, (1, 8, 8), p)
+    x = torch.randn(64, 1, 8, 8, requires_grad=True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x)
+    assert float(torch.linalg.vector_norm(grad.flatten(1), ord=dual(p), dim=1).max()) <= bound * (1 + 1e-6)
+    y = x.detach() + 0.3 * torch.randn_like(x)
+    with torch.no_grad():
+        ratio = (critic(x) - critic(y)).abs() / torch.linalg.vector_norm((x - y).flatten(1), ord=p, dim=1)
+    assert float(ratio.max()) <= bound * (1 + 1e-6)
+
+
+def test_bracket_is_ordered_and_checked_on_a_relu_conv_critic():
+    critic = small_conv_critic(1)
+    x = torch.randn(10, 1, 8, 8)
+    frame = cm.measure_critic(critic, x[:5], x[5:], "midpoint", search=dict(max_steps=60))
+    assert frame["sign_change"].all()
+    assert (frame["lower"] <= frame["upper"]).all()
+    for p in MARGIN_ORDERS:  # any boundary point is at least the certified distance away
+        assert (frame.loc[frame.p == p, "lower"] > 0).all()
+
+
+@pytest.mark.parametrize("p", [1.0, math.inf])
+def test_fmn_attack_is_an_upper_bound_on_a_linear_critic(linear_critic, p):
+    x = torch.randn(8, 1, 4, 4)
+    found = cm.minimum_norm_attack(linear_critic, x, 0.0, p, steps=200)
+    exact = exact_linear_distance(linear_critic, x, 0.0, p)
+    assert torch.all(found >= exact * (1 - 1e-4))
+    np.testing.assert_allclose(found.numpy(), exact.numpy(), rtol=0.02)
+
+
+def test_thresholds_are_checked(linear_critic):
+    x = torch.randn(4, 1, 4, 4)
+    with pytest.raises(ValueError, match="valid choices: 'zero', 'midpoint'"):
+        cm.measure_critic(linear_critic, x[:2], x[2:], "mean")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gan")
+    table = run_table("8", "smoke", root=root, cells=["hinge-qsmax-hinge"])
+    return table["run"].iloc[0]
+
+
+def test_a_finished_run_is_measured_end_to_end(smoke_run):
+    frame = cm.measure_run(smoke_run, 2, ("zero", "midpoint"), fmn_steps=10, search=dict(max_steps=20))
+    assert len(frame) == 2 * 3 * 4  # thresholds × orders × images
+    assert frame["sign_change"].all() and (frame["lower"] <= frame["upper"]).all()
+    assert np.isfinite(frame["final_fdd"]).all() and frame["fmn"].notna().all()
+
+
+def test_committed_networks_replace_the_checkpoint_and_must_match_the_run(smoke_run, tmp_path):
+    import shutil
+    folder = tmp_path / "run"
+    shutil.copytree(smoke_run, folder)
+    cm.export_networks(folder)
+    (folder / "checkpoint.pt").unlink()
+    run = cm.load_run(folder)
+    assert not run.critic.training
+    payload = torch.load(folder / cm.NETWORKS)
+    payload["iteration"] = 3
+    torch.save(payload, folder / cm.NETWORKS)
+    with pytest.raises(ValueError, match="weights are from iteration 3"):
+        cm.load_run(folder)
+    (folder / cm.NETWORKS).unlink()
+    with pytest.raises(FileNotFoundError, match="neither networks.pt nor checkpoint.pt"):
+        cm.load_run(folder)
+
+
+def critics_frame(margins_a, margins_b, accuracy=0.9, p=1.0, fdd=(10.0, 10.0)):
+    """Per-critic rows of two cells (q = inf and q = 2, same loss and g), one value per seed."""
+    rows = []
+    for cell, q, margins, final in (("hinge-qinf-hinge", "inf", margins_a, fdd[0]),
+                                    ("hinge-q2-hinge", "2", margins_b, fdd[1])):
+        for seed, margin in enumerate(margins):
+            rows.append({"cell": cell, "loss": "hinge", "q": q, "g": "hinge", "seed": seed, "threshold_rule": "zero",
+                         "p": p, "margin": margin, "accuracy": accuracy, "final_fdd": final + seed,
+                         "lowest_fdd": final, "first_fdd": 100.0, "learnt": True, "separates": accuracy >= 0.6})
+    return pd.DataFrame(rows)
+
+
+def verdict_of(frame, claim_start):
+    comparisons = report.dual_norm_comparisons(frame)
+    return comparisons[comparisons["claim"].str.startswith(claim_start)]["verdict"].iloc[0]
+
+
+def test_dual_norm_claim_holds_when_every_seed_agrees():
+    frame = critics_frame([2.0, 2.2, 1.9], [1.0, 1.05, 0.98])
+    assert verdict_of(frame, "hinge-qinf-hinge has larger L1") is Verdict.HOLDS
+
+
+def test_dual_norm_claim_does_not_hold_when_reversed():
+    frame = critics_frame([1.0, 1.05, 0.98], [2.0, 2.2, 1.9])
+    assert verdict_of(frame, "hinge-qinf-hinge has larger L1") is Verdict.DOES_NOT_HOLD
+
+
+def test_dual_norm_claim_cannot_tell_within_seed_noise():
+    frame = critics_frame([2.0, 0.9, 1.5], [1.0, 1.8, 1.4])
+    assert verdict_of(frame, "hinge-qinf-hinge has larger L1") is Verdict.CANNOT_TELL
+
+
+def test_critics_that_do_not_separate_are_not_compared():
+    frame = critics_frame([2.0, 2.2, 1.9], [1.0, 1.05, 0.98], accuracy=0.5)
+    assert verdict_of(frame, "hinge-qinf-hinge has larger L1") is Verdict.NOT_COMPARABLE
+
+
+def test_fdd_correlation_verdicts():
+    frame = critics_frame([3.0, 3.1, 3.2], [1.0, 1.1, 1.2])
+    frame["final_fdd"] = 50 - 10 * frame["margin"]  # larger margin, lower FDD
+    assert report.fdd_correlation(frame, "zero", 1.0)["verdict"] is Verdict.HOLDS
+    frame["final_fdd"] = 10 * frame["margin"]
+    assert report.fdd_correlation(frame, "zero", 1.0)["verdict"] is Verdict.DOES_NOT_HOLD
+    frame["final_fdd"] = [20.0, 10.0, 30.0, 10.0, 30.0, 20.0]  # no relation
+    assert report.fdd_correlation(frame, "zero", 1.0)["verdict"] is Verdict.CANNOT_TELL
+
+
+def test_per_critic_takes_the_shorter_of_estimator_and_fmn():
+    rows = [{"cell": "c", "loss": "hinge", "q": "2", "g": "ls", "seed": 0, "threshold_rule": "zero", "p": 1.0,
+             "image": image, "score": score, "threshold": 0.0, "upper": upper, "fmn": fmn, "lower": 0.1,
+             "taylor": 1.0, "sign_change": True, "converged": True, "final_fdd": 5.0, "lowest_fdd": 5.0,
+             "first_fdd": 50.0}
+            for image, score, upper, fmn in (("real", 1.0, 2.0, 1.0), ("fake", 1.0, 1.0, float("nan")))]
+    critics = report.per_critic(pd.DataFrame(rows))
+    assert critics["margin"].iloc[0] == pytest.approx(1.0)  # mean of min(2, 1) and min(1, nan → inf)
+    assert critics["fmn_shorter_share"].iloc[0] == pytest.approx(0.5)
+    assert critics["accuracy"].iloc[0] == pytest.approx(0.5)  # the fake scored above the threshold
+    assert bool(critics["learnt"].iloc[0])
