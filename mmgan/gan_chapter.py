@@ -162,6 +162,24 @@ class Study(Run):
                 "study_late_max": float(self.late["late improvement"].max()),
                 "study_levelled": int((self.late["late improvement"] < LEVELLED).sum())}
 
+    def not_learnt(self) -> list[str]:
+        """The runs whose best metric is less than :data:`LEARNT_FACTOR` times below their first evaluation."""
+        ratio = self.late["first"] / self.late["best"]
+        rows = self.late[ratio < LEARNT_FACTOR]
+        return [f"{gan_report.cell_text(r.loss, r.q, r.g)}, seed {r.seed}" for r in rows.itertuples()]
+
+    def learning_text(self) -> str:
+        """One or two sentences on the learning gate: passed, or which runs failed it."""
+        metric = self.config.metric.upper()
+        smallest = float((self.late["first"] / self.late["best"]).min())
+        failed = self.not_learnt()
+        if not failed:
+            return (f"Every run lowered its {metric} by a factor of at least {smallest:.1f} from its first "
+                    f"evaluation (gate: {LEARNT_FACTOR:g}; passed).")
+        return (f"{len(self.late) - len(failed)} of {len(self.late)} runs lowered their {metric} by at least the gate "
+                f"factor {LEARNT_FACTOR:g} from their first evaluation; {len(failed)} did not "
+                f"({'; '.join(failed)}: smallest factor {smallest:.2f}), so the gate failed and no verdict is drawn.")
+
     def summary(self) -> Markdown:
         """The study in a few sentences, every number computed here."""
         v = self.values()
@@ -175,9 +193,7 @@ class Study(Run):
         lines = [
             f"**Scale.** {self.scale_text()}.{shrunk} Committed under "
             f"`results/{self.folder.as_posix().split('results/', 1)[-1]}` and loaded without retraining.",
-            f"**Did the runs learn?** Every run lowered its {metric} by a factor of at least "
-            f"{v['study_first_to_best_min']:.1f} from its first evaluation (gate: {LEARNT_FACTOR:g}; "
-            f"{'passed' if self.learnt else 'failed, so no verdict is drawn'}). In the last quarter of training "
+            f"**Did the runs learn?** {self.learning_text()} In the last quarter of training "
             f"the best {metric} improved by a median {v['study_late_median']:.0%} over the best before it "
             f"(at most {v['study_late_max']:.0%}); {v['study_levelled']} of {v['study_runs']} runs gained less "
             f"than {LEVELLED:.0%} there.",

@@ -106,6 +106,8 @@ STUDIES: dict[str, dict[str, Any]] = {
     "2": {}, "8": {},
     # shrunk: the RaHinge loss only, in the three cells of Tables 5-7 (2-ls, 2-hinge, inf-hinge)
     "3": {"cells": ["rahinge-q2-ls", "rahinge-q2-hinge", "rahinge-qinf-hinge"]},
+    # shrunk the same way: HingeGAN only, in the three cells of Tables 5-7
+    "4": {"cells": ["hinge-q2-ls", "hinge-q2-hinge", "hinge-qinf-hinge"]},
 }
 # Small networks for the CPU presets, per architecture: (image size, width).
 SMALL = {"smoke": {"dcgan": (16, 4), "standard_cnn": (32, 4)}, "cpu": {"dcgan": (16, 16), "standard_cnn": (32, 8)}}

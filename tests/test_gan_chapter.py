@@ -81,7 +81,10 @@ def test_the_learning_gate_blocks_verdicts(tmp_path):
     assert not stalled.learnt
     assert stalled.verdicts()["larger q"] is Verdict.NOT_COMPARABLE
     assert (stalled.claims()["verdict"] == "not comparable").all()
-    assert "failed, so no verdict is drawn" in stalled.summary().data
+    text = stalled.summary().data
+    assert "0 of 6 runs lowered their FID" in text and "the gate failed and no verdict is drawn" in text
+    assert len(stalled.not_learnt()) == 6 and "seed 2" in text
+    assert "Every run lowered its FID" in learnt.summary().data
 
 
 def test_metric_curves_refuse_to_draw_an_empty_plot():
