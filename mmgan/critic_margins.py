@@ -303,7 +303,7 @@ def load_measurements(table: str, root: Path | str = RESULTS_ROOT) -> tuple[pd.D
     """The committed measurements of a table and their meta data (settings, wall time, environment)."""
     path = Path(root) / f"table{table}.csv"
     remedy = f"measure them with `python -m mmgan.critic_margins {table}`"
-    frame = read_csv(path, remedy)
+    frame = read_csv(path, remedy, dtype={"cell": str, "loss": str, "q": str, "g": str, "image": str})
     missing = sorted({"cell", "seed", "p", "image", "upper", "lower", "taylor", "fmn", "threshold_rule"} - set(frame))
     if missing:
         raise ValueError(f"{path} lacks the columns {missing}; {remedy}")

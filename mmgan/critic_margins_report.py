@@ -16,9 +16,10 @@ The rules the chapter states:
   noise and initial weights) gets a 95% t interval: *holds* when it lies above 0, *does
   not hold* below 0, else *cannot tell at this noise*.
 * **FDD link** (§5's argument that larger L¹ margins make better GANs): Spearman's rank
-  correlation across critics between the L^p margin and the final FDD, with a bootstrap
-  95% interval over critics: *holds* when the interval lies below 0 (larger margin,
-  lower FDD), *does not hold* when above 0.
+  correlation across the critics that pass the sanity gate between the L^p margin and
+  the final FDD, with a bootstrap 95% interval over those critics: *holds* when the
+  interval lies below 0 (larger margin, lower FDD), *does not hold* when above 0; *not
+  comparable* when fewer than 3 critics pass the gate.
 """
 
 from __future__ import annotations
@@ -103,10 +104,13 @@ def dual_norm_comparisons(critics: pd.DataFrame) -> pd.DataFrame:
 
 def fdd_correlation(critics: pd.DataFrame, rule: str, p: float, resamples: int = 2000,
                     seed: int = 0) -> dict[str, object]:
-    """Spearman's ρ between a critic's L^p margin and its run's final FDD, bootstrap interval over critics."""
-    chosen = critics[(critics["threshold_rule"] == rule) & (critics["p"] == p)]
+    """Spearman's ρ between a critic's L^p margin and its run's final FDD over the critics that pass the
+    sanity gate (``critics`` of them, ``of`` measured), with a bootstrap interval over those critics."""
+    at = critics[(critics["threshold_rule"] == rule) & (critics["p"] == p)]
+    chosen = at[at["learnt"] & at["separates"]]
     if len(chosen) < 3:
-        raise ValueError(f"a rank correlation needs at least 3 critics, got {len(chosen)}")
+        return {"threshold": rule, "p": p, "critics": len(chosen), "of": len(at), "rho": math.nan,
+                "rho CI low": math.nan, "rho CI high": math.nan, "verdict": Verdict.NOT_COMPARABLE}
     margin, fdd = chosen["margin"].to_numpy(), chosen["final_fdd"].to_numpy()
     rho = float(stats.spearmanr(margin, fdd).statistic)
     rng = np.random.default_rng(seed)
@@ -116,15 +120,13 @@ def fdd_correlation(critics: pd.DataFrame, rule: str, p: float, resamples: int =
         if len(np.unique(margin[index])) > 1 and len(np.unique(fdd[index])) > 1:
             draws.append(stats.spearmanr(margin[index], fdd[index]).statistic)
     low, high = np.quantile(draws, [0.025, 0.975])
-    if not _comparable(chosen):
-        verdict = Verdict.NOT_COMPARABLE
-    elif high < 0:
+    if high < 0:
         verdict = Verdict.HOLDS
     elif low > 0:
         verdict = Verdict.DOES_NOT_HOLD
     else:
         verdict = Verdict.CANNOT_TELL
-    return {"threshold": rule, "p": p, "critics": len(chosen), "rho": rho, "rho CI low": float(low),
+    return {"threshold": rule, "p": p, "critics": len(chosen), "of": len(at), "rho": rho, "rho CI low": float(low),
             "rho CI high": float(high), "verdict": verdict}
 
 

@@ -270,3 +270,29 @@ def gan_metric_curves(curves, ylabel: str) -> Figure:
         ax.set(xlabel="generator iteration", ylabel=ylabel, title=loss, yscale="log")
     axes[0].legend(frameon=False, fontsize=7)
     return fig
+
+
+def critic_margin_scatter(critics) -> Figure:
+    """Each critic's margin against its run's final FDD: one panel per (threshold rule, order p).
+
+    ``critics`` is :func:`mmgan.critic_margins_report.per_critic`; raises ``ValueError`` when empty.
+    """
+    if not len(critics):
+        raise ValueError("no critic to draw")
+    rules, orders = list(dict.fromkeys(critics["threshold_rule"])), sorted(critics["p"].unique())
+    fig, axes = plt.subplots(len(rules), len(orders), figsize=(3.2 * len(orders), 2.8 * len(rules)), squeeze=False,
+                             layout="constrained")
+    plt.close(fig)  # shown once, by the notebook's display of the returned figure
+    cells = list(dict.fromkeys(critics["cell"]))
+    colors = dict(zip(cells, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for i, rule in enumerate(rules):
+        for j, p in enumerate(orders):
+            ax = axes[i, j]
+            part = critics[(critics["threshold_rule"] == rule) & (critics["p"] == p)]
+            for cell, points in part.groupby("cell", sort=False):
+                ax.scatter(points["margin"], points["final_fdd"], s=18, color=colors[cell], label=cell)
+            order = "∞" if math.isinf(p) else f"{p:g}"
+            ax.set(xscale="log", yscale="log", title=f"threshold {rule}, L{order}", xlabel=f"L{order} margin",
+                   ylabel="final FDD" if j == 0 else None)
+    axes[0, 0].legend(frameon=False, fontsize=7)
+    return fig

@@ -198,3 +198,56 @@ def test_per_critic_takes_the_shorter_of_estimator_and_fmn():
     assert critics["fmn_shorter_share"].iloc[0] == pytest.approx(0.5)
     assert critics["accuracy"].iloc[0] == pytest.approx(0.5)  # the fake scored above the threshold
     assert bool(critics["learnt"].iloc[0])
+
+
+def synthetic_measurements(rng):
+    """Raw rows as measure_study writes them: 2 cells × 3 seeds × 2 thresholds × 3 orders × 2 images each side."""
+    rows = []
+    for cell, q, scale in (("hinge-qinf-hinge", "inf", 2.0), ("hinge-q2-hinge", "2", 1.0)):
+        for seed in range(3):
+            for rule in ("zero", "midpoint"):
+                for p in MARGIN_ORDERS:
+                    for image in ("real", "fake"):
+                        for index in range(2):
+                            upper = scale * (1 + 0.05 * seed + 0.01 * rng.random())
+                            rows.append({"cell": cell, "loss": "hinge", "q": q, "g": "hinge", "seed": seed,
+                                         "threshold_rule": rule, "p": p, "image": image, "index": index,
+                                         "score": 1.0 if image == "real" else -1.0, "threshold": 0.0,
+                                         "side": "above", "upper": upper, "fmn": upper * 1.01,
+                                         "lower": upper / 100, "taylor": upper * 0.9, "sign_change": True,
+                                         "converged": True, "final_fdd": 10.0 / scale - 0.1 * seed,
+                                         "lowest_fdd": 10.0 / scale, "first_fdd": 1000.0})
+    return pd.DataFrame(rows)
+
+
+def test_the_chapter_reads_committed_measurements_and_judges_them(tmp_path):
+    from mmgan import critic_margins_chapter
+
+    cm.save_measurements(synthetic_measurements(np.random.default_rng(0)), "9", {
+        "images": 2, "fmn_steps": 10, "seconds": 60.0, "workers": 2}, tmp_path / "critic_margins")
+    page = critic_margins_chapter.chapter("9", check_runs=0, results_root=tmp_path)
+    values = page.glue()
+    assert values["cm_critics"] == 6 and values["cm_check_critics"] == 0
+    claims = dict(part.split(" (", 1) for part in values["cm_dual_zero"].split("; "))
+    assert claims["hinge-qinf-hinge has larger L1 margins than hinge-q2-hinge"].endswith("*holds*")
+    assert claims["hinge-q2-hinge has larger L2 margins than hinge-qinf-hinge"].endswith("*does not hold*")
+    assert values["cm_fdd_zero"].endswith("over 6 of 6 critics: holds")  # larger margins, lower FDD by construction
+    assert "—" not in page.correlations_table().to_string()
+    assert page.margins_table().shape[0] == 4 and list(page.bracket_table().index) == ["L1", "L2", "L∞"]
+    assert page.bracket_numbers()["FMN shorter"].eq(0).all() and "nan" not in page.bracket_table().to_string()
+    with pytest.raises(ValueError, match=r"valid choices: '9'"):
+        critic_margins_chapter.chapter("2", check_runs=0, results_root=tmp_path)
+
+
+def test_the_status_row_matches_the_committed_verdicts():
+    """The intro's status row for this chapter is prose; it must agree with what the code computes."""
+    from mmgan.paper import reproduction_status
+
+    critics = report.per_critic(cm.load_measurements("3")[0])
+    comparisons = report.dual_norm_comparisons(critics).set_index(["threshold", "claim"])["verdict"]
+    l1 = comparisons[("midpoint", "rahinge-qinf-hinge has larger L1 margins than rahinge-q2-hinge")]
+    l2 = comparisons[("midpoint", "rahinge-q2-hinge has larger L2 margins than rahinge-qinf-hinge")]
+    fdd = report.fdd_correlation(critics, "midpoint", 1.0)["verdict"]
+    row = reproduction_status().set_index("chapter").loc["critic_margins"]
+    assert (row["status"] == "contradicted") == (l1 is Verdict.DOES_NOT_HOLD)
+    assert "(does not hold)" in row["note"] and l2 is Verdict.HOLDS and fdd is Verdict.CANNOT_TELL

@@ -1,0 +1,182 @@
+"""The chapter "Margins of GAN critics": one call that returns everything the page shows.
+
+``chapter(table, ...)`` checks its parameters, loads the committed measurements of the
+table's study critics (``results/critic_margins/table<N>.csv``, produced by
+``python -m mmgan.critic_margins N``) and measures a few critics live as the page's
+pipeline check (no verdict is drawn from the check).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmgan import critic_margins as cm
+from mmgan import critic_margins_report as report
+from mmgan.registry import check_choice, check_int
+from mmgan.results import results_root as find_results_root
+from mmgan.verdicts import Verdict
+
+ORDER_NAMES = {1.0: "L1", 2.0: "L2", math.inf: "L∞"}
+
+
+@dataclass
+class CriticMarginsPage:
+    table: str
+    measurements: pd.DataFrame
+    meta: dict[str, Any]
+    critics: pd.DataFrame  # report.per_critic
+    check: pd.DataFrame | None  # the live pipeline check (raw rows), None when skipped
+
+    @cached_property
+    def comparisons(self) -> pd.DataFrame:
+        return report.dual_norm_comparisons(self.critics)
+
+    @cached_property
+    def correlations(self) -> pd.DataFrame:
+        rows = [report.fdd_correlation(self.critics, rule, p)
+                for rule in self.critics["threshold_rule"].unique() for p in sorted(self.critics["p"].unique())]
+        return pd.DataFrame(rows)
+
+    def margins_table(self) -> pd.DataFrame:
+        """Per cell, threshold and order: mean margin over seeds [95% t interval], accuracy, final FDD."""
+        summary = report.cell_summary(self.critics)
+        summary["order"] = summary["p"].map(ORDER_NAMES)
+        summary["margin [95% CI]"] = [f"{m:.3g} [{lo:.3g}, {hi:.3g}]" for m, lo, hi in
+                                      zip(summary["margin"], summary["margin CI low"], summary["margin CI high"])]
+        table = summary.pivot_table(index=["threshold", "cell"], columns="order", values="margin [95% CI]",
+                                    aggfunc="first", sort=False)[list(ORDER_NAMES.values())]
+        extra = summary.groupby(["threshold", "cell"], sort=False)[["accuracy", "final FDD"]].first()
+        table = table.join(extra.round({"accuracy": 2, "final FDD": 1}))
+        table.columns = [f"{c} margin (pixel units, [-1, 1] scale)" if c in ORDER_NAMES.values() else c
+                         for c in table.columns]
+        return table
+
+    def bracket_numbers(self) -> pd.DataFrame:
+        """Per order: how the three bounds relate, over every measured image of every critic (numbers)."""
+        rows = []
+        for p, group in self.measurements.groupby("p", sort=False):
+            fmn = group["fmn"].fillna(math.inf)
+            best = group["upper"].clip(upper=fmn)
+            shorter = fmn < group["upper"] * (1 - 1e-3)
+            rows.append({"order": ORDER_NAMES[p], "measurements": len(group),
+                         "sign change": group["sign_change"].mean(), "converged": group["converged"].mean(),
+                         "FMN shorter": shorter.mean(),
+                         "excess": float((group["upper"] / fmn)[shorter].median() - 1) if shorter.any() else math.nan,
+                         "bracket": float((best / group["lower"]).median()),
+                         "taylor": float((group["taylor"] / best).median())})
+        return pd.DataFrame(rows).set_index("order")
+
+    def bracket_table(self) -> pd.DataFrame:
+        """:meth:`bracket_numbers` for reading: shares in percent, '—' where a figure does not apply."""
+        numbers = self.bracket_numbers()
+        return pd.DataFrame({
+            "images × critics × thresholds": numbers["measurements"],
+            "sign change checked": numbers["sign change"].map("{:.0%}".format),
+            "search converged": numbers["converged"].map("{:.0%}".format),
+            "FMN shorter than the estimator": numbers["FMN shorter"].map("{:.0%}".format),
+            "estimator excess where FMN is shorter (median)": numbers["excess"].map(
+                lambda v: "—" if math.isnan(v) else f"{v:.1%}"),
+            "best upper / certified lower (median)": numbers["bracket"].map("{:,.0f}×".format),
+            "Taylor / best upper (median)": numbers["taylor"].map("{:.2f}".format),
+        })
+
+    def correlations_table(self) -> pd.DataFrame:
+        """:attr:`correlations` for reading ('—' where no critic passes the gate)."""
+        frame = self.correlations
+        text = [("—" if math.isnan(rho) else f"{rho:.2f} [{lo:.2f}, {hi:.2f}]")
+                for rho, lo, hi in zip(frame["rho"], frame["rho CI low"], frame["rho CI high"])]
+        return pd.DataFrame({"threshold": frame["threshold"], "order": frame["p"].map(ORDER_NAMES),
+                             "critics passing the gate": [f"{k} of {n}" for k, n in zip(frame["critics"], frame["of"])],
+                             "Spearman ρ [95% bootstrap CI]": text,
+                             "verdict": frame["verdict"].map(str)}).set_index(["threshold", "order"])
+
+    def comparisons_table(self) -> pd.DataFrame:
+        """:attr:`comparisons` for reading: the ratio with its interval, the verdict as text."""
+        frame = self.comparisons
+        return pd.DataFrame({"threshold": frame["threshold"], "claim": frame["claim"], "seeds": frame["seeds"],
+                             "margin ratio [95% CI]": [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
+                                                       zip(frame["ratio"], frame["ratio CI low"],
+                                                           frame["ratio CI high"])],
+                             "verdict": frame["verdict"].map(str)}).set_index(["threshold", "claim"])
+
+    def correlation_sentence(self, rule: str) -> str:
+        """The L¹ margin–FDD correlation at one threshold rule, as the chapter states it."""
+        row = self.correlations.set_index(["threshold", "p"]).loc[(rule, 1.0)]
+        if math.isnan(row["rho"]):
+            return (f"no verdict: {row['critics']} of {row['of']} critics pass the sanity gate "
+                    f"({row['verdict']})")
+        return (f"ρ = {row['rho']:.2f} [{row['rho CI low']:.2f}, {row['rho CI high']:.2f}] over {row['critics']} "
+                f"of {row['of']} critics: {row['verdict']}")
+
+    def glue(self) -> dict[str, Any]:
+        comparisons = self.comparisons
+        brackets = self.bracket_numbers()
+        values: dict[str, Any] = {
+            "cm_table": self.table, "cm_critics": int(self.critics[["cell", "seed"]].drop_duplicates().shape[0]),
+            "cm_images": int(self.meta["images"]), "cm_fmn_steps": int(self.meta["fmn_steps"]),
+            "cm_minutes": self.meta["seconds"] / 60, "cm_workers": int(self.meta["workers"]),
+            "cm_fmn_shorter_l1": float(brackets.loc["L1", "FMN shorter"]),
+            "cm_fmn_shorter_linf": float(brackets.loc["L∞", "FMN shorter"]),
+            "cm_fmn_shorter_l2": float(brackets.loc["L2", "FMN shorter"]),
+            "cm_excess_l1": float(brackets.loc["L1", "excess"]),
+            "cm_bracket_ratio_min": float(brackets["bracket"].min()),
+            "cm_sign_checked": float(self.measurements["sign_change"].mean()),
+            "cm_check_critics": 0 if self.check is None else len(self.check[["cell", "seed"]].drop_duplicates()),
+        }
+        for rule in ("zero", "midpoint"):
+            chosen = comparisons[comparisons["threshold"] == rule]
+            values[f"cm_dual_{rule}"] = "; ".join(
+                f"{claim} ({ratio:.2f}× [{low:.2f}, {high:.2f}]): *{verdict}*" for claim, ratio, low, high, verdict in
+                zip(chosen["claim"], chosen["ratio"], chosen["ratio CI low"], chosen["ratio CI high"],
+                    chosen["verdict"])) or "no pair of cells differs in q alone"
+            values[f"cm_fdd_{rule}"] = self.correlation_sentence(rule)
+            at_rule = self.critics[self.critics["threshold_rule"] == rule]
+            values[f"cm_accuracy_{rule}"] = f"{at_rule['accuracy'].min():.2f}–{at_rule['accuracy'].max():.2f}"
+        return values
+
+    def scatter(self):
+        """The critics' margins against their runs' final FDD (:func:`mmgan.plots.critic_margin_scatter`)."""
+        from mmgan.plots import critic_margin_scatter
+
+        return critic_margin_scatter(self.critics)
+
+    def verdicts(self) -> list[Verdict]:
+        return list(self.comparisons["verdict"]) + list(self.correlations["verdict"])
+
+    def check_table(self) -> pd.DataFrame | str:
+        if self.check is None:
+            return "No pipeline check was run (check_runs = 0)."
+        shown = self.check.groupby(["cell", "seed", "threshold_rule", "p"], sort=False)[
+            ["upper", "fmn", "lower", "taylor"]].mean()
+        shown.columns = ["estimator", "FMN", "certified lower", "Taylor"]
+        return shown
+
+
+def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: int = 50,
+            results_root: Path | str | None = None) -> CriticMarginsPage:
+    """Everything the chapter shows for ``table``'s committed critic-margin study, plus a live check.
+
+    ``results_root`` holds ``critic_margins/`` and ``gan/`` (default: ``results/`` of this repository,
+    :func:`mmgan.results.results_root`).
+    """
+    table = str(table)
+    root = find_results_root(results_root)
+    results_root, gan_root = root / "critic_margins", root / "gan"
+    measured = sorted(path.stem.removeprefix("table") for path in Path(results_root).glob("table*.csv"))
+    check_choice(table, tuple(measured), "table (one whose critics' margins are committed)")
+    check_int(images, "images", minimum=1)
+    check_int(check_runs, "check_runs", minimum=0)
+    check_int(fmn_steps, "fmn_steps", minimum=0)
+    measurements, meta = cm.load_measurements(table, results_root)
+    critics = report.per_critic(measurements)
+    check = None
+    if check_runs:
+        check = cm.measure_study(table, images=images, fmn_steps=fmn_steps, root=gan_root, runs=check_runs,
+                                 search=dict(max_steps=30, polish_steps=1))
+    return CriticMarginsPage(table, measurements, meta, critics, check)
