@@ -132,7 +132,7 @@ class CriticMarginsPage:
         for rule in ("zero", "midpoint"):
             chosen = comparisons[comparisons["threshold"] == rule]
             values[f"cm_dual_{rule}"] = "; ".join(
-                f"{claim} ({ratio:.2f}× [{low:.2f}, {high:.2f}]): *{verdict}*" for claim, ratio, low, high, verdict in
+                f"{claim} ({ratio:.2f}× [{low:.2f}, {high:.2f}]): {verdict}" for claim, ratio, low, high, verdict in
                 zip(chosen["claim"], chosen["ratio"], chosen["ratio CI low"], chosen["ratio CI high"],
                     chosen["verdict"])) or "no pair of cells differs in q alone"
             values[f"cm_fdd_{rule}"] = self.correlation_sentence(rule)
