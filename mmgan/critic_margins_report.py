@@ -113,12 +113,8 @@ def fdd_correlation(critics: pd.DataFrame, rule: str, p: float, resamples: int =
                 "rho CI low": math.nan, "rho CI high": math.nan, "verdict": Verdict.NOT_COMPARABLE}
     margin, fdd = chosen["margin"].to_numpy(), chosen["final_fdd"].to_numpy()
     rho = float(stats.spearmanr(margin, fdd).statistic)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        index = rng.integers(0, len(chosen), len(chosen))
-        if len(np.unique(margin[index])) > 1 and len(np.unique(fdd[index])) > 1:
-            draws.append(stats.spearmanr(margin[index], fdd[index]).statistic)
+    index = np.random.default_rng(seed).integers(0, len(chosen), (resamples, len(chosen)))
+    draws = _rank_correlations(margin[index], fdd[index])
     low, high = np.quantile(draws, [0.025, 0.975])
     if high < 0:
         verdict = Verdict.HOLDS
@@ -128,6 +124,15 @@ def fdd_correlation(critics: pd.DataFrame, rule: str, p: float, resamples: int =
         verdict = Verdict.CANNOT_TELL
     return {"threshold": rule, "p": p, "critics": len(chosen), "of": len(at), "rho": rho, "rho CI low": float(low),
             "rho CI high": float(high), "verdict": verdict}
+
+
+def _rank_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's ρ of each row pair of (R, n) arrays (average ranks for ties), rows without spread left out."""
+    ra, rb = stats.rankdata(a, axis=1), stats.rankdata(b, axis=1)
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    norm = np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
+    spread = norm > 0
+    return (ra * rb).sum(1)[spread] / norm[spread]
 
 
 def _p_text(p: float) -> str:

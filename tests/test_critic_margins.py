@@ -251,3 +251,13 @@ def test_the_status_row_matches_the_committed_verdicts():
     row = reproduction_status().set_index("chapter").loc["critic_margins"]
     assert (row["status"] == "contradicted") == (l1 is Verdict.DOES_NOT_HOLD)
     assert "(does not hold)" in row["note"] and l2 is Verdict.HOLDS and fdd is Verdict.CANNOT_TELL
+
+
+def test_vectorised_rank_correlation_equals_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 4, (50, 7)).astype(float), rng.normal(size=(50, 7))  # ties in a
+    spread = a.std(1) > 0
+    expected = [stats.spearmanr(x, y).statistic for x, y in zip(a[spread], b[spread])]
+    np.testing.assert_allclose(report._rank_correlations(a, b), expected, rtol=1e-12)

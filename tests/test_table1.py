@@ -95,10 +95,11 @@ def test_command_line_trains_and_remeasures(tmp_path, monkeypatch):
     # a smaller 'quick' preset: this test checks the command line, not the estimator
     monkeypatch.setitem(table1.PRESETS, "quick", {**table1.PRESETS["quick"], "n_eval": 8, "exact_resolution": 128,
                                                   "restarts": 2, "max_steps": 40})
-    main(["--preset", "quick", "--seeds", "0", "--iterations", "5", "--width", "4", "--root", str(tmp_path)])
+    main(["--preset", "quick", "--seeds", "0", "--iterations", "5", "--width", "4", "--workers", "1",
+          "--root", str(tmp_path)])
     (trained,) = list(tmp_path.iterdir())
     assert (trained / "summary.csv").is_file()
-    main(["--remeasure", str(trained), "--root", str(tmp_path / "again")])
+    main(["--remeasure", str(trained), "--root", str(tmp_path / "again"), "--workers", "1"])
     assert len(list((tmp_path / "again").iterdir())) == 1
 
 
@@ -113,7 +114,7 @@ def one_thread():
 @pytest.mark.parametrize("dim", [2, 3])
 def test_two_worker_processes_reproduce_one_process_bit_for_bit(tmp_path, one_thread, dim):
     """Training split into parts and margins split into tasks give a one-thread serial run's numbers."""
-    config = table1.make_config("quick", dim=dim, seeds=(0, 1), iterations=60, n_eval=12, max_steps=30,
+    config = table1.make_config("quick", dim=dim, seeds=(0,), iterations=30, n_eval=4, max_steps=20,
                                 exact_resolution=96)
     one = table1.run_table1(config, tmp_path / "one", progress=False, workers=1)
     two = table1.run_table1(config, tmp_path / "two", progress=False, workers=2)
