@@ -48,6 +48,7 @@ from torch import nn
 from mmgan.data.images import load_images
 from mmgan.exact import parameter_dtype
 from mmgan.gan_config import GANConfig, config_from
+from mmgan.gan_tables import STUDIES, cell_name, table_configs, table_folder
 from mmgan.margins import MARGIN_ORDERS, boundary_distances, taylor_margin
 from mmgan.models import Flatten, make_gan
 from mmgan.processes import available_cores, run_tasks
@@ -232,8 +233,6 @@ def minimum_norm_attack(critic: nn.Sequential, x: torch.Tensor, threshold: float
 
 def study_runs(table: str, root: Path | str = "results/gan") -> pd.DataFrame:
     """The runs of a table's committed CPU study (:data:`mmgan.gan_tables.STUDIES`): cell, seed, folder."""
-    from mmgan.gan_tables import STUDIES, cell_name, table_configs, table_folder
-
     overrides = lookup(STUDIES, str(table), "table (one with a committed CPU study)")
     runs, base = table_configs(str(table), "cpu", **overrides)
     folder = table_folder(str(table), "cpu", base, root)
