@@ -199,7 +199,8 @@ class Study(Run):
             f"than {LEVELLED:.0%} there.",
             f"**Results.** Cell means range from {v['study_best']:.1f} (best: {v['study_best_cell']}) to "
             f"{v['study_worst']:.1f} {metric}; the rank correlation with the paper's FIDs is "
-            + (f"{corr:.2f} (Spearman)." if corr == corr else "not defined (fewer than three cells)."),
+            + ("not reported (runs that did not learn would set it)." if not self.learnt else
+               f"{corr:.2f} (Spearman)." if corr == corr else "not defined (fewer than three cells)."),
             "**The paper's claims at this scale** (rule below): "
             + "; ".join(f"{claim}: *{verdict}*" for claim, verdict in self.verdicts().items()) + ".",
         ]

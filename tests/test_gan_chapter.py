@@ -84,6 +84,7 @@ def test_the_learning_gate_blocks_verdicts(tmp_path):
     text = stalled.summary().data
     assert "0 of 6 runs lowered their FID" in text and "the gate failed and no verdict is drawn" in text
     assert len(stalled.not_learnt()) == 6 and "seed 2" in text
+    assert "rank correlation with the paper's FIDs is not reported" in text
     assert "Every run lowered its FID" in learnt.summary().data
 
 
