@@ -86,6 +86,18 @@ def export_networks(folder: Path | str) -> Path:
     return folder / NETWORKS
 
 
+RERUN = "rerun the table with `python -m mmgan.gan_tables TABLE cpu`"
+
+
+def weights_file(folder: Path | str) -> Path:
+    """The run's final weights: ``networks.pt`` if kept, else ``checkpoint.pt``; a clear error if neither."""
+    folder = Path(folder)
+    for name in (NETWORKS, CHECKPOINT):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{folder} has neither {NETWORKS} nor {CHECKPOINT}: its weights were not kept; {RERUN}")
+
+
 def load_run(folder: Path | str) -> TrainedGAN:
     """The final networks of a finished run folder, in eval mode.
 
@@ -93,21 +105,15 @@ def load_run(folder: Path | str) -> TrainedGAN:
     with the studies) or else from ``checkpoint.pt``.
     """
     folder = Path(folder)
-    remedy = "rerun the table with `python -m mmgan.gan_tables TABLE cpu`"
     for name in ("config.yaml", SUMMARY):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder} has no {name}: the run is not finished; {remedy}")
-    if (folder / NETWORKS).is_file():
-        payload = read_torch(folder / NETWORKS, remedy)
-    elif (folder / CHECKPOINT).is_file():
-        payload = read_checkpoint(folder / CHECKPOINT)
-    else:
-        raise FileNotFoundError(f"{folder} has neither {NETWORKS} nor {CHECKPOINT}: its weights were not kept; "
-                                f"{remedy}")
-    summary = read_json(folder / SUMMARY, remedy)
+            raise FileNotFoundError(f"{folder} has no {name}: the run is not finished; {RERUN}")
+    weights = weights_file(folder)
+    payload = read_torch(weights, RERUN) if weights.name == NETWORKS else read_checkpoint(weights)
+    summary = read_json(folder / SUMMARY, RERUN)
     if payload.get("iteration") != summary.get("iterations"):
         raise ValueError(f"{folder}: the weights are from iteration {payload.get('iteration')}, the run ended at "
-                         f"{summary.get('iterations')}; {remedy}")
+                         f"{summary.get('iterations')}; {RERUN}")
     config = config_from(yaml.safe_load((folder / "config.yaml").read_text()))
     generator, critic = make_gan(config.arch, config.image_size, config.channels, config.z_dim, config.width,
                                  config.leaky_slope, config.critic_batchnorm)
@@ -131,6 +137,11 @@ def measurement_images(run: TrainedGAN, n: int, seed: int = 0) -> tuple[torch.Te
     return reals, fakes
 
 
+def _p_norm(row_max: float, column_max: float, p: float) -> float:
+    """‖W‖_{p→p} from the largest absolute row and column sums: exact for p = 1, ∞; √(‖W‖₁‖W‖_∞) ≥ ‖W‖₂."""
+    return {1.0: column_max, math.inf: row_max}.get(p, math.sqrt(row_max * column_max))
+
+
 def _layer_norm(layer: nn.Module, shape: tuple[int, ...], p: float) -> tuple[float, tuple[int, ...]]:
     """Operator norm ‖layer‖_{p→p} (an upper bound for p = 2) and the output shape (C, H, W) of one layer."""
     if isinstance(layer, nn.Conv2d):
@@ -138,9 +149,7 @@ def _layer_norm(layer: nn.Module, shape: tuple[int, ...], p: float) -> tuple[flo
         ones = torch.ones((1, *shape), dtype=torch.float64, requires_grad=True)
         rows = nn.functional.conv2d(ones, weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
         (columns,) = torch.autograd.grad(rows.sum(), ones)  # column sums of |W| as a matrix
-        row_max, column_max = float(rows.detach().max()), float(columns.max())
-        norm = {1.0: column_max, math.inf: row_max}.get(p, math.sqrt(row_max * column_max))
-        return norm, tuple(rows.shape[1:])
+        return _p_norm(float(rows.detach().max()), float(columns.max()), p), tuple(rows.shape[1:])
     if isinstance(layer, nn.BatchNorm2d):
         scale = layer.weight.detach().double() / torch.sqrt(layer.running_var.double() + layer.eps)
         return float(scale.abs().max()), shape
@@ -150,8 +159,7 @@ def _layer_norm(layer: nn.Module, shape: tuple[int, ...], p: float) -> tuple[flo
         return 1.0, (math.prod(shape),)
     if isinstance(layer, nn.Linear):
         weight = layer.weight.detach().abs().double()
-        row_max, column_max = float(weight.sum(1).max()), float(weight.sum(0).max())
-        return {1.0: column_max, math.inf: row_max}.get(p, math.sqrt(row_max * column_max)), (layer.out_features,)
+        return _p_norm(float(weight.sum(1).max()), float(weight.sum(0).max()), p), (layer.out_features,)
     raise TypeError(f"no Lipschitz bound for a {type(layer).__name__} layer")
 
 
@@ -276,10 +284,8 @@ def measure_study(table: str, images: int = 32, thresholds: Sequence[str] = THRE
     plan = study_runs(table, root)
     if runs is not None:
         plan = plan.head(check_int(runs, "runs", minimum=1))
-    for folder in plan["folder"]:
-        if not (Path(folder) / NETWORKS).is_file() and not (Path(folder) / CHECKPOINT).is_file():
-            raise FileNotFoundError(f"{folder} has neither {NETWORKS} nor {CHECKPOINT}; rerun table {table} with "
-                                    f"`python -m mmgan.gan_tables {table} cpu` (cells of the study) first")
+    for folder in plan["folder"]:  # every run's weights exist, before any task starts
+        weights_file(folder)
     tasks = [(measure_run, (folder, images, tuple(thresholds), fmn_steps, search)) for folder in plan["folder"]]
     results = run_tasks(tasks, workers, desc="critics" if progress else None)
     frames = [result.assign(**row[["cell", "loss", "q", "g", "seed"]].to_dict())

@@ -20,7 +20,6 @@ from mmgan import critic_margins as cm
 from mmgan import critic_margins_report as report
 from mmgan.registry import check_choice, check_int
 from mmgan.results import results_root as find_results_root
-from mmgan.verdicts import Verdict
 
 ORDER_NAMES = {1.0: "L1", 2.0: "L2", math.inf: "L∞"}
 
@@ -60,16 +59,15 @@ class CriticMarginsPage:
     def bracket_numbers(self) -> pd.DataFrame:
         """Per order: how the three bounds relate, over every measured image of every critic (numbers)."""
         rows = []
-        for p, group in self.measurements.groupby("p", sort=False):
-            fmn = group["fmn"].fillna(math.inf)
-            best = group["upper"].clip(upper=fmn)
-            shorter = fmn < group["upper"] * (1 - 1e-3)
+        for p, group in report.with_best_upper(self.measurements).groupby("p", sort=False):
+            shorter = group["fmn_shorter"]
+            excess = (group["upper"] / group["fmn"])[shorter]
             rows.append({"order": ORDER_NAMES[p], "measurements": len(group),
                          "sign change": group["sign_change"].mean(), "converged": group["converged"].mean(),
                          "FMN shorter": shorter.mean(),
-                         "excess": float((group["upper"] / fmn)[shorter].median() - 1) if shorter.any() else math.nan,
-                         "bracket": float((best / group["lower"]).median()),
-                         "taylor": float((group["taylor"] / best).median())})
+                         "excess": float(excess.median() - 1) if shorter.any() else math.nan,
+                         "bracket": float((group["margin"] / group["lower"]).median()),
+                         "taylor": float((group["taylor"] / group["margin"]).median())})
         return pd.DataFrame(rows).set_index("order")
 
     def bracket_table(self) -> pd.DataFrame:
@@ -145,9 +143,6 @@ class CriticMarginsPage:
         from mmgan.plots import critic_margin_scatter
 
         return critic_margin_scatter(self.critics)
-
-    def verdicts(self) -> list[Verdict]:
-        return list(self.comparisons["verdict"]) + list(self.correlations["verdict"])
 
     def check_table(self) -> pd.DataFrame | str:
         if self.check is None:

@@ -31,22 +31,26 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mmgan.gan_chapter import LEARNT_FACTOR
 from mmgan.verdicts import Verdict, interval_verdict, paired_t_interval
 
 SEPARATION_BAR = 0.6
-LEARNT_FACTOR = 2.0
 #: p = dual(q) for the gradient norms of the GAN tables (smax, a smooth maximum, is left out).
 DUAL_ORDER = {"1": math.inf, "2": 2.0, "inf": 1.0}
 KEYS = ["cell", "loss", "q", "g", "seed", "threshold_rule", "p"]
 
 
+def with_best_upper(measurements: pd.DataFrame) -> pd.DataFrame:
+    """``measurements`` plus, per image, ``margin`` (the shorter of estimator and FMN) and ``fmn_shorter``."""
+    fmn = measurements["fmn"].fillna(np.inf)
+    return measurements.assign(margin=np.minimum(measurements["upper"], fmn),
+                               fmn_shorter=fmn < measurements["upper"] * (1 - 1e-3))
+
+
 def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
     """One row per (critic, threshold rule, order p): margins, brackets, sanity measures."""
-    frame = measurements.copy()
+    frame = with_best_upper(measurements)
     frame["q"] = frame["q"].astype(str)
-    fmn = frame["fmn"].fillna(np.inf)
-    frame["margin"] = np.minimum(frame["upper"], fmn)
-    frame["fmn_shorter"] = fmn < frame["upper"] * (1 - 1e-3)
     frame["correct"] = np.where(frame["image"] == "real", frame["score"] > frame["threshold"],
                                 frame["score"] < frame["threshold"])
     grouped = frame.groupby(KEYS, sort=False)
@@ -55,7 +59,6 @@ def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
                       fmn_shorter_share=("fmn_shorter", "mean"), sign_change_share=("sign_change", "mean"),
                       converged_share=("converged", "mean"), final_fdd=("final_fdd", "first"),
                       lowest_fdd=("lowest_fdd", "first"), first_fdd=("first_fdd", "first")).reset_index()
-    out["bracket_ratio"] = out["margin"] / out["lower"]
     out["learnt"] = out["lowest_fdd"] * LEARNT_FACTOR <= out["first_fdd"]
     out["separates"] = out["accuracy"] >= SEPARATION_BAR
     return out

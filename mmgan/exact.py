@@ -236,7 +236,11 @@ def distance_to_zero_set_2d(
 ) -> torch.Tensor:
     """Reference L^p distance from 2-D points to {f = 0} inside a box (see :func:`zero_set_2d`)."""
     check_choice(p, EXACT_ORDERS, "p")
-    lines = zero_set_2d(f, lower, upper, resolution)
+    return polylines_distance(x, zero_set_2d(f, lower, upper, resolution), p)
+
+
+def polylines_distance(x: torch.Tensor, lines: list[torch.Tensor], p: Order) -> torch.Tensor:
+    """L^p distance from 2-D points to the nearest of several polylines (inf when there is none), float64."""
     if not lines:
         return torch.full((x.shape[0],), math.inf, dtype=torch.float64)
     x = x.to(torch.float64)
