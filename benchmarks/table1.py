@@ -6,10 +6,13 @@ Prints, from one process (so all sides see the same machine load):
     model, when each trains alone, and when the batched model is split over
     ``--workers`` processes (one thread each; process start-up included);
   * their ratios;
+  * seconds of one margin search (p = 1, all points of all 35 models, ``--search-steps``
+    optimisation steps) with f called in blocks of ``margins.SEARCH_BLOCK_ROWS`` rows
+    against one call on all rows, and whether both give the same distances bit for bit;
   * with --full, the wall time of the whole preset in 2-D (training + margins)
     with ``--workers`` processes, against the target of 10 minutes on 2 cores.
 
-    python benchmarks/table1.py [--preset fitted] [--iterations 200] [--workers 2] [--full] \
+    python benchmarks/table1.py [--preset fitted] [--iterations 200] [--search-steps 50] [--workers 2] [--full] \
         [--record benchmarks/results/table1.json]
 """
 
@@ -26,6 +29,7 @@ import torch
 
 from mmgan import table1
 from mmgan.classifier_training import train_penalized_classifiers
+from mmgan.margins import SEARCH_BLOCK_ROWS
 from mmgan.mlp import BatchedMLP
 from mmgan.processes import available_cores
 from mmgan.results import file_digest
@@ -58,10 +62,25 @@ def seconds_per_iteration_in_workers(config: table1.Table1Config, iterations: in
     return (time.perf_counter() - start) / iterations
 
 
+def margin_search(config: table1.Table1Config, steps: int, block_rows: int) -> tuple[float, torch.Tensor]:
+    """Wall seconds and distances of one p = 1 search over every test point of the variant's (untrained) models."""
+    model, _, seed_index = table1.build_model(config)
+    evaluation = table1.evaluation_data(config)
+    x = torch.stack([evaluation[i][0] for i in seed_index]).to(torch.float32)
+    m, n, _ = x.shape
+    search = dict(tol=config.tol, max_steps=steps, restarts=config.restarts, polish_steps=config.polish_steps,
+                  data_restarts=config.data_restarts, groups=torch.arange(m).repeat_interleave(n),
+                  block_rows=block_rows)
+    start = time.perf_counter()
+    found = table1._search_order(model.layers(), x.reshape(m * n, -1), n, 1.0, search)
+    return time.perf_counter() - start, found.distance
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=200, help="iterations timed per path")
     parser.add_argument("--preset", default="fitted", choices=sorted(table1.PRESETS))
+    parser.add_argument("--search-steps", type=int, default=50, help="optimisation steps of the timed search")
     parser.add_argument("--workers", type=int, default=available_cores(), help="processes (default: the cores)")
     parser.add_argument("--full", action="store_true", help="also time the whole preset (2-D)")
     parser.add_argument("--record", type=Path, help="write the figures to this JSON file")
@@ -88,6 +107,14 @@ def main() -> None:
     print(f"  ratio:         {record['speedup']:8.1f}x")
     print(f"  batched, {args.workers} processes: {per_run_spread:8.1f} s per run "
           f"({record['workers_speedup']:.2f}x the batched path in one process)")
+    one_call, distance_one_call = margin_search(config, args.search_steps, block_rows=10**9)
+    blocked, distance_blocked = margin_search(config, args.search_steps, block_rows=SEARCH_BLOCK_ROWS)
+    record.update(search_steps=args.search_steps, search_seconds_one_call=one_call, search_seconds_blocked=blocked,
+                  search_speedup=one_call / blocked,
+                  search_same_distances=bool(torch.equal(distance_one_call, distance_blocked)))
+    print(f"  margin search (p = 1, {args.search_steps} steps): one call {one_call:.1f} s, blocks of "
+          f"{SEARCH_BLOCK_ROWS} rows {blocked:.1f} s ({record['search_speedup']:.1f}x), "
+          f"same distances: {record['search_same_distances']}")
     if args.full:
         with tempfile.TemporaryDirectory() as root:
             start = time.perf_counter()

@@ -81,3 +81,22 @@ def test_bad_arguments():
         margins.boundary_distance(f, x, 2, max_steps=0)
     with pytest.raises(ValueError, match="tol"):
         margins.boundary_distance(f, x, 2, tol=0)
+
+
+def test_search_in_row_blocks_gives_the_same_result_and_calls_f_on_whole_blocks():
+    parabola, _, sampler = CURVES["parabola"]
+    x = sampler(torch.Generator().manual_seed(5))  # 60 points, scored one row at a time by f
+    sizes = []
+
+    def f(z):
+        sizes.append(z.shape[0])
+        return parabola(z)
+    for p in ORDERS:
+        one_call = margins.boundary_distance(parabola, x, p, restarts=4, max_steps=60, block_rows=10**6)
+        sizes.clear()
+        blocked = margins.boundary_distance(f, x, p, restarts=4, max_steps=60, block_rows=130)
+        assert max(sizes) == 120 and all(size % 60 == 0 for size in sizes)  # whole blocks of the 60 points
+        for name in ("distance", "point", "converged"):
+            assert torch.equal(getattr(blocked, name), getattr(one_call, name)), (p, name)
+    with pytest.raises(ValueError, match="block_rows"):
+        margins.boundary_distance(parabola, x, 2, block_rows=0)
