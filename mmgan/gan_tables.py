@@ -48,7 +48,7 @@ from mmgan.gan_config import GANConfig, coerce_field, config_from, resolve_devic
 from mmgan.packed_training import train_packed
 from mmgan.registry import lookup
 from mmgan.results import config_key, read_json
-from mmgan.run_folder import CHECKPOINT, SUMMARY
+from mmgan.run_folder import CHECKPOINT, SUMMARY, check_snapshot_every
 from mmgan.train import train
 
 CELLS_Q3_G2 = tuple((q, g) for q in ("1", "2", "inf") for g in ("ls", "hinge"))
@@ -162,7 +162,7 @@ def table_folder(table: str, preset: str, config: GANConfig, root: Path | str) -
 
 def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan", progress: bool = False,
               load_only: bool = False, pack: bool = True, pack_size: int | None = None,
-              **overrides: Any) -> pd.DataFrame:
+              snapshot_every: int | None = None, **overrides: Any) -> pd.DataFrame:
     """Run (or load) every run of a table; one row per run with its final and lowest metric.
 
     With ``load_only`` a missing run raises ``FileNotFoundError`` instead of training it.
@@ -172,11 +172,13 @@ def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan
     ``pack_size`` runs (default: all of them; :mod:`mmgan.packed_training`): each
     keeps its folder, checkpoint, log, metrics and summary as if trained alone, and
     runs at different iterations train in separate packs. ``pack=False`` trains
-    them one after another with :func:`mmgan.train.train`.
+    them one after another with :func:`mmgan.train.train`. ``snapshot_every`` keeps each run's
+    networks every that many iterations (see :func:`mmgan.train.train`).
     A run that raises is recorded with ``status='failed'`` and its ``error`` (its metric is NaN),
     and the table goes on; interrupting (Ctrl-C) still stops the whole table.
     """
     runs, base = table_configs(table, preset, **overrides)
+    check_snapshot_every(snapshot_every, base.checkpoint_every)
     if not load_only:
         device = resolve_device(base.device)  # before any data is loaded
     folder = table_folder(table, preset, base, root)
@@ -195,7 +197,7 @@ def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan
         data = load_images(base.dataset, base.image_size, base.channels, base.data_root).to(device)
         if pack:
             outcomes = train_packed([c for _, c, _ in pending], [o for _, _, o in pending], data, progress,
-                                    pack_size)
+                                    pack_size, snapshot_every)
             for (row, _, out), outcome in zip(pending, outcomes):
                 if isinstance(outcome, Exception):
                     _failed(row, outcome, table, out, base.metric)
@@ -204,7 +206,8 @@ def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan
                 resume = (out / CHECKPOINT).is_file()
                 try:
                     # a folder without a checkpoint holds at most a log cut short before the first checkpoint
-                    train(config, out, resume=resume, overwrite=not resume, progress=progress, data=data)
+                    train(config, out, resume=resume, overwrite=not resume, progress=progress, data=data,
+                          snapshot_every=snapshot_every)
                 except Exception as error:  # noqa: BLE001 - one failing cell must not stop the table
                     _failed(row, error, table, out, base.metric)
     for row in rows:

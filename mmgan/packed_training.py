@@ -63,7 +63,7 @@ from mmgan.packed import (
     unpack_state,
 )
 from mmgan.penalties import penalty_points
-from mmgan.run_folder import CHECKPOINT, LOG, RunLock
+from mmgan.run_folder import CHECKPOINT, LOG, RunLock, check_snapshot_every
 from mmgan.train import (
     LossWatch,
     RunState,
@@ -95,9 +95,10 @@ def _check_loop_shared(configs: list[GANConfig]) -> None:
 
 
 def train_packed(configs: Sequence[GANConfig], outs: Sequence[Path | str], data: torch.Tensor | None = None,
-                 progress: bool = False, pack_size: int | None = None) -> list[dict[str, Any] | Exception]:
+                 progress: bool = False, pack_size: int | None = None,
+                 snapshot_every: int | None = None) -> list[dict[str, Any] | Exception]:
     """Train (or continue) runs ``configs[k]`` in folders ``outs[k]`` as packs; per run its summary or the error
-    that failed it (see the module's docstring). ``data`` as in :func:`mmgan.train.train`.
+    that failed it (see the module's docstring). ``data`` and ``snapshot_every`` as in :func:`mmgan.train.train`.
 
     ``ValueError`` if the runs cannot share a pack (architecture, optimiser, loop); ``KeyboardInterrupt``
     (Ctrl-C) after checkpointing the pack in training.
@@ -108,6 +109,8 @@ def train_packed(configs: Sequence[GANConfig], outs: Sequence[Path | str], data:
         raise ValueError(f"{len(configs)} configurations for {len(outs)} folders")
     if pack_size is not None and pack_size < 1:
         raise ValueError(f"pack_size must be >= 1, got {pack_size}")
+    for config in configs:
+        check_snapshot_every(snapshot_every, config.checkpoint_every)
     if not configs:
         return []
     _check_loop_shared(configs)
@@ -142,7 +145,7 @@ def train_packed(configs: Sequence[GANConfig], outs: Sequence[Path | str], data:
                 done: dict[int, dict[str, Any] | Exception] = {}
                 try:
                     _train_pack([states[k] for k in members], [outs[k] for k in members], data, extractor,
-                                reference, device, progress, done)
+                                reference, device, progress, done, snapshot_every)
                 except Exception as error:  # noqa: BLE001 - the pack failed: every run still in it
                     done.update({i: error for i in range(len(members)) if i not in done})
                 for i, result in done.items():
@@ -177,7 +180,8 @@ def _select(result: PackedIteration, keep: list[int]) -> PackedIteration:
 
 
 def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, extractor, reference,
-                device: torch.device, progress: bool, results: dict[int, dict[str, Any] | Exception]) -> None:
+                device: torch.device, progress: bool, results: dict[int, dict[str, Any] | Exception],
+                snapshot_every: int | None = None) -> None:
     """:func:`mmgan.train._loop` (and the summaries) of runs at the same iteration, packed; fills ``results``
     {index into states: summary or error} as the runs finish or fail."""
     config = states[0].config
@@ -238,7 +242,7 @@ def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, ex
                                 if any(v is not None for v in values) else {})
             if checkpoint_due:
                 for k in live:
-                    save_checkpoint(states[k], outs[k])
+                    save_checkpoint(states[k], outs[k], snapshot_every)
             if stop.requested:
                 raise _stopped(pack.iteration, f"the checkpoints of the {len(live)} packed runs in "
                                                f"{', '.join(str(outs[k]) for k in live)} are saved",

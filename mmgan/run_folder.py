@@ -31,9 +31,26 @@ from mmgan.results import atomic_write_text
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 SUMMARY = "summary.json"
+#: Folder of a run's network snapshots along training (``networks-IIIIII.pt``, see :func:`snapshot_path`).
+SNAPSHOTS = "snapshots"
 LOCK = ".lock"
 #: Files whose presence means a folder holds (part of) a run.
 RUN_FILES = (CHECKPOINT, LOG, SUMMARY, "config.yaml")
+
+
+def snapshot_path(out: Path | str, iteration: int) -> Path:
+    """Where a run keeps its generator and critic of iteration ``iteration`` (when it keeps snapshots)."""
+    return Path(out) / SNAPSHOTS / f"networks-{iteration:06d}.pt"
+
+
+def check_snapshot_every(snapshot_every: int | None, checkpoint_every: int) -> None:
+    """Snapshots are written with checkpoints, so their interval must be a multiple of ``checkpoint_every``."""
+    if snapshot_every is None:
+        return
+    if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1 \
+            or snapshot_every % checkpoint_every:
+        raise ValueError(f"snapshot_every must be a positive multiple of checkpoint_every={checkpoint_every} "
+                         f"(snapshots are taken with checkpoints), got {snapshot_every!r}")
 
 
 class RunFolderBusy(RuntimeError):

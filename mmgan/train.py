@@ -65,7 +65,17 @@ from mmgan.norms import grad_norm
 from mmgan.penalties import gradient_penalty, input_gradient, penalty_points
 from mmgan.randomness import indices, normal
 from mmgan.results import atomic_torch_save, atomic_write_text, environment
-from mmgan.run_folder import CHECKPOINT, LOG, SUMMARY, RunLock, folder_state, read_checkpoint, truncate_log
+from mmgan.run_folder import (
+    CHECKPOINT,
+    LOG,
+    SUMMARY,
+    RunLock,
+    check_snapshot_every,
+    folder_state,
+    read_checkpoint,
+    snapshot_path,
+    truncate_log,
+)
 
 __all__ = ["GANConfig", "LossWatch", "NonFiniteLoss", "TRAIN_LOSSES", "config_from", "main", "new_state",
            "resolve_device", "train", "training_iteration"]
@@ -103,7 +113,15 @@ def new_state(config: GANConfig, device: torch.device) -> RunState:
 RESUMABLE_CHANGES = {"iterations", "checkpoint_every", "log_every", "device"}
 
 
-def save_checkpoint(state: RunState, out: Path) -> None:
+def networks_payload(state: RunState) -> dict[str, Any]:
+    """The run's networks alone (``networks.pt`` and snapshots): iteration, generator and critic state dicts."""
+    return {"iteration": state.iteration, "generator": state.generator.state_dict(),
+            "critic": state.critic.state_dict()}
+
+
+def save_checkpoint(state: RunState, out: Path, snapshot_every: int | None = None) -> None:
+    """Write ``checkpoint.pt`` atomically (every RNG state included); with ``snapshot_every``, at iterations
+    that are multiples of it also keep the networks in ``snapshots/`` (:func:`mmgan.run_folder.snapshot_path`)."""
     _check_parameters(state, out, "before writing a checkpoint")
     payload = {
         "generator": state.generator.state_dict(), "critic": state.critic.state_dict(),
@@ -114,6 +132,8 @@ def save_checkpoint(state: RunState, out: Path) -> None:
     }
     atomic_torch_save(payload, out / CHECKPOINT)
     state.saved_at = state.iteration
+    if snapshot_every and state.iteration % snapshot_every == 0:
+        atomic_torch_save(networks_payload(state), snapshot_path(out, state.iteration))
 
 
 def check_resumable(config: GANConfig, payload: dict[str, Any], path: Path) -> None:
@@ -344,8 +364,12 @@ def _prepare_folder(config: GANConfig, out: Path, resume: bool, overwrite: bool)
 
 
 def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bool = True,
-          data: torch.Tensor | None = None, overwrite: bool = False) -> dict[str, Any]:
+          data: torch.Tensor | None = None, overwrite: bool = False,
+          snapshot_every: int | None = None) -> dict[str, Any]:
     """Train (or continue) one GAN run in folder ``out``; returns its summary (also in summary.json).
+
+    ``snapshot_every`` (a multiple of ``checkpoint_every``) keeps the networks at those iterations in
+    ``out/snapshots/`` (e.g. to measure the critic's margins along training); it does not change the run.
 
     ``data`` may pass the images already loaded (N, C, H, W) in [−1, 1], e.g. to share them between the runs
     of a table; otherwise they are loaded from ``config``. They are moved to the run's device once. The
@@ -353,13 +377,14 @@ def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bo
     the data and the data set's statistics are loaded.
     """
     config.validate()
+    check_snapshot_every(snapshot_every, config.checkpoint_every)
     device = resolve_device(config.device)
     out = Path(out)
     with RunLock(out):
         payload = _prepare_folder(config, out, resume, overwrite)
         data, extractor, reference = _data_and_reference(config, data, device)
         state = _start_state(config, payload, out, device)
-        _loop(state, data, extractor, reference, device, out, progress)
+        _loop(state, data, extractor, reference, device, out, progress, snapshot_every)
     return _write_summary(state, out)
 
 
@@ -422,7 +447,7 @@ def _stopped(iteration: int, where: str, how: str = "--resume") -> KeyboardInter
 
 
 def _loop(state: RunState, data: torch.Tensor, extractor, reference, device: torch.device, out: Path,
-          progress: bool) -> None:
+          progress: bool, snapshot_every: int | None = None) -> None:
     config = state.config
     watch = LossWatch(1, device)
     bar = tqdm(total=config.iterations, initial=state.iteration, disable=not progress, desc="generator iterations",
@@ -451,7 +476,7 @@ def _loop(state: RunState, data: torch.Tensor, extractor, reference, device: tor
                     if value is not None:
                         bar.set_postfix({config.metric: f"{value:.2f}"})
                 if checkpoint_due:
-                    save_checkpoint(state, out)
+                    save_checkpoint(state, out, snapshot_every)
                 if stop.requested:
                     raise _stopped(state.iteration, f"the checkpoint in {out} is saved")
         finally:

@@ -321,3 +321,24 @@ def test_the_loops_read_from_the_device_only_at_their_log_metric_and_checkpoint_
     short, long = reads["_train_pack"]
     assert short == long > 0
     assert reads["_loop"][:2] == reads["_loop"][2:] and reads["_loop"][0] > 0  # two runs per table
+
+
+# ----------------------------------------------------------------------------- (e) snapshots along training
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_snapshots_keep_the_networks_of_their_iteration(tmp_path, pack):
+    frame = _table(tmp_path / "long", pack=pack, snapshot_every=4)
+    short = _table(tmp_path / "short", pack=pack, iterations=4)
+    for run, run_to_4 in zip(frame["run"], short["run"]):
+        kept = sorted(p.name for p in (Path(run) / "snapshots").iterdir())
+        assert kept == ["networks-000004.pt"]  # 4 only: 2 and 6 are checkpoints, not multiples of 4
+        snapshot = torch.load(Path(run) / "snapshots" / kept[0], weights_only=False)
+        assert snapshot.keys() == {"iteration", "generator", "critic"} and snapshot["iteration"] == 4
+        reference = _checkpoint(run_to_4)
+        for part in ("generator", "critic"):
+            for key, value in snapshot[part].items():
+                assert torch.equal(value, reference[part][key]), (part, key)
+    with pytest.raises(ValueError, match="snapshot_every must be a positive multiple of checkpoint_every=2"):
+        _table(tmp_path / "refused", snapshot_every=3)
+    assert not (tmp_path / "refused").exists()
