@@ -186,13 +186,21 @@ class DigitsExtractor(Extractor):
 
 def train_digits_classifier(image_size: int, channels: int, epochs: int = 12,
                             seed: int = 0) -> tuple[DigitsClassifier, float]:
-    """Train (or load from the cache) the digits classifier; returns it and its held-out accuracy."""
+    """Train (or load from the cache) the digits classifier; returns it and its held-out accuracy.
+
+    The training is a function of ``seed`` alone: initial weights and batch order come from it
+    (not from whatever used the global random state before) and it runs on one thread, so every
+    machine gets the same classifier up to its kernels' rounding. (Until version 2 the initial
+    weights were drawn before seeding: the FDD extractor of a fresh cache was a random one.)
+    """
     from sklearn.datasets import load_digits
 
     from mmgan.data.images import digits
 
-    path = cache_dir() / f"digits_classifier_{image_size}px_{channels}ch_seed{seed}_e{epochs}.pt"
-    model = DigitsClassifier(channels, image_size)
+    path = cache_dir() / f"digits_classifier_v2_{image_size}px_{channels}ch_seed{seed}_e{epochs}.pt"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DigitsClassifier(channels, image_size)
     images = digits(image_size, channels)
     labels = torch.as_tensor(load_digits().target)
     gen = torch.Generator().manual_seed(seed)
@@ -202,13 +210,17 @@ def train_digits_classifier(image_size: int, channels: int, epochs: int = 12,
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     else:
-        torch.manual_seed(seed)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for _ in range(epochs):
-            for batch in train[torch.randperm(len(train), generator=gen)].split(64):
-                optimizer.zero_grad()
-                nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
-                optimizer.step()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            for _ in range(epochs):
+                for batch in train[torch.randperm(len(train), generator=gen)].split(64):
+                    optimizer.zero_grad()
+                    nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
+                    optimizer.step()
+        finally:
+            torch.set_num_threads(threads)
         atomic_torch_save(model.state_dict(), path)
     with torch.no_grad():
         accuracy = float((model(images[test]).argmax(1) == labels[test]).float().mean())

@@ -72,3 +72,24 @@ def test_generator_statistics_stream_in_batches():
     assert stats.n == 1000
     np.testing.assert_allclose(stats.mu, 0, atol=0.1)
     np.testing.assert_allclose(stats.sigma, np.eye(2), atol=0.15)
+
+
+def test_the_digits_classifier_is_a_function_of_its_seed_alone(tmp_path, monkeypatch):
+    import torch
+
+    from mmgan import fid
+
+    trained = []
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)  # the engine's dtype
+    try:
+        for k, folder in enumerate(("a", "b")):
+            monkeypatch.setenv("MMGAN_CACHE", str(tmp_path / folder))
+            torch.manual_seed(100 + k)  # a different global random state before each training
+            torch.rand(k + 1)
+            model, accuracy = fid.train_digits_classifier(8, 1, epochs=1)
+            trained.append((model.state_dict(), accuracy))
+    finally:
+        torch.set_default_dtype(default)
+    (first, accuracy_a), (second, accuracy_b) = trained
+    assert accuracy_a == accuracy_b and all(torch.equal(first[k], second[k]) for k in first)
