@@ -109,6 +109,8 @@ class Study(Run):
 
     late: pd.DataFrame = field(init=False)
     learnt: bool = field(init=False)
+    #: set when the study is another table's runs (:data:`mmgan.gan_tables.STAND_INS`)
+    stand_in: gan_tables.StandIn | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -190,7 +192,13 @@ class Study(Run):
         shrunk = (f" It covers {len(cells)} of the table's {all_cells} cells "
                   f"({'; '.join(gan_report.cell_text(*c) for c in cells.itertuples(index=False))}): the whole table "
                   f"did not fit the machine it was run on." if len(cells) < all_cells else "")
-        lines = [
+        lines = [] if self.stand_in is None else [
+            f"**A stand-in.** The data of Table {self.table} are not available offline, so its study is the committed "
+            f"study of Table {self.stand_in.runs_of} in this table's cells: at preset `cpu` both tables train the "
+            f"same networks on the same digits (checked when loading), so these are the runs Table {self.table} "
+            f"would train, read here with its own statistics and set beside its paper numbers. It can tell about "
+            f"{self.stand_in.answers}; it cannot tell {self.stand_in.cannot_answer}."]
+        lines += [
             f"**Scale.** {self.scale_text()}.{shrunk} Committed under "
             f"`results/{self.folder.as_posix().split('results/', 1)[-1]}` and loaded without retraining.",
             f"**Did the runs learn?** {self.learning_text()} In the last quarter of training "
@@ -317,11 +325,11 @@ def load_study(table: str, root: Path | str | None = None) -> Study | None:
     if table not in gan_tables.STUDIES:
         return None
     root = find_results_root(root) / "gan"
-    overrides = gan_tables.STUDIES[table]
-    results = gan_tables.run_table(table, "cpu", root, load_only=True, **overrides)
-    _, config = gan_tables.table_configs(table, "cpu", **overrides)
-    return Study(table, "cpu", results, config, gan_tables.table_folder(table, "cpu", config, root),
-                 gan_tables.TABLES[table].stats)
+    source, overrides = gan_tables.study_source(table)
+    results = gan_tables.run_table(source, "cpu", root, load_only=True, **overrides)
+    _, config = gan_tables.table_configs(source, "cpu", **overrides)
+    return Study(table, "cpu", results, config, gan_tables.table_folder(source, "cpu", config, root),
+                 gan_tables.TABLES[table].stats, stand_in=gan_tables.STAND_INS.get(table))
 
 
 def chapter(table: str, preset: str = "smoke", seeds: Any = None, iterations: Any = None, cells: Any = None,

@@ -377,3 +377,20 @@ def test_gpu_check_runs_end_to_end_at_toy_size(tmp_path, capsys):
     assert report["ok"] and report["paper_width_run"]["resume"] == "bit-exact"
     assert report["paper_width_run"]["killed_after_iteration"] > report["paper_width_run"]["iterations"] // 2
     assert lines[0].startswith("gpu_check") and "OK" in lines[0]
+
+
+def test_stand_in_studies_are_the_runs_their_table_would_train(monkeypatch):
+    for table, stand_in in gan_tables.STAND_INS.items():
+        source, overrides = gan_tables.study_source(table)
+        assert source == stand_in.runs_of and source in gan_tables.STUDIES
+        runs, base = gan_tables.table_configs(source, "cpu", **overrides)
+        assert runs == gan_tables.table_configs(table, "cpu", **overrides)[0]
+        assert gan_tables.table_folder(source, "cpu", base, "r").name == gan_tables.table_folder(
+            table, "cpu", gan_tables.table_configs(table, "cpu", **overrides)[1], "r").name
+    # the DCGAN runs of Table 2 are not what Table 6 (standard CNN) trains: refused
+    monkeypatch.setitem(gan_tables.STAND_INS, "6", gan_tables.StandIn("2", "", ""))
+    monkeypatch.setitem(gan_tables.STUDIES, "6", {"cells": ["hinge-q2-hinge"]})
+    with pytest.raises(ValueError, match="Table 6's stand-in, the study of Table 2, is not what Table 6 trains"):
+        gan_tables.study_source("6")
+    with pytest.raises(ValueError, match="valid choices"):
+        gan_tables.study_source("1")
