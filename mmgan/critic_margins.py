@@ -48,14 +48,21 @@ from torch import nn
 from mmgan.data.images import load_images
 from mmgan.exact import parameter_dtype
 from mmgan.gan_config import GANConfig, config_from
-from mmgan.gan_tables import STUDIES, cell_name, table_configs, table_folder
+from mmgan.gan_tables import cell_name, run_table, study_source, table_configs, table_folder
 from mmgan.margins import MARGIN_ORDERS, boundary_distances, taylor_margin
 from mmgan.models import Flatten, make_gan
 from mmgan.processes import available_cores, run_tasks
 from mmgan.randomness import normal
-from mmgan.registry import check_choice, check_int, lookup
-from mmgan.results import atomic_torch_save, atomic_write_text, environment, read_csv, read_json, read_torch
-from mmgan.run_folder import CHECKPOINT, SUMMARY, read_checkpoint
+from mmgan.registry import check_choice, check_int
+from mmgan.results import (
+    atomic_torch_save,
+    atomic_write_text,
+    environment,
+    read_csv,
+    read_json,
+    read_torch,
+)
+from mmgan.run_folder import CHECKPOINT, SNAPSHOTS, SUMMARY, read_checkpoint, snapshot_path
 
 THRESHOLDS: tuple[str, ...] = ("zero", "midpoint")
 #: Settings of the boundary search for images (fewer restarts than Table 1: 256+ dimensions, few points).
@@ -98,22 +105,31 @@ def weights_file(folder: Path | str) -> Path:
     raise FileNotFoundError(f"{folder} has neither {NETWORKS} nor {CHECKPOINT}: its weights were not kept; {RERUN}")
 
 
-def load_run(folder: Path | str) -> TrainedGAN:
-    """The final networks of a finished run folder, in eval mode.
+def load_run(folder: Path | str, iteration: int | None = None) -> TrainedGAN:
+    """The final networks of a finished run folder (or those of ``iteration``), in eval mode.
 
     Reads config.yaml, summary.json and the weights from ``networks.pt`` (committed
-    with the studies) or else from ``checkpoint.pt``.
+    with the studies) or else from ``checkpoint.pt``; with ``iteration``, from the
+    snapshot of that iteration (:func:`retrain_with_snapshots`).
     """
     folder = Path(folder)
     for name in ("config.yaml", SUMMARY):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} has no {name}: the run is not finished; {RERUN}")
-    weights = weights_file(folder)
-    payload = read_torch(weights, RERUN) if weights.name == NETWORKS else read_checkpoint(weights)
     summary = read_json(folder / SUMMARY, RERUN)
-    if payload.get("iteration") != summary.get("iterations"):
-        raise ValueError(f"{folder}: the weights are from iteration {payload.get('iteration')}, the run ended at "
-                         f"{summary.get('iterations')}; {RERUN}")
+    if iteration is None:
+        weights = weights_file(folder)
+        payload = read_torch(weights, RERUN) if weights.name == NETWORKS else read_checkpoint(weights)
+        expected, remedy = summary.get("iterations"), RERUN
+    else:
+        remedy = f"train a replicate that keeps them: `python -m mmgan.critic_margins TABLE --snapshots {iteration}`"
+        weights = snapshot_path(folder, iteration)
+        if not weights.is_file():
+            raise FileNotFoundError(f"{folder} has no snapshot of iteration {iteration}; {remedy}")
+        payload, expected = read_torch(weights, remedy), iteration
+    if payload.get("iteration") != expected:
+        raise ValueError(f"{folder}: the weights are from iteration {payload.get('iteration')}, expected "
+                         f"{expected}; {remedy}")
     config = config_from(yaml.safe_load((folder / "config.yaml").read_text()))
     generator, critic = make_gan(config.arch, config.image_size, config.channels, config.z_dim, config.width,
                                  config.leaky_slope, config.critic_batchnorm)
@@ -239,19 +255,48 @@ def minimum_norm_attack(critic: nn.Sequential, x: torch.Tensor, threshold: float
 
 
 
+#: Where the replicate studies live (:func:`replicate_with_snapshots`), beside ``results/gan``.
+REPLICATES_ROOT = Path("results/replicates/gan")
+
+
+def replicate_with_snapshots(table: str, iterations: Sequence[int], root: Path | str = REPLICATES_ROOT,
+                             progress: bool = False) -> list[Path]:
+    """Train a replicate of a committed study, keeping its networks at ``iterations`` (e.g. 500, 2500, 5000).
+
+    The committed studies kept only their final weights, and retraining them does not give
+    them back: a rerun need not round as the study's run did (retraining Table 3's first run
+    on another machine changed its critic loss in the eighth digit by iteration 50), and GAN
+    training amplifies such differences. So the runs along training are a *replicate*: the study's runs trained
+    again, in ``root``, with snapshots; its final networks are exported to ``networks.pt``
+    (:func:`export_networks`) so that the replicate is measured at its own end too. Returns
+    the run folders.
+    """
+    wanted = sorted({check_int(i, "iterations[i]", minimum=1) for i in iterations})
+    source, overrides = study_source(str(table))
+    frame = run_table(source, "cpu", root, progress=progress, snapshot_every=math.gcd(*wanted), **overrides)
+    folders = [Path(run) for run in frame["run"]]
+    for folder in folders:
+        for snapshot in (folder / SNAPSHOTS).glob("networks-*.pt"):
+            if int(snapshot.stem.removeprefix("networks-")) not in wanted:
+                snapshot.unlink()  # the common interval's other snapshots (not kept, to keep the repository small)
+        export_networks(folder)
+    return folders
+
+
 def study_runs(table: str, root: Path | str = "results/gan") -> pd.DataFrame:
     """The runs of a table's committed CPU study (:data:`mmgan.gan_tables.STUDIES`): cell, seed, folder."""
-    overrides = lookup(STUDIES, str(table), "table (one with a committed CPU study)")
-    runs, base = table_configs(str(table), "cpu", **overrides)
-    folder = table_folder(str(table), "cpu", base, root)
+    source, overrides = study_source(str(table))
+    runs, base = table_configs(source, "cpu", **overrides)
+    folder = table_folder(source, "cpu", base, root)
     return pd.DataFrame([{"cell": cell_name(loss, q, g), "loss": loss, "q": q, "g": g, "seed": seed,
                           "folder": str(folder / f"{cell_name(loss, q, g)}-s{seed}")} for loss, q, g, seed in runs])
 
 
 def measure_run(folder: str, images: int, thresholds: Sequence[str], fmn_steps: int,
-                search: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Every margin of one run's final critic (a task of :func:`measure_study`), with the run's FDD."""
-    run = load_run(folder)
+                search: dict[str, Any] | None = None, iteration: int | None = None) -> pd.DataFrame:
+    """Every margin of one run's final critic, or of its snapshot at ``iteration`` (a task of
+    :func:`measure_study`), with the run's FDDs (``fdd_at_iteration``: at the measured weights)."""
+    run = load_run(folder, iteration)
     reals, fakes = measurement_images(run, images)
     x = torch.cat([reals, fakes])
     frames = []
@@ -267,15 +312,20 @@ def measure_run(folder: str, images: int, thresholds: Sequence[str], fmn_steps: 
     out = pd.concat(frames, ignore_index=True)
     out["final_fdd"], out["lowest_fdd"] = run.summary["final"], run.summary["lowest"]
     out["first_fdd"] = run.summary["history"][0][1] if run.summary.get("history") else math.nan
+    out["iteration"] = run.summary["iterations"] if iteration is None else iteration
+    out["fdd_at_iteration"] = dict(map(tuple, run.summary.get("history", []))).get(int(out["iteration"].iloc[0]),
+                                                                                  math.nan)
     return out
 
 
 def measure_study(table: str, images: int = 32, thresholds: Sequence[str] = THRESHOLDS, fmn_steps: int = 1000,
                   workers: int = 1, root: Path | str = "results/gan", runs: int | None = None,
-                  search: dict[str, Any] | None = None, progress: bool = False) -> pd.DataFrame:
-    """Margins of every critic of a table's study: one task per run, over ``workers`` processes.
+                  search: dict[str, Any] | None = None, progress: bool = False,
+                  iterations: Sequence[int | None] = (None,)) -> pd.DataFrame:
+    """Margins of every critic of a table's study: one task per run and iteration, over ``workers`` processes.
 
-    ``runs`` keeps the first few runs only (the chapter's quick check).
+    ``runs`` keeps the first few runs only (the chapter's quick check); ``iterations`` lists
+    the weights measured per run: ``None`` for the final ones, a number for a snapshot.
     """
     check_int(images, "images", minimum=1)
     check_int(fmn_steps, "fmn_steps", minimum=0)
@@ -285,29 +335,43 @@ def measure_study(table: str, images: int = 32, thresholds: Sequence[str] = THRE
     if runs is not None:
         plan = plan.head(check_int(runs, "runs", minimum=1))
     for folder in plan["folder"]:  # every run's weights exist, before any task starts
-        weights_file(folder)
-    tasks = [(measure_run, (folder, images, tuple(thresholds), fmn_steps, search)) for folder in plan["folder"]]
+        for iteration in iterations:
+            if iteration is None:
+                weights_file(folder)
+            elif not snapshot_path(folder, iteration).is_file():
+                raise FileNotFoundError(f"{folder} has no snapshot of iteration {iteration}; train a replicate "
+                                        f"that keeps them: `python -m mmgan.critic_margins {table} --snapshots "
+                                        f"{iteration}`")
+    jobs = [(row, iteration) for _, row in plan.iterrows() for iteration in iterations]
+    tasks = [(measure_run, (row["folder"], images, tuple(thresholds), fmn_steps, search, iteration))
+             for row, iteration in jobs]
     results = run_tasks(tasks, workers, desc="critics" if progress else None)
     frames = [result.assign(**row[["cell", "loss", "q", "g", "seed"]].to_dict())
-              for result, (_, row) in zip(results, plan.iterrows())]
+              for result, (row, _) in zip(results, jobs)]
     return pd.concat(frames, ignore_index=True)
 
 
-#: Where the committed measurements live: ``<root>/table<N>.csv`` and ``table<N>.json``.
+#: Where the committed measurements live: ``<root>/table<N>.csv`` and ``table<N>.json`` (final critics),
+#: ``table<N>-training.csv`` / ``.json`` (critics along training, :data:`ALONG_TRAINING`).
 RESULTS_ROOT = Path("results/critic_margins")
+ALONG_TRAINING = "-training"
 
 
-def save_measurements(frame: pd.DataFrame, table: str, meta: dict[str, Any], root: Path | str = RESULTS_ROOT) -> Path:
-    path = Path(root) / f"table{table}.csv"
+def save_measurements(frame: pd.DataFrame, table: str, meta: dict[str, Any], root: Path | str = RESULTS_ROOT,
+                      kind: str = "") -> Path:
+    path = Path(root) / f"table{table}{kind}.csv"
     atomic_write_text(path, frame.to_csv(index=False, float_format="%.7g"))
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str))
     return path
 
 
-def load_measurements(table: str, root: Path | str = RESULTS_ROOT) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The committed measurements of a table and their meta data (settings, wall time, environment)."""
-    path = Path(root) / f"table{table}.csv"
-    remedy = f"measure them with `python -m mmgan.critic_margins {table}`"
+def load_measurements(table: str, root: Path | str = RESULTS_ROOT,
+                      kind: str = "") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The committed measurements of a table (``kind``: "" or :data:`ALONG_TRAINING`) and their meta data
+    (settings, wall time, environment)."""
+    path = Path(root) / f"table{table}{kind}.csv"
+    remedy = f"measure them with `python -m mmgan.critic_margins {table}" + \
+        (" --along-training ITERATION ...`" if kind else "`")
     frame = read_csv(path, remedy, dtype={"cell": str, "loss": str, "q": str, "g": str, "image": str})
     missing = sorted({"cell", "seed", "p", "image", "upper", "lower", "taylor", "fmn", "threshold_rule"} - set(frame))
     if missing:
@@ -325,17 +389,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(RESULTS_ROOT))
     parser.add_argument("--export-networks", dest="export", action="store_true",
                         help=f"write {NETWORKS} beside each run's checkpoint.pt (to commit them) and stop")
+    parser.add_argument("--snapshots", type=int, nargs="+", metavar="ITERATION",
+                        help=f"train a replicate of the study in {REPLICATES_ROOT} that keeps its networks at these "
+                             "iterations, and stop")
+    parser.add_argument("--along-training", dest="along", type=int, nargs="+", metavar="ITERATION",
+                        help=f"measure the replicate's critics ({REPLICATES_ROOT}) at these iterations and at the "
+                             "end, midpoint threshold")
     args = parser.parse_args(argv)
     if args.export:
         for folder in study_runs(args.table, args.root)["folder"]:
             print(export_networks(folder))
         return
+    if args.snapshots:
+        for folder in replicate_with_snapshots(args.table, args.snapshots, progress=True):
+            print(folder)
+        return
     started = time.perf_counter()
-    frame = measure_study(args.table, args.images, THRESHOLDS, args.fmn_steps, args.workers, args.root, progress=True)
+    thresholds, iterations = (("midpoint",), [*args.along, None]) if args.along else (THRESHOLDS, [None])
+    root = REPLICATES_ROOT if args.along else args.root
+    frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, root, progress=True,
+                          iterations=iterations)
     meta = {"table": args.table, "images": args.images, "fmn_steps": args.fmn_steps, "search": SEARCH,
+            "thresholds": list(thresholds), "iterations": iterations, "runs": str(root),
             "workers": args.workers, "seconds": time.perf_counter() - started, "environment": environment(),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    print(save_measurements(frame, args.table, meta, args.out), f"{meta['seconds']:.0f} s")
+    path = save_measurements(frame, args.table, meta, args.out, ALONG_TRAINING if args.along else "")
+    print(path, f"{meta['seconds']:.0f} s")
 
 
 if __name__ == "__main__":

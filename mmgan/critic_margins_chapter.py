@@ -31,6 +31,9 @@ class CriticMarginsPage:
     meta: dict[str, Any]
     critics: pd.DataFrame  # report.per_critic
     check: pd.DataFrame | None  # the live pipeline check (raw rows), None when skipped
+    #: report.per_critic of the critics measured along training (midpoint threshold), None when not measured
+    training: pd.DataFrame | None = None
+    training_meta: dict[str, Any] | None = None
 
     @cached_property
     def comparisons(self) -> pd.DataFrame:
@@ -103,6 +106,48 @@ class CriticMarginsPage:
                                                            frame["ratio CI high"])],
                              "verdict": frame["verdict"].map(str)}).set_index(["threshold", "claim"])
 
+    @cached_property
+    def training_summary(self) -> pd.DataFrame:
+        """Per cell, order and iteration: mean margin [interval], accuracy, FDD (:func:`report.along_training`)."""
+        return pd.DataFrame() if self.training is None else report.along_training(self.training)
+
+    def training_figure(self):
+        """Margins and FDD against the iteration (:func:`mmgan.plots.critic_margins_along_training`), or why none."""
+        from mmgan.plots import critic_margins_along_training
+
+        if self.training is None:
+            return f"No critic of Table {self.table} was measured along training."
+        return critic_margins_along_training(self.training_summary)
+
+    def training_table(self) -> pd.DataFrame | str:
+        """Per cell and iteration: the three margins [95% CI], accuracy and FDD at that iteration."""
+        if self.training is None:
+            return f"No critic of Table {self.table} was measured along training."
+        summary = self.training_summary.assign(order=lambda f: f["p"].map(ORDER_NAMES))
+        summary["margin [95% CI]"] = [f"{m:.3g} [{lo:.3g}, {hi:.3g}]" for m, lo, hi in
+                                      zip(summary["margin"], summary["margin CI low"], summary["margin CI high"])]
+        table = summary.pivot_table(index=["cell", "iteration"], columns="order", values="margin [95% CI]",
+                                    aggfunc="first", sort=False)[list(ORDER_NAMES.values())]
+        extra = summary.groupby(["cell", "iteration"], sort=False)[["accuracy", "FDD"]].first()
+        table = table.join(extra.round({"accuracy": 2, "FDD": 1}))
+        table.columns = [f"{c} margin" if c in ORDER_NAMES.values() else c for c in table.columns]
+        return table
+
+    @cached_property
+    def training_comparisons(self) -> pd.DataFrame:
+        return pd.DataFrame() if self.training is None else report.dual_norm_along_training(self.training)
+
+    def training_comparisons_table(self) -> pd.DataFrame | str:
+        """The dual-norm comparisons at every measured iteration (the rule of the final critics)."""
+        if self.training is None:
+            return f"No critic of Table {self.table} was measured along training."
+        frame = self.training_comparisons
+        return pd.DataFrame({"claim": frame["claim"], "iteration": frame["iteration"],
+                             "margin ratio [95% CI]": [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
+                                                       zip(frame["ratio"], frame["ratio CI low"],
+                                                           frame["ratio CI high"])],
+                             "verdict": frame["verdict"].map(str)}).set_index(["claim", "iteration"])
+
     def correlation_sentence(self, rule: str) -> str:
         """The L¹ margin–FDD correlation at one threshold rule, as the chapter states it."""
         row = self.correlations.set_index(["threshold", "p"]).loc[(rule, 1.0)]
@@ -127,6 +172,15 @@ class CriticMarginsPage:
             "cm_sign_checked": float(self.measurements["sign_change"].mean()),
             "cm_check_critics": 0 if self.check is None else len(self.check[["cell", "seed"]].drop_duplicates()),
         }
+        if self.training is not None:
+            iterations = sorted(self.training["iteration"].unique())
+            values.update(cm_training_iterations=", ".join(f"{i:,}" for i in iterations),
+                          cm_training_images=int(self.training_meta["images"]),
+                          cm_training_minutes=self.training_meta["seconds"] / 60,
+                          cm_training_verdicts=self.training_verdicts())
+        else:
+            values.update(cm_training_iterations="—", cm_training_images=0, cm_training_minutes=0.0,
+                          cm_training_verdicts=f"not measured for Table {self.table}")
         for rule in ("zero", "midpoint"):
             chosen = comparisons[comparisons["threshold"] == rule]
             values[f"cm_dual_{rule}"] = "; ".join(
@@ -137,6 +191,12 @@ class CriticMarginsPage:
             at_rule = self.critics[self.critics["threshold_rule"] == rule]
             values[f"cm_accuracy_{rule}"] = f"{at_rule['accuracy'].min():.2f}–{at_rule['accuracy'].max():.2f}"
         return values
+
+    def training_verdicts(self) -> str:
+        """Per dual-norm claim, its verdicts along training in iteration order (one sentence)."""
+        frame = self.training_comparisons
+        return "; ".join(f"{claim}: " + ", ".join(f"{v} at {i:,}" for i, v in zip(group["iteration"], group["verdict"]))
+                         for claim, group in frame.groupby("claim", sort=False))
 
     def scatter(self):
         """The critics' margins against their runs' final FDD (:func:`mmgan.plots.critic_margin_scatter`)."""
@@ -163,15 +223,20 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     table = str(table)
     root = find_results_root(results_root)
     results_root, gan_root = root / "critic_margins", root / "gan"
-    measured = sorted(path.stem.removeprefix("table") for path in Path(results_root).glob("table*.csv"))
+    measured = sorted(path.stem.removeprefix("table") for path in Path(results_root).glob("table*.csv")
+                      if not path.stem.endswith(cm.ALONG_TRAINING))
     check_choice(table, tuple(measured), "table (one whose critics' margins are committed)")
     check_int(images, "images", minimum=1)
     check_int(check_runs, "check_runs", minimum=0)
     check_int(fmn_steps, "fmn_steps", minimum=0)
     measurements, meta = cm.load_measurements(table, results_root)
     critics = report.per_critic(measurements)
+    training = training_meta = None
+    if (Path(results_root) / f"table{table}{cm.ALONG_TRAINING}.csv").is_file():
+        along, training_meta = cm.load_measurements(table, results_root, cm.ALONG_TRAINING)
+        training = report.per_critic(along)
     check = None
     if check_runs:
         check = cm.measure_study(table, images=images, fmn_steps=fmn_steps, root=gan_root, runs=check_runs,
                                  search=dict(max_steps=30, polish_steps=1))
-    return CriticMarginsPage(table, measurements, meta, critics, check)
+    return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta)

@@ -48,17 +48,19 @@ def with_best_upper(measurements: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
-    """One row per (critic, threshold rule, order p): margins, brackets, sanity measures."""
+    """One row per (critic, threshold rule, order p), and iteration where measured along training:
+    margins, brackets, sanity measures."""
     frame = with_best_upper(measurements)
     frame["q"] = frame["q"].astype(str)
     frame["correct"] = np.where(frame["image"] == "real", frame["score"] > frame["threshold"],
                                 frame["score"] < frame["threshold"])
-    grouped = frame.groupby(KEYS, sort=False)
+    along = {"fdd_at_iteration": ("fdd_at_iteration", "first")} if "iteration" in frame else {}
+    grouped = frame.groupby(KEYS + (["iteration"] if along else []), sort=False)
     out = grouped.agg(margin=("margin", "mean"), estimator=("upper", "mean"), fmn=("fmn", "mean"),
                       lower=("lower", "mean"), taylor=("taylor", "mean"), accuracy=("correct", "mean"),
                       fmn_shorter_share=("fmn_shorter", "mean"), sign_change_share=("sign_change", "mean"),
                       converged_share=("converged", "mean"), final_fdd=("final_fdd", "first"),
-                      lowest_fdd=("lowest_fdd", "first"), first_fdd=("first_fdd", "first")).reset_index()
+                      lowest_fdd=("lowest_fdd", "first"), first_fdd=("first_fdd", "first"), **along).reset_index()
     out["learnt"] = out["lowest_fdd"] * LEARNT_FACTOR <= out["first_fdd"]
     out["separates"] = out["accuracy"] >= SEPARATION_BAR
     return out
@@ -75,6 +77,25 @@ def cell_summary(critics: pd.DataFrame) -> pd.DataFrame:
                      "FMN shorter (share)": group["fmn_shorter_share"].mean(),
                      "accuracy": group["accuracy"].mean(), "final FDD": group["final_fdd"].mean()})
     return pd.DataFrame(rows)
+
+
+def along_training(critics: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, p, iteration) of :func:`per_critic` rows measured along training: the mean margin over
+    seeds with its 95% t interval, the accuracy and the FDD at that iteration."""
+    rows = []
+    for (cell, p, iteration), group in critics.groupby(["cell", "p", "iteration"], sort=True):
+        interval = paired_t_interval(group["margin"])
+        rows.append({"cell": cell, "p": p, "iteration": int(iteration), "seeds": len(group), "margin": interval.mean,
+                     "margin CI low": interval.lower, "margin CI high": interval.upper,
+                     "accuracy": group["accuracy"].mean(), "FDD": group["fdd_at_iteration"].mean()})
+    return pd.DataFrame(rows)
+
+
+def dual_norm_along_training(critics: pd.DataFrame) -> pd.DataFrame:
+    """:func:`dual_norm_comparisons` at every measured iteration (one more column, ``iteration``)."""
+    frames = [dual_norm_comparisons(group).assign(iteration=int(iteration))
+              for iteration, group in critics.groupby("iteration", sort=True)]
+    return pd.concat(frames, ignore_index=True)
 
 
 def _comparable(critics: pd.DataFrame) -> bool:

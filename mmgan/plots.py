@@ -296,3 +296,28 @@ def critic_margin_scatter(critics) -> Figure:
                    ylabel="final FDD" if j == 0 else None)
     axes[0, 0].legend(frameon=False, fontsize=7)
     return fig
+
+
+def critic_margins_along_training(summary) -> Figure:
+    """Mean margin (95% interval over seeds) of each cell against the training iteration, one panel per order p,
+    and the FDD at the same iterations. ``summary`` is :func:`mmgan.critic_margins_report.along_training`."""
+    if not len(summary):
+        raise ValueError("no margin along training to draw")
+    orders = sorted(summary["p"].unique())
+    fig, axes = plt.subplots(1, len(orders) + 1, figsize=(3.0 * (len(orders) + 1), 2.8), layout="constrained")
+    plt.close(fig)  # shown once, by the notebook's display of the returned figure
+    cells = list(dict.fromkeys(summary["cell"]))
+    colors = dict(zip(cells, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for ax, p in zip(axes, orders):
+        for cell, part in summary[summary["p"] == p].groupby("cell", sort=False):
+            ax.plot(part["iteration"], part["margin"], marker="o", ms=3, color=colors[cell], label=cell)
+            ax.fill_between(part["iteration"], part["margin CI low"], part["margin CI high"], color=colors[cell],
+                            alpha=0.15, lw=0)
+        order = "∞" if math.isinf(p) else f"{p:g}"
+        ax.set(xscale="log", yscale="log", title=f"L{order} margin", xlabel="generator iteration")
+    fdd = summary.drop_duplicates(["cell", "iteration"])
+    for cell, part in fdd.groupby("cell", sort=False):
+        axes[-1].plot(part["iteration"], part["FDD"], marker="o", ms=3, color=colors[cell], label=cell)
+    axes[-1].set(xscale="log", yscale="log", title="FDD (mean over seeds)", xlabel="generator iteration")
+    axes[0].legend(frameon=False, fontsize=7)
+    return fig

@@ -111,7 +111,8 @@ def test_thresholds_are_checked(linear_critic):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("gan")
-    table = run_table("8", "smoke", root=root, cells=["hinge-qsmax-hinge"])
+    table = run_table("8", "smoke", root=root, cells=["hinge-qsmax-hinge"], iterations=40,
+                      snapshot_every=20)
     return table["run"].iloc[0]
 
 
@@ -120,6 +121,17 @@ def test_a_finished_run_is_measured_end_to_end(smoke_run):
     assert len(frame) == 2 * 3 * 4  # thresholds × orders × images
     assert frame["sign_change"].all() and (frame["lower"] <= frame["upper"]).all()
     assert np.isfinite(frame["final_fdd"]).all() and frame["fmn"].notna().all()
+
+
+def test_a_snapshot_along_training_is_measured_with_the_fdd_of_its_iteration(smoke_run):
+    frame = cm.measure_run(smoke_run, 2, ("midpoint",), fmn_steps=0, search=dict(max_steps=20), iteration=20)
+    history = dict(map(tuple, cm.load_run(smoke_run).summary["history"]))
+    assert (frame["iteration"] == 20).all() and (frame["fdd_at_iteration"] == history[20]).all()
+    final = cm.measure_run(smoke_run, 2, ("midpoint",), fmn_steps=0, search=dict(max_steps=20))
+    assert (final["iteration"] == 40).all() and (final["fdd_at_iteration"] == history[40]).all()
+    assert not np.allclose(frame["score"], final["score"])  # other weights
+    with pytest.raises(FileNotFoundError, match="no snapshot of iteration 30.*--snapshots 30"):
+        cm.load_run(smoke_run, 30)
 
 
 def test_committed_networks_replace_the_checkpoint_and_must_match_the_run(smoke_run, tmp_path):
@@ -175,6 +187,20 @@ def test_dual_norm_claim_cannot_tell_within_seed_noise():
 def test_critics_that_do_not_separate_are_not_compared():
     frame = critics_frame([2.0, 2.2, 1.9], [1.0, 1.05, 0.98], accuracy=0.5)
     assert verdict_of(frame, "hinge-qinf-hinge has larger L1") is Verdict.NOT_COMPARABLE
+
+
+def test_margins_along_training_are_summarised_and_judged_per_iteration():
+    early = critics_frame([1.0, 1.05, 0.98], [2.0, 2.2, 1.9]).assign(iteration=500, fdd_at_iteration=80.0)
+    late = critics_frame([2.0, 2.2, 1.9], [1.0, 1.05, 0.98]).assign(iteration=10_000, fdd_at_iteration=12.0)
+    critics = pd.concat([late, early], ignore_index=True)
+    summary = report.along_training(critics)
+    row = summary[(summary["cell"] == "hinge-qinf-hinge") & (summary["iteration"] == 500)].iloc[0]
+    assert row["seeds"] == 3 and row["margin"] == pytest.approx(np.mean([1.0, 1.05, 0.98]))
+    assert row["margin CI low"] < row["margin"] < row["margin CI high"] and row["FDD"] == 80.0
+    judged = report.dual_norm_along_training(critics)
+    claim = judged[judged["claim"].str.startswith("hinge-qinf-hinge has larger L1")]
+    assert list(claim["iteration"]) == [500, 10_000]
+    assert list(claim["verdict"]) == [Verdict.DOES_NOT_HOLD, Verdict.HOLDS]
 
 
 def test_fdd_correlation_verdicts():
