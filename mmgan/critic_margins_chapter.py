@@ -19,6 +19,7 @@ import pandas as pd
 from mmgan import critic_margins as cm
 from mmgan import critic_margins_report as report
 from mmgan.registry import check_choice, check_int
+from mmgan.verdicts import Verdict
 from mmgan.results import results_root as find_results_root
 
 ORDER_NAMES = {1.0: "L1", 2.0: "L2", math.inf: "L∞"}
@@ -148,6 +149,28 @@ class CriticMarginsPage:
                                                            frame["ratio CI high"])],
                              "verdict": frame["verdict"].map(str)}).set_index(["claim", "iteration"])
 
+    @cached_property
+    def training_growth(self) -> pd.DataFrame:
+        """Do margins grow from the first to the last measured iteration (:func:`report.margin_growth`)?"""
+        return pd.DataFrame() if self.training is None else report.margin_growth(self.training)
+
+    def growth_sentence(self) -> str:
+        """Per order, the geometric-mean margin ratio last/first iteration with its interval and verdict."""
+        frame = self.training_growth
+        words = {Verdict.HOLDS: "they grow", Verdict.DOES_NOT_HOLD: "they shrink",
+                 Verdict.CANNOT_TELL: "cannot tell at this noise", Verdict.NOT_COMPARABLE: "not comparable"}
+        parts = []
+        for row in frame.to_dict("records"):
+            order = ORDER_NAMES[row['p']] + (f" ({row['threshold']})" if frame["threshold"].nunique() > 1 else "")
+            if row["critics"] >= 3:
+                parts.append(f"{order}: {row['ratio']:.2f}× [{row['ratio CI low']:.2f}, {row['ratio CI high']:.2f}] "
+                             f"over {row['critics']} of {row['of']} critics, {words[row['verdict']]}")
+            else:
+                parts.append(f"{order}: only {row['critics']} of {row['of']} critics pass the gate at both "
+                             f"iterations, {words[row['verdict']]}")
+        first, last = int(frame["from"].iloc[0]), int(frame["to"].iloc[0])
+        return f"from iteration {first:,} to {last:,}, " + "; ".join(parts)
+
     def correlation_sentence(self, rule: str) -> str:
         """The L¹ margin–FDD correlation at one threshold rule, as the chapter states it."""
         row = self.correlations.set_index(["threshold", "p"]).loc[(rule, 1.0)]
@@ -177,10 +200,11 @@ class CriticMarginsPage:
             values.update(cm_training_iterations=", ".join(f"{i:,}" for i in iterations),
                           cm_training_images=int(self.training_meta["images"]),
                           cm_training_minutes=self.training_meta["seconds"] / 60,
-                          cm_training_verdicts=self.training_verdicts())
+                          cm_training_verdicts=self.training_verdicts(), cm_training_growth=self.growth_sentence())
         else:
             values.update(cm_training_iterations="—", cm_training_images=0, cm_training_minutes=0.0,
-                          cm_training_verdicts=f"not measured for Table {self.table}")
+                          cm_training_verdicts=f"not measured for Table {self.table}",
+                          cm_training_growth=f"not measured for Table {self.table}")
         for rule in ("zero", "midpoint"):
             chosen = comparisons[comparisons["threshold"] == rule]
             values[f"cm_dual_{rule}"] = "; ".join(

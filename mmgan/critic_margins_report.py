@@ -20,6 +20,9 @@ The rules the chapter states:
   the final FDD, with a bootstrap 95% interval over those critics: *holds* when the
   interval lies below 0 (larger margin, lower FDD), *does not hold* when above 0; *not
   comparable* when fewer than 3 critics pass the gate.
+* **Growth along training**: per order p, over the critics that pass the gate at both
+  iterations, the 95% t interval of log(margin late / margin early): margins *grow*
+  (holds) when it lies above 0, *shrink* (does not hold) below 0.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from mmgan.gan_chapter import LEARNT_FACTOR
-from mmgan.verdicts import Verdict, interval_verdict, paired_t_interval
+from mmgan.verdicts import Interval, Verdict, interval_verdict, paired_t_interval
 
 SEPARATION_BAR = 0.6
 #: p = dual(q) for the gradient norms of the GAN tables (smax, a smooth maximum, is left out).
@@ -96,6 +99,38 @@ def dual_norm_along_training(critics: pd.DataFrame) -> pd.DataFrame:
     frames = [dual_norm_comparisons(group).assign(iteration=int(iteration))
               for iteration, group in critics.groupby("iteration", sort=True)]
     return pd.concat(frames, ignore_index=True)
+
+
+def margin_growth(critics: pd.DataFrame, first: int | None = None, last: int | None = None) -> pd.DataFrame:
+    """Do margins grow along training? Per threshold rule and order p, over the critics (cell, seed)
+    that pass the sanity gate at both iterations (default: the first and last measured), the 95% t
+    interval of log(margin at ``last`` / margin at ``first``), shown as a ratio: *holds* (they grow)
+    when it lies above 1, *does not hold* (they shrink) below 1, *not comparable* with fewer than 3
+    critics."""
+    iterations = sorted(critics["iteration"].unique())
+    first, last = iterations[0] if first is None else first, iterations[-1] if last is None else last
+    for name, value in (("first", first), ("last", last)):
+        if value not in iterations:
+            raise ValueError(f"{name}={value} is not a measured iteration; valid: {[int(i) for i in iterations]}")
+    keys = ["threshold_rule", "p", "cell", "seed"]
+    start = critics[critics["iteration"] == first].set_index(keys)
+    end = critics[critics["iteration"] == last].set_index(keys)
+    both = start.index.intersection(end.index)
+    start, end = start.loc[both], end.loc[both]
+    paired = pd.DataFrame({"log_ratio": np.log(end["margin"] / start["margin"]),
+                           "gate": start["separates"] & end["separates"] & end["learnt"]}, index=both)
+    rows = []
+    for (rule, p), group in paired.groupby(level=["threshold_rule", "p"], sort=True):
+        chosen = group.loc[group["gate"], "log_ratio"]
+        if len(chosen) < 3:
+            interval, verdict = Interval(math.nan, math.nan, math.nan, len(chosen)), Verdict.NOT_COMPARABLE
+        else:
+            interval = paired_t_interval(chosen).map(math.exp)
+            verdict = interval_verdict(interval, 1.0)
+        rows.append({"threshold": rule, "p": p, "from": int(first), "to": int(last), "critics": len(chosen),
+                     "of": len(group), "ratio": interval.mean, "ratio CI low": interval.lower,
+                     "ratio CI high": interval.upper, "verdict": verdict})
+    return pd.DataFrame(rows)
 
 
 def _comparable(critics: pd.DataFrame) -> bool:

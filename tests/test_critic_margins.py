@@ -203,6 +203,35 @@ def test_margins_along_training_are_summarised_and_judged_per_iteration():
     assert list(claim["verdict"]) == [Verdict.DOES_NOT_HOLD, Verdict.HOLDS]
 
 
+def along(early, late, early_accuracy=0.9):
+    """Two measured iterations of the two cells of :func:`critics_frame`."""
+    return pd.concat([critics_frame(*early, accuracy=early_accuracy).assign(iteration=500, fdd_at_iteration=80.0),
+                      critics_frame(*late).assign(iteration=10_000, fdd_at_iteration=12.0)], ignore_index=True)
+
+
+def test_margins_that_grow_in_every_critic_are_judged_to_grow():
+    grown = report.margin_growth(along(([1.0, 1.1, 0.9], [2.0, 2.2, 1.8]), ([2.0, 2.3, 1.9], [4.1, 4.3, 3.7])))
+    row = grown.iloc[0]
+    assert (row["from"], row["to"], row["critics"], row["of"]) == (500, 10_000, 6, 6)
+    assert row["ratio CI low"] < row["ratio"] < row["ratio CI high"] and row["ratio"] == pytest.approx(2.0, rel=0.05)
+    assert row["verdict"] is Verdict.HOLDS
+
+
+def test_margins_that_shrink_or_scatter_are_judged_so():
+    shrunk = report.margin_growth(along(([2.0, 2.3, 1.9], [4.1, 4.3, 3.7]), ([1.0, 1.1, 0.9], [2.0, 2.2, 1.8])))
+    assert shrunk["verdict"].iloc[0] is Verdict.DOES_NOT_HOLD
+    mixed = report.margin_growth(along(([1.0, 2.0, 1.0], [2.0, 1.0, 2.0]), ([2.0, 1.0, 2.0], [1.0, 2.0, 1.0])))
+    assert mixed["verdict"].iloc[0] is Verdict.CANNOT_TELL
+
+
+def test_margin_growth_leaves_out_critics_that_did_not_separate_early():
+    grown = report.margin_growth(along(([1.0, 1.1, 0.9], [2.0, 2.2, 1.8]), ([2.0, 2.3, 1.9], [4.1, 4.3, 3.7]),
+                                       early_accuracy=0.5))
+    assert grown["critics"].iloc[0] == 0 and grown["verdict"].iloc[0] is Verdict.NOT_COMPARABLE
+    with pytest.raises(ValueError, match="first=700 is not a measured iteration; valid: \\[500, 10000\\]"):
+        report.margin_growth(along(([1.0], [1.0]), ([1.0], [1.0])), first=700)
+
+
 def test_fdd_correlation_verdicts():
     frame = critics_frame([3.0, 3.1, 3.2], [1.0, 1.1, 1.2])
     frame["final_fdd"] = 50 - 10 * frame["margin"]  # larger margin, lower FDD
@@ -277,6 +306,9 @@ def test_the_status_row_matches_the_committed_verdicts():
     row = reproduction_status().set_index("chapter").loc["critic_margins"]
     assert (row["status"] == "contradicted") == (l1 is Verdict.DOES_NOT_HOLD)
     assert "(does not hold)" in row["note"] and l2 is Verdict.HOLDS and fdd is Verdict.CANNOT_TELL
+    along, _ = cm.load_measurements("3", kind=cm.ALONG_TRAINING)
+    growth = report.margin_growth(report.per_critic(along))
+    assert "shrink" in row["note"] and (growth["verdict"] == Verdict.DOES_NOT_HOLD).all()
 
 
 def test_vectorised_rank_correlation_equals_scipy():
