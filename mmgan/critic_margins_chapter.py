@@ -19,8 +19,8 @@ import pandas as pd
 from mmgan import critic_margins as cm
 from mmgan import critic_margins_report as report
 from mmgan.registry import check_choice, check_int
-from mmgan.verdicts import Verdict
 from mmgan.results import results_root as find_results_root
+from mmgan.verdicts import Verdict
 
 ORDER_NAMES = {1.0: "L1", 2.0: "L2", math.inf: "L∞"}
 
