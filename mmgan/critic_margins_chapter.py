@@ -71,8 +71,22 @@ class CriticMarginsPage:
                          "FMN shorter": shorter.mean(),
                          "excess": float(excess.median() - 1) if shorter.any() else math.nan,
                          "bracket": float((group["margin"] / group["lower"]).median()),
+                         "certified bracket": (float((group["margin"] / group["certified"]).median())
+                                               if "certified" in group else math.nan),
+                         "certified below": (float((group["certified"] <= group["margin"]).mean())
+                                             if "certified" in group else math.nan),
                          "taylor": float((group["taylor"] / group["margin"]).median())})
         return pd.DataFrame(rows).set_index("order")
+
+    def certified_ratio(self, rule: str) -> str:
+        """Best upper bound / CROWN certificate at one threshold rule: the range over orders of the median over
+        images, e.g. '1.4–5.5'."""
+        frame = report.with_best_upper(self.measurements)
+        if "certified" not in frame:
+            return "not measured"
+        frame = frame[frame["threshold_rule"] == rule]
+        ratio = (frame["margin"] / frame["certified"]).groupby(frame["p"]).median()
+        return f"{ratio.min():.1f}–{ratio.max():.1f}"
 
     def bracket_table(self) -> pd.DataFrame:
         """:meth:`bracket_numbers` for reading: shares in percent, '—' where a figure does not apply."""
@@ -84,7 +98,9 @@ class CriticMarginsPage:
             "FMN shorter than the estimator": numbers["FMN shorter"].map("{:.0%}".format),
             "estimator excess where FMN is shorter (median)": numbers["excess"].map(
                 lambda v: "—" if math.isnan(v) else f"{v:.1%}"),
-            "best upper / certified lower (median)": numbers["bracket"].map("{:,.0f}×".format),
+            "best upper / Lipschitz lower (median)": numbers["bracket"].map("{:,.0f}×".format),
+            "best upper / CROWN lower (median)": numbers["certified bracket"].map(
+                lambda v: "not measured" if math.isnan(v) else f"{v:.2f}×"),
             "Taylor / best upper (median)": numbers["taylor"].map("{:.2f}".format),
         })
 
@@ -192,6 +208,9 @@ class CriticMarginsPage:
             "cm_fmn_shorter_l2": float(brackets.loc["L2", "FMN shorter"]),
             "cm_excess_l1": float(brackets.loc["L1", "excess"]),
             "cm_bracket_ratio_min": float(brackets["bracket"].min()),
+            "cm_certified_ratio_midpoint": self.certified_ratio("midpoint"),
+            "cm_certified_ratio_zero": self.certified_ratio("zero"),
+            "cm_certified_below": float(brackets["certified below"].min()),
             "cm_sign_checked": float(self.measurements["sign_change"].mean()),
             "cm_check_critics": 0 if self.check is None else len(self.check[["cell", "seed"]].drop_duplicates()),
         }
@@ -200,11 +219,13 @@ class CriticMarginsPage:
             values.update(cm_training_iterations=", ".join(f"{i:,}" for i in iterations),
                           cm_training_images=int(self.training_meta["images"]),
                           cm_training_minutes=self.training_meta["seconds"] / 60,
-                          cm_training_verdicts=self.training_verdicts(), cm_training_growth=self.growth_sentence())
+                          cm_training_verdicts=self.training_verdicts(), cm_training_growth=self.growth_sentence(),
+                          cm_training_certified=self.training_certified())
         else:
             values.update(cm_training_iterations="—", cm_training_images=0, cm_training_minutes=0.0,
                           cm_training_verdicts=f"not measured for Table {self.table}",
-                          cm_training_growth=f"not measured for Table {self.table}")
+                          cm_training_growth=f"not measured for Table {self.table}",
+                          cm_training_certified="not measured")
         for rule in ("zero", "midpoint"):
             chosen = comparisons[comparisons["threshold"] == rule]
             values[f"cm_dual_{rule}"] = "; ".join(
@@ -215,6 +236,14 @@ class CriticMarginsPage:
             at_rule = self.critics[self.critics["threshold_rule"] == rule]
             values[f"cm_accuracy_{rule}"] = f"{at_rule['accuracy'].min():.2f}–{at_rule['accuracy'].max():.2f}"
         return values
+
+    def training_certified(self) -> str:
+        """Per order, the median over the critics along training of mean best upper bound / mean CROWN certificate."""
+        frame = self.training
+        if "certified" not in frame:
+            return "not measured"
+        ratio = (frame["margin"] / frame["certified"]).groupby(frame["p"]).median()
+        return ", ".join(f"{ORDER_NAMES[p]} {value:.1f}×" for p, value in ratio.items())
 
     def training_verdicts(self) -> str:
         """Per dual-norm claim, its verdicts along training in iteration order (one sentence)."""
@@ -232,8 +261,8 @@ class CriticMarginsPage:
         if self.check is None:
             return "No pipeline check was run (check_runs = 0)."
         shown = self.check.groupby(["cell", "seed", "threshold_rule", "p"], sort=False)[
-            ["upper", "fmn", "lower", "taylor"]].mean()
-        shown.columns = ["estimator", "FMN", "certified lower", "Taylor"]
+            ["upper", "fmn", "certified", "lower", "taylor"]].mean()
+        shown.columns = ["estimator", "FMN", "CROWN lower", "Lipschitz lower", "Taylor"]
         return shown
 
 

@@ -57,13 +57,16 @@ def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
     frame["q"] = frame["q"].astype(str)
     frame["correct"] = np.where(frame["image"] == "real", frame["score"] > frame["threshold"],
                                 frame["score"] < frame["threshold"])
-    along = {"fdd_at_iteration": ("fdd_at_iteration", "first")} if "iteration" in frame else {}
+    along = "iteration" in frame
+    extra = {"fdd_at_iteration": ("fdd_at_iteration", "first")} if along else {}
+    if "certified" in frame:
+        extra["certified"] = ("certified", "mean")
     grouped = frame.groupby(KEYS + (["iteration"] if along else []), sort=False)
     out = grouped.agg(margin=("margin", "mean"), estimator=("upper", "mean"), fmn=("fmn", "mean"),
                       lower=("lower", "mean"), taylor=("taylor", "mean"), accuracy=("correct", "mean"),
                       fmn_shorter_share=("fmn_shorter", "mean"), sign_change_share=("sign_change", "mean"),
                       converged_share=("converged", "mean"), final_fdd=("final_fdd", "first"),
-                      lowest_fdd=("lowest_fdd", "first"), first_fdd=("first_fdd", "first"), **along).reset_index()
+                      lowest_fdd=("lowest_fdd", "first"), first_fdd=("first_fdd", "first"), **extra).reset_index()
     out["learnt"] = out["lowest_fdd"] * LEARNT_FACTOR <= out["first_fdd"]
     out["separates"] = out["accuracy"] >= SEPARATION_BAR
     return out

@@ -121,6 +121,14 @@ def test_a_finished_run_is_measured_end_to_end(smoke_run):
     assert len(frame) == 2 * 3 * 4  # thresholds × orders × images
     assert frame["sign_change"].all() and (frame["lower"] <= frame["upper"]).all()
     assert np.isfinite(frame["final_fdd"]).all() and frame["fmn"].notna().all()
+    best_upper = np.minimum(frame["upper"], frame["fmn"])
+    assert (frame["certified"] > 0).all() and (frame["certified"] <= best_upper).all()
+    run = cm.load_run(smoke_run)
+    reals, fakes = cm.measurement_images(run, 2)
+    rows = frame[frame["threshold_rule"] == "midpoint"].reset_index(drop=True)
+    assert np.array_equal(cm.certify_rows(run.critic, torch.cat([reals, fakes]), rows), rows["certified"])
+    with pytest.raises(ValueError, match="not those measured"):
+        cm.certify_rows(run.critic, torch.cat([fakes, reals]), rows)
 
 
 def test_a_snapshot_along_training_is_measured_with_the_fdd_of_its_iteration(smoke_run):
