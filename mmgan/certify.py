@@ -97,12 +97,11 @@ def _affine(layer: nn.Conv2d | nn.Linear, shape: tuple[int, ...]) -> Affine:
         if layer.groups != 1 or layer.dilation != (1, 1) or not isinstance(layer.padding, tuple):
             raise TypeError("only convolutions without groups, dilation or string padding are certified")
         stride, padding = layer.stride, layer.padding
-        out_shape = tuple(nn.functional.conv2d(torch.zeros(1, *shape, dtype=torch.float64), weight, None, stride,
-                                               padding).shape[1:])
+        out_shape = tuple(nn.functional.conv2d(weight.new_zeros(1, *shape), weight, None, stride, padding).shape[1:])
     units = math.prod(out_shape)
-    bias = (torch.zeros(units, dtype=torch.float64) if layer.bias is None else
+    bias = (weight.new_zeros(units) if layer.bias is None else
             layer.bias.detach().double().repeat_interleave(units // layer.bias.numel()))
-    return Affine(weight, tuple(shape), out_shape, torch.ones(units, dtype=torch.float64), bias, stride, padding)
+    return Affine(weight, tuple(shape), out_shape, weight.new_ones(units), bias, stride, padding)
 
 
 def dense_layers(critic: nn.Sequential, input_shape: tuple[int, ...]) -> list[Affine | LeakyReLU]:
@@ -159,7 +158,7 @@ def _backward(steps: list[Affine | LeakyReLU], coefficients: torch.Tensor, relax
     ``relaxations[k]``: the lines of the k-th activation of ``steps`` for every image.
     Returns (B, m).
     """
-    offset = torch.zeros(1, coefficients.shape[1], dtype=torch.float64)
+    offset = coefficients.new_zeros(1, coefficients.shape[1])
     activation = len(relaxations) - 1
     for step in reversed(steps):
         if isinstance(step, Affine):
@@ -180,7 +179,7 @@ def _both_bounds(steps: list[Affine | LeakyReLU], relaxations: list, x0: torch.T
                  q: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Lower and upper bounds, (B, units) each, of every output unit of ``steps[-1]``."""
     units = math.prod(steps[-1].out_shape)
-    eye = torch.eye(units, dtype=torch.float64)
+    eye = torch.eye(units, dtype=torch.float64, device=x0.device)
     bounds = _backward(steps, torch.cat([eye, -eye])[None], relaxations, x0, radius, q)
     return bounds[:, :units], -bounds[:, units:]
 
@@ -216,7 +215,7 @@ def certified_radius(critic: nn.Sequential, x: torch.Tensor, threshold: float, p
     layers = dense_layers(critic, tuple(x.shape[1:]))
     with torch.no_grad():
         score = critic(x).double().flatten() - threshold
-    x0, upper = x.detach().double().flatten(1), upper.detach().double()
+    x0, upper = x.detach().double().flatten(1), upper.detach().double().to(x.device)
     radii = []
     for start in range(0, x0.shape[0], chunk):
         part = slice(start, start + chunk)

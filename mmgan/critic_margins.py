@@ -306,7 +306,7 @@ def certify_rows(critic: nn.Sequential, x: torch.Tensor, rows: pd.DataFrame,
     """The ``certified`` column for one critic's measured rows (images ``x`` in the order measured: per threshold
     and order p, reals then fakes), below each row's best upper bound (estimator or FMN)."""
     with torch.no_grad():
-        scores = critic(x.to(parameter_dtype(critic))).double().flatten().numpy()
+        scores = critic(x.to(parameter_dtype(critic))).double().flatten().cpu().numpy()
     certified = np.full(len(rows), np.nan)
     for (_, p), group in rows.groupby(["threshold", "p"], sort=False):
         at = rows.index.get_indexer(group.index)
@@ -314,7 +314,7 @@ def certify_rows(critic: nn.Sequential, x: torch.Tensor, rows: pd.DataFrame,
             raise ValueError("the images to certify are not those measured: their critic scores differ")
         upper = np.minimum(group["upper"].to_numpy(), group["fmn"].fillna(np.inf).to_numpy())
         certified[at] = certified_radius(critic, x, float(group["threshold"].iloc[0]), float(p),
-                                         torch.from_numpy(upper), steps).numpy()
+                                         torch.from_numpy(upper), steps).cpu().numpy()
     return certified
 
 
