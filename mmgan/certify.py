@@ -12,12 +12,12 @@ where the extreme of a linear function a·x + c over B_p(x₀, ε) is a·x₀ + 
 the dual of p (Hölder). Pre-activation intervals of each layer come from the same
 backward pass started at that layer.
 
-The critic (eval mode) is first unrolled into dense layers (:func:`dense_layers`):
-convolutions and linear maps as matrices, eval-mode BatchNorm folded into the affine map
-before it, (leaky) ReLUs between them. :func:`certified_radius` then bisects on ε: the
-largest ε at which the bounds exclude t is a certified margin. The bounds of all images are
-computed at once, in float64 (the arithmetic's rounding is far below the bisection's
-resolution).
+The critic (eval mode) is first written as a sequence of steps (:func:`affine_steps`):
+affine maps (a convolution, applied and transposed as a convolution, or a matrix; eval-mode
+BatchNorm folded into the map before it) with (leaky) ReLUs between them.
+:func:`certified_radius` then bisects on ε: the largest ε at which the bounds exclude t is a
+certified margin. The bounds of all images are computed at once, in float64 (the
+arithmetic's rounding is far below the bisection's resolution).
 
 An auto_LiRPA release compatible with this project's pinned torch does not exist on the
 package index (its 0.3 requires torch < 1.13), hence this small implementation for
@@ -104,7 +104,7 @@ def _affine(layer: nn.Conv2d | nn.Linear, shape: tuple[int, ...]) -> Affine:
     return Affine(weight, tuple(shape), out_shape, weight.new_ones(units), bias, stride, padding)
 
 
-def dense_layers(critic: nn.Sequential, input_shape: tuple[int, ...]) -> list[Affine | LeakyReLU]:
+def affine_steps(critic: nn.Sequential, input_shape: tuple[int, ...]) -> list[Affine | LeakyReLU]:
     """The critic as :class:`Affine` maps and :class:`LeakyReLU` steps on flattened activations, ending with an
     affine map to one output; eval-mode BatchNorm is folded into the map before it, flattening is implicit."""
     if critic.training:
@@ -212,7 +212,7 @@ def certified_radius(critic: nn.Sequential, x: torch.Tensor, threshold: float, p
     check_choice(p, MARGIN_ORDERS, "p")
     check_int(steps, "steps", minimum=1)
     check_int(chunk, "chunk", minimum=1)
-    layers = dense_layers(critic, tuple(x.shape[1:]))
+    layers = affine_steps(critic, tuple(x.shape[1:]))
     with torch.no_grad():
         score = critic(x).double().flatten() - threshold
     x0, upper = x.detach().double().flatten(1), upper.detach().double().to(x.device)

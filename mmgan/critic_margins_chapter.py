@@ -63,7 +63,9 @@ class CriticMarginsPage:
     def bracket_numbers(self) -> pd.DataFrame:
         """Per order: how the three bounds relate, over every measured image of every critic (numbers)."""
         rows = []
-        for p, group in report.with_best_upper(self.measurements).groupby("p", sort=False):
+        measured = report.with_best_upper(self.measurements)
+        gap = report.certificate_gap(measured) if "certified" in measured else pd.Series(dtype=float)
+        for p, group in measured.groupby("p", sort=False):
             shorter = group["fmn_shorter"]
             excess = (group["upper"] / group["fmn"])[shorter]
             rows.append({"order": ORDER_NAMES[p], "measurements": len(group),
@@ -71,8 +73,7 @@ class CriticMarginsPage:
                          "FMN shorter": shorter.mean(),
                          "excess": float(excess.median() - 1) if shorter.any() else math.nan,
                          "bracket": float((group["margin"] / group["lower"]).median()),
-                         "certified bracket": (float((group["margin"] / group["certified"]).median())
-                                               if "certified" in group else math.nan),
+                         "certified bracket": float(gap.get(p, math.nan)),
                          "certified below": (float((group["certified"] <= group["margin"]).mean())
                                              if "certified" in group else math.nan),
                          "taylor": float((group["taylor"] / group["margin"]).median())})
@@ -84,9 +85,8 @@ class CriticMarginsPage:
         frame = report.with_best_upper(self.measurements)
         if "certified" not in frame:
             return "not measured"
-        frame = frame[frame["threshold_rule"] == rule]
-        ratio = (frame["margin"] / frame["certified"]).groupby(frame["p"]).median()
-        return f"{ratio.min():.1f}–{ratio.max():.1f}"
+        gap = report.certificate_gap(frame[frame["threshold_rule"] == rule])
+        return f"{gap.min():.1f}–{gap.max():.1f}"
 
     def bracket_table(self) -> pd.DataFrame:
         """:meth:`bracket_numbers` for reading: shares in percent, '—' where a figure does not apply."""
@@ -242,8 +242,7 @@ class CriticMarginsPage:
         frame = self.training
         if "certified" not in frame:
             return "not measured"
-        ratio = (frame["margin"] / frame["certified"]).groupby(frame["p"]).median()
-        return ", ".join(f"{ORDER_NAMES[p]} {value:.1f}×" for p, value in ratio.items())
+        return ", ".join(f"{ORDER_NAMES[p]} {value:.1f}×" for p, value in report.certificate_gap(frame).items())
 
     def training_verdicts(self) -> str:
         """Per dual-norm claim, its verdicts along training in iteration order (one sentence)."""

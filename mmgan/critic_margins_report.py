@@ -50,6 +50,12 @@ def with_best_upper(measurements: pd.DataFrame) -> pd.DataFrame:
                                fmn_shorter=fmn < measurements["upper"] * (1 - 1e-3))
 
 
+def certificate_gap(frame: pd.DataFrame) -> pd.Series:
+    """Per order p, the median over rows (images or critics) of ``margin`` / ``certified``: how many times the
+    best upper bound lies above the CROWN certificate (1 would be a tight bracket)."""
+    return (frame["margin"] / frame["certified"]).groupby(frame["p"]).median()
+
+
 def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
     """One row per (critic, threshold rule, order p), and iteration where measured along training:
     margins, brackets, sanity measures."""

@@ -27,7 +27,7 @@ def gan_like_critic(seed=0):
     return critic.eval()
 
 
-def dense_forward(steps, x):
+def steps_forward(steps, x):
     """The critic computed from its unrolled steps."""
     z = x.double().flatten(1)
     for step in steps:
@@ -55,31 +55,31 @@ def points_in_ball(x, radius, p, n, generator):
     return x.double() + delta
 
 
-def test_dense_layers_compute_the_critic():
+def test_affine_steps_compute_the_critic():
     critic = gan_like_critic()
     x = torch.randn(5, 1, 8, 8)
     with torch.no_grad():
         expected = critic(x).double()
-    assert torch.allclose(dense_forward(certify.dense_layers(critic, (1, 8, 8)), x), expected, atol=1e-6)
+    assert torch.allclose(steps_forward(certify.affine_steps(critic, (1, 8, 8)), x), expected, atol=1e-6)
     with pytest.raises(ValueError, match="eval mode"):
-        certify.dense_layers(critic.train(), (1, 8, 8))
+        certify.affine_steps(critic.train(), (1, 8, 8))
     with pytest.raises(TypeError, match="cannot certify a Tanh layer"):
-        certify.dense_layers(nn.Sequential(nn.Flatten(), nn.Linear(4, 1), nn.Tanh()).eval(), (4,))
+        certify.affine_steps(nn.Sequential(nn.Flatten(), nn.Linear(4, 1), nn.Tanh()).eval(), (4,))
 
 
 @pytest.mark.parametrize("p", MARGIN_ORDERS)
 def test_output_bounds_contain_the_critic_on_the_whole_ball(p):
     critic = gan_like_critic(1)
-    steps = certify.dense_layers(critic, (1, 8, 8))
+    steps = certify.affine_steps(critic, (1, 8, 8))
     x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
     radius = torch.tensor([0.0, 0.3, 2.0], dtype=torch.float64) * (8.0 if p == 1.0 else 1.0)
     low, high = certify.output_bounds(steps, x.flatten(1), radius, p)
-    centre = dense_forward(steps, x)
+    centre = steps_forward(steps, x)
     assert torch.allclose(low[0], centre[0]) and torch.allclose(high[0], centre[0])  # radius 0: exact
     generator = torch.Generator().manual_seed(0)
     for i in (1, 2):
         inside = points_in_ball(x[i:i + 1], float(radius[i]), p, 2000, generator).reshape(-1, 1, 8, 8)
-        values = dense_forward(steps, inside)
+        values = steps_forward(steps, inside)
         assert float(values.min()) >= float(low[i]) - 1e-9 and float(values.max()) <= float(high[i]) + 1e-9
         assert float(low[i]) < float(centre[i]) < float(high[i])
 
@@ -124,7 +124,7 @@ def test_certified_radius_brackets_the_margin_of_a_gan_like_critic(p):
 
 def test_affine_transpose_is_the_jacobian_transpose():
     critic = gan_like_critic(4)
-    for step in certify.dense_layers(critic, (1, 8, 8)):
+    for step in certify.affine_steps(critic, (1, 8, 8)):
         if isinstance(step, certify.Affine):
             units = math.prod(step.in_shape)
             jacobian = torch.autograd.functional.jacobian(

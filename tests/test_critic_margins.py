@@ -240,6 +240,13 @@ def test_margin_growth_leaves_out_critics_that_did_not_separate_early():
         report.margin_growth(along(([1.0], [1.0]), ([1.0], [1.0])), first=700)
 
 
+def test_certificate_gap_is_the_median_ratio_per_order():
+    frame = pd.DataFrame({"p": [1.0, 1.0, 1.0, math.inf], "margin": [2.0, 3.0, 10.0, 1.0],
+                          "certified": [1.0, 1.0, 1.0, 0.5]})
+    gap = report.certificate_gap(frame)
+    assert gap[1.0] == 3.0 and gap[math.inf] == 2.0
+
+
 def test_fdd_correlation_verdicts():
     frame = critics_frame([3.0, 3.1, 3.2], [1.0, 1.1, 1.2])
     frame["final_fdd"] = 50 - 10 * frame["margin"]  # larger margin, lower FDD
