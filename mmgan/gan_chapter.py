@@ -4,21 +4,25 @@ A table chapter is its papermill parameters, ``page = chapter(TABLE, **parameter
 prose. The page has two parts:
 
 * the **committed CPU study** of the table (preset ``cpu``, listed in
-  :data:`mmgan.gan_tables.STUDIES`), loaded from ``results/gan/`` without retraining: the
-  comparison with the paper, ranks, the three claims with paired-seed verdicts
-  (:func:`mmgan.gan_report.claims`), curves, whether the runs learnt and levelled off, and the
-  protocol table. A table without a committed study says so and gives the command that makes one.
+  :data:`mmgan.gan_tables.STUDIES`, with the runs of other studies that its comparisons need,
+  :data:`mmgan.gan_tables.COMPANIONS`), loaded from ``results/gan/`` without retraining: first the
+  paper's propositions judged by the pooled rule of :mod:`mmgan.propositions` (ratio, interval,
+  verdict, beside the paper's own direction), then the comparison with the paper's table, curves,
+  whether the runs learnt and levelled off, and the protocol table. A table without a committed
+  study says so and gives the command that makes one.
 * **this run**: the runs the chapter's own parameters ask for. At the default ``smoke`` preset
   that is a pipeline check (seconds on a CPU) shown without verdicts and without curves; at
-  ``cpu`` or ``paper`` it is the rerun the reader asked for, with its claims.
+  ``cpu`` or ``paper`` it is the rerun the reader asked for, judged by the same rule and gates.
 
-Gate: a study's verdicts are shown only if every run *learnt*, i.e. its best metric is at least
-:data:`LEARNT_FACTOR` times lower than its first evaluation; otherwise every claim is
-``not comparable``.
+Gates (:func:`verdict_gate`): no verdict word is shown for runs that cannot carry one, i.e. a
+preset that only checks the pipeline, fewer than two metric evaluations per run, a single seed, or
+a run that did not *learn* (its best metric less than :data:`LEARNT_FACTOR` times below its first
+evaluation); every proposition is then ``not comparable``, with the reason.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +32,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mmgan import gan_report, gan_tables, paper, plots, protocol
+from mmgan import gan_report, gan_tables, paper, plots, propositions, protocol
 from mmgan.gan_config import GANConfig
 from mmgan.norms import order_text
 from mmgan.registry import lookup
@@ -37,32 +41,50 @@ from mmgan.verdicts import Verdict
 
 #: A run has learnt when its best metric is at least this many times lower than its first evaluation.
 LEARNT_FACTOR = 2.0
-#: The share of training whose improvement tells whether a run had levelled off (gan_report.late_improvement).
-TAIL = 0.25
-#: A run has levelled off when its last quarter improved its best metric by less than this share.
+#: A run has levelled off when its metric fell by less than this share in the last quarter of training
+#: (smoothed, :func:`mmgan.gan_report.learning`).
 LEVELLED = 0.10
+#: The statistic the verdicts are drawn from (:data:`mmgan.gan_report.STATISTICS`); the others are shown beside.
+PRIMARY = "end"
 ARCH_NAMES = {"dcgan": "DCGAN", "standard_cnn": "standard CNN"}
 STUDY_CAPTIONS: dict[str, str | None] = {
+    "propositions": None,  # the chapter introduces it in its own words
     "tables": "Cell means ± standard deviation over seeds beside the paper's FIDs, with the rank of each within "
               "its table (`mmgan.gan_report.side_by_side`):",
-    "claims": "The paper's three claims in the paper's table and in the study (rule above):",
-    "comparisons": "Every comparison behind the claims: the mean gain (other − better, in the study's metric) "
-                   "and its 95% paired-t interval over seeds:",
+    "pairs": "Every matched pair behind the propositions on its own (ratio other / better of the end-of-training "
+             "metric over seeds, with its uncorrected 95% t interval): how much the pairs agree. The verdicts come "
+             "from the pooled ratio above, not from these.",
     # the curves are a captioned figure in the chapter (cell metadata): a second output would repeat its label
     "curves": None,
-    "levelling": "Has training levelled off? Per cell, mean over seeds of the first and best metric and the "
-                 "improvement of the best metric within the last quarter of training "
-                 "(`mmgan.gan_report.late_improvement`; near 0: levelled off):",
+    "levelling": "Have the runs learnt and levelled off? Per cell, mean over seeds of the first and best metric and "
+                 "the change of the smoothed metric over the last quarter of training "
+                 "(`mmgan.gan_report.learning`; −0.20: it fell by a further 20%; near 0: levelled off):",
     "protocol": "The study's protocol: each setting as the paper states it, as the released code "
                 "(`Code/GAN.py` with the flags of `Code/experiments.sh`) ran it, and as the study has it "
                 "(`mmgan.protocol.protocol_table`); the rows marked \"no\" are where the study departs from the "
-                "released protocol (scale, metric, and the settings the committed Table 2 study was run with).",
+                "released protocol (scale, metric, and the settings the `cpu` preset keeps).",
 }
+
+
+def verdict_gate(preset: str, evaluations: int, seeds: int, not_learnt: list[str]) -> str | None:
+    """Why no verdict can be drawn from a set of runs (None when one can): the rule of the module docstring."""
+    if preset == "smoke":
+        return "the smoke preset only checks the pipeline"
+    if evaluations < 2:
+        return f"each run has {evaluations} metric evaluation(s); at least 2 are needed to tell whether it learnt"
+    if seeds < 2:
+        return "one seed: no interval over seeds"
+    if not_learnt:
+        return f"{len(not_learnt)} run(s) did not learn (named under the learning gate)"
+    return None
 
 
 @dataclass
 class Run:
-    """A set of finished runs of one table at one preset, with everything a chapter derives from them."""
+    """A set of finished runs of one table at one preset, with everything a chapter derives from them.
+
+    ``companions`` are runs of other committed studies that join this table's comparisons
+    (:data:`mmgan.gan_tables.COMPANIONS`); they take part in the propositions, not in the table."""
 
     table: str
     preset: str
@@ -70,17 +92,19 @@ class Run:
     config: GANConfig
     folder: Path
     stats: tuple[str, ...]
+    companions: pd.DataFrame = field(default_factory=pd.DataFrame)
     curves: pd.DataFrame = field(init=False)
 
     def __post_init__(self) -> None:
-        self.curves = gan_tables.metric_curves(self.results)
+        self.everything = pd.concat([self.results, self.companions], ignore_index=True)
+        self.curves = gan_tables.metric_curves(self.everything)
 
     @property
     def evaluations(self) -> int:
         """Metric evaluations per run (the fewest over runs; 0 without finished runs)."""
         if self.curves.empty:
             return 0
-        return int(self.curves.groupby(["loss", "q", "g", "seed"]).size().min())
+        return int(self.curves.groupby(["loss", "norm", "g", "seed"]).size().min())
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -89,7 +113,7 @@ class Run:
     def scale_text(self) -> str:
         """What was run, in words: data, networks, length, metric, seeds."""
         c = self.config
-        cells = self.results[["loss", "q", "g"]].drop_duplicates().shape[0]
+        cells = self.results[list(propositions.CELL)].drop_duplicates().shape[0]
         seeds = len(self.seeds)
         return (f"{len(self.results)} runs ({cells} cells × {seeds} seed{'s' if seeds > 1 else ''}): "
                 f"{ARCH_NAMES[c.arch]} of width {c.width} at {c.image_size} px on {c.dataset} "
@@ -97,90 +121,128 @@ class Run:
                 f"{c.metric.upper()} of {c.metric_samples:,} samples every {c.metric_every:,} iterations")
 
     def side_by_side(self, stat: str = "final") -> pd.DataFrame:
-        return gan_report.side_by_side(gan_tables.finished(self.results), self.table, stat)
+        finished = gan_tables.finished(self.results)
+        if stat not in finished:
+            finished = finished.merge(self.statistics[[*propositions.CELL, "seed", stat]],
+                                      on=[*propositions.CELL, "seed"])
+        return gan_report.side_by_side(finished, self.table, stat)
 
     def failed(self) -> pd.DataFrame:
-        return self.results[self.results["status"] != "finished"][["loss", "q", "g", "seed", "error"]]
+        return self.everything[self.everything["status"] != "finished"][["loss", "norm", "g", "seed", "error"]]
+
+    @cached_property
+    def learning(self) -> pd.DataFrame:
+        """:func:`mmgan.gan_report.learning` of every finished run (companions included)."""
+        return gan_report.learning(self.curves)
+
+    def not_learnt(self) -> list[str]:
+        """The runs whose best metric is less than :data:`LEARNT_FACTOR` times below their first evaluation."""
+        rows = self.learning[self.learning["first"] / self.learning["best"] < LEARNT_FACTOR]
+        return [f"{propositions.cell_text(r.loss, r.norm, r.g)}, seed {r.seed}" for r in rows.itertuples()]
+
+    def gate(self) -> str | None:
+        """Why these runs cannot carry a verdict (:func:`verdict_gate`), or None."""
+        return verdict_gate(self.preset, self.evaluations, len(self.seeds),
+                            self.not_learnt() if self.evaluations >= 2 else [])
+
+    @cached_property
+    def statistics(self) -> pd.DataFrame:
+        """:func:`mmgan.gan_report.run_statistics` of every finished run (companions included)."""
+        return gan_report.run_statistics(self.everything, self.curves)
+
+    @cached_property
+    def judged(self) -> dict[str, pd.DataFrame]:
+        """Statistic → :func:`mmgan.propositions.judge` of that statistic, every verdict ``not comparable``
+        when :meth:`gate` gives a reason. The primary statistic first, then the table's own statistics."""
+        frames = {}
+        for stat in dict.fromkeys((PRIMARY, *self.stats)):
+            frame = propositions.judge(self.statistics, stat)
+            frames[stat] = frame if self.gate() is None else frame.assign(verdict=Verdict.NOT_COMPARABLE)
+        return frames
+
+    def verdicts(self) -> dict[str, Verdict]:
+        """Proposition → its verdict on the primary statistic."""
+        return dict(self.judged[PRIMARY]["verdict"])
+
+    def paper_ratios(self) -> pd.DataFrame:
+        """The paper's direction of each proposition (:func:`mmgan.propositions.paper_ratios`), from the paper's
+        tables of this table and of its companions."""
+        tables = dict.fromkeys([self.table, *gan_tables.companion_tables(self.table)])
+        cells = pd.concat([gan_report.paper_cells(t, "final") for t in tables], ignore_index=True)
+        return propositions.paper_ratios(cells, self.judged[PRIMARY].index)
+
+    def propositions(self) -> pd.DataFrame:
+        """The propositions table the chapter opens with (:func:`mmgan.gan_report.proposition_table`)."""
+        table = gan_report.proposition_table(self.judged, self.paper_ratios(), PRIMARY, self.config.metric)
+        reason = self.gate()
+        if reason is None:
+            return table
+        numbers = [c for c in table.columns if c not in ("verdict", "seeds × pairs", "left out")
+                   and not c.startswith("paper")]
+        return table.assign(verdict=f"not comparable: {reason}", **{c: "—" for c in numbers})
 
 
 @dataclass
 class Study(Run):
-    """A committed study (preset ``cpu``): adds learning checks, claims and their verdicts."""
+    """A committed study (preset ``cpu``): adds the levelling, the protocol and the summary."""
 
-    late: pd.DataFrame = field(init=False)
-    learnt: bool = field(init=False)
     #: set when the study is another table's runs (:data:`mmgan.gan_tables.STAND_INS`)
     stand_in: gan_tables.StandIn | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.late = gan_report.late_improvement(self.curves, tail=TAIL)
-        self.learnt = bool((self.late["first"] / self.late["best"] >= LEARNT_FACTOR).all())
-
-    def _gated(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``frame`` with every verdict ``not comparable`` when a run did not learn (the gate)."""
-        return frame if self.learnt else frame.assign(verdict=Verdict.NOT_COMPARABLE)
-
-    @cached_property
-    def judged_claims(self) -> pd.DataFrame:
-        """:func:`mmgan.gan_report.claims` of the final metric, gated; verdicts as :class:`Verdict`."""
-        return self._gated(gan_report.claims(gan_tables.finished(self.results), self.table))
-
-    def claims(self) -> pd.DataFrame:
-        """The claims table with its verdicts as text."""
-        return self.judged_claims.assign(verdict=self.judged_claims["verdict"].map(str))
-
-    def verdicts(self) -> dict[str, Verdict]:
-        return dict(self.judged_claims["verdict"])
-
-    def comparisons(self) -> pd.DataFrame:
-        """Every comparison behind the claims (:func:`mmgan.gan_report.comparisons`), gated, verdicts as text."""
-        frame = self._gated(gan_report.comparisons(gan_tables.finished(self.results)))
-        return frame.assign(verdict=frame["verdict"].map(str))
+    @property
+    def learnt(self) -> bool:
+        return not self.not_learnt()
 
     def levelling(self) -> pd.DataFrame:
-        """Per cell (mean over seeds): first and best metric and the improvement within the last quarter."""
-        means = self.late.groupby(["loss", "q", "g"], sort=False)[["first", "best", "late improvement"]].mean()
+        """Per cell (mean over seeds): first and best metric and the smoothed change over the last quarter."""
+        means = self.learning.groupby(list(propositions.CELL), sort=False)[["first", "best", "late change"]].mean()
         metric = self.config.metric.upper()
-        return means.round({"first": 1, "best": 1, "late improvement": 3}).rename(columns={
-            "first": f"first {metric}", "best": f"best {metric}", "late improvement": "late improvement (share)"})
+        return means.round({"first": 1, "best": 1, "late change": 3}).rename(columns={
+            "first": f"first {metric}", "best": f"best {metric}", "late change": "late change (share)"})
 
     def protocol(self) -> pd.DataFrame:
         table = protocol.protocol_table(self.config, gan_tables.TABLES[self.table].losses, self.seeds)
         return table.set_index("setting")
 
     def values(self) -> dict[str, Any]:
-        """The study's numbers as one mapping (glue names ``study_*``)."""
-        means = gan_report.cell_means(gan_tables.finished(self.results))
+        """The study's numbers as one mapping (glue names ``study_*``, and ``prop_<key>_*`` per proposition)."""
+        means = gan_report.cell_means(self.statistics, PRIMARY)
         best = means.loc[means["mean"].idxmin()]
-        ratio = self.late["first"] / self.late["best"]
-        return {"study_runs": len(self.results), "study_seeds": len(self.seeds),
-                "study_iterations": int(self.config.iterations), "study_best": float(means["mean"].min()),
-                "study_worst": float(means["mean"].max()),
-                "study_best_cell": gan_report.cell_text(best["loss"], best["q"], best["g"]),
-                "study_rank_corr": gan_report.rank_agreement(gan_tables.finished(self.results), self.table),
-                "study_first_to_best_min": float(ratio.min()),
-                "study_late_median": float(self.late["late improvement"].median()),
-                "study_late_max": float(self.late["late improvement"].max()),
-                "study_levelled": int((self.late["late improvement"] < LEVELLED).sum())}
-
-    def not_learnt(self) -> list[str]:
-        """The runs whose best metric is less than :data:`LEARNT_FACTOR` times below their first evaluation."""
-        ratio = self.late["first"] / self.late["best"]
-        rows = self.late[ratio < LEARNT_FACTOR]
-        return [f"{gan_report.cell_text(r.loss, r.q, r.g)}, seed {r.seed}" for r in rows.itertuples()]
+        ratio = self.learning["first"] / self.learning["best"]
+        late = self.learning["late change"]
+        values = {"study_runs": len(self.everything), "study_seeds": len(self.seeds),
+                  "study_iterations": int(self.config.iterations), "study_best": float(means["mean"].min()),
+                  "study_worst": float(means["mean"].max()),
+                  "study_best_cell": propositions.cell_text(best["loss"], best["norm"], best["g"]),
+                  "study_rank_corr": gan_report.rank_agreement(self.statistics, self.table, PRIMARY),
+                  "study_first_to_best_min": float(ratio.min()),
+                  "study_late_median": float(late.median()), "study_late_min": float(late.min()),
+                  "study_levelled": int((late > -LEVELLED).sum())}
+        for name, row in self.judged[PRIMARY].iterrows():
+            key = propositions.PROPOSITIONS[name].key
+            values.update({f"prop_{key}_ratio": float(row["ratio"]), f"prop_{key}_lower": float(row["lower"]),
+                           f"prop_{key}_upper": float(row["upper"]), f"prop_{key}_verdict": str(row["verdict"])})
+        return values
 
     def learning_text(self) -> str:
         """One or two sentences on the learning gate: passed, or which runs failed it."""
         metric = self.config.metric.upper()
-        smallest = float((self.late["first"] / self.late["best"]).min())
+        smallest = float((self.learning["first"] / self.learning["best"]).min())
         failed = self.not_learnt()
         if not failed:
             return (f"Every run lowered its {metric} by a factor of at least {smallest:.1f} from its first "
                     f"evaluation (gate: {LEARNT_FACTOR:g}; passed).")
-        return (f"{len(self.late) - len(failed)} of {len(self.late)} runs lowered their {metric} by at least the gate "
-                f"factor {LEARNT_FACTOR:g} from their first evaluation; {len(failed)} did not "
+        return (f"{len(self.learning) - len(failed)} of {len(self.learning)} runs lowered their {metric} by at least "
+                f"the gate factor {LEARNT_FACTOR:g} from their first evaluation; {len(failed)} did not "
                 f"({'; '.join(failed)}: smallest factor {smallest:.2f}), so the gate failed and no verdict is drawn.")
+
+    def companion_text(self) -> str:
+        """Which runs of other studies join the comparisons, in words ('' without companions)."""
+        if self.companions.empty:
+            return ""
+        cells = self.companions[list(propositions.CELL)].drop_duplicates()
+        return (f" The comparisons also use {len(self.companions)} runs of the same configuration committed with "
+                f"another study ({'; '.join(propositions.cell_text(*c) for c in cells.itertuples(index=False))}).")
 
     def summary(self) -> Markdown:
         """The study in a few sentences, every number computed here."""
@@ -188,29 +250,29 @@ class Study(Run):
         metric = self.config.metric.upper()
         corr = v["study_rank_corr"]
         all_cells = len(gan_tables.table_configs(self.table, "cpu", seeds=0)[0])
-        cells = self.results[["loss", "q", "g"]].drop_duplicates()
-        shrunk = (f" It covers {len(cells)} of the table's {all_cells} cells "
-                  f"({'; '.join(gan_report.cell_text(*c) for c in cells.itertuples(index=False))}): the whole table "
-                  f"did not fit the machine it was run on." if len(cells) < all_cells else "")
+        own = self.results[self.results["norm"] == self.results["q"]][list(propositions.CELL)].drop_duplicates()
+        shrunk = (f" It covers {len(own)} of the table's {all_cells} cells "
+                  f"({'; '.join(propositions.cell_text(*c) for c in own.itertuples(index=False))}): the whole table "
+                  f"did not fit the machine it was run on." if len(own) < all_cells else "")
         lines = [] if self.stand_in is None else [
             f"**A stand-in.** The data of Table {self.table} are not available offline, so its study is the committed "
             f"study of Table {self.stand_in.runs_of} in this table's cells: at preset `cpu` both tables train the "
             f"same networks on the same digits (checked when loading), so these are the runs Table {self.table} "
             f"would train, read here with its own statistics and set beside its paper numbers. It can tell about "
-            f"{self.stand_in.answers}; it cannot tell {self.stand_in.cannot_answer}."]
+            f"{self.stand_in.answers}; it cannot tell {self.stand_in.cannot_answer}. Its verdicts are those of "
+            f"Table {self.stand_in.runs_of}'s runs, not new evidence."]
+        levelled = (f"{v['study_levelled']} of {len(self.learning)} runs fell by less than {LEVELLED:.0%} over the "
+                    f"last quarter of training (smoothed: mean of the last {gan_report.END_SHARE:.0%} of evaluations "
+                    f"against the same window at three quarters; median change {v['study_late_median']:+.0%}, "
+                    f"largest fall {v['study_late_min']:+.0%})")
         lines += [
-            f"**Scale.** {self.scale_text()}.{shrunk} Committed under "
+            f"**Scale.** {self.scale_text()}.{shrunk}{self.companion_text()} Committed under "
             f"`results/{self.folder.as_posix().split('results/', 1)[-1]}` and loaded without retraining.",
-            f"**Did the runs learn?** {self.learning_text()} In the last quarter of training "
-            f"the best {metric} improved by a median {v['study_late_median']:.0%} over the best before it "
-            f"(at most {v['study_late_max']:.0%}); {v['study_levelled']} of {v['study_runs']} runs gained less "
-            f"than {LEVELLED:.0%} there.",
-            f"**Results.** Cell means range from {v['study_best']:.1f} (best: {v['study_best_cell']}) to "
-            f"{v['study_worst']:.1f} {metric}; the rank correlation with the paper's FIDs is "
-            + ("not reported (runs that did not learn would set it)." if not self.learnt else
-               f"{corr:.2f} (Spearman)." if corr == corr else "not defined (fewer than three cells)."),
-            "**The paper's claims at this scale** (rule below): "
-            + "; ".join(f"{claim}: *{verdict}*" for claim, verdict in self.verdicts().items()) + ".",
+            f"**Did the runs learn and level off?** {self.learning_text()} {levelled}.",
+            f"**Results.** Cell means of the end-of-training {metric} range from {v['study_best']:.1f} "
+            f"(best: {v['study_best_cell']}) to {v['study_worst']:.1f}; the rank correlation with the paper's FIDs "
+            "is " + ("not reported (runs that did not learn would set it)." if not self.learnt else
+                     f"{corr:.2f} (Spearman)." if corr == corr else "not defined (fewer than three cells)."),
         ]
         return Markdown("\n\n".join(lines))
 
@@ -245,18 +307,19 @@ class GANChapter:
         study = self.study
         if study is None:
             return {}
-        comparisons = study.comparisons()
         c = study.config
         curves = plots.gan_metric_curves(study.curves, f"{c.metric.upper()} ({c.dataset} {c.image_size} px, "
                                                        f"preset cpu; lower is better)")
         plt.close(curves)
+        pairs = propositions.pair_effects(study.statistics, PRIMARY, list(study.judged[PRIMARY].index))
         return {
-            "tables": (STUDY_CAPTIONS["tables"], [study.side_by_side(stat) for stat in study.stats]),
-            "claims": (STUDY_CAPTIONS["claims"], [study.claims()]),
-            "comparisons": (STUDY_CAPTIONS["comparisons"], [
-                comparisons.set_index(["claim", "better", "other"]).round({"mean gain": 2, "lower": 2, "upper": 2})
-                .rename(columns={"mean gain": f"mean gain ({c.metric.upper()})", "lower": "95% CI low",
-                                 "upper": "95% CI high"})]),
+            "propositions": (STUDY_CAPTIONS["propositions"], [study.propositions()]),
+            "tables": (STUDY_CAPTIONS["tables"], [study.side_by_side(stat) for stat in
+                                                  dict.fromkeys((PRIMARY, *study.stats))]),
+            "pairs": (STUDY_CAPTIONS["pairs"], [
+                pairs.set_index(["proposition", "pair"]).assign(
+                    interval=[gan_report.interval_text(lo, hi) for lo, hi in zip(pairs["lower"], pairs["upper"])])
+                [["ratio", "interval", "seeds"]].round({"ratio": 2})]),
             "curves": (STUDY_CAPTIONS["curves"], [curves]),
             "levelling": (STUDY_CAPTIONS["levelling"], [study.levelling()]),
             "protocol": (STUDY_CAPTIONS["protocol"], [study.protocol()]),
@@ -299,18 +362,21 @@ class GANChapter:
         """The chapter's own run beside the paper, one table per reported statistic."""
         return [self.run.side_by_side(stat) for stat in self.run.stats]
 
-    def run_claims(self) -> pd.DataFrame | Markdown:
-        """Claims for a study-scale run (``cpu`` or ``paper``); none for the ``smoke`` pipeline check."""
-        if self.preset == "smoke":
-            return Markdown("The `smoke` preset only checks the pipeline: no claim is judged on it.")
-        table = gan_report.claims(gan_tables.finished(self.run.results), self.table)
-        return table.assign(verdict=table["verdict"].map(str))
+    def run_propositions(self) -> pd.DataFrame | Markdown:
+        """The propositions judged on the chapter's own runs, or why none can be (:func:`verdict_gate`)."""
+        reason = self.run.gate()
+        if reason is not None:
+            return Markdown(f"No proposition is judged on this run: {reason} (not comparable).")
+        return self.run.propositions()
 
     def glue(self) -> dict[str, Any]:
         """The page's numbers as one mapping (``run_*`` and, with a study, ``study_*``), for ``book.glue_all``:
         the chapter's prose and other pages can then cite them by name."""
         values: dict[str, Any] = {"run_preset": self.preset, "run_runs": len(self.run.results),
-                                  "run_failed": int((self.run.results["status"] != "finished").sum())}
+                                  "run_failed": int((self.run.results["status"] != "finished").sum()),
+                                  "rule_alpha": propositions.ALPHA, "rule_band": propositions.BAND,
+                                  "rule_target": propositions.TARGET_HALF_WIDTH,
+                                  "rule_end_share": gan_report.END_SHARE, "rule_learnt": LEARNT_FACTOR}
         if self.study is not None:
             values.update(self.study.values())
         return values
@@ -328,8 +394,11 @@ def load_study(table: str, root: Path | str | None = None) -> Study | None:
     source, overrides = gan_tables.study_source(table)
     results = gan_tables.run_table(source, "cpu", root, load_only=True, **overrides)
     _, config = gan_tables.table_configs(source, "cpu", **overrides)
+    companions = [gan_tables.run_table(other, "cpu", root, load_only=True, **extra)
+                  for other, extra in gan_tables.companion_sources(table)]
     return Study(table, "cpu", results, config, gan_tables.table_folder(source, "cpu", config, root),
-                 gan_tables.TABLES[table].stats, stand_in=gan_tables.STAND_INS.get(table))
+                 gan_tables.TABLES[table].stats, pd.concat(companions, ignore_index=True) if companions
+                 else pd.DataFrame(), stand_in=gan_tables.STAND_INS.get(table))
 
 
 def chapter(table: str, preset: str = "smoke", seeds: Any = None, iterations: Any = None, cells: Any = None,
@@ -352,19 +421,57 @@ def chapter(table: str, preset: str = "smoke", seeds: Any = None, iterations: An
     return GANChapter(table, preset, run, study)
 
 
-def claims_overview(root: Path | str | None = None) -> pd.DataFrame:
-    """Every GAN table (2–8) and claim: how often it holds in the paper's own table, and the verdict of
-    our committed CPU study of that table (with its comparisons for / against beyond seed noise)."""
+def overview_table(overview: pd.DataFrame) -> pd.DataFrame:
+    """:func:`propositions_overview` as the introduction shows it: numbers rounded, interval in one column."""
+    judged = ~overview["verdict"].str.startswith("not comparable")
+    return pd.DataFrame({
+        "table": overview["table"], "proposition": overview["proposition"],
+        "ratio (end FDD)": [f"{r:.2f}" if ok else "—" for r, ok in zip(overview["ratio"], judged)],
+        "interval": [gan_report.interval_text(lo, hi) if ok else "—"
+                     for lo, hi, ok in zip(overview["lower"], overview["upper"], judged)],
+        "level": [f"{level:.1%}" for level in overview["level"]],
+        "seeds × pairs": [f"{s} × {p}" for s, p in zip(overview["seeds"], overview["pairs"])],
+        "verdict": overview["verdict"],
+        "paper ratio (FID)": [f"{r:.2f}" if math.isfinite(r) else "not tested" for r in overview["paper ratio"]],
+        "evidence": overview["evidence"],
+    }).set_index(["table", "proposition"])
+
+
+#: The chapter (notebook name) of each GAN table.
+CHAPTERS = {"2": "table2_cifar10", "3": "table3_relativistic", "4": "table4_adam", "5": "table5_standard_cnn",
+            "6": "table6_cat32", "7": "table7_cat64", "8": "table8_smax"}
+
+
+def status_notes(overview: pd.DataFrame) -> dict[str, str]:
+    """Chapter → the verdicts of its committed study in words (ratio other / better and interval), for the
+    introduction's status table; the same numbers as :func:`propositions_overview`, so the two agree."""
+    notes = {}
+    for table, rows in overview.groupby("table", sort=False):
+        parts = [f"{r.proposition}: {r.verdict}" + (
+            f" ({r.ratio:.2f} [{r.lower:.2f}, {r.upper:.2f}])" if not r.verdict.startswith("not comparable")
+            and math.isfinite(r.lower) else "") for r in rows.itertuples()]
+        notes[CHAPTERS[table.removeprefix("Table ")]] = "; ".join(parts)
+    return notes
+
+
+def propositions_overview(root: Path | str | None = None) -> pd.DataFrame:
+    """Every GAN table (2–8) with a committed study and every proposition it judges: the pooled ratio
+    other / better of the end-of-training metric, its simultaneous interval and verdict, and the paper's own
+    ratio; stand-ins (which re-read another table's runs) are marked, so they are not read as new evidence."""
     rows = []
     for table in gan_tables.TABLES:
         study = load_study(table, root)
-        ours = study.claims() if study is not None else None
-        for claim, (agree, total) in gan_report.paper_claim_counts(table).items():
-            row = {"table": f"Table {table}", "claim": claim, "paper's table": f"{agree} of {total}"}
-            if ours is None or claim not in ours.index:
-                row.update({"our CPU study": "no study yet", "beyond seed noise (for / against)": "—"})
-            else:
-                row.update({"our CPU study": ours.loc[claim, "verdict"],
-                            "beyond seed noise (for / against)": ours.loc[claim, "beyond seed noise (for / against)"]})
-            rows.append(row)
-    return pd.DataFrame(rows).set_index(["table", "claim"])
+        if study is None:
+            continue
+        judged, paper_ratios, reason = study.judged[PRIMARY], study.paper_ratios(), study.gate()
+        for name, row in judged.iterrows():
+            rows.append({
+                "table": f"Table {table}", "proposition": name, "ratio": row["ratio"], "lower": row["lower"],
+                "upper": row["upper"], "level": row["level"], "seeds": row["seeds"], "pairs": row["pairs"],
+                "verdict": str(row["verdict"]) if reason is None else f"not comparable: {reason}",
+                "paper ratio": paper_ratios["paper ratio"].get(name, math.nan),
+                "evidence": (f"Table {study.stand_in.runs_of}'s runs (not new evidence)" if study.stand_in
+                             else "own runs"),
+            })
+    return pd.DataFrame(rows, columns=["table", "proposition", "ratio", "lower", "upper", "level", "seeds", "pairs",
+                                       "verdict", "paper ratio", "evidence"])

@@ -46,6 +46,7 @@ from mmgan.chapter_parameters import as_int_list, as_str_list
 from mmgan.data.images import load_images
 from mmgan.gan_config import GANConfig, coerce_field, config_from, resolve_device
 from mmgan.packed_training import train_packed
+from mmgan.propositions import norm_level
 from mmgan.registry import lookup
 from mmgan.results import config_key, read_json
 from mmgan.run_folder import CHECKPOINT, SUMMARY, check_snapshot_every
@@ -115,6 +116,35 @@ STUDIES: dict[str, dict[str, Any]] = {
     "7": {"cells": [cell for loss in ("wgan", "hinge") for cell in (f"{loss}-q2-ls", f"{loss}-q2-hinge",
                                                                     f"{loss}-qinf-hinge")]},
 }
+
+
+#: Runs of other committed studies that join a chapter's propositions, as (table whose folder holds them,
+#: overrides): they share the study's configuration except ``as_released`` (checked by
+#: :func:`companion_sources`), so their seeds match the study's. Table 2's q = ∞ cells run as released test
+#: "signed max beats L^∞"; Table 8 needs Table 2's q = ∞ cells for "q = ∞ beats smooth max".
+COMPANIONS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {}
+
+
+def companion_tables(table: str) -> list[str]:
+    """The tables whose runs join ``table``'s propositions (:data:`COMPANIONS`)."""
+    return [other for other, _ in COMPANIONS.get(str(table), ())]
+
+
+def companion_sources(table: str) -> list[tuple[str, dict[str, Any]]]:
+    """:data:`COMPANIONS` of ``table``, each checked to share its study's configuration but for ``as_released``;
+    ``ValueError`` naming the fields that differ."""
+    table = str(table)
+    source, overrides = study_source(table)
+    _, mine = table_configs(source, "cpu", **overrides)
+    out = []
+    for other, extra in COMPANIONS.get(table, ()):
+        _, theirs = table_configs(other, "cpu", **extra)
+        a, b = (_shared_fields(dataclasses.replace(c, as_released=False)) for c in (mine, theirs))
+        differ = sorted(k for k in a if a[k] != b[k])
+        if differ:
+            raise ValueError(f"Table {table}'s companion runs of Table {other} differ from its study in {differ}")
+        out.append((other, extra))
+    return out
 
 
 @dataclass(frozen=True)
@@ -232,7 +262,9 @@ def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan
     rows, pending = [], []  # pending: (row, configuration, folder) of the runs to train
     for loss, q, g, seed in runs:
         out = folder / f"{cell_name(loss, q, g)}-s{seed}"
-        rows.append({"loss": loss, "q": q, "g": g, "seed": seed, "run": str(out), "status": "finished", "error": ""})
+        released = bool(base.as_released and q in ("inf", "smax"))
+        rows.append({"loss": loss, "q": q, "norm": norm_level(q, released), "g": g, "seed": seed,
+                     "as_released": released, "run": str(out), "status": "finished", "error": ""})
         if not (out / SUMMARY).is_file():
             if load_only:
                 raise FileNotFoundError(f"{out} has no finished run; produce it with run_table('{table}', "
@@ -286,8 +318,8 @@ def metric_curves(results: pd.DataFrame) -> pd.DataFrame:
     for _, run in finished(results).iterrows():
         summary = read_json(Path(run["run"]) / SUMMARY)
         for iteration, value in summary["history"]:
-            rows.append({"loss": run["loss"], "q": run["q"], "g": run["g"], "seed": run["seed"],
-                         "iteration": iteration, "value": value})
+            rows.append({"loss": run["loss"], "q": run["q"], "norm": run["norm"], "g": run["g"],
+                         "seed": run["seed"], "iteration": iteration, "value": value})
     return pd.DataFrame(rows)
 
 

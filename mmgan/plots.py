@@ -272,6 +272,39 @@ def gan_metric_curves(curves, ylabel: str) -> Figure:
     return fig
 
 
+VERDICT_COLORS = {"holds": "tab:green", "does not hold": "tab:red"}
+
+
+def proposition_forest(overview, xlabel: str) -> Figure:
+    """One row per (table, proposition) of :func:`mmgan.gan_chapter.propositions_overview`: the pooled ratio
+    other / better (dot) with its interval (line) on a log axis, coloured by verdict (green: holds, red: does
+    not hold, grey: anything else), and the paper's own ratio (open diamond) where its table has one.
+
+    Rows without an interval or judged ``not comparable`` are not drawn (their interval would say nothing);
+    raises ``ValueError`` when no row is left (an empty figure)."""
+    drawable = (np.isfinite(overview["lower"].astype(float)) & np.isfinite(overview["upper"].astype(float))
+                & ~overview["verdict"].str.startswith("not comparable"))
+    rows = overview[drawable]
+    if rows.empty:
+        raise ValueError("no proposition has an interval and a verdict: nothing to draw")
+    rows = rows.iloc[::-1]  # the first row on top
+    fig, (ax,) = _figure(7.0, 0.34 * len(rows) + 1.3)
+    y = np.arange(len(rows))
+    colors = [VERDICT_COLORS.get(v, "0.45") for v in rows["verdict"]]
+    ax.hlines(y, rows["lower"], rows["upper"], colors=colors, lw=2)
+    ax.scatter(rows["ratio"], y, c=colors, s=22, zorder=3, label="ours (dot, interval)")
+    paper = rows["paper ratio"].astype(float)
+    ax.scatter(paper, y, marker="D", facecolors="none", edgecolors="k", s=26, zorder=4,
+               label="the paper (one run per cell)")
+    ax.axvline(1, color="0.5", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yticks(y, [f"{t}: {p}" for t, p in zip(rows["table"], rows["proposition"])], fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.legend(frameon=False, fontsize=9, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2)
+    return fig
+
+
 def critic_margin_scatter(critics) -> Figure:
     """Each critic's margin against its run's final FDD: one panel per (threshold rule, order p).
 

@@ -34,6 +34,8 @@ from scipy import stats
 
 #: Confidence level of every interval behind a verdict.
 LEVEL = 0.95
+#: Equivalence band of a ratio: an interval inside [1/(1 + band), 1 + band] shows no effect larger than this.
+EQUIVALENCE_BAND = 0.10
 
 
 class Verdict(enum.Enum):
@@ -42,6 +44,8 @@ class Verdict(enum.Enum):
     HOLDS = "holds"
     DOES_NOT_HOLD = "does not hold"
     CANNOT_TELL = "cannot tell at this noise"
+    #: the interval of a ratio lies inside the equivalence band (:data:`EQUIVALENCE_BAND`)
+    NO_LARGE_EFFECT = f"no effect larger than {EQUIVALENCE_BAND:.0%}"
     NOT_COMPARABLE = "not comparable"  # a classifier of the comparison missed the accuracy bar
 
     def __str__(self) -> str:

@@ -11,67 +11,15 @@ import pytest
 
 from mmgan import gan_report
 from mmgan.results import results_root
+from mmgan.propositions import SIGNED_MAX, judge
 from mmgan.verdicts import Verdict
 
 
 def _results(values: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:
-    rows = [{"loss": loss, "q": q, "g": g, "seed": s, "final": v, "lowest": v, "metric": "fdd",
+    rows = [{"loss": loss, "q": q, "norm": q, "g": g, "seed": s, "final": v, "lowest": v, "metric": "fdd",
              "dataset": "digits", "preset": "cpu", "iterations": 100}
             for (loss, q, g), vs in values.items() for s, v in enumerate(vs)]
     return pd.DataFrame(rows)
-
-
-def _table2_like(better_with_q: bool) -> dict[tuple[str, str, str], list[float]]:
-    out = {}
-    for loss, base in (("wgan", 50.0), ("hinge", 40.0)):
-        for g, shift in (("ls", 5.0), ("hinge", 0.0)):
-            for q, rank in (("1", 2), ("2", 1), ("inf", 0)):
-                value = base + shift + (rank if better_with_q else -rank) * 10
-                out[(loss, q, g)] = [value - 0.1, value, value + 0.1]
-    return out
-
-
-def test_claims_count_paired_comparisons_and_noise():
-    table = gan_report.claims(_results(_table2_like(True)), "2")
-    assert table.loc["larger q", "our runs"] == "8 of 8"
-    assert table.loc["larger q", "verdict"] is Verdict.HOLDS
-    assert table.loc["hinge penalty", "our runs"] == "6 of 6"
-    assert table.loc["HingeGAN over WGAN", "beyond seed noise (for / against)"] == "6 / 0"
-    # the paper's own Table 2: 7 of 8 comparisons favour the larger q
-    assert table.loc["larger q", "paper's table"] == "7 of 8"
-    reversed_q = gan_report.claims(_results(_table2_like(False)), "2")
-    assert reversed_q.loc["larger q", "verdict"] is Verdict.DOES_NOT_HOLD
-    assert reversed_q.loc["larger q", "beyond seed noise (for / against)"] == "0 / 8"
-
-
-def test_claims_within_noise_cannot_be_told():
-    noisy = {k: [v[1] - 30, v[1] + 30, v[1] - 10] for k, v in _table2_like(True).items()}
-    rng = np.random.default_rng(0)
-    for key in noisy:  # unpaired seed noise: each cell gets its own seed effects
-        noisy[key] = list(np.asarray(noisy[key])[rng.permutation(3)])
-    table = gan_report.claims(_results(noisy), "2")
-    assert table.loc["larger q", "verdict"] is Verdict.CANNOT_TELL
-    assert table.loc["larger q", "beyond seed noise (for / against)"] != "8 / 0"
-
-
-def test_paired_seed_noise_cancels():
-    """A seed effect shared by every cell (same seed, same data and noise) does not hide a small gain."""
-    shared = [0.0, 40.0, -25.0]
-    values = {k: [v[1] + s for s in shared] for k, v in _table2_like(True).items()}
-    comparisons = gan_report.comparisons(_results(values))
-    assert (comparisons["verdict"] == Verdict.HOLDS).all() and len(comparisons) == 20
-
-
-def test_one_seed_cannot_tell_and_mixed_claims_cannot_tell():
-    one_seed = {k: v[:1] for k, v in _table2_like(True).items()}
-    table = gan_report.claims(_results(one_seed), "2")
-    assert (table["verdict"] == Verdict.CANNOT_TELL).all()
-    assert table.loc["larger q", "our runs"] == "8 of 8"
-    assert gan_report.claim_verdict([Verdict.HOLDS] * 3 + [Verdict.DOES_NOT_HOLD]) is Verdict.CANNOT_TELL
-    assert gan_report.claim_verdict([Verdict.HOLDS] * 2 + [Verdict.CANNOT_TELL] * 2) is Verdict.CANNOT_TELL
-    assert gan_report.claim_verdict([Verdict.DOES_NOT_HOLD] * 3 + [Verdict.CANNOT_TELL]) is Verdict.DOES_NOT_HOLD
-    with pytest.raises(ValueError):
-        gan_report.claim_verdict([])
 
 
 def test_rank_agreement_and_side_by_side():
@@ -80,8 +28,13 @@ def test_rank_agreement_and_side_by_side():
     results = _results(values)
     assert gan_report.rank_agreement(results, "2") == pytest.approx(1.0)
     table = gan_report.side_by_side(results, "2")
-    assert len(table) == 12 and "ours: FDD (digits, cpu, 100 it.)" in table.columns
+    assert len(table) == 12 and "ours: FDD (digits, cpu, 100 it., final)" in table.columns
     assert math.isnan(gan_report.rank_agreement(results.iloc[:2], "2"))
+    # a signed-maximum cell sits beside the true L^inf cell, both beside the paper's (signed) q = inf value
+    signed = results[results["q"] == "inf"].assign(norm=SIGNED_MAX)
+    both = gan_report.side_by_side(pd.concat([results, signed]), "2")
+    assert both.loc[("hinge", SIGNED_MAX, "hinge"), "paper: FID (TF, 100k it.)"] == 27.1
+    assert gan_report.rank_agreement(pd.concat([results, signed]), "2") == pytest.approx(1.0)
 
 
 def test_results_root(tmp_path, monkeypatch):
@@ -105,20 +58,52 @@ def test_loss_gap_reads_paired_logs(tmp_path):
         run.mkdir()
         lines = [{"iteration": i, "critic_loss": 0.1 * i + offset} for i in (10, 20)] + [{"iteration": 20, "fdd": 3.0}]
         (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-        rows.append({"loss": loss, "q": "1", "g": "ls", "seed": 0, "run": str(run)})
+        rows.append({"loss": loss, "q": "1", "norm": "1", "g": "ls", "seed": 0, "run": str(run)})
     gap = gan_report.loss_gap(pd.DataFrame(rows))
     assert len(gap) == 1 and gap["gap min"].iloc[0] == pytest.approx(2.0) == gap["gap max"].iloc[0]
     assert gap["logged iterations"].iloc[0] == 2
 
 
-def test_late_improvement():
-    histories = {"flat": [[100, 50.0], [200, 10.0], [300, 10.5], [400, 10.2]],
-                 "improving": [[100, 50.0], [200, 20.0], [300, 15.0], [400, 10.0]]}
-    curves = pd.DataFrame([{"loss": "wgan", "q": "2", "g": name, "seed": 0, "iteration": i, "value": v}
-                           for name, history in histories.items() for i, v in history])
-    late = gan_report.late_improvement(curves).set_index("g")
-    assert late.loc["flat", "late improvement"] == 0.0
-    assert late.loc["improving", "late improvement"] == pytest.approx(1 / 3)  # best 15 up to 300, 10 after
-    assert late.loc["improving", "first"] == 50.0 and late.loc["improving", "best"] == 10.0
-    with pytest.raises(ValueError, match="tail"):
-        gan_report.late_improvement(curves, tail=1.5)
+def _curves(histories: dict[str, list[list[float]]]) -> pd.DataFrame:
+    return pd.DataFrame([{"loss": "wgan", "q": "2", "norm": "2", "g": name, "seed": 0, "iteration": i, "value": v}
+                         for name, history in histories.items() for i, v in history])
+
+
+def test_learning_and_levelling_are_smoothed():
+    flat = [[i * 100, 50.0 if i == 1 else 10.0 + (i % 2)] for i in range(1, 41)]  # noisy but level after 100
+    improving = [[i * 100, 1000.0 / i] for i in range(1, 41)]  # still falling at the end
+    late = gan_report.learning(_curves({"flat": flat, "improving": improving})).set_index("g")
+    assert abs(late.loc["flat", "late change"]) < 0.01  # one evaluation's noise does not move it
+    expected = np.mean([1000 / i for i in (37, 38, 39, 40)]) / np.mean([1000 / i for i in (27, 28, 29, 30)]) - 1
+    assert late.loc["improving", "late change"] == pytest.approx(expected)
+    assert late.loc["improving", "first"] == 1000.0 and late.loc["improving", "best"] == 25.0
+    short = gan_report.learning(_curves({"two": [[250, 30.0], [500, 20.0]]}))
+    assert math.isnan(short["late change"].iloc[0])  # too few evaluations to tell, not an error
+    with pytest.raises(ValueError, match="share"):
+        gan_report.learning(_curves({"flat": flat}), share=0.9)
+
+
+def test_end_of_training_averages_the_last_tenth():
+    history = [[i * 250, float(i)] for i in range(1, 41)]  # 40 evaluations to 10,000 iterations
+    end = gan_report.end_of_training(_curves({"ls": history}))
+    assert end.iloc[0] == pytest.approx(np.mean([37, 38, 39, 40]))  # iterations 9,250 to 10,000
+    one = gan_report.end_of_training(_curves({"ls": [[20, 7.0]]}))
+    assert one.iloc[0] == 7.0
+
+
+def test_proposition_table_shows_every_statistic_the_paper_and_what_was_left_out():
+    rng = np.random.default_rng(1)
+    rows = [{"loss": loss, "norm": q, "g": g, "seed": s, "end": v * (1.5 if q == "2" else 1.0) * rng.lognormal(0, 0.05),
+             "final": v * rng.lognormal(0, 0.3)}
+            for loss in ("wgan", "hinge") for q in ("2", "inf") for g in ("ls", "hinge") for s in range(6)
+            for v in [20.0]]
+    frame = pd.DataFrame(rows)
+    judged = {stat: judge(frame, stat) for stat in ("end", "final")}
+    paper = pd.DataFrame({"paper ratio": [1.1], "paper pairs": ["3 of 4"]}, index=["q = ∞ beats q = 2"])
+    table = gan_report.proposition_table(judged, paper, "end", "fdd")
+    row = table.loc["q = ∞ beats q = 2"]
+    assert row["verdict"] == "holds" and row["seeds × pairs"] == "6 × 4"
+    assert row["paper: ratio (pairs the predicted way)"] == "1.10 (3 of 4)"
+    assert "final FDD: ratio, interval, verdict" in table.columns
+    assert table.loc["hinge penalty beats LS", "paper: ratio (pairs the predicted way)"] == "not tested"
+    assert gan_report.interval_text(math.nan, math.nan) == "—"

@@ -123,6 +123,7 @@ def test_classifiers_below_the_accuracy_bar_are_not_compared():
     claims = report.claim_verdicts(frame)  # every comparable cell holds, yet "all penalties" is not shown
     assert claims.larger is Verdict.CANNOT_TELL
     assert claims.larger_counts == {Verdict.HOLDS: 15, Verdict.DOES_NOT_HOLD: 0, Verdict.CANNOT_TELL: 0,
+                                    Verdict.NO_LARGE_EFFECT: 0,
                                     Verdict.NOT_COMPARABLE: 3}
 
 
