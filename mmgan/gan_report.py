@@ -24,7 +24,7 @@ from scipy import stats as scipy_stats
 
 from mmgan.norms import order_text
 from mmgan.paper import paper_table
-from mmgan.propositions import CELL, cell_text
+from mmgan.propositions import CELL
 
 #: The share of training whose evaluations are averaged into the ``end`` statistic.
 END_SHARE = 0.10

@@ -210,8 +210,8 @@ def match(values: pd.DataFrame, proposition: Proposition, stat: str, drop_ties: 
     columns, tied = {}, []
     for better, other in proposition.pairs(by_cell):
         ratio = np.log(by_cell[other]) - np.log(by_cell[better])  # aligned on seed; NaN where one run is missing
-        both = ratio.dropna()
-        if drop_ties and len(both) and (by_cell[other].reindex(both.index) == by_cell[better].reindex(both.index)).all():
+        both = ratio.dropna().index
+        if drop_ties and len(both) and (by_cell[other].reindex(both) == by_cell[better].reindex(both)).all():
             tied.append(pair_label(better, other))
             continue
         columns[pair_label(better, other)] = ratio

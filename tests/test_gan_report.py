@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 
 from mmgan import gan_report
-from mmgan.results import results_root
 from mmgan.propositions import SIGNED_MAX, judge
-from mmgan.verdicts import Verdict
+from mmgan.results import results_root
 
 
 def _results(values: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:
