@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch import nn
 
 from mmgan.certify import certified_radius
@@ -66,8 +65,9 @@ from mmgan.results import (
     read_csv,
     read_json,
     read_torch,
+    read_yaml,
 )
-from mmgan.run_folder import CHECKPOINT, SNAPSHOTS, SUMMARY, read_checkpoint, snapshot_path
+from mmgan.run_folder import CHECKPOINT, SNAPSHOTS, SUMMARY, read_checkpoint, read_summary, snapshot_path
 
 THRESHOLDS: tuple[str, ...] = ("zero", "midpoint")
 #: Settings of the boundary search for images (fewer restarts than Table 1: 256+ dimensions, few points).
@@ -121,7 +121,7 @@ def load_run(folder: Path | str, iteration: int | None = None) -> TrainedGAN:
     for name in ("config.yaml", SUMMARY):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} has no {name}: the run is not finished; {RERUN}")
-    summary = read_json(folder / SUMMARY, RERUN)
+    summary = read_summary(folder / SUMMARY, RERUN)
     if iteration is None:
         weights = weights_file(folder)
         payload = read_torch(weights, RERUN) if weights.name == NETWORKS else read_checkpoint(weights)
@@ -135,7 +135,7 @@ def load_run(folder: Path | str, iteration: int | None = None) -> TrainedGAN:
     if payload.get("iteration") != expected:
         raise ValueError(f"{folder}: the weights are from iteration {payload.get('iteration')}, expected "
                          f"{expected}; {remedy}")
-    config = config_from(yaml.safe_load((folder / "config.yaml").read_text()))
+    config = config_from(read_yaml(folder / "config.yaml", RERUN))
     generator, critic = make_gan(config.arch, config.image_size, config.channels, config.z_dim, config.width,
                                  config.leaky_slope, config.critic_batchnorm)
     generator.load_state_dict(payload["generator"])

@@ -37,6 +37,7 @@ from mmgan.gan_config import GANConfig
 from mmgan.norms import order_text
 from mmgan.registry import lookup
 from mmgan.results import results_root as find_results_root
+from mmgan.results import verify_manifest
 from mmgan.verdicts import Verdict
 
 #: A run has learnt when its best metric is at least this many times lower than its first evaluation.
@@ -125,7 +126,7 @@ class Run:
         if stat not in finished:
             finished = finished.merge(self.statistics[[*propositions.CELL, "seed", stat]],
                                       on=[*propositions.CELL, "seed"])
-        return gan_report.side_by_side(finished, self.table, stat)
+        return gan_report.side_by_side(finished, self.table, stat, verdicts=self.gate() is None)
 
     def failed(self) -> pd.DataFrame:
         return self.everything[self.everything["status"] != "finished"][["loss", "norm", "g", "seed", "error"]]
@@ -265,6 +266,12 @@ class Study(Run):
                     f"last quarter of training (smoothed: mean of the last {gan_report.END_SHARE:.0%} of evaluations "
                     f"against the same window at three quarters; median change {v['study_late_median']:+.0%}, "
                     f"largest fall {v['study_late_min']:+.0%})")
+        failed = self.failed()
+        if len(failed):
+            lines.append(f"**Unusable runs.** {len(failed)} run(s) failed or could not be read, and every mean, count "
+                         "and comparison below leaves them out: " + "; ".join(
+                             f"{propositions.cell_text(r.loss, r.norm, r.g)}, seed {r.seed}: {r.error}"
+                             for r in failed.itertuples()) + ".")
         lines += [
             f"**Scale.** {self.scale_text()}.{shrunk}{self.companion_text()} Committed under "
             f"`results/{self.folder.as_posix().split('results/', 1)[-1]}` and loaded without retraining.",
@@ -386,16 +393,20 @@ def load_study(table: str, root: Path | str | None = None) -> Study | None:
     """The committed ``cpu`` study of a table (None if the table has none in :data:`gan_tables.STUDIES`).
 
     ``root`` defaults to the repository's ``results/`` (or ``$MMGAN_RESULTS``), where studies are committed,
-    whatever folder the chapter's own runs go to.
+    whatever folder the chapter's own runs go to. Every study folder read must match its manifest
+    (:func:`mmgan.results.verify_manifest`), so an edited or damaged file stops the chapter, named.
     """
     if table not in gan_tables.STUDIES:
         return None
     root = find_results_root(root) / "gan"
     source, overrides = gan_tables.study_source(table)
-    results = gan_tables.run_table(source, "cpu", root, load_only=True, **overrides)
     _, config = gan_tables.table_configs(source, "cpu", **overrides)
-    companions = [gan_tables.run_table(other, "cpu", root, load_only=True, **extra)
-                  for other, extra in gan_tables.companion_sources(table)]
+    sources = [(source, overrides), *gan_tables.companion_sources(table)]
+    for other, extra in sources:  # the committed files are those the manifest lists, before any is read
+        verify_manifest(gan_tables.table_folder(other, "cpu", gan_tables.table_configs(other, "cpu", **extra)[1],
+                                                root))
+    results = gan_tables.run_table(source, "cpu", root, load_only=True, **overrides)
+    companions = [gan_tables.run_table(other, "cpu", root, load_only=True, **extra) for other, extra in sources[1:]]
     return Study(table, "cpu", results, config, gan_tables.table_folder(source, "cpu", config, root),
                  gan_tables.TABLES[table].stats, pd.concat(companions, ignore_index=True) if companions
                  else pd.DataFrame(), stand_in=gan_tables.STAND_INS.get(table))

@@ -104,6 +104,9 @@ class GANConfig:
             check_int(getattr(self, name), name, minimum=1)
         check_int(self.metric_samples, "metric_samples", minimum=2)
         check_int(self.seed, "seed", minimum=0)
+        if self.metric == "fdd" and self.dataset in ("cifar10", "cat"):
+            raise ValueError(f"metric='fdd' scores images with a digits classifier; it means nothing for "
+                             f"dataset={self.dataset!r}: use metric='fid'")
         if self.as_released and self.q not in ("inf", "smax"):
             raise ValueError(f"as_released only applies to q='inf' or q='smax', got q={self.q!r}")
         for name, ok in (("lam", self.lam >= 0), ("lr", self.lr > 0), ("beta1", 0 <= self.beta1 < 1),

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from mmgan import run_folder
 from mmgan.norms import order_text
 from mmgan.paper import paper_table
 from mmgan.propositions import CELL
@@ -48,8 +49,9 @@ def cell_means(results: pd.DataFrame, stat: str = "final") -> pd.DataFrame:
     return grouped.agg(["mean", "std", "count"]).reset_index()
 
 
-def side_by_side(results: pd.DataFrame, table: str, stat: str = "final") -> pd.DataFrame:
-    """Our metric (mean ± sd over seeds) beside the paper's FID, with the rank of each within its table.
+def side_by_side(results: pd.DataFrame, table: str, stat: str = "final", verdicts: bool = True) -> pd.DataFrame:
+    """Our metric (mean ± sd over seeds, and how many seeds each mean used) beside the paper's FID, with the
+    rank of each within its table; ``verdicts=False`` marks the column "no verdict" (runs that cannot carry one).
 
     The paper's q = ∞ runs were made with the released code's signed maximum, so its q = ∞ value stands
     beside both our true L^∞ cell and our signed-maximum cell."""
@@ -58,7 +60,7 @@ def side_by_side(results: pd.DataFrame, table: str, stat: str = "final") -> pd.D
     merged["ours rank"] = merged["mean"].rank(method="min").astype(int)
     merged["paper rank"] = merged["value"].rank(method="min").astype("Int64")  # ties share the better rank
     label = f"{results['metric'].iloc[0].upper()} ({results['dataset'].iloc[0]}, {results['preset'].iloc[0]}, " \
-            f"{int(results['iterations'].iloc[0])} it., {stat})"
+            f"{int(results['iterations'].iloc[0])} it., {stat}{'' if verdicts else '; no verdict'})"
     merged[f"ours: {label}"] = [f"{m:.2f} ± {s:.2f}" if c > 1 else f"{m:.2f}"
                                 for m, s, c in zip(merged["mean"], merged["std"].fillna(0), merged["count"])]
     merged["seeds"] = merged["count"]
@@ -99,8 +101,9 @@ def run_statistics(results: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_log(run: str | Path) -> pd.DataFrame:
-    """The training log of a run (log.jsonl): one row per logged iteration (metric rows dropped)."""
-    frame = pd.read_json(Path(run) / "log.jsonl", lines=True)
+    """The training log of a run (log.jsonl, checked by :func:`mmgan.run_folder.read_log`): one row per logged
+    iteration (metric rows dropped)."""
+    frame = pd.DataFrame(run_folder.read_log(Path(run) / run_folder.LOG))
     return frame.dropna(subset=["critic_loss"]) if "critic_loss" in frame else frame
 
 

@@ -48,8 +48,8 @@ from mmgan.gan_config import GANConfig, coerce_field, config_from, resolve_devic
 from mmgan.packed_training import train_packed
 from mmgan.propositions import norm_level
 from mmgan.registry import lookup
-from mmgan.results import config_key, read_json
-from mmgan.run_folder import CHECKPOINT, SUMMARY, check_snapshot_every
+from mmgan.results import config_key
+from mmgan.run_folder import CHECKPOINT, SUMMARY, check_snapshot_every, read_summary
 from mmgan.train import train
 
 CELLS_Q3_G2 = tuple((q, g) for q in ("1", "2", "inf") for g in ("ls", "hinge"))
@@ -291,7 +291,11 @@ def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan
                     _failed(row, error, table, out, base.metric)
     for row in rows:
         if row["status"] == "finished":
-            summary = read_json(Path(row["run"]) / SUMMARY)
+            try:
+                summary = read_summary(Path(row["run"]) / SUMMARY)
+            except ValueError as error:  # an unusable results file: shown as a failed run, never a shorter mean
+                _failed(row, error, table, Path(row["run"]), base.metric)
+                continue
             row.update({"final": summary["final"], "lowest": summary["lowest"], "lowest_at": summary["lowest_at"],
                         "iterations": summary["iterations"], "metric": summary["metric"]})
     frame = pd.DataFrame(rows)
@@ -316,7 +320,7 @@ def metric_curves(results: pd.DataFrame) -> pd.DataFrame:
     """The metric history of every run (from its summary), one row per evaluation."""
     rows = []
     for _, run in finished(results).iterrows():
-        summary = read_json(Path(run["run"]) / SUMMARY)
+        summary = read_summary(Path(run["run"]) / SUMMARY)
         for iteration, value in summary["history"]:
             rows.append({"loss": run["loss"], "q": run["q"], "norm": run["norm"], "g": run["g"],
                          "seed": run["seed"], "iteration": iteration, "value": value})
@@ -340,11 +344,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="train the runs one at a time instead of as one packed network")
     parser.add_argument("--pack-size", dest="pack_size", type=int, help="runs per pack (default: all)")
     args = parser.parse_args(argv)
-    frame = run_table(args.table, args.preset, args.root, progress=True, pack=args.pack, pack_size=args.pack_size,
-                      seeds=args.seeds,
-                      iterations=args.iterations, cells=args.cells, data_root=args.data_root, device=args.device,
-                      as_released=args.as_released or None)
-    print(frame[["loss", "q", "g", "seed", "final", "lowest"]].to_string(index=False))
+    try:
+        frame = run_table(args.table, args.preset, args.root, progress=True, pack=args.pack,
+                          pack_size=args.pack_size, seeds=args.seeds, iterations=args.iterations, cells=args.cells,
+                          data_root=args.data_root, device=args.device, as_released=args.as_released or None)
+    except (ValueError, OSError) as error:  # a bad value or a missing data set: a sentence, not a traceback
+        parser.exit(2, f"error: {error}\n")
+    print(frame[["loss", "norm", "g", "seed", "final", "lowest"]].to_string(index=False))
 
 
 if __name__ == "__main__":

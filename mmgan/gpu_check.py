@@ -41,7 +41,7 @@ import yaml
 from mmgan import gan_tables
 from mmgan.data.images import load_images
 from mmgan.gan_config import GANConfig, resolve_device
-from mmgan.run_folder import LOG
+from mmgan.run_folder import CHECKPOINT, LOG, read_checkpoint
 from mmgan.train import train
 
 
@@ -56,7 +56,7 @@ def paper_width_config(device: str, iterations: int, quick: bool, arch: str = "d
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    payload = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=False)
+    payload = read_checkpoint(folder / CHECKPOINT)
     return {f"{part}.{k}": v for part in ("generator", "critic") for k, v in payload[part].items()
             if v.is_floating_point()}
 

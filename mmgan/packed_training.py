@@ -33,8 +33,9 @@ Choices:
 * no host synchronisation per iteration: non-finite losses are recorded on the
   device (:class:`~mmgan.train.LossWatch`) and read on the log cadence and before
   every metric evaluation and checkpoint, like the single-run loop;
-* Ctrl-C stops at the next iteration boundary after checkpointing every run of
-  the pack (a second Ctrl-C stops at once).
+* Ctrl-C, SIGTERM and SIGUSR2 stop at the next iteration boundary after
+  checkpointing every run of the pack, as in :func:`mmgan.train.train` (a second
+  signal stops at once).
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, ex
                 for k in live:
                     save_checkpoint(states[k], outs[k], snapshot_every)
             if stop.requested:
-                raise _stopped(pack.iteration, f"the checkpoints of the {len(live)} packed runs in "
+                raise _stopped(stop, pack.iteration, f"the checkpoints of the {len(live)} packed runs in "
                                                f"{', '.join(str(outs[k]) for k in live)} are saved",
                                "the same run_table call")
     for k in live:

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,47 @@ def config_key(config: dict[str, Any]) -> str:
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+#: The manifest of a committed study: the SHA-256 of every results file under its folder.
+MANIFEST = "MANIFEST.json"
+#: What a manifest leaves out: files that belong to a machine's own runs, not to the committed results.
+UNLISTED = ("checkpoint.pt", ".lock", MANIFEST)
+
+
+def manifest_files(folder: Path) -> list[Path]:
+    """The results files a manifest of ``folder`` lists (sorted; :data:`UNLISTED` and ``snapshots/`` left out)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in UNLISTED
+                  and "snapshots" not in p.relative_to(folder).parts)
+
+
+def write_manifest(folder: Path | str) -> Path:
+    """Write ``folder/MANIFEST.json``: the SHA-256 of every results file under ``folder`` (atomically)."""
+    folder = Path(folder)
+    files = {p.relative_to(folder).as_posix(): file_digest(p) for p in manifest_files(folder)}
+    if not files:
+        raise ValueError(f"{folder} holds no results files to list")
+    path = folder / MANIFEST
+    atomic_write_text(path, json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def verify_manifest(folder: Path | str) -> None:
+    """Check every file of ``folder/MANIFEST.json`` against its SHA-256; ``ValueError`` naming each file that is
+    missing or differs (and the command that rewrites the manifest after a deliberate change)."""
+    folder = Path(folder)
+    rewrite = f"if you changed them on purpose, rewrite it with `python -m mmgan.results manifest {folder}`"
+    manifest = read_json(folder / MANIFEST, f"write one with `python -m mmgan.results manifest {folder}`")
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not files:
+        raise ValueError(f"{folder / MANIFEST}: no 'files' listed; {rewrite}")
+    missing = sorted(name for name in files if not (folder / name).is_file())
+    changed = sorted(name for name in files if (folder / name).is_file() and file_digest(folder / name) != files[name])
+    if missing or changed:
+        raise ValueError(f"{folder}: results files differ from its manifest ({MANIFEST}): "
+                         + "; ".join(([f"missing: {', '.join(missing)}"] if missing else [])
+                                     + ([f"changed: {', '.join(changed)}"] if changed else []))
+                         + f". Restore them (git checkout -- {folder}), or {rewrite}")
 
 
 def environment() -> dict[str, str]:
@@ -175,6 +217,38 @@ def read_csv(path: Path | str, remedy: str | None = None, **kwargs: Any):
         raise ValueError(f"{path}: not valid CSV ({_reason(error)}) — {_remedy(path, remedy)}") from error
 
 
+def read_yaml(path: Path | str, remedy: str | None = None) -> Any:
+    """The YAML file ``path`` read with PyYAML's safe loader (no ``!!python/...`` tags, nothing can run code),
+    refusing a key that appears twice in one mapping (YAML would silently keep the last value).
+
+    Raises FileNotFoundError when ``path`` is missing and ValueError naming it (and the line) when it is not
+    valid YAML, uses a tag the safe loader does not know, or repeats a key.
+    """
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} appears twice (first on line {seen[key] + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeys)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        reason = " ".join(str(error).replace('"<unicode string>"', "").split())
+        raise ValueError(f"{path}: not a valid configuration file ({reason})"
+                         + (f" — {remedy}" if remedy else "")) from None
+
+
 def read_npz(path: Path | str, remedy: str | None = None) -> dict[str, Any]:
     """Every array of the ``.npz`` archive ``path`` (read eagerly; pickles are refused).
 
@@ -196,19 +270,45 @@ def read_npz(path: Path | str, remedy: str | None = None) -> dict[str, Any]:
                          f"{_remedy(path, remedy)}") from error
 
 
-def read_torch(path: Path | str, remedy: str | None = None, map_location: Any = "cpu",
-               weights_only: bool = True) -> Any:
-    """``torch.load(path)`` with errors that name ``path``.
+def read_torch(path: Path | str, remedy: str | None = None, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name ``path``: nothing in the file can run code.
 
     Raises FileNotFoundError when ``path`` is missing and ValueError naming it when it is empty,
-    truncated or corrupt.
+    truncated, corrupt, or holds objects that only pickle could load (refused).
     """
     import torch
 
     path = Path(path)
     _check_file(path, remedy, "a valid torch file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # RuntimeError (zip reader), UnpicklingError, EOFError, ...
+        if "Weights only load failed" in str(error):
+            raise ValueError(f"{path} holds Python objects that only pickle can load, so it is refused: loading it "
+                             f"could run code — {_remedy(path, remedy)}") from None
         raise ValueError(f"{path}: not a valid torch file ({_reason(error)}; the file is truncated or corrupt) — "
                          f"{_remedy(path, remedy)}") from error
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Results files: write the manifest of a finished study folder.")
+    parser.add_argument("command", choices=["manifest", "verify"])
+    parser.add_argument("folders", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        try:
+            if args.command == "manifest":
+                print(f"wrote {write_manifest(folder)}")
+            else:
+                verify_manifest(folder)
+                print(f"{folder}: every file matches its manifest")
+        except (OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -607,10 +607,6 @@ def load_table1(directory: Path | str, expected_digest: str | None = None) -> Ta
         raise FileNotFoundError(
             f"{directory} lacks {missing}; produce it with `python -m mmgan.table1` and the same options")
     remedy = _rerun_hint(directory)
-    digest = file_digest(directory / "summary.csv")
-    if expected_digest is not None and not digest.startswith(expected_digest):
-        raise ValueError(f"{directory}/summary.csv has digest {digest[:12]}, the chapter expects "
-                         f"{expected_digest}: the results were regenerated; update the digest in the chapter")
     meta = read_json(directory / "meta.json", remedy)
     config = _config_from_meta(meta, directory / "meta.json", remedy)
     check_folder_key(directory, config, meta)
@@ -630,6 +626,11 @@ def load_table1(directory: Path | str, expected_digest: str | None = None) -> Ta
     if len(summary) != models * len(MARGIN_ORDERS):
         raise ValueError(f"{directory / 'summary.csv'}: has {len(summary)} rows, its configuration implies "
                          f"{models * len(MARGIN_ORDERS)} (rows × seeds × p); the file is truncated — {remedy}")
+    digest = file_digest(directory / "summary.csv")  # a readable file that differs: regenerated or edited
+    if expected_digest is not None and not digest.startswith(expected_digest):
+        raise ValueError(f"{directory}/summary.csv is readable but differs from the file the chapter was written "
+                         f"for (digest {digest[:12]}, expected {expected_digest}): if you regenerated it, update the "
+                         f"digest in the chapter; otherwise restore it (`git checkout -- {directory}/summary.csv`)")
     curves = read_csv(directory / "curves.csv", remedy)
     _check_frame(curves, CURVE_COLUMNS, directory / "curves.csv", remedy)
     sizes = curves.groupby(["row", "seed"]).size()

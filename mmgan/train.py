@@ -1,7 +1,7 @@
 """Train a gradient-penalised GAN (the experiments of §6, Tables 2–8).
 
     python -m mmgan.train --config run.yaml --iterations 2000 --out runs/demo
-    python -m mmgan.train --out runs/demo --resume            # continue where it stopped
+    python -m mmgan.train --out runs/demo --resume            # continue where it stopped (reads its config.yaml)
 
 One flat loop: per generator iteration, ``critic_steps`` critic updates
 (critic loss of :mod:`mmgan.losses` + λ · gradient penalty of
@@ -15,9 +15,12 @@ Never losing work:
   every random state), written atomically (temporary file + rename, so the
   previous checkpoint stays until the new one is complete) every
   ``checkpoint_every`` iterations and at the end;
-* Ctrl-C (SIGINT) is honoured at the next iteration boundary: the checkpoint is
-  then written and the run stops, so a resumed run continues bit for bit (a
-  second Ctrl-C stops at once, without saving);
+* Ctrl-C (SIGINT), SIGTERM and SIGUSR2 (what SLURM sends at pre-emption and
+  time-out) are honoured at the next iteration boundary: the checkpoint is then
+  written and the run stops (:class:`Stopped`), so a resumed run continues bit
+  for bit; SIGTERM and SIGUSR2 are then handed to the handler that was there
+  before (the process ends with status 143, or submitit requeues its job); a
+  second signal stops at once, without saving;
 * one writer per folder (:class:`mmgan.run_folder.RunLock`); a fresh run into a
   folder that holds a run refuses unless ``resume`` or ``overwrite``;
 * on resume, ``log.jsonl`` is cut back to the checkpoint's iteration;
@@ -64,7 +67,7 @@ from mmgan.models import make_gan, sampling_mode
 from mmgan.norms import grad_norm
 from mmgan.penalties import gradient_penalty, input_gradient, penalty_points
 from mmgan.randomness import indices, normal
-from mmgan.results import atomic_torch_save, atomic_write_text, environment
+from mmgan.results import atomic_torch_save, atomic_write_text, environment, read_yaml
 from mmgan.run_folder import (
     CHECKPOINT,
     LOG,
@@ -130,7 +133,13 @@ def save_checkpoint(state: RunState, out: Path, snapshot_every: int | None = Non
         "rng": state.rng.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    atomic_torch_save(payload, out / CHECKPOINT)
+    try:
+        atomic_torch_save(payload, out / CHECKPOINT)
+    except OSError as error:  # a full disk, a lost mount: the temporary file failed, the old checkpoint stands
+        kept = (f"the previous checkpoint (iteration {state.saved_at}) is intact" if state.saved_at
+                is not None else "no earlier checkpoint exists")
+        raise OSError(f"could not write the checkpoint of iteration {state.iteration} to {out / CHECKPOINT} "
+                      f"({error.strerror or error}); {kept}: free some space and continue with --resume") from error
     state.saved_at = state.iteration
     if snapshot_every and state.iteration % snapshot_every == 0:
         atomic_torch_save(networks_payload(state), snapshot_path(out, state.iteration))
@@ -319,45 +328,83 @@ def training_iteration(state: RunState, data: torch.Tensor, device: torch.device
     return c_loss, penalty, g_loss, real, fake
 
 
+#: The signals that stop a run at the next iteration boundary, after its checkpoint: Ctrl-C, SIGTERM (what a
+#: scheduler sends before SIGKILL) and SIGUSR2 (SLURM's advance warning, on which submitit requeues a job).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+
+class Stopped(KeyboardInterrupt):
+    """A run stopped by a signal at an iteration boundary, its checkpoint written (``signum``: the signal)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
 class _StopAtBoundary:
-    """SIGINT handler: the first Ctrl-C asks the loop to stop at the next iteration boundary, a second one
-    stops at once (KeyboardInterrupt, nothing saved)."""
+    """Handler of :data:`STOP_SIGNALS`: the first asks the loop to stop at the next iteration boundary (after
+    its checkpoint), a second stops at once (KeyboardInterrupt, nothing saved)."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def __call__(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping after this iteration and writing a checkpoint (again to stop at once)",
-              file=sys.stderr)
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this iteration and writing a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr)
 
 
 @contextlib.contextmanager
 def _interrupt_at_boundary() -> Iterator[_StopAtBoundary]:
+    """Install :class:`_StopAtBoundary` for :data:`STOP_SIGNALS` while a loop runs. When the loop stops on SIGTERM
+    or SIGUSR2 (:class:`Stopped`, checkpoint written), the signal is then handed to the handler that was there
+    before: by default the process ends with status 143 (SIGTERM) as a scheduler expects; inside a submitit job,
+    submitit's own SIGUSR2 handler requeues the job, which resumes from the checkpoint."""
     stop = _StopAtBoundary()
     if threading.current_thread() is not threading.main_thread():
-        yield stop  # signal handlers can only be set in the main thread; Ctrl-C then interrupts as usual
+        yield stop  # signal handlers can only be set in the main thread; signals then act as usual
         return
-    previous = signal.signal(signal.SIGINT, stop)
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
         yield stop
+    except Stopped as stopped:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        previous = {}
+        if stopped.signum != signal.SIGINT:
+            signal.raise_signal(stopped.signum)  # the previous handler: terminate, requeue, or return
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _prepare_folder(config: GANConfig, out: Path, resume: bool, overwrite: bool) -> dict[str, Any] | None:
-    """Check the run folder before any expensive work: returns the checkpoint payload when resuming."""
-    if resume:
+    """Check the run folder before any expensive work: returns the checkpoint payload when resuming.
+
+    A folder whose run was killed before its first checkpoint (a log, a config.yaml, no checkpoint) has nothing
+    to continue: ``resume`` starts it over."""
+    state = folder_state(out)
+    if resume and not (out / CHECKPOINT).is_file() and state == "partial":
+        print(f"{out} holds no checkpoint yet (the run stopped before its first one): starting it over",
+              file=sys.stderr)
+        overwrite = True
+    elif resume:
         payload = read_checkpoint(out / CHECKPOINT)
         check_resumable(config, payload, out / CHECKPOINT)
         return payload
-    state = folder_state(out)
     if state != "empty":
         if not overwrite:
-            raise FileExistsError(f"{out} already holds a {state} run; continue it with resume=True (--resume) "
-                                  "or start it over with overwrite=True (--overwrite)")
+            hint = ("continue it with resume=True (--resume)" if (out / CHECKPOINT).is_file() else
+                    "it has no checkpoint yet, so resume=True (--resume) starts it over")
+            raise FileExistsError(f"{out} already holds a {state} run; {hint}, or start it over with overwrite=True "
+                                  "(--overwrite)")
         for name in (CHECKPOINT, LOG, SUMMARY, "config.yaml"):
             (out / name).unlink(missing_ok=True)
     return None
@@ -393,11 +440,20 @@ def _data_and_reference(config: GANConfig, data: torch.Tensor | None, device: to
     set's reference statistics."""
     if data is None:
         data = load_images(config.dataset, config.image_size, config.channels, config.data_root)
+    check_batch_size(config, len(data))
     data = data.to(device)
     extractor = make_extractor(config.metric, config.image_size, config.channels, device)
     reference = dataset_statistics(extractor, data, f"{config.dataset}-{config.image_size}px-"
                                    f"{config.channels}ch", device)
     return data, extractor, reference
+
+
+def check_batch_size(config: GANConfig, images: int) -> None:
+    """A batch of distinct real images needs at least ``batch_size`` images (``ValueError`` naming the field)."""
+    if config.real_sampling != "with_replacement" and config.batch_size > images:
+        raise ValueError(f"batch_size={config.batch_size} is larger than the {images} images of dataset="
+                         f"{config.dataset!r}: real batches are drawn without replacement; choose batch_size <= "
+                         f"{images} (or real_sampling='with_replacement')")
 
 
 def _start_state(config: GANConfig, payload: dict[str, Any] | None, out: Path, device: torch.device) -> RunState:
@@ -442,8 +498,9 @@ def _evaluate_and_log(state: RunState, extractor, reference, device: torch.devic
     return value
 
 
-def _stopped(iteration: int, where: str, how: str = "--resume") -> KeyboardInterrupt:
-    return KeyboardInterrupt(f"stopped by Ctrl-C at iteration {iteration}; {where}, continue with {how}")
+def _stopped(stop: _StopAtBoundary, iteration: int, where: str, how: str = "--resume") -> Stopped:
+    name = "Ctrl-C" if stop.signum == signal.SIGINT else signal.Signals(stop.signum).name
+    return Stopped(f"stopped by {name} at iteration {iteration}; {where}, continue with {how}", stop.signum)
 
 
 def _loop(state: RunState, data: torch.Tensor, extractor, reference, device: torch.device, out: Path,
@@ -478,7 +535,7 @@ def _loop(state: RunState, data: torch.Tensor, extractor, reference, device: tor
                 if checkpoint_due:
                     save_checkpoint(state, out, snapshot_every)
                 if stop.requested:
-                    raise _stopped(state.iteration, f"the checkpoint in {out} is saved")
+                    raise _stopped(stop, state.iteration, f"the checkpoint in {out} is saved")
         finally:
             bar.close()
 
@@ -498,7 +555,8 @@ def _write_summary(state: RunState, out: Path) -> dict[str, Any]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train a gradient-penalised GAN (mmgan).")
-    parser.add_argument("--config", type=Path, help="YAML file of config values (flags override it)")
+    parser.add_argument("--config", type=Path, help="YAML file of config values (flags override it; with --resume "
+                                                    "and no --config, the run folder's own config.yaml)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log, summary)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
@@ -515,17 +573,20 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     values: dict[str, Any] = {}
     try:
-        if args.config:
-            loaded = yaml.safe_load(args.config.read_text()) or {}
+        source = args.config
+        if source is None and args.resume and (args.out / "config.yaml").is_file():
+            source = args.out / "config.yaml"  # the run's own configuration, as it wrote it
+        if source is not None:
+            loaded = read_yaml(source) or {}
             if not isinstance(loaded, dict):
-                raise ValueError(f"{args.config} must hold a mapping of config keys to values")
+                raise ValueError(f"{source} must hold a mapping of config keys to values")
             values.update(loaded)
         values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(GANConfig)
                        if getattr(args, f.name) is not None})
         config = config_from(values)
         summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
                         progress=not args.no_progress)
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError) as error:  # OSError: FileExistsError, FileNotFoundError, a full disk
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps({k: summary[k] for k in ("iterations", "metric", "final", "lowest", "lowest_at")}))

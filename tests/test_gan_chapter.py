@@ -123,3 +123,14 @@ def test_metric_curves_refuse_to_draw_an_empty_plot():
         plots.gan_metric_curves(one_point, "FDD")
     with pytest.raises(ValueError, match="nothing to draw"):
         plots.gan_metric_curves(one_point.iloc[:0], "FDD")
+
+
+def test_a_cpu_run_of_one_iteration_carries_no_verdict(tmp_path):
+    """`papermill ... -p preset cpu -p iterations 1 -p seeds 0`: one evaluation per run, one seed."""
+    page = gan_chapter.chapter("2", preset="cpu", iterations=1, seeds=0, cells=["hinge-q2-hinge", "hinge-qinf-hinge"],
+                               results_root=str(tmp_path))
+    assert page.run.evaluations == 1 and "1 metric evaluation" in page.run.gate()
+    shown = page.run_propositions()
+    assert isinstance(shown, Markdown) and "not comparable" in shown.data
+    assert "holds" not in shown.data and "cannot tell" not in shown.data
+    assert all("no verdict" in frame.columns[0] for frame in page.run_tables())

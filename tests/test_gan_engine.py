@@ -80,8 +80,8 @@ def test_resume_is_bit_for_bit(tmp_path, digits16):
     train.train(tiny(iterations=3, q="inf", g="hinge", as_released=True), split, progress=False, data=digits16)
     train.train(tiny(iterations=6, q="inf", g="hinge", as_released=True), split, resume=True, progress=False,
                 data=digits16)
-    a = torch.load(whole / "checkpoint.pt", weights_only=False)
-    b = torch.load(split / "checkpoint.pt", weights_only=False)
+    a = torch.load(whole / "checkpoint.pt", weights_only=True)
+    b = torch.load(split / "checkpoint.pt", weights_only=True)
     for part in ("generator", "critic"):
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)
@@ -99,12 +99,12 @@ def test_resume_refuses_a_different_configuration(tmp_path, digits16):
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, digits16, monkeypatch):
     config = tiny(iterations=4, checkpoint_every=2)
     train.train(dataclasses.replace(config, iterations=2), tmp_path, progress=False, data=digits16)
-    good = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    good = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     original = train.critic_loss
     monkeypatch.setattr(train, "critic_loss", lambda *a, **k: original(*a, **k) * float("nan"))
     with pytest.raises(train.NonFiniteLoss, match="iteration 3; the checkpoint of iteration 2 in .* is kept"):
         train.train(config, tmp_path, resume=True, progress=False, data=digits16)
-    kept = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    kept = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert kept["iteration"] == good["iteration"] == 2
 
 

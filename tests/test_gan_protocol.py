@@ -259,7 +259,7 @@ def test_a_fresh_run_refuses_a_folder_that_holds_one(tmp_path, digits16):
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    payload = torch.load(folder / "checkpoint.pt", weights_only=False)
+    payload = torch.load(folder / "checkpoint.pt", weights_only=True)
     return {f"{part}.{k}": v for part in ("generator", "critic") for k, v in payload[part].items()}
 
 
@@ -279,7 +279,47 @@ def test_ctrl_c_stops_at_an_iteration_boundary_and_resumes_exactly(tmp_path, dig
     with pytest.raises(KeyboardInterrupt):
         train.train(config, tmp_path / "split", progress=False, data=digits16)
     monkeypatch.setattr(train, "critic_loss", original)
-    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["iteration"] == 3
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["iteration"] == 3
+    train.train(config, tmp_path / "split", resume=True, progress=False, data=digits16)
+    whole, split = _weights(tmp_path / "whole"), _weights(tmp_path / "split")
+    assert all(torch.equal(whole[k], split[k]) for k in whole)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR2])
+def test_sigterm_checkpoints_at_the_boundary_hands_the_signal_on_and_resumes_exactly(tmp_path, digits16,
+                                                                                     monkeypatch, signum):
+    """What a scheduler sends before SIGKILL (SIGTERM) or at pre-emption (SLURM's SIGUSR2): the run saves at the
+    next iteration boundary, then the signal goes to the handler that was there before (here a recorder; by
+    default it ends the process with status 143, in a submitit job it requeues)."""
+    config = tiny(iterations=6, checkpoint_every=100)
+    train.train(config, tmp_path / "whole", progress=False, data=digits16)
+    received = []
+
+    def recorder(number, frame):
+        received.append(torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["iteration"])
+
+    previous = signal.signal(signum, recorder)
+    try:
+        calls = {"n": 0}
+        original = train.critic_loss
+
+        def interrupting(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:  # in the middle of iteration 3
+                signal.raise_signal(signum)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(train, "critic_loss", interrupting)
+        with pytest.raises(train.Stopped, match=f"stopped by {signal.Signals(signum).name} at iteration 3") as info:
+            train.train(config, tmp_path / "split", progress=False, data=digits16)
+        assert info.value.signum == signum
+        assert received == [3]  # handed on once, after the checkpoint of iteration 3 was written
+        assert signal.getsignal(signum) is recorder  # the handlers are restored
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signum, previous)
+    monkeypatch.setattr(train, "critic_loss", original)
+    assert not (tmp_path / "split" / ".lock").exists()
     train.train(config, tmp_path / "split", resume=True, progress=False, data=digits16)
     whole, split = _weights(tmp_path / "whole"), _weights(tmp_path / "split")
     assert all(torch.equal(whole[k], split[k]) for k in whole)

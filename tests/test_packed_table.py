@@ -59,7 +59,7 @@ def _summary(run: str | Path) -> dict:
 
 
 def _checkpoint(run: str | Path) -> dict:
-    return torch.load(Path(run) / CHECKPOINT, weights_only=False)
+    return torch.load(Path(run) / CHECKPOINT, weights_only=True)
 
 
 def _assert_same_runs(a, b, exact: bool) -> None:
@@ -113,15 +113,16 @@ def test_packed_table_equals_runs_one_at_a_time(tmp_path):
 # ----------------------------------------------------------------------------- (b) Ctrl-C and resume
 
 
-def _interrupt_in_iteration(monkeypatch, module, iteration: int, calls_per_iteration: int) -> None:
-    """SIGINT in the middle of generator iteration ``iteration`` (between critic forward passes)."""
+def _interrupt_in_iteration(monkeypatch, module, iteration: int, calls_per_iteration: int,
+                            signum: int = signal.SIGINT) -> None:
+    """``signum`` in the middle of generator iteration ``iteration`` (between critic forward passes)."""
     calls = {"n": 0}
     original = module.critic_loss
 
     def interrupting(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == (iteration - 1) * calls_per_iteration + 1:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signum)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(module, "critic_loss", interrupting)
@@ -140,6 +141,23 @@ def test_ctrl_c_checkpoints_every_packed_run_and_resumes_exactly(tmp_path, monke
         assert not (run / ".lock").exists()
     split = _table(tmp_path / "split")
     _assert_same_runs(split, whole, exact=True)  # packing and unpacking are a copy: bit for bit
+
+
+def test_sigterm_checkpoints_every_packed_run_then_hands_the_signal_on(tmp_path, monkeypatch):
+    whole = _table(tmp_path / "whole")
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: received.append(number))
+    try:
+        with monkeypatch.context() as patch, \
+                pytest.raises(KeyboardInterrupt, match="SIGTERM at iteration 3; the checkpoints of the 2 packed"):
+            _interrupt_in_iteration(patch, packed, 3, len(CELLS), signal.SIGTERM)
+            _table(tmp_path / "split")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [signal.SIGTERM]
+    runs = sorted(p for p in (tmp_path / "split").rglob("*-s0") if p.is_dir())
+    assert [_checkpoint(run)["iteration"] for run in runs] == [3, 3]
+    _assert_same_runs(_table(tmp_path / "split"), whole, exact=True)
 
 
 def test_checkpoints_are_shared_by_the_packed_and_the_single_run_path(tmp_path, monkeypatch):
@@ -333,7 +351,7 @@ def test_snapshots_keep_the_networks_of_their_iteration(tmp_path, pack):
     for run, run_to_4 in zip(frame["run"], short["run"]):
         kept = sorted(p.name for p in (Path(run) / "snapshots").iterdir())
         assert kept == ["networks-000004.pt"]  # 4 only: 2 and 6 are checkpoints, not multiples of 4
-        snapshot = torch.load(Path(run) / "snapshots" / kept[0], weights_only=False)
+        snapshot = torch.load(Path(run) / "snapshots" / kept[0], weights_only=True)
         assert snapshot.keys() == {"iteration", "generator", "critic"} and snapshot["iteration"] == 4
         reference = _checkpoint(run_to_4)
         for part in ("generator", "critic"):

@@ -76,7 +76,7 @@ def reference(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    payload = torch.load(run / CHECKPOINT, weights_only=False)
+    payload = torch.load(run / CHECKPOINT, weights_only=True)
     return {f"{part}.{k}": v for part in ("generator", "critic") for k, v in payload[part].items()}
 
 
@@ -154,7 +154,7 @@ def test_a_job_killed_mid_run_and_resubmitted_by_its_checkpoint_gives_the_uninte
     os.waitpid(pid, 0)
     killed = sweep.collect("2", "smoke", root, cells=CELLS[0], seeds=SEEDS, **TINY)
     runs = [Path(run) for run in killed["run"]]
-    assert [torch.load(r / CHECKPOINT, weights_only=False)["iteration"] for r in runs] == [1, 1]
+    assert [torch.load(r / CHECKPOINT, weights_only=True)["iteration"] for r in runs] == [1, 1]
     assert not any((r / SUMMARY).exists() for r in runs)
     assert set(killed["status"]) == {"incomplete"} and (killed["progress"] == 2).all()  # logged past the checkpoint
 

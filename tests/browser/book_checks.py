@@ -140,7 +140,8 @@ async () => {
   }
   const main = document.querySelector('main') || document.body;
   out.raw = main.innerText;
-  // results tables: no missing value shown as a number, no verdict word beside a smoke-preset number
+  // results tables: no missing value shown as a number, no verdict word beside a number from runs that cannot
+  // carry one (a smoke preset, or a table marked "no verdict": one seed, one evaluation, runs that did not learn)
   out.nan = []; out.smoke_verdicts = [];
   for (const table of main.querySelectorAll('table')) {
     for (const cell of table.querySelectorAll('td, th')) {
@@ -148,9 +149,10 @@ async () => {
       if (/^(nan|NaN|<NA>|None)$/.test(text) || /\\bnan\\b/i.test(text) && /±/.test(text)) out.nan.push(text);
     }
     const header = Array.from(table.querySelectorAll('th')).map(th => th.textContent).join(' ');
-    if (/\\bsmoke\\b/.test(header)) {
+    if (/\\bsmoke\\b|no verdict/.test(header)) {
       const scope = table.closest('.cell') || table;
-      const verdict = scope.innerHTML.replace(/<[^>]+>/g, ' ').match(/\\b(holds|does not hold|mixed)\\b/);
+      const verdict = scope.innerHTML.replace(/<[^>]+>/g, ' ')
+        .match(/\\b(holds|does not hold|mixed|cannot tell|no effect larger)\\b/);
       if (verdict) out.smoke_verdicts.push(verdict[0]);
     }
   }
@@ -189,7 +191,7 @@ def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = V
                         report.problems += [f"image did not load: {src}" for src in found["images"]]
                         report.problems += [f"math not typeset: {text!r}" for text in found["math"]]
                         report.problems += [f"missing value shown in a table: {text!r}" for text in found["nan"]]
-                        report.problems += [f"verdict word {word!r} beside a smoke-preset number"
+                        report.problems += [f"verdict word {word!r} beside a number that cannot carry one"
                                             for word in found["smoke_verdicts"]]
                         for match in RAW_MATH.finditer(found["raw"] or ""):
                             context_text = found["raw"][max(0, match.start() - 30): match.end() + 30]

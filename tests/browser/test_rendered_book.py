@@ -59,11 +59,14 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
     third = broken_copy / "notebooks" / "taylor_margin.html"
     third.write_text(third.read_text().replace("</main>", '<a href="no_such_page.html">gone</a></main>', 1))
 
-    # a results table with a missing value and a verdict beside smoke-preset numbers
+    # a results table with a missing value and a verdict beside smoke-preset numbers; a cpu-preset run of one
+    # iteration (no verdict) with a verdict word beside it
     fourth = broken_copy / "notebooks" / "framework.html"
     fourth.write_text(fourth.read_text().replace(
         "</main>", "<div class='cell'><table><tr><th>ours: FDD (digits, smoke, 20 it.)</th><th>verdict</th></tr>"
-                   "<tr><td>nan</td><td>holds</td></tr></table></div></main>", 1))
+                   "<tr><td>nan</td><td>holds</td></tr></table></div>"
+                   "<div class='cell'><table><tr><th>ours: FDD (digits, cpu, 1 it., final; no verdict)</th></tr>"
+                   "<tr><td>12.0</td></tr></table><p>cannot tell at this noise</p></div></main>", 1))
 
     links = dead_links(broken_copy)
     assert any("no_such_page.html" in p for p in links)
@@ -75,4 +78,5 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
     assert any("raw markup" in p for p in reports[str(other.relative_to(broken_copy))])
     table_problems = reports["notebooks/framework.html"]
     assert any("missing value" in p for p in table_problems), table_problems
-    assert any("beside a smoke-preset number" in p for p in table_problems), table_problems
+    assert sum("cannot carry one" in p for p in table_problems) == 2, table_problems
+    assert any("beside a number that cannot carry one" in p for p in table_problems), table_problems
