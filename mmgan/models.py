@@ -159,13 +159,22 @@ def sampling_mode(module: nn.Module, mode: str) -> Iterator[nn.Module]:
     """
     check_choice(mode, SAMPLING_MODES, "sample_mode")
     was_training = module.training
-    saved = {name: buffer.clone() for name, buffer in module.named_buffers()}
     module.train(mode == "train")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), kept_statistics(module):
             yield module
+    finally:
+        module.train(was_training)
+
+
+@contextlib.contextmanager
+def kept_statistics(module: nn.Module) -> Iterator[nn.Module]:
+    """Run ``module`` (e.g. in train mode, for a measurement that is not a training step) and restore its
+    buffers afterwards: BatchNorm's running statistics and batch count stay those of training alone."""
+    saved = {name: buffer.clone() for name, buffer in module.named_buffers()}
+    try:
+        yield module
     finally:
         with torch.no_grad():
             for name, buffer in module.named_buffers():
                 buffer.copy_(saved[name])
-        module.train(was_training)

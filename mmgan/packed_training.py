@@ -51,6 +51,7 @@ import torch
 from tqdm import tqdm
 
 from mmgan.gan_config import GANConfig, resolve_device
+from mmgan.models import kept_statistics
 from mmgan.norms import grad_norm
 from mmgan.packed import (
     PER_RUN_FIELDS,
@@ -166,11 +167,12 @@ def _gradient_norms(pack: PackedState, real: torch.Tensor, fake: torch.Tensor) -
     between = torch.stack([penalty_points(real[k], fake[k], "interpolates",
                                           torch.Generator().manual_seed(pack.iteration)) for k in range(pack.runs)])
     names, values = ("real", "fake", "interpolates"), []
-    for x in (real, fake, between):
-        points = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(packed_critic_scores(pack.critic, points).sum(), points)
-        values.append(torch.stack([grad_norm(grad[k], c.q_value).mean() for k, c in enumerate(pack.configs)]))
+    with kept_statistics(pack.critic):  # a measurement, not a training step: BatchNorm statistics unchanged
+        for x in (real, fake, between):
+            points = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(packed_critic_scores(pack.critic, points).sum(), points)
+            values.append(torch.stack([grad_norm(grad[k], c.q_value).mean() for k, c in enumerate(pack.configs)]))
     rows = torch.stack(values, 1).tolist()
     return [{f"grad_norm_{name}": value for name, value in zip(names, row)} for row in rows]
 

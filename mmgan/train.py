@@ -63,7 +63,7 @@ from mmgan.data.images import load_images
 from mmgan.fid import dataset_statistics, frechet_distance, generator_statistics, make_extractor
 from mmgan.gan_config import TRAIN_LOSSES, GANConfig, config_from, resolve_device
 from mmgan.losses import critic_loss, generator_loss, needs_real_scores
-from mmgan.models import make_gan, sampling_mode
+from mmgan.models import kept_statistics, make_gan, sampling_mode
 from mmgan.norms import grad_norm
 from mmgan.penalties import gradient_penalty, input_gradient, penalty_points
 from mmgan.randomness import indices, normal
@@ -261,9 +261,10 @@ def _gradient_norms(state: RunState, real: torch.Tensor, fake: torch.Tensor) -> 
     # a generator of its own, so logging does not change the training's random stream
     between = penalty_points(real, fake, "interpolates", torch.Generator().manual_seed(state.iteration))
     out = {}
-    for name, x in (("real", real), ("fake", fake), ("interpolates", between)):
-        _, grad = input_gradient(state.critic, x, create_graph=False)
-        out[f"grad_norm_{name}"] = float(grad_norm(grad.detach(), q).mean())
+    with kept_statistics(state.critic):  # a measurement, not a training step: BatchNorm statistics unchanged
+        for name, x in (("real", real), ("fake", fake), ("interpolates", between)):
+            _, grad = input_gradient(state.critic, x, create_graph=False)
+            out[f"grad_norm_{name}"] = float(grad_norm(grad.detach(), q).mean())
     return out
 
 

@@ -434,3 +434,24 @@ def test_stand_in_studies_are_the_runs_their_table_would_train(monkeypatch):
         gan_tables.study_source("6")
     with pytest.raises(ValueError, match="valid choices"):
         gan_tables.study_source("1")
+
+
+@pytest.mark.parametrize("packed_runs", [False, True])
+def test_logging_does_not_change_the_critic(tmp_path, digits16, packed_runs):
+    """The gradient norms of a log line run the critic in train mode; its BatchNorm running statistics (used by
+    an eval-mode critic) must stay those of training alone: a run logging every iteration ends with the same
+    critic, buffers included, as one that never logs."""
+    from mmgan.packed_training import train_packed
+
+    def run(log_every: int, name: str) -> dict[str, torch.Tensor]:
+        config = tiny(iterations=4, checkpoint_every=4, log_every=log_every)
+        if packed_runs:
+            train_packed([config, dataclasses.replace(config, seed=1)], [tmp_path / name, tmp_path / f"{name}1"],
+                         digits16)
+        else:
+            train.train(config, tmp_path / name, progress=False, data=digits16)
+        return torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["critic"]
+
+    quiet, chatty = run(100, "quiet"), run(1, "chatty")
+    assert any("running_mean" in k for k in quiet)
+    assert all(torch.equal(quiet[k], chatty[k]) for k in quiet), [k for k in quiet if not torch.equal(quiet[k], chatty[k])]
