@@ -7,12 +7,21 @@ in eval mode (BatchNorm with its running statistics, so f is piecewise linear an
 each image on its own), is a classifier of images with a threshold t, and the L^p margin
 of an image x is its L^p distance to the level set {f = t} (eq. 3 with f − t).
 
-Thresholds (:data:`THRESHOLDS`):
+Thresholds (:data:`THRESHOLDS`), each a boundary {f = t} between the two classes:
 
+* ``relativistic``: the paper's own boundary for relativistic average critics (App. C.1):
+  a real image x is measured against the mean score of the generated images,
+  t = mean f(fakes), and a generated image against the mean score of the reals,
+  t = mean f(reals); it is the primary definition for the RaHinge critics of Table 3;
 * ``zero``: t = 0, the boundary the hinge losses aim at (real above +1, fake below −1);
-* ``midpoint``: t = (mean f(reals) + mean f(fakes)) / 2 over the measured images. A WGAN
-  critic is defined up to a constant (its loss is unchanged when f shifts), so 0 means
-  nothing for it; the midpoint between its average real and fake scores does.
+* ``midpoint``: t = (mean f(reals) + mean f(fakes)) / 2 over the measured images, our own
+  second view. A WGAN critic is defined up to a constant (its loss is unchanged when f
+  shifts), so 0 means nothing for it; the midpoint between its average real and fake
+  scores does.
+
+An image is *correct* when it lies on its class's side of its boundary (a real image above,
+a generated one below); its *signed* margin is its distance to the boundary, negative when
+it is on the wrong side (:func:`mmgan.critic_margins_report.per_critic`).
 
 Per image and order p ∈ {1, 2, ∞}, three numbers bracket or approximate the distance:
 
@@ -69,7 +78,7 @@ from mmgan.results import (
 )
 from mmgan.run_folder import CHECKPOINT, SNAPSHOTS, SUMMARY, read_checkpoint, read_summary, snapshot_path
 
-THRESHOLDS: tuple[str, ...] = ("zero", "midpoint")
+THRESHOLDS: tuple[str, ...] = ("relativistic", "zero", "midpoint")
 #: Settings of the boundary search for images (fewer restarts than Table 1: 256+ dimensions, few points).
 SEARCH: dict[str, Any] = dict(restarts=2, data_restarts=2, max_steps=150, polish_steps=4, tol=1e-3)
 
@@ -206,35 +215,77 @@ def _sign_change(f, x: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
         return torch.sign(f(x)) != torch.sign(f(beyond))
 
 
+def class_thresholds(real_scores: torch.Tensor, fake_scores: torch.Tensor, rule: str) -> tuple[float, float]:
+    """The boundary values (t for the real images, t for the generated ones) of a threshold rule
+    (:data:`THRESHOLDS`, see the module docstring)."""
+    check_choice(rule, THRESHOLDS, "threshold")
+    real_mean, fake_mean = float(real_scores.mean()), float(fake_scores.mean())
+    if rule == "relativistic":
+        return fake_mean, real_mean
+    t = 0.0 if rule == "zero" else 0.5 * (real_mean + fake_mean)
+    return t, t
+
+
 def measure_critic(critic: nn.Sequential, reals: torch.Tensor, fakes: torch.Tensor, threshold: str = "midpoint",
                    orders: Sequence[float] = MARGIN_ORDERS, search: dict[str, Any] | None = None) -> pd.DataFrame:
-    """One row per (image, order p): score, threshold t, and the upper / Taylor / lower margins of f − t."""
-    check_choice(threshold, THRESHOLDS, "threshold")
+    """One row per (image, order p): score, threshold t of its boundary, and the upper / Taylor / lower margins
+    of f − t; the images that share a boundary value are searched together."""
     x = torch.cat([reals, fakes]).to(parameter_dtype(critic))
     with torch.no_grad():
         scores = critic(x)
-    t = 0.0 if threshold == "zero" else float(0.5 * (scores[: len(reals)].mean() + scores[len(reals):].mean()))
-
-    def f(z: torch.Tensor) -> torch.Tensor:
-        return critic(z) - t
-
-    found = boundary_distances(f, x, tuple(orders), **{**SEARCH, **(search or {})})
+    t_real, t_fake = class_thresholds(scores[: len(reals)], scores[len(reals):], threshold)
+    per_image = torch.tensor([t_real] * len(reals) + [t_fake] * len(fakes), dtype=torch.float64)
     rows = []
-    for p, result in found.items():
-        lower = (scores - t).abs() / lipschitz_bound(critic, tuple(x.shape[1:]), p)
-        taylor = taylor_margin(f, x, p)
-        sign_ok = _sign_change(f, x, result.point)
-        for i in range(x.shape[0]):
-            rows.append({"image": "real" if i < len(reals) else "fake", "index": i % len(reals), "p": p,
-                         "score": float(scores[i]), "threshold": t, "side": "above" if scores[i] > t else "below",
-                         "upper": float(result.distance[i]), "taylor": float(taylor[i]), "lower": float(lower[i]),
-                         "sign_change": bool(sign_ok[i]), "converged": bool(result.converged[i])})
-    return pd.DataFrame(rows)
+    for t in dict.fromkeys((t_real, t_fake)):
+        chosen = torch.nonzero(per_image == t).flatten()
+
+        def f(z: torch.Tensor, t: float = t) -> torch.Tensor:
+            return critic(z) - t
+
+        found = boundary_distances(f, x[chosen], tuple(orders), **{**SEARCH, **(search or {})})
+        for p, result in found.items():
+            lower = (scores[chosen] - t).abs() / lipschitz_bound(critic, tuple(x.shape[1:]), p)
+            taylor = taylor_margin(f, x[chosen], p)
+            sign_ok = _sign_change(f, x[chosen], result.point)
+            for j, i in enumerate(chosen.tolist()):
+                rows.append({"image": "real" if i < len(reals) else "fake", "index": i % len(reals), "p": p,
+                             "score": float(scores[i]), "threshold": t, "side": "above" if scores[i] > t else "below",
+                             "upper": float(result.distance[j]), "taylor": float(taylor[j]), "lower": float(lower[j]),
+                             "sign_change": bool(sign_ok[j]), "converged": bool(result.converged[j])})
+    frame = pd.DataFrame(rows)
+    rank = frame.assign(order=frame["p"].map({p: k for k, p in enumerate(orders)}), fake=frame["image"] == "fake")
+    return frame.loc[rank.sort_values(["order", "fake", "index"]).index].reset_index(drop=True)
+
+
+def image_positions(rows: pd.DataFrame, reals: int) -> np.ndarray:
+    """Where each measured row's image sits in ``torch.cat([reals, fakes])``."""
+    return rows["index"].to_numpy() + np.where(rows["image"].to_numpy() == "fake", reals, 0)
+
+
+def _l2_fmn_attack() -> type:
+    """foolbox 3.3.4's L² FMN attack with its projection repaired.
+
+    Its ``project`` scales the perturbation by ``min(1, norms / norms)``, which is always 1 (and takes the norm of
+    the image, not of the perturbation), so the L² attack never pulls its perturbation back into the ε-ball and
+    stops wherever its first steps land (on a linear critic, 1.6–2× the exact distance). The repaired projection
+    scales the perturbation x − x0 to L² norm at most ε, as the FMN algorithm (Pintor et al., 2021) prescribes.
+    """
+    import eagerpy as ep
+    import foolbox
+    from foolbox.devutils import atleast_kd, flatten
+
+    class RepairedL2FMNAttack(foolbox.attacks.L2FMNAttack):
+        def project(self, x: ep.Tensor, x0: ep.Tensor, epsilon: ep.Tensor) -> ep.Tensor:
+            norms = ep.maximum(flatten(x - x0).norms.l2(axis=-1), 1e-12)
+            return x0 + (x - x0) * atleast_kd(ep.minimum(1, epsilon / norms), x.ndim)
+
+    return RepairedL2FMNAttack
 
 
 def minimum_norm_attack(critic: nn.Sequential, x: torch.Tensor, threshold: float, p: float,
                         steps: int = 1000) -> torch.Tensor:
-    """Distances found by foolbox's FMN attack on the two-class classifier sign(f − t) (an upper bound).
+    """Distances found by foolbox's FMN attack on the two-class classifier sign(f − t) (an upper bound); the L²
+    attack with its projection repaired (:func:`_l2_fmn_attack`).
 
     Raises ``ImportError`` with the install command when foolbox is missing.
     """
@@ -249,8 +300,7 @@ def minimum_norm_attack(critic: nn.Sequential, x: torch.Tensor, threshold: float
             s = critic(z) - threshold
             return torch.stack([-s, s], 1)
 
-    attacks = {1.0: foolbox.attacks.L1FMNAttack, 2.0: foolbox.attacks.L2FMNAttack,
-               math.inf: foolbox.attacks.LInfFMNAttack}
+    attacks = {1.0: foolbox.attacks.L1FMNAttack, 2.0: _l2_fmn_attack(), math.inf: foolbox.attacks.LInfFMNAttack}
     model = foolbox.PyTorchModel(TwoLogits().eval(), bounds=(float(x.min()) - 10, float(x.max()) + 10))
     with torch.no_grad():
         labels = (critic(x) > threshold).long()
@@ -303,17 +353,18 @@ CERTIFY_STEPS = 10
 
 def certify_rows(critic: nn.Sequential, x: torch.Tensor, rows: pd.DataFrame,
                  steps: int = CERTIFY_STEPS) -> np.ndarray:
-    """The ``certified`` column for one critic's measured rows (images ``x`` in the order measured: per threshold
-    and order p, reals then fakes), below each row's best upper bound (estimator or FMN)."""
+    """The ``certified`` column for one critic's measured rows (images ``x`` = reals then fakes, as measured),
+    below each row's best upper bound (estimator or FMN), one bisection per (threshold value, order p)."""
     with torch.no_grad():
         scores = critic(x.to(parameter_dtype(critic))).double().flatten().cpu().numpy()
     certified = np.full(len(rows), np.nan)
-    for (_, p), group in rows.groupby(["threshold", "p"], sort=False):
+    for (t, p), group in rows.groupby(["threshold", "p"], sort=False):
         at = rows.index.get_indexer(group.index)
-        if len(group) != len(x) or not np.allclose(group["score"].to_numpy(), scores, rtol=1e-4, atol=1e-4):
+        where = image_positions(group, len(x) // 2)
+        if not np.allclose(group["score"].to_numpy(), scores[where], rtol=1e-4, atol=1e-4):
             raise ValueError("the images to certify are not those measured: their critic scores differ")
         upper = np.minimum(group["upper"].to_numpy(), group["fmn"].fillna(np.inf).to_numpy())
-        certified[at] = certified_radius(critic, x, float(group["threshold"].iloc[0]), float(p),
+        certified[at] = certified_radius(critic, x[torch.from_numpy(where)], float(t), float(p),
                                          torch.from_numpy(upper), steps).cpu().numpy()
     return certified
 
@@ -330,10 +381,10 @@ def measure_run(folder: str, images: int, thresholds: Sequence[str], fmn_steps: 
         frame = measure_critic(run.critic, reals, fakes, threshold, search=search).assign(threshold_rule=threshold)
         frame["fmn"] = math.nan
         if fmn_steps:
-            t = float(frame["threshold"].iloc[0])
-            for p in MARGIN_ORDERS:
-                rows = frame["p"] == p
-                frame.loc[rows, "fmn"] = minimum_norm_attack(run.critic, x, t, p, fmn_steps).double().numpy()
+            for (t, p), group in frame.groupby(["threshold", "p"], sort=False):
+                where = torch.from_numpy(image_positions(group, len(reals)))
+                frame.loc[group.index, "fmn"] = minimum_norm_attack(run.critic, x[where], float(t), p,
+                                                                    fmn_steps).double().numpy()
         frame["certified"] = certify_rows(run.critic, x, frame)
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True)

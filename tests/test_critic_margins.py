@@ -93,8 +93,8 @@ def test_bracket_is_ordered_and_checked_on_a_relu_conv_critic():
         assert (frame.loc[frame.p == p, "lower"] > 0).all()
 
 
-@pytest.mark.parametrize("p", [1.0, math.inf])
-def test_fmn_attack_is_an_upper_bound_on_a_linear_critic(linear_critic, p):
+@pytest.mark.parametrize("p", MARGIN_ORDERS)
+def test_fmn_attack_finds_the_exact_distance_of_a_linear_critic(linear_critic, p):
     x = torch.randn(8, 1, 4, 4)
     found = cm.minimum_norm_attack(linear_critic, x, 0.0, p, steps=200)
     exact = exact_linear_distance(linear_critic, x, 0.0, p)
@@ -102,10 +102,46 @@ def test_fmn_attack_is_an_upper_bound_on_a_linear_critic(linear_critic, p):
     np.testing.assert_allclose(found.numpy(), exact.numpy(), rtol=0.02)
 
 
+def test_foolbox_l2_fmn_needs_its_projection_repaired(linear_critic):
+    """foolbox 3.3.4's own L2 FMN never projects back into its epsilon ball and stops far from the boundary."""
+    import foolbox
+
+    x = torch.randn(8, 1, 4, 4)
+    exact = exact_linear_distance(linear_critic, x, 0.0, 2.0)
+
+    class TwoLogits(nn.Module):
+        def forward(self, z):
+            s = linear_critic(z)
+            return torch.stack([-s, s], 1)
+
+    model = foolbox.PyTorchModel(TwoLogits().eval(), bounds=(-20.0, 20.0))
+    labels = (linear_critic(x) > 0).long()
+    _, released, _ = foolbox.attacks.L2FMNAttack(steps=200)(model, x, labels, epsilons=None)
+    assert float(((released - x).flatten(1).norm(dim=1) / exact).median()) > 1.2
+
+
 def test_thresholds_are_checked(linear_critic):
     x = torch.randn(4, 1, 4, 4)
-    with pytest.raises(ValueError, match="valid choices: 'zero', 'midpoint'"):
+    with pytest.raises(ValueError, match="valid choices: 'relativistic', 'zero', 'midpoint'"):
         cm.measure_critic(linear_critic, x[:2], x[2:], "mean")
+
+
+def test_the_relativistic_boundary_measures_each_class_against_the_other_classes_mean(linear_critic):
+    """App. C.1: a real image against the mean score of the fakes, a fake against the mean score of the reals."""
+    x = torch.randn(12, 1, 4, 4)
+    frame = cm.measure_critic(linear_critic, x[:6], x[6:], "relativistic")
+    with torch.no_grad():
+        scores = linear_critic(x)
+    reals, fakes = frame[frame["image"] == "real"], frame[frame["image"] == "fake"]
+    assert np.allclose(reals["threshold"], float(scores[6:].mean())) and np.allclose(fakes["threshold"],
+                                                                                     float(scores[:6].mean()))
+    for p in MARGIN_ORDERS:
+        for part, offset in ((reals, 0), (fakes, 6)):
+            rows = part[part["p"] == p].sort_values("index")
+            exact = exact_linear_distance(linear_critic, x[offset:offset + 6], float(rows["threshold"].iloc[0]), p)
+            np.testing.assert_allclose(rows["upper"], exact.double().numpy(), rtol=1e-3)
+    assert list(frame["p"].unique()) == list(MARGIN_ORDERS)  # rows in the order measured: p, reals, fakes
+    assert (frame.groupby("p")["image"].apply(lambda s: list(s) == ["real"] * 6 + ["fake"] * 6)).all()
 
 
 @pytest.fixture(scope="module")
