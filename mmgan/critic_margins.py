@@ -63,7 +63,8 @@ from mmgan.exact import parameter_dtype
 from mmgan.gan_config import GANConfig, config_from
 from mmgan.gan_tables import cell_name, run_table, study_source, table_configs, table_folder
 from mmgan.margins import MARGIN_ORDERS, boundary_distances, taylor_margin
-from mmgan.models import Flatten, make_gan
+from mmgan.models import Flatten, kept_statistics, make_gan
+from mmgan.penalties import input_gradient
 from mmgan.processes import available_cores, run_tasks
 from mmgan.randomness import normal
 from mmgan.registry import check_choice, check_int
@@ -165,6 +166,20 @@ def measurement_images(run: TrainedGAN, n: int, seed: int = 0) -> tuple[torch.Te
     with torch.no_grad():
         fakes = run.generator(normal((n, config.z_dim), gen))
     return reals, fakes
+
+
+def nearest_training_distance(images: torch.Tensor, training: torch.Tensor, p: float,
+                              chunk: int = 512) -> torch.Tensor:
+    """Per image, its L^p distance to the nearest training image: the scale against which a generated image's
+    margin is read (a margin shrinks when the images it is measured at move closer to the data)."""
+    check_choice(p, MARGIN_ORDERS, "p")
+    flat = images.flatten(1).double()
+    best = torch.full((len(images),), math.inf, dtype=torch.float64)
+    for start in range(0, len(training), chunk):
+        block = training[start:start + chunk].flatten(1).double().to(flat.device)
+        distance = torch.linalg.vector_norm(flat[:, None, :] - block[None, :, :], ord=float(p), dim=2)
+        best = torch.minimum(best, distance.min(1).values.cpu())
+    return best
 
 
 def _p_norm(row_max: float, column_max: float, p: float) -> float:
@@ -369,6 +384,28 @@ def certify_rows(critic: nn.Sequential, x: torch.Tensor, rows: pd.DataFrame,
     return certified
 
 
+def batchnorm_views(critic: nn.Sequential, reals: torch.Tensor, fakes: torch.Tensor) -> dict[str, float]:
+    """The critic as it is measured (eval mode: BatchNorm with its running statistics) and as the generator trained
+    against it (train mode: each batch normalised with its own statistics): the mean L² input-gradient norm at
+    interpolates between the reals and the fakes (the penalty's points; equal weights u = 1/2) and the mean real
+    minus mean fake score, in each mode. The critic's buffers are left as they were."""
+    between = (0.5 * (reals + fakes)).to(parameter_dtype(critic))
+    out = {}
+    was_training = critic.training
+    try:
+        with kept_statistics(critic):
+            for mode in ("eval", "train"):
+                critic.train(mode == "train")
+                _, grad = input_gradient(critic, between, create_graph=False)
+                out[f"grad_norm_{mode}"] = float(grad.flatten(1).norm(dim=1).mean())
+                with torch.no_grad():
+                    out[f"score_gap_{mode}"] = float(critic(reals.to(between.dtype)).mean()
+                                                     - critic(fakes.to(between.dtype)).mean())
+    finally:
+        critic.train(was_training)
+    return out
+
+
 def measure_run(folder: str, images: int, thresholds: Sequence[str], fmn_steps: int,
                 search: dict[str, Any] | None = None, iteration: int | None = None) -> pd.DataFrame:
     """Every margin of one run's final critic, or of its snapshot at ``iteration`` (a task of
@@ -388,6 +425,12 @@ def measure_run(folder: str, images: int, thresholds: Sequence[str], fmn_steps: 
         frame["certified"] = certify_rows(run.critic, x, frame)
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True)
+    training = load_images(run.config.dataset, run.config.image_size, run.config.channels, run.config.data_root)
+    nearest = {p: nearest_training_distance(fakes, training, p).numpy() for p in MARGIN_ORDERS}
+    out["nn_distance"] = [nearest[p][i] if image == "fake" else math.nan
+                          for p, image, i in zip(out["p"], out["image"], out["index"])]
+    for name, value in batchnorm_views(run.critic, reals, fakes).items():
+        out[name] = value
     out["final_fdd"], out["lowest_fdd"] = run.summary["final"], run.summary["lowest"]
     out["first_fdd"] = run.summary["history"][0][1] if run.summary.get("history") else math.nan
     out["iteration"] = run.summary["iterations"] if iteration is None else iteration

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from mmgan.gan_chapter import LEARNT_FACTOR
+from mmgan.propositions import ALPHA, pooled_effect
 from mmgan.verdicts import Interval, Verdict, interval_verdict, paired_t_interval
 
 SEPARATION_BAR = 0.6
@@ -58,24 +59,120 @@ def certificate_gap(frame: pd.DataFrame) -> pd.Series:
 
 def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
     """One row per (critic, threshold rule, order p), and iteration where measured along training:
-    margins, brackets, sanity measures."""
+    margins (unsigned, and signed: negative for an image on the wrong side of its boundary), brackets, sanity
+    measures, the real–fake score gap and, where measured, the margin over the typical distance from a generated
+    image to its nearest training image (``normalised``)."""
     frame = with_best_upper(measurements)
     frame["q"] = frame["q"].astype(str)
     frame["correct"] = np.where(frame["image"] == "real", frame["score"] > frame["threshold"],
                                 frame["score"] < frame["threshold"])
+    frame["signed"] = np.where(frame["correct"], frame["margin"], -frame["margin"])
+    frame["real_score"] = frame["score"].where(frame["image"] == "real")
+    frame["fake_score"] = frame["score"].where(frame["image"] == "fake")
     along = "iteration" in frame
     extra = {"fdd_at_iteration": ("fdd_at_iteration", "first")} if along else {}
     if "certified" in frame:
         extra["certified"] = ("certified", "mean")
+    if "nn_distance" in frame:
+        extra["nn_scale"] = ("nn_distance", "median")
     grouped = frame.groupby(KEYS + (["iteration"] if along else []), sort=False)
-    out = grouped.agg(margin=("margin", "mean"), estimator=("upper", "mean"), fmn=("fmn", "mean"),
+    out = grouped.agg(margin=("margin", "mean"), signed=("signed", "mean"), real_score=("real_score", "mean"),
+                      fake_score=("fake_score", "mean"), estimator=("upper", "mean"), fmn=("fmn", "mean"),
                       lower=("lower", "mean"), taylor=("taylor", "mean"), accuracy=("correct", "mean"),
                       fmn_shorter_share=("fmn_shorter", "mean"), sign_change_share=("sign_change", "mean"),
                       converged_share=("converged", "mean"), final_fdd=("final_fdd", "first"),
                       lowest_fdd=("lowest_fdd", "first"), first_fdd=("first_fdd", "first"), **extra).reset_index()
     out["learnt"] = out["lowest_fdd"] * LEARNT_FACTOR <= out["first_fdd"]
     out["separates"] = out["accuracy"] >= SEPARATION_BAR
+    out["score_gap"] = out.pop("real_score") - out.pop("fake_score")
+    if "nn_scale" in out:
+        out["normalised"] = out["margin"] / out["nn_scale"]
     return out
+
+
+#: The propositions about critic margins, each a ratio better / other of one per-critic value between the cells
+#: (same loss and penalty shape) with the two gradient norms q: the paper's dual-norm claim (§4: penalising
+#: ‖∇f‖_q enlarges the L^p margin, p = dual(q)) in both directions, and a scale-free shape test that an overall
+#: smaller or larger critic cannot pass: the L¹ / L² margin ratio.
+CRITIC_PROPOSITIONS: dict[str, tuple[str, str, str]] = {  # name: (better q, other q, value)
+    "q = ∞ gives larger L¹ margins than q = 2": ("inf", "2", "L1"),
+    "q = 2 gives larger L² margins than q = ∞": ("2", "inf", "L2"),
+    "q = ∞ gives a larger L¹ / L² margin ratio than q = 2": ("inf", "2", "L1/L2"),
+}
+
+
+def critic_values(critics: pd.DataFrame, measure: str = "signed") -> pd.DataFrame:
+    """Per critic (threshold rule, cell, loss, q, g, seed): its L¹ and L² ``measure`` (a column of
+    :func:`per_critic`), their ratio L¹/L², and whether it passes the sanity gate at every order."""
+    keys = ["threshold_rule", "cell", "loss", "q", "g", "seed"]
+    wide = critics.pivot_table(index=keys, columns="p", values=measure, aggfunc="first")
+    gate = critics.assign(ok=critics["learnt"] & critics["separates"]).groupby(keys)["ok"].all()
+    out = pd.DataFrame({"L1": wide[1.0], "L2": wide[2.0]}, index=wide.index)
+    out["L1/L2"] = out["L1"] / out["L2"]
+    out["gate"] = gate.reindex(out.index).fillna(False)
+    return out.reset_index()
+
+
+def critic_propositions(critics: pd.DataFrame, rule: str, measure: str = "signed",
+                        alpha: float = ALPHA) -> pd.DataFrame:
+    """:data:`CRITIC_PROPOSITIONS` at one threshold rule, by the pooled rule of :mod:`mmgan.propositions`: per
+    seed, the mean over matched cell pairs of log(better / other), pooled over seeds (the seed is the unit) with
+    a t interval at the Bonferroni level 1 − α/m over the m propositions; *not comparable* when a critic of a
+    pair fails the sanity gate or its value is not positive (a mean signed margin ≤ 0: the critic puts its
+    images on the wrong side on average)."""
+    values = critic_values(critics[critics["threshold_rule"] == rule], measure)
+    level = 1 - alpha / len(CRITIC_PROPOSITIONS)
+    rows = []
+    for name, (better, other, value) in CRITIC_PROPOSITIONS.items():
+        mine = values[values["q"] == better].set_index(["loss", "g", "seed"])
+        theirs = values[values["q"] == other].set_index(["loss", "g", "seed"])
+        both = mine.index.intersection(theirs.index)
+        if len(both) == 0:
+            continue
+        a, b = mine.loc[both], theirs.loc[both]
+        positive = bool((a[value] > 0).all() and (b[value] > 0).all())
+        logs = np.log(a[value] / b[value]) if positive else pd.Series(0.0, index=both)
+        per_seed = logs.groupby(level="seed").mean()
+        effect = pooled_effect(per_seed.to_numpy(), level)
+        comparable = positive and bool(a["gate"].all() and b["gate"].all())
+        rows.append({"threshold": rule, "proposition": name, "measure": measure, "seeds": effect.seeds,
+                     "pairs": len(both.droplevel("seed").unique()), "ratio": effect.ratio if positive else math.nan,
+                     "lower": effect.lower if positive else math.nan, "upper": effect.upper if positive else math.nan,
+                     "level": level, "verdict": effect.verdict if comparable else Verdict.NOT_COMPARABLE})
+    return pd.DataFrame(rows, columns=["threshold", "proposition", "measure", "seeds", "pairs", "ratio", "lower",
+                                       "upper", "level", "verdict"])
+
+
+def seed_growth(critics: pd.DataFrame, measure: str = "margin", first: int | None = None,
+                last: int | None = None, alpha: float = ALPHA) -> pd.DataFrame:
+    """Do margins grow along training? Per threshold rule and order p: per seed, the mean over the cells whose
+    critics pass the sanity gate at both iterations of log(``measure`` at ``last`` / at ``first``), pooled over
+    seeds (the seed is the unit, not the critic) at the Bonferroni level over the orders; *holds*: they grow.
+    ``measure`` is ``margin`` or ``normalised`` (the margin over the typical nearest-training-image distance of the
+    generated images, so that images moving closer to the data do not read as shrinking margins)."""
+    iterations = sorted(critics["iteration"].unique())
+    first, last = iterations[0] if first is None else first, iterations[-1] if last is None else last
+    for name, value in (("first", first), ("last", last)):
+        if value not in iterations:
+            raise ValueError(f"{name}={value} is not a measured iteration; valid: {[int(i) for i in iterations]}")
+    if measure not in critics:
+        raise ValueError(f"measure={measure!r} is not measured; valid: 'margin', 'signed', 'normalised'")
+    keys = ["threshold_rule", "p", "cell", "seed"]
+    start = critics[critics["iteration"] == first].set_index(keys)
+    end = critics[critics["iteration"] == last].set_index(keys)
+    both = start.index.intersection(end.index)
+    start, end = start.loc[both], end.loc[both]
+    chosen = start["separates"] & end["separates"] & end["learnt"] & (start[measure] > 0) & (end[measure] > 0)
+    logs = np.log(end.loc[chosen, measure] / start.loc[chosen, measure])
+    measured = pd.Series(1, index=both).groupby(level=["threshold_rule", "p"]).size()
+    rows = []
+    for (rule, p), group in logs.groupby(level=["threshold_rule", "p"], sort=True):
+        per_seed = group.groupby(level="seed").mean()
+        effect = pooled_effect(per_seed.to_numpy(), 1 - alpha / critics["p"].nunique())
+        rows.append({"threshold": rule, "p": p, "measure": measure, "from": int(first), "to": int(last),
+                     "critics": len(group), "of": int(measured[(rule, p)]), "seeds": effect.seeds,
+                     "ratio": effect.ratio, "lower": effect.lower, "upper": effect.upper, "verdict": effect.verdict})
+    return pd.DataFrame(rows)
 
 
 def cell_summary(critics: pd.DataFrame) -> pd.DataFrame:

@@ -370,3 +370,94 @@ def test_vectorised_rank_correlation_equals_scipy():
     spread = a.std(1) > 0
     expected = [stats.spearmanr(x, y).statistic for x, y in zip(a[spread], b[spread])]
     np.testing.assert_allclose(report._rank_correlations(a, b), expected, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- issue 26: signed, pooled, normalised
+
+
+def test_signed_margins_count_misclassified_images_as_negative(linear_critic):
+    """A real image below its boundary (or a fake above it) is on the wrong side: its signed margin is negative."""
+    x = torch.randn(12, 1, 4, 4)
+    frame = cm.measure_critic(linear_critic, x[:6], x[6:], "zero").assign(
+        fmn=np.nan, cell="c", loss="hinge", q="2", g="hinge", seed=0, threshold_rule="zero", final_fdd=1.0,
+        lowest_fdd=1.0, first_fdd=10.0)
+    critic = report.per_critic(frame)
+    wrong = np.where(frame["image"] == "real", frame["score"] < 0, frame["score"] > 0)
+    assert wrong.any() and not wrong.all()
+    for p, row in critic.set_index("p").iterrows():
+        at = frame[frame["p"] == p]
+        bad = np.where(at["image"] == "real", at["score"] < 0, at["score"] > 0)
+        assert row["signed"] == pytest.approx(at["upper"].where(~bad, -at["upper"]).mean())
+        assert row["signed"] < row["margin"] and row["accuracy"] == pytest.approx(1 - bad.mean())
+    assert critic["score_gap"].iloc[0] == pytest.approx(frame[frame["image"] == "real"]["score"].mean()
+                                                        - frame[frame["image"] == "fake"]["score"].mean())
+
+
+def test_nearest_training_distance_on_constructed_images():
+    training = torch.zeros(5, 1, 2, 2)
+    training[1] += 1.0
+    images = torch.stack([training[1] + torch.tensor([[[0.1, 0.0], [0.0, -0.2]]]), training[0] + 0.3])
+    assert torch.allclose(cm.nearest_training_distance(images, training, 1.0), torch.tensor([0.3, 1.2],
+                                                                                            dtype=torch.float64))
+    assert torch.allclose(cm.nearest_training_distance(images, training, 2.0),
+                          torch.tensor([math.hypot(0.1, 0.2), 0.6], dtype=torch.float64))
+    assert torch.allclose(cm.nearest_training_distance(images, training, math.inf, chunk=2),
+                          torch.tensor([0.2, 0.3], dtype=torch.float64))
+
+
+def per_critic_rows(values, rule="relativistic", accuracy=0.9):
+    """Per-critic rows: ``values[(q, seed)] = (L1, L2)`` margins of a cell pair (same loss and g)."""
+    rows = []
+    for (q, seed), (l1, l2) in values.items():
+        for p, margin in ((1.0, l1), (2.0, l2)):
+            rows.append({"threshold_rule": rule, "cell": f"rahinge-q{q}-hinge", "loss": "rahinge", "q": q,
+                         "g": "hinge", "seed": seed, "p": p, "signed": margin, "margin": margin,
+                         "learnt": True, "separates": accuracy >= report.SEPARATION_BAR})
+    return pd.DataFrame(rows)
+
+
+def test_critic_propositions_pool_over_seeds_and_test_the_shape():
+    # q = inf critics 2x smaller in every order: the dual-norm claims disagree, the shape test sees no difference
+    smaller = {("inf", s): (1.0 * k, 0.5 * k) for s, k in enumerate((1.0, 1.3, 0.8, 1.1))}
+    smaller.update({("2", s): (2.0 * k, k * (1 + 0.02 * (-1) ** s)) for s, k in enumerate((1.02, 1.25, 0.83, 1.1))})
+    judged = report.critic_propositions(per_critic_rows(smaller), "relativistic").set_index("proposition")
+    assert judged.loc["q = ∞ gives larger L¹ margins than q = 2", "verdict"] is Verdict.DOES_NOT_HOLD
+    assert judged.loc["q = 2 gives larger L² margins than q = ∞", "verdict"] is Verdict.HOLDS
+    shape = judged.loc["q = ∞ gives a larger L¹ / L² margin ratio than q = 2"]
+    assert shape["verdict"] is Verdict.NO_LARGE_EFFECT and shape["lower"] < 1 < shape["upper"]
+    assert shape["seeds"] == 4 and shape["level"] == 1 - 0.05 / 3
+    # a critic with a negative mean signed margin (its images on the wrong side): not comparable
+    wrong = {**smaller, ("inf", 0): (-0.1, 0.5)}
+    assert (report.critic_propositions(per_critic_rows(wrong), "relativistic")["verdict"].iloc[0]
+            is Verdict.NOT_COMPARABLE)
+    gated = report.critic_propositions(per_critic_rows(smaller, accuracy=0.5), "relativistic")
+    assert (gated["verdict"] == Verdict.NOT_COMPARABLE).all()
+
+
+def test_growth_takes_the_seed_as_the_unit_and_reads_normalised_margins():
+    rows = []
+    for iteration, factor, scale in ((500, 1.0, 2.0), (10_000, 0.5, 1.0)):  # margins halve, so do the NN distances
+        for cell in ("a", "b", "c"):
+            for seed in range(4):
+                margin = factor * (1 + 0.1 * seed + 0.05 * (cell == "b"))
+                rows.append({"threshold_rule": "relativistic", "p": 1.0, "cell": cell, "seed": seed,
+                             "iteration": iteration, "margin": margin, "normalised": margin / scale,
+                             "separates": True, "learnt": True})
+    critics = pd.DataFrame(rows)
+    raw = report.seed_growth(critics, "margin").iloc[0]
+    assert raw["verdict"] is Verdict.DOES_NOT_HOLD and raw["ratio"] == pytest.approx(0.5)
+    assert raw["seeds"] == 4 and raw["critics"] == 12 and raw["of"] == 12  # 12 critics, 4 independent units
+    scaled = report.seed_growth(critics, "normalised").iloc[0]
+    assert scaled["ratio"] == pytest.approx(1.0) and scaled["verdict"] is Verdict.NO_LARGE_EFFECT
+    with pytest.raises(ValueError, match="measure='volume' is not measured"):
+        report.seed_growth(critics, "volume")
+
+
+def test_batchnorm_views_report_both_modes_and_leave_the_critic_as_it_was():
+    critic = small_conv_critic()
+    before = {k: v.clone() for k, v in critic.state_dict().items()}
+    x = torch.randn(8, 1, 8, 8)
+    views = cm.batchnorm_views(critic, x[:4], x[4:])
+    assert set(views) == {"grad_norm_eval", "grad_norm_train", "score_gap_eval", "score_gap_train"}
+    assert views["grad_norm_eval"] != views["grad_norm_train"]
+    assert not critic.training and all(torch.equal(before[k], v) for k, v in critic.state_dict().items())
