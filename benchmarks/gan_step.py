@@ -6,8 +6,9 @@ is present, on a CUDA GPU. Timed in the same process, per device:
 * baseline: a straightforward loop — the critic run separately on real, fake and interpolated batches, a
   fixed real batch, noise drawn on the device, and Adam's per-parameter loop (``foreach=False``), as a first
   implementation would be written;
-* engine: :func:`mmgan.train.training_iteration` (real batches drawn from a data tensor, all random draws
-  from the run's CPU generator) with PyTorch's default Adam, which is the multi-tensor (foreach) Adam on
+* engine: :func:`mmgan.train.training_iteration` as the training loop calls it, with its ``LossWatch`` (no
+  host synchronisation per step; real batches drawn from a data tensor, all random draws from the run's CPU
+  generator) and PyTorch's default Adam, which is the multi-tensor (foreach) Adam on
   CUDA but the same per-parameter loop as the baseline on the CPU (PyTorch only defaults to foreach on
   accelerators; the output says which one ran): on the CPU the two differ in how they draw their
   batches, not in their optimiser;
@@ -46,7 +47,7 @@ import torch
 from mmgan.models import DEFAULT_WIDTH, make_gan
 from mmgan.norms import grad_norm
 from mmgan.packed import pack_states, packed_training_iteration
-from mmgan.train import GANConfig, new_state, training_iteration
+from mmgan.train import GANConfig, LossWatch, new_state, training_iteration
 
 CPU_WIDTH = 16
 BASELINE = "straightforward loop, per-parameter Adam (foreach=False)"
@@ -110,18 +111,23 @@ def engine_adam(device: torch.device, width: int | None) -> str:
 
 
 def engine_iterations_per_second(device: torch.device, iterations: int, width: int | None) -> float:
-    """mmgan.train's own training iteration (batches drawn from a data tensor, penalty at interpolates)."""
+    """mmgan.train's own training iteration as the training loop calls it: with the run's ``LossWatch``, so that
+    no step waits for the device (without a watch every step checks its loss on the host)."""
     state = new_state(_config(device, width), device)
     data = _data(device)
-    return _time(lambda: training_iteration(state, data, device), device, iterations)
+    watch = LossWatch(1, device)
+    return _time(lambda: training_iteration(state, data, device, watch=watch), device, iterations)
 
 
 def packed_iterations_per_second(device: torch.device, iterations: int, width: int | None, runs: int) -> float:
-    """Per-run iterations/s of ``runs`` runs trained as one packed network (``iterations`` run-iterations)."""
+    """Per-run iterations/s of ``runs`` runs trained as one packed network (``iterations`` run-iterations), with
+    the pack's ``LossWatch`` as in :func:`mmgan.packed_training.train_packed`."""
     pack = pack_states([new_state(_config(device, width, seed), device) for seed in range(runs)])
     data = _data(device)
+    watch = LossWatch(runs, device)
     packed_iterations = max(1, round(iterations / runs))
-    return runs * _time(lambda: packed_training_iteration(pack, data, device), device, packed_iterations, warmup=1)
+    return runs * _time(lambda: packed_training_iteration(pack, data, device, watch), device, packed_iterations,
+                        warmup=1)
 
 
 def baseline_iterations_per_second(device: torch.device, iterations: int, width: int | None) -> float:

@@ -77,14 +77,18 @@ def figure_index(notebooks: str = ".") -> Any:
     return pd.DataFrame(rows)
 
 
-#: How each reproduction status is written in the status table (a symbol makes the column easy to scan).
-STATUS_MARKS = {"verified": "✓ verified", "contradicted": "✗ contradicted", "inconclusive": "? inconclusive",
-                "rerunnable": "↻ rerunnable", "planned": "… planned", "not here": "– not here"}
+#: How each status is written in the status table (a symbol makes the column easy to scan).
+STATUS_MARKS = {"holds": "✓ holds", "holds with a correction": "✓ holds with a correction",
+                "does not hold": "✗ does not hold", "cannot tell": "? cannot tell", "per proposition": "▤ per proposition",
+                "not tested here": "– not tested here"}
+#: How each kind of evidence is written (its strength).
+EVIDENCE_MARKS = {"exact": "exact check", "toy": "toy example", "study": "study (seeds, paired)"}
 
 
 def status_markdown(status: Any) -> str:
     """The reproduction-status table as Markdown: every note in full, every result a link to the chapter
-    that checks it.
+    that checks it, the status in the book's one vocabulary with the strength of its evidence, and results
+    beyond the paper marked as exploratory.
 
     ``status`` is :func:`mmgan.paper.reproduction_status` (or a subset of its rows); the links are
     relative to the notebooks folder, where the introduction lives, and the book resolves them to pages.
@@ -93,13 +97,14 @@ def status_markdown(status: Any) -> str:
     def cell(text: Any) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| Result (link: its chapter) | Section | Status | Note |", "|---|---|---|---|"]
+    lines = ["| Result (link: its chapter) | Section | Status | Evidence | Note |", "|---|---|---|---|---|"]
     for row in status.itertuples(index=False):
         result = cell(row.result)
         if isinstance(row.chapter, str) and row.chapter not in ("", "—"):
             result = f"[{result}]({row.chapter}.ipynb)"
-        lines.append(f"| {result} | {cell(row.section)} | **{STATUS_MARKS[row.status]}** "
-                     f"| {cell(row.note) if row.note else ''} |")
+        scope = " (beyond the paper: exploratory)" if row.scope == "beyond" else ""
+        lines.append(f"| {result} | {cell(row.section)} | **{STATUS_MARKS[row.status]}**{scope} "
+                     f"| {EVIDENCE_MARKS[row.evidence]} | {cell(row.note) if row.note else ''} |")
     return "\n".join(lines)
 
 

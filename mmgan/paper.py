@@ -16,7 +16,13 @@ import yaml
 
 from mmgan.registry import lookup
 
-STATUS_CHOICES: tuple[str, ...] = ("verified", "contradicted", "inconclusive", "rerunnable", "planned", "not here")
+#: The book's one vocabulary for the status of a result (defined in the introduction).
+STATUS_CHOICES: tuple[str, ...] = ("holds", "holds with a correction", "does not hold", "cannot tell", "per proposition",
+                                   "not tested here")
+#: How strong the check behind a status is.
+EVIDENCE_CHOICES: tuple[str, ...] = ("exact", "toy", "study")
+#: Whether a result is a statement of the paper or our own, exploratory question.
+SCOPE_CHOICES: tuple[str, ...] = ("paper", "beyond")
 
 
 @cache
@@ -63,7 +69,8 @@ def paper_table(table: str) -> pd.DataFrame:
 def reproduction_status() -> pd.DataFrame:
     """Every numbered result of the paper with its status in this book."""
     frame = pd.DataFrame(_load("reproduction_status.yaml")["results"])
-    bad = sorted(set(frame["status"]) - set(STATUS_CHOICES))
-    if bad:
-        raise ValueError(f"unknown status {bad} in reproduction_status.yaml; valid: {STATUS_CHOICES}")
+    for column, choices in (("status", STATUS_CHOICES), ("evidence", EVIDENCE_CHOICES), ("scope", SCOPE_CHOICES)):
+        bad = sorted(set(frame[column].astype(str)) - set(choices))
+        if bad:
+            raise ValueError(f"unknown {column} {bad} in reproduction_status.yaml; valid: {choices}")
     return frame

@@ -470,10 +470,10 @@ def protocol_search_table(probes: pd.DataFrame, accuracy_bar: float = ACCURACY_B
 
 def book_status(claims: ClaimVerdicts) -> str:
     """The intro's status word for Table 1 (:data:`mmgan.paper.STATUS_CHOICES`) from the headline verdicts:
-    'contradicted' when a claim does not hold, 'verified' when all hold, else 'inconclusive'."""
+    'does not hold' when a claim does not hold, 'holds' when all hold, else 'cannot tell'."""
     verdicts_of_claims = (claims.larger, claims.at_least_2x, claims.own_margin)
     if Verdict.DOES_NOT_HOLD in verdicts_of_claims:
-        return "contradicted"
+        return "does not hold"
     if all(v is Verdict.HOLDS for v in verdicts_of_claims):
-        return "verified"
-    return "inconclusive"
+        return "holds"
+    return "cannot tell"

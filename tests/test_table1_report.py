@@ -174,12 +174,12 @@ def test_scale_fit_finds_the_scale_at_which_ours_equals_the_paper():
 
 def test_book_status_follows_the_claims():
     holds = report.claim_verdicts(constructed(paper_like))
-    assert report.book_status(holds) == "verified"
+    assert report.book_status(holds) == "holds"
 
     def modest(row, p):
         return 0.25 if row == "none" else 0.3 + 0.05 * (paper_like(row, p) == 0.7)
 
-    assert report.book_status(report.claim_verdicts(constructed(modest))) == "contradicted"
+    assert report.book_status(report.claim_verdicts(constructed(modest))) == "does not hold"
 
 
 def test_the_intro_status_of_table1_is_the_one_its_headline_verdicts_give():

@@ -3,8 +3,11 @@
 For every HTML page: no console errors or uncaught exceptions, every image loaded,
 every math element typeset by MathJax (no raw $$ or \\[ left in the text), no
 unpasted glue roles, no missing value (NaN) shown in a table, no verdict word in the
-output of a cell whose table reports smoke-preset numbers, and every internal link
-pointing at an existing file and anchor.
+output of a cell whose table reports numbers that cannot carry one (smoke preset, "no
+verdict"), no object repr (``<... at 0x...>``) in an output, no unrendered ``$`` in a
+table, no table wider than its column unless it scrolls inside its frame, no figure shown
+at less than :data:`MIN_FIGURE_SCALE` of its size (its text would fall below 9 pt), and every
+internal link pointing at an existing file and anchor.
 Screenshots at desktop and phone widths are written to a folder for people to look at.
 """
 
@@ -127,6 +130,11 @@ class PageReport:
 
 
 RAW_MATH = re.compile(r"\$\$|\\\[|\\begin\{|\{glue:")
+#: An object's default repr in an output (``<torch._C.Generator at 0x7f...>``): housekeeping that leaked.
+OBJECT_REPR = re.compile(r"<[\w.]+(?: object)? at 0x[0-9a-f]+>")
+#: Figures are drawn with text of at least 9 pt at their natural size (mmgan.plots); shown smaller than this
+#: share of it, their text falls below about 9 pt on the page.
+MIN_FIGURE_SCALE = 0.8
 
 CHECK_SCRIPT = """
 async () => {
@@ -154,6 +162,32 @@ async () => {
       const verdict = scope.innerHTML.replace(/<[^>]+>/g, ' ')
         .match(/\\b(holds|does not hold|mixed|cannot tell|no effect larger)\\b/);
       if (verdict) out.smoke_verdicts.push(verdict[0]);
+    }
+  }
+  // tables wider than their column must scroll inside a frame; no raw $ (unrendered math) in a table
+  out.wide = []; out.dollars = [];
+  const column = main.getBoundingClientRect();
+  for (const table of main.querySelectorAll('table')) {
+    let framed = false;
+    for (let el = table.parentElement; el && el !== main; el = el.parentElement) {
+      const style = getComputedStyle(el).overflowX;
+      if (style === 'auto' || style === 'scroll') { framed = true; break; }
+    }
+    if (!framed && getComputedStyle(table).overflowX !== 'auto'
+        && table.getBoundingClientRect().right > column.right + 1) {
+      out.wide.push((table.querySelector('th, td') || table).textContent.trim().slice(0, 50));
+    }
+    for (const cell of table.querySelectorAll('td, th')) {
+      if (!cell.querySelector('mjx-container') && /\$/.test(cell.textContent)) {
+        out.dollars.push(cell.textContent.trim().slice(0, 50));
+      }
+    }
+  }
+  // figures shown much smaller than drawn: their text falls below the size they were drawn at
+  out.small = [];
+  for (const img of main.querySelectorAll('img')) {
+    if (img.naturalWidth > 200 && img.clientWidth > 0 && img.clientWidth < img.naturalWidth * SCALE) {
+      out.small.push(`${img.getAttribute('src')} at ${Math.round(100 * img.clientWidth / img.naturalWidth)}%`);
     }
   }
   return out;
@@ -185,7 +219,7 @@ def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = V
                     page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
                     page.goto(urljoin(base, name), wait_until="load")
                     page.wait_for_load_state("networkidle")
-                    found = page.evaluate(CHECK_SCRIPT)
+                    found = page.evaluate(CHECK_SCRIPT.replace("SCALE", str(MIN_FIGURE_SCALE)))
                     if label == "desktop":
                         report.problems += [f"console error: {e}" for e in errors]
                         report.problems += [f"image did not load: {src}" for src in found["images"]]
@@ -193,6 +227,12 @@ def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = V
                         report.problems += [f"missing value shown in a table: {text!r}" for text in found["nan"]]
                         report.problems += [f"verdict word {word!r} beside a number that cannot carry one"
                                             for word in found["smoke_verdicts"]]
+                        report.problems += [f"table wider than its column, not framed: {text!r}"
+                                            for text in found["wide"]]
+                        report.problems += [f"unrendered $ in a table: {text!r}" for text in found["dollars"]]
+                        report.problems += [f"figure shown small (text below 9 pt): {text}" for text in found["small"]]
+                        report.problems += [f"object repr in an output: {m.group(0)!r}"
+                                            for m in OBJECT_REPR.finditer(found["raw"] or "")]
                         for match in RAW_MATH.finditer(found["raw"] or ""):
                             context_text = found["raw"][max(0, match.start() - 30): match.end() + 30]
                             report.problems.append(f"raw markup in the text: {context_text!r}")

@@ -47,6 +47,17 @@ def _first_page_with(root: Path, needle: str) -> Path:
     raise AssertionError(f"no page contains {needle!r}")
 
 
+def _a_wide_image(root) -> str:
+    """The name of a figure of the book wider than 200 px (what the shrunk-figure check looks at)."""
+    import struct
+
+    for path in sorted((root / "_images").glob("*.png")):
+        width = struct.unpack(">I", path.read_bytes()[16:20])[0]
+        if width > 400:
+            return path.name
+    raise AssertionError("the book has no figure wider than 400 px")
+
+
 def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chromium):
     # a broken image: delete the file behind the first figure
     page = _first_page_with(broken_copy, "<img")
@@ -66,7 +77,11 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
         "</main>", "<div class='cell'><table><tr><th>ours: FDD (digits, smoke, 20 it.)</th><th>verdict</th></tr>"
                    "<tr><td>nan</td><td>holds</td></tr></table></div>"
                    "<div class='cell'><table><tr><th>ours: FDD (digits, cpu, 1 it., final; no verdict)</th></tr>"
-                   "<tr><td>12.0</td></tr></table><p>cannot tell at this noise</p></div></main>", 1))
+                   "<tr><td>12.0</td></tr></table><p>cannot tell at this noise</p></div>"
+                   # a table wider than the column and not framed, with raw math; an object repr; a shrunk figure
+                   "<table style='width:4000px'><tr><td>$x^2$ raw</td></tr></table>"
+                   "<pre>&lt;torch._C.Generator at 0x7fb0dfd3b2b0&gt;</pre>"
+                   f"<img src='../_images/{_a_wide_image(broken_copy)}' style='width:60px'></main>", 1))
 
     links = dead_links(broken_copy)
     assert any("no_such_page.html" in p for p in links)
@@ -79,4 +94,7 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
     table_problems = reports["notebooks/framework.html"]
     assert any("missing value" in p for p in table_problems), table_problems
     assert sum("cannot carry one" in p for p in table_problems) == 2, table_problems
+    for expected in ("table wider than its column", "unrendered $ in a table", "object repr in an output",
+                     "figure shown small"):
+        assert any(expected in p for p in table_problems), (expected, table_problems)
     assert any("beside a number that cannot carry one" in p for p in table_problems), table_problems
