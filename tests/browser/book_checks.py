@@ -178,7 +178,7 @@ async () => {
       out.wide.push((table.querySelector('th, td') || table).textContent.trim().slice(0, 50));
     }
     for (const cell of table.querySelectorAll('td, th')) {
-      if (!cell.querySelector('mjx-container') && /\$/.test(cell.textContent)) {
+      if (!cell.querySelector('mjx-container') && /\\$/.test(cell.textContent)) {
         out.dollars.push(cell.textContent.trim().slice(0, 50));
       }
     }
