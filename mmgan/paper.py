@@ -17,8 +17,8 @@ import yaml
 from mmgan.registry import lookup
 
 #: The book's one vocabulary for the status of a result (defined in the introduction).
-STATUS_CHOICES: tuple[str, ...] = ("holds", "holds with a correction", "does not hold", "cannot tell", "per proposition",
-                                   "not tested here")
+STATUS_CHOICES: tuple[str, ...] = ("holds", "holds with a correction", "does not hold", "cannot tell",
+                                   "per proposition", "not tested here")
 #: How strong the check behind a status is.
 EVIDENCE_CHOICES: tuple[str, ...] = ("exact", "toy", "study")
 #: Whether a result is a statement of the paper or our own, exploratory question.
