@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import linalg
 from torch import nn
 
 from mmgan.randomness import normal
@@ -46,32 +45,39 @@ def cache_dir() -> Path:
 # ----------------------------------------------------------------------------- the distance
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2):
-    ‖mu1 − mu2‖² + tr(sigma1 + sigma2 − 2 (sigma1 sigma2)^{1/2}).
+    ‖mu1 − mu2‖² + tr(sigma1) + tr(sigma2) − 2 tr((sigma1 sigma2)^{1/2}).
 
-    As pytorch-fid: when the matrix square root is not finite, retry with
-    ``eps``·I added to both covariances; a square root with a non-negligible
-    imaginary part (|imag| > 1e-3 on the diagonal) raises ``ValueError``,
-    a negligible one is dropped.
+    The trace of the square root comes from eigenvalues, not from an iterative matrix square root:
+    with S = sigma1^{1/2} (symmetric, from an eigendecomposition), sigma1 sigma2 = S (S sigma2 S) S^{-1} is
+    similar to the symmetric positive semi-definite S sigma2 S, whose eigenvalues are real and ≥ 0, so
+    tr((sigma1 sigma2)^{1/2}) is the sum of their square roots. This holds for singular covariances too
+    (fewer samples than dimensions), needs no ``eps`` offset and leaves no imaginary residue; it agrees with
+    pytorch-fid's ``scipy.linalg.sqrtm`` route to float64 rounding and is several times faster on 2048-d
+    statistics (``benchmarks/fid.py``). Computed in float64 with torch, on the device of ``sigma1`` when it is
+    a tensor. ``ValueError`` when sigma1, or S sigma2 S, has an eigenvalue below −1e-6 times its largest: not
+    covariances.
     """
-    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
-    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    def as64(value) -> torch.Tensor:
+        return torch.as_tensor(value, dtype=torch.float64)
+
+    mu1, mu2 = torch.atleast_1d(as64(mu1)), torch.atleast_1d(as64(mu2)).to(as64(mu1).device)
+    sigma1, sigma2 = torch.atleast_2d(as64(sigma1)), torch.atleast_2d(as64(sigma2)).to(as64(sigma1).device)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(f"statistics have different shapes: {mu1.shape}/{sigma1.shape} vs {mu2.shape}/{sigma2.shape}")
+        raise ValueError(f"statistics have different shapes: {tuple(mu1.shape)}/{tuple(sigma1.shape)} vs "
+                         f"{tuple(mu2.shape)}/{tuple(sigma2.shape)}")
+    w1, v1 = torch.linalg.eigh((sigma1 + sigma1.T) / 2)
+    root1 = (v1 * w1.clamp(min=0).sqrt()) @ v1.T
+    inner = torch.linalg.eigvalsh(root1 @ ((sigma2 + sigma2.T) / 2) @ root1)
+    # sigma1 directly; sigma2 through S sigma2 S, which is PSD when sigma2 is (two eigendecompositions, not three)
+    for name, w in (("sigma1", w1), ("sigma2", inner)):
+        if not bool(torch.isfinite(w).all()) or float(w.min()) < -1e-6 * max(float(w.abs().max()), 1e-30):
+            raise ValueError(f"{name} is not a covariance matrix (eigenvalue {float(w.min()):.3g}): it must be "
+                             "symmetric positive semi-definite")
+    trace_root = float(inner.clamp(min=0).sqrt().sum())
     diff = mu1 - mu2
-    with warnings.catch_warnings():  # a singular product is expected early in training; handled below
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(sigma1.dot(sigma2))
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"matrix square root has an imaginary component {np.max(np.abs(covmean.imag)):.3g}")
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff) + float(sigma1.trace()) + float(sigma2.trace()) - 2 * trace_root
 
 
 @dataclass
@@ -82,25 +88,26 @@ class Statistics:
 
 
 class RunningStatistics:
-    """Mean and covariance accumulated batch by batch in float64 (no feature matrix is kept)."""
+    """Mean and covariance accumulated batch by batch in float64 on the features' device: no feature matrix is
+    kept and nothing is read back to the host until :meth:`result`."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, device: torch.device | str = "cpu") -> None:
         self.n = 0
-        self.total = np.zeros(dim)
-        self.outer = np.zeros((dim, dim))
+        self.total = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
 
-    def update(self, features: np.ndarray) -> None:
-        features = np.asarray(features, dtype=np.float64)
+    def update(self, features: torch.Tensor | np.ndarray) -> None:
+        features = torch.as_tensor(features).to(self.total.device, torch.float64)
         self.n += features.shape[0]
         self.total += features.sum(0)
-        self.outer += features.T @ features
+        self.outer.addmm_(features.T, features)
 
     def result(self) -> Statistics:
         if self.n < 2:
             raise ValueError("need at least 2 samples for a covariance")
         mu = self.total / self.n
-        sigma = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
-        return Statistics(mu, sigma, self.n)
+        sigma = (self.outer - self.n * torch.outer(mu, mu)) / (self.n - 1)
+        return Statistics(mu.cpu().numpy(), sigma.cpu().numpy(), self.n)
 
 
 # ----------------------------------------------------------------------------- feature extractors
@@ -240,12 +247,36 @@ def make_extractor(metric: str, image_size: int, channels: int, device: torch.de
 # ----------------------------------------------------------------------------- statistics
 
 
+#: Images the feature extractor takes at once, whatever the batches they are generated in.
+EXTRACT_BATCH = 500
+
+
+def rebatched(batches: Iterator[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
+    """The rows of ``batches`` regrouped into tensors of ``size`` rows (the last may be smaller), in order."""
+    check_int(size, "size", minimum=1)
+    waiting: list[torch.Tensor] = []
+    count = 0
+    for batch in batches:
+        waiting.append(batch)
+        count += batch.shape[0]
+        if count >= size:
+            joined = torch.cat(waiting)
+            full = (count // size) * size
+            yield from joined[:full].split(size)
+            waiting, count = ([joined[full:]] if count > full else []), count - full
+    if count:
+        yield torch.cat(waiting)
+
+
 @torch.no_grad()
-def batch_statistics(extractor: Extractor, batches: Iterator[torch.Tensor], device: torch.device | str) -> Statistics:
-    running = RunningStatistics(extractor.dim)
+def batch_statistics(extractor: Extractor, batches: Iterator[torch.Tensor], device: torch.device | str,
+                     extract_batch: int = EXTRACT_BATCH) -> Statistics:
+    """Feature statistics of every image of ``batches``, fed to the extractor ``extract_batch`` at a time and
+    accumulated on ``device`` (one read-back at the end)."""
+    running = RunningStatistics(extractor.dim, device)
     with no_tf32():
-        for batch in batches:
-            running.update(extractor(batch.to(device)).double().cpu().numpy())
+        for batch in rebatched((b.to(device) for b in batches), extract_batch):
+            running.update(extractor(batch))
     if running.n < extractor.recommended_samples:
         warnings.warn(f"{extractor.name}: {running.n} samples is below the {extractor.recommended_samples} "
                       "recommended for a full-rank covariance; the distance is biased and may be unstable",
@@ -296,7 +327,7 @@ def extractor_fingerprint(extractor: nn.Module) -> str:
 
 
 def dataset_statistics(extractor: Extractor, images: torch.Tensor, dataset_key: str,
-                       device: torch.device | str = "cpu", batch_size: int = 250) -> Statistics:
+                       device: torch.device | str = "cpu", batch_size: int = EXTRACT_BATCH) -> Statistics:
     """Statistics of a whole data set, cached as npz in ``cache_dir()/stats/``.
 
     The cache file is named ``<dataset_key>-<extractor name>-<digest>.npz``; the digest covers
@@ -316,7 +347,7 @@ def dataset_statistics(extractor: Extractor, images: torch.Tensor, dataset_key: 
             return Statistics(stored["mu"], stored["sigma"], int(stored["n"]))
         except (ValueError, KeyError) as error:
             warnings.warn(f"ignoring the unreadable cached statistics {path}: {error}", stacklevel=2)
-    stats = batch_statistics(extractor, iter(images.split(batch_size)), device)
+    stats = batch_statistics(extractor, iter(images.split(batch_size)), device, extract_batch=batch_size)
     atomic_savez(path, mu=stats.mu, sigma=stats.sigma, n=stats.n)
     return stats
 
