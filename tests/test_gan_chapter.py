@@ -71,7 +71,10 @@ def _fake_study(tmp_path, improvement: float, seeds: int = 3, evaluations: int =
             last = 100.0 / improvement + shift + seed
             history = [[250 * (i + 1), 100.0 + (last - 100.0) * min(1.0, 2 * (i + 1) / evaluations)]
                        for i in range(evaluations)]
-            (run / "summary.json").write_text(json.dumps({"history": history}))
+            values = [v for _, v in history]
+            (run / "summary.json").write_text(json.dumps({
+                "iterations": 250 * evaluations, "metric": "fdd", "final": values[-1], "lowest": min(values),
+                "lowest_at": history[values.index(min(values))][0], "history": history, "config": {}}))
             rows.append({"loss": "hinge", "q": q, "norm": q, "g": "hinge", "seed": seed, "as_released": False,
                          "run": str(run), "status": "finished", "error": "", "final": last, "lowest": last,
                          "lowest_at": 400, "iterations": 250 * evaluations, "metric": "fdd", "dataset": "digits",

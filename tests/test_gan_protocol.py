@@ -343,7 +343,8 @@ def test_resume_cuts_the_log_back_to_the_checkpoint(tmp_path, digits16):
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated"])
 def test_an_unreadable_checkpoint_is_named_before_any_data_is_loaded(tmp_path, content):
     (tmp_path / "checkpoint.pt").write_bytes(content)
-    config = dataclasses.replace(tiny(), dataset="cifar10", data_root=str(tmp_path / "no-data"))
+    config = dataclasses.replace(tiny(), dataset="cifar10", metric="fid", metric_samples=2048,
+                                 data_root=str(tmp_path / "no-data"))
     with pytest.raises(ValueError, match=r"checkpoint\.pt is not a readable checkpoint.*--overwrite"):
         train.train(config, tmp_path, resume=True, progress=False)
 
