@@ -414,7 +414,7 @@ def load_study(table: str, root: Path | str | None = None) -> Study | None:
 
 def chapter(table: str, preset: str = "smoke", seeds: Any = None, iterations: Any = None, cells: Any = None,
             data_root: str | None = None, device: str | None = None, as_released: Any = None,
-            results_root: str | None = None, progress: bool = False) -> GANChapter:
+            results_root: str | None = None, progress: bool = False, tf32: Any = None) -> GANChapter:
     """Run (or load) the chapter's own runs and load the table's committed study.
 
     Every parameter is checked (by :func:`mmgan.gan_tables.table_configs`) before any data is
@@ -422,7 +422,7 @@ def chapter(table: str, preset: str = "smoke", seeds: Any = None, iterations: An
     """
     table = str(table)
     overrides = dict(seeds=seeds, iterations=iterations, cells=cells, data_root=data_root, device=device,
-                     as_released=as_released)
+                     as_released=as_released, tf32=tf32)
     _, config = gan_tables.table_configs(table, preset, **overrides)
     root = find_results_root(results_root) / "gan"
     results = gan_tables.run_table(table, preset, root, progress=progress, **overrides)

@@ -34,6 +34,8 @@ REAL_SAMPLING: tuple[str, ...] = ("without_replacement", "with_replacement")
 GENERATOR_REAL_BATCH: tuple[str, ...] = ("fresh", "reuse")
 #: Accepted device names: 'auto', 'cpu', 'cuda' or 'cuda:<index>'.
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+#: Fields that say how a run computes, not what: not part of a table's key, free to change when a run resumes.
+EXECUTION_FIELDS: tuple[str, ...] = ("device", "tf32", "cudnn_benchmark", "channels_last")
 #: Below this many samples the 2048-d Inception covariance is rank-deficient and FID is biased.
 FID_MIN_SAMPLES = 2048
 
@@ -83,6 +85,16 @@ class GANConfig:
     quantize_samples: bool = True
     checkpoint_every: int = 1000
     log_every: int = 100
+    #: How the device computes, not what (like ``device``: not part of a table's key, may change on resume;
+    #: recorded in every summary). TF32 matmuls and convolutions on CUDA (Ampere and later): about 10 mantissa
+    #: bits instead of 23 inside the products, faster, and results no longer bit-comparable with float32 runs;
+    #: the metric's feature extractor always runs without it.
+    tf32: bool = False
+    #: cuDNN autotuning of convolution algorithms (the released code sets it): faster, not bit-reproducible.
+    cudnn_benchmark: bool = False
+    #: NHWC memory format for the networks and images: the same sums in another order (1.2x on this CPU for
+    #: packed runs, ``benchmarks/cpu_run.py``; on GPUs usually faster with TF32/bf16 tensor cores).
+    channels_last: bool = False
 
     def validate(self) -> GANConfig:
         """Check every field; raise ``ValueError`` naming the field and the valid values."""
@@ -118,6 +130,11 @@ class GANConfig:
             warnings.warn(f"metric_samples={self.metric_samples} is below {FID_MIN_SAMPLES}: the Inception "
                           "covariance is rank-deficient and the FID is biased (the paper used 50,000)", stacklevel=2)
         return self
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The memory format of the networks and images (:attr:`channels_last`)."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     @property
     def q_value(self) -> float | str:

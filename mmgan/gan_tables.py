@@ -44,7 +44,7 @@ import pandas as pd
 
 from mmgan.chapter_parameters import as_int_list, as_str_list
 from mmgan.data.images import load_images
-from mmgan.gan_config import GANConfig, coerce_field, config_from, resolve_device
+from mmgan.gan_config import EXECUTION_FIELDS, GANConfig, coerce_field, config_from, resolve_device
 from mmgan.packed_training import train_packed
 from mmgan.propositions import norm_level
 from mmgan.registry import lookup
@@ -99,7 +99,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 quantize_samples=False),
     # as_released: the paper's numbers come from the released code's signed max / pooled smooth max
     "paper": dict(iterations=100_000, metric="fid", metric_samples=50_000, metric_every=10_000,
-                  checkpoint_every=1000, log_every=100, seeds=(1,), device="auto", as_released=True),
+                  checkpoint_every=1000, log_every=100, seeds=(1,), device="auto", as_released=True,
+                  tf32=True, cudnn_benchmark=True),
 }
 #: The committed CPU studies (preset ``cpu``) the chapters load, with the overrides each was run with
 #: (``seeds``/``cells`` where a table's study was shrunk to fit the machine); a table missing here has none.
@@ -233,8 +234,10 @@ def table_folder(table: str, preset: str, config: GANConfig, root: Path | str) -
 
 
 def _shared_fields(config: GANConfig) -> dict[str, Any]:
-    """The fields the runs of a table share: all but the cell, the seed and the device."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("loss", "q", "g", "seed", "device")}
+    """The fields the runs of a table share: all but the cell, the seed and how the device computes
+    (:data:`mmgan.gan_config.EXECUTION_FIELDS`)."""
+    return {k: v for k, v in dataclasses.asdict(config).items()
+            if k not in ("loss", "q", "g", "seed", *EXECUTION_FIELDS)}
 
 
 def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan", progress: bool = False,

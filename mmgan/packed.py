@@ -576,6 +576,8 @@ def pack_states(states: Sequence[RunState]) -> PackedState:
         raise ValueError(f"packed runs must be at the same iteration, got {[s.iteration for s in states]}")
     generators, critics = [s.generator for s in states], [s.critic for s in states]
     generator, critic = pack_modules(generators), pack_modules(critics)
+    generator.to(memory_format=configs[0].memory_format)
+    critic.to(memory_format=configs[0].memory_format)
     return PackedState(configs, generator, critic, pack_adam([s.opt_g for s in states], generator, generators),
                        pack_adam([s.opt_c for s in states], critic, critics), [s.rng for s in states],
                        states[0].iteration)

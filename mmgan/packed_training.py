@@ -79,6 +79,7 @@ from mmgan.train import (
     _training_record,
     _write_line,
     _write_summary,
+    execution_settings,
     non_finite_weights,
     save_checkpoint,
 )
@@ -146,8 +147,9 @@ def train_packed(configs: Sequence[GANConfig], outs: Sequence[Path | str], data:
                 members = group[start:start + size]
                 done: dict[int, dict[str, Any] | Exception] = {}
                 try:
-                    _train_pack([states[k] for k in members], [outs[k] for k in members], data, extractor,
-                                reference, device, progress, done, snapshot_every)
+                    with execution_settings(configs[0], device):
+                        _train_pack([states[k] for k in members], [outs[k] for k in members], data, extractor,
+                                    reference, device, progress, done, snapshot_every)
                 except Exception as error:  # noqa: BLE001 - the pack failed: every run still in it
                     done.update({i: error for i in range(len(members)) if i not in done})
                 for i, result in done.items():
@@ -251,5 +253,5 @@ def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, ex
                                                f"{', '.join(str(outs[k]) for k in live)} are saved",
                                "the same run_table call")
     for k in live:
-        results[k] = _write_summary(states[k], outs[k])
+        results[k] = _write_summary(states[k], outs[k], device)
 

@@ -88,6 +88,11 @@ def protocol_table(config: GANConfig, losses: tuple[str, ...] = ("wgan", "hinge"
          _flag(config.sample_mode == "train" and config.sample_batch_size == 100)),
         ("metric samples: 8-bit rounding", "not stated", "yes (written as PNG files)",
          "yes" if config.quantize_samples else "no", _flag(config.quantize_samples)),
+        ("how the device computes", "a single GPU, not stated further",
+         "float32 (PyTorch of 2019: no TF32), cuDNN autotuning and deterministic mode on",
+         f"{'TF32' if config.tf32 else 'float32'} products on CUDA, cuDNN autotuning "
+         f"{'on' if config.cudnn_benchmark else 'off'}, {'channels_last' if config.channels_last else 'NCHW'} "
+         f"memory (the metric's extractor without TF32)", _flag(not config.tf32)),
     ]
     return pd.DataFrame(rows, columns=["setting", "paper", "released code", "this run", "as released"])
 

@@ -115,13 +115,21 @@ def verify_manifest(folder: Path | str) -> None:
                          + f". Restore them (git checkout -- {folder}), or {rewrite}")
 
 
-def environment() -> dict[str, str]:
-    """Versions that produced a result (stored beside it)."""
+def environment(device: Any = None) -> dict[str, str]:
+    """Versions that produced a result (stored beside it); on a CUDA ``device`` also the GPU and the CUDA and
+    cuDNN versions (a GAN run's TF32, autotuning and memory format are fields of its configuration, stored too)."""
     import numpy
     import torch
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "machine": platform.machine(), "threads": str(torch.get_num_threads())}
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+           "machine": platform.machine(), "threads": str(torch.get_num_threads())}
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        out.update({"device": torch.cuda.get_device_name(device), "cuda": str(torch.version.cuda),
+                    "cudnn": str(torch.backends.cudnn.version())})
+    elif device is not None:
+        out["device"] = device.type
+    return out
 
 
 def results_root(path: str | Path | None = None) -> Path:

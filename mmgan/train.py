@@ -61,7 +61,7 @@ from tqdm import tqdm
 
 from mmgan.data.images import load_images
 from mmgan.fid import dataset_statistics, frechet_distance, generator_statistics, make_extractor
-from mmgan.gan_config import TRAIN_LOSSES, GANConfig, config_from, resolve_device
+from mmgan.gan_config import EXECUTION_FIELDS, TRAIN_LOSSES, GANConfig, config_from, resolve_device
 from mmgan.losses import critic_loss, generator_loss, needs_real_scores
 from mmgan.models import kept_statistics, make_gan, sampling_mode
 from mmgan.norms import grad_norm
@@ -104,7 +104,8 @@ def new_state(config: GANConfig, device: torch.device) -> RunState:
     torch.manual_seed(config.seed)
     generator, critic = make_gan(config.arch, config.image_size, config.channels, config.z_dim, config.width,
                                  config.leaky_slope, config.critic_batchnorm)
-    generator, critic = generator.to(device), critic.to(device)
+    generator = generator.to(device, memory_format=config.memory_format)
+    critic = critic.to(device, memory_format=config.memory_format)
     betas = (config.beta1, config.beta2)
     return RunState(config, generator, critic,
                     torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
@@ -113,7 +114,7 @@ def new_state(config: GANConfig, device: torch.device) -> RunState:
 
 
 # Keys that may change between a run and its continuation (the length and bookkeeping of the run).
-RESUMABLE_CHANGES = {"iterations", "checkpoint_every", "log_every", "device"}
+RESUMABLE_CHANGES = {"iterations", "checkpoint_every", "log_every", *EXECUTION_FIELDS}
 
 
 def networks_payload(state: RunState) -> dict[str, Any]:
@@ -432,8 +433,9 @@ def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bo
         payload = _prepare_folder(config, out, resume, overwrite)
         data, extractor, reference = _data_and_reference(config, data, device)
         state = _start_state(config, payload, out, device)
-        _loop(state, data, extractor, reference, device, out, progress, snapshot_every)
-    return _write_summary(state, out)
+        with execution_settings(config, device):
+            _loop(state, data, extractor, reference, device, out, progress, snapshot_every)
+    return _write_summary(state, out, device)
 
 
 def _data_and_reference(config: GANConfig, data: torch.Tensor | None, device: torch.device):
@@ -442,11 +444,29 @@ def _data_and_reference(config: GANConfig, data: torch.Tensor | None, device: to
     if data is None:
         data = load_images(config.dataset, config.image_size, config.channels, config.data_root)
     check_batch_size(config, len(data))
-    data = data.to(device)
+    data = data.to(device, memory_format=config.memory_format) if data.dim() == 4 else data.to(device)
     extractor = make_extractor(config.metric, config.image_size, config.channels, device)
     reference = dataset_statistics(extractor, data, f"{config.dataset}-{config.image_size}px-"
                                    f"{config.channels}ch", device)
     return data, extractor, reference
+
+
+@contextlib.contextmanager
+def execution_settings(config: GANConfig, device: torch.device) -> Iterator[None]:
+    """TF32 and cuDNN autotuning as the configuration asks, while a run trains on a CUDA device (restored
+    afterwards; nothing changes on the CPU). The metric's extractor turns TF32 off for itself
+    (:func:`mmgan.fid.no_tf32`)."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.tf32
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
+    try:
+        yield
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = saved
 
 
 def check_batch_size(config: GANConfig, images: int) -> None:
@@ -541,12 +561,12 @@ def _loop(state: RunState, data: torch.Tensor, extractor, reference, device: tor
             bar.close()
 
 
-def _write_summary(state: RunState, out: Path) -> dict[str, Any]:
+def _write_summary(state: RunState, out: Path, device: torch.device) -> dict[str, Any]:
     config = state.config
     values = [v for _, v in state.metrics]
     summary = {"iterations": state.iteration, "metric": config.metric, "final": values[-1],
                "lowest": min(values), "lowest_at": state.metrics[values.index(min(values))][0],
-               "history": state.metrics, "environment": environment(), "config": dataclasses.asdict(config)}
+               "history": state.metrics, "environment": environment(device), "config": dataclasses.asdict(config)}
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return summary
 
