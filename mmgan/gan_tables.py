@@ -242,8 +242,11 @@ def _shared_fields(config: GANConfig) -> dict[str, Any]:
 
 def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan", progress: bool = False,
               load_only: bool = False, pack: bool = True, pack_size: int | None = None,
-              snapshot_every: int | None = None, **overrides: Any) -> pd.DataFrame:
+              snapshot_every: int | None = None, runs: Any = None, **overrides: Any) -> pd.DataFrame:
     """Run (or load) every run of a table; one row per run with its final and lowest metric.
+
+    ``runs`` (a list of ``(loss, q, g, seed)``) restricts the table to exactly those runs, in that order, where
+    ``cells`` × ``seeds`` can only select products (a sweep job trains exactly its pack with it).
 
     With ``load_only`` a missing run raises ``FileNotFoundError`` instead of training it.
     ``as_released=True`` uses the released code's signed max / batch-pooled smooth max in
@@ -257,7 +260,12 @@ def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan
     A run that raises is recorded with ``status='failed'`` and its ``error`` (its metric is NaN),
     and the table goes on; interrupting (Ctrl-C) still stops the whole table.
     """
+    chosen = None if runs is None else [tuple(run) for run in runs]
+    if chosen is not None:  # the cells and seeds they name, checked like the chapter's parameters
+        overrides = {**overrides, "seeds": sorted({run[3] for run in chosen}),
+                     "cells": sorted({cell_name(*run[:3]) for run in chosen})}
     runs, base = table_configs(table, preset, **overrides)
+    runs = runs if chosen is None else list(dict.fromkeys(chosen))  # each is in the product checked above
     check_snapshot_every(snapshot_every, base.checkpoint_every)
     if not load_only:
         device = resolve_device(base.device)  # before any data is loaded

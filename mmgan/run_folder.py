@@ -3,8 +3,10 @@
 * :class:`RunLock` — ``<run>/.lock`` holds the writer's pid and host and an
   exclusive ``flock``; a second writer stops with an error naming the holder.
   The kernel drops the ``flock`` when the holder dies (a killed run leaves a
-  stale file, never a stale lock). ``flock`` is local to one machine on some
-  network file systems: do not point two hosts at one run folder.
+  stale file, never a stale lock). The file is never removed (emptied on release):
+  removing it would let two processes hold locks on two files of the same name.
+  ``flock`` is local to one machine on some network file systems: do not point
+  two hosts at one run folder.
 * :func:`read_checkpoint` — loads with ``torch.load(weights_only=True)``: a
   checkpoint is tensors, numbers, strings, lists, tuples and dicts, and nothing in
   it can run code. A file that needs pickle (a file from elsewhere, or a
@@ -75,7 +77,6 @@ class RunLock:
         self._stream: Any = None
 
     def __enter__(self) -> RunLock:
-        self.created = not self.path.parent.exists()  # a folder made here and left empty by a failure is removed
         self.path.parent.mkdir(parents=True, exist_ok=True)
         stream = self.path.open("a+", encoding="utf-8")
         try:
@@ -95,11 +96,13 @@ class RunLock:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self.path.unlink(missing_ok=True)
+        # The file stays: removing it before (or after) unlocking lets a process that opened the old file
+        # lock it while a third creates and locks a new one, two holders at once. An empty lock file is no lock.
+        self._stream.seek(0)
+        self._stream.truncate()
+        self._stream.flush()
         fcntl.flock(self._stream.fileno(), fcntl.LOCK_UN)
         self._stream.close()
-        if error is not None and self.created and not any(self.path.parent.iterdir()):
-            self.path.parent.rmdir()
 
 
 def folder_state(folder: Path | str) -> str:

@@ -9,10 +9,8 @@
 
 The runs of a table (:func:`mmgan.gan_tables.table_configs`, in table order) are cut
 into groups of ``--pack K`` runs; each group is one job, a :class:`TableJob`, which
-calls :func:`mmgan.gan_tables.run_table` on its cells and seeds (one call per set of
-cells sharing the same seeds, so that each call is a full cells × seeds product; with
-K a multiple of the number of seeds, one call per job). When ``run_table`` accepts
-``pack`` / ``pack_size`` the job asks it to train its K runs as one pack on its GPU.
+calls :func:`mmgan.gan_tables.run_table` once with exactly its runs (``runs=``) and
+trains them as one pack on its GPU.
 Every run keeps its own folder ``<root>/table<N>/<preset>-<key>/<cell>-s<seed>/``,
 exactly as ``python -m mmgan.gan_tables`` would write it, so a sweep, a notebook and
 the command line share finished runs.
@@ -78,7 +76,6 @@ jobs and print the collected table.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -98,12 +95,13 @@ import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from mmgan.gan_tables import PRESETS, TABLES, cell_name, run_table, table_configs, table_folder
+from mmgan.processes import available_cores, run_tasks
 from mmgan.registry import check_choice, check_int, lookup
 from mmgan.run_folder import CHECKPOINT, LOG, SUMMARY, RunFolderBusy
 
 __all__ = ["EXECUTORS", "FAILURE_RECORD", "Sweep", "SweepSettings", "TableJob", "check_settings",
            "check_shared_path", "collect", "collect_command", "collect_report", "group_runs", "local_roots", "main",
-           "make_executor", "plan_jobs", "submit", "sweep", "table_calls"]
+           "make_executor", "plan_jobs", "submit", "sweep"]
 
 Run = tuple[str, str, str, int]  # (loss, q, g, seed), as table_configs lists them
 
@@ -127,40 +125,9 @@ def group_runs(runs: Sequence[Run], pack: int) -> list[list[Run]]:
     return [list(runs[start:start + pack]) for start in range(0, len(runs), pack)]
 
 
-def table_calls(runs: Sequence[Run]) -> list[tuple[list[str], list[int]]]:
-    """``run_table`` selections (cells, seeds) that together cover exactly ``runs``.
-
-    ``run_table`` runs every cell with every seed, so the cells that share the same seeds
-    go into one call: a group of whole cells (all their seeds) is one call.
-    """
-    seeds_of: dict[str, list[int]] = {}
-    for loss, q, g, seed in runs:
-        seeds_of.setdefault(cell_name(loss, q, g), []).append(seed)
-    cells_of: dict[tuple[int, ...], list[str]] = {}
-    for cell, seeds in seeds_of.items():
-        cells_of.setdefault(tuple(seeds), []).append(cell)
-    return [(cells, list(seeds)) for seeds, cells in cells_of.items()]
-
-
 def _config_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """The overrides that configure the runs (everything but the selection of cells and seeds; no Nones)."""
     return {k: v for k, v in overrides.items() if k not in SELECTION and v is not None}
-
-
-def _pack_arguments(size: int) -> dict[str, Any]:
-    """What to pass ``run_table`` so that it trains the ``size`` runs of a call as one pack, if it can.
-
-    ``run_table`` gained packing while this module was written; the arguments are passed only
-    when its signature has them (``pack`` as a switch, or as the pack size; ``pack_size``).
-    """
-    parameters = inspect.signature(run_table).parameters
-    arguments: dict[str, Any] = {}
-    if "pack" in parameters:
-        default = parameters["pack"].default
-        arguments["pack"] = size > 1 if isinstance(default, bool) else size
-    if "pack_size" in parameters and size > 1:
-        arguments["pack_size"] = size
-    return arguments
 
 
 def _job_id() -> str:
@@ -184,6 +151,12 @@ def _record_failure(folder: Path, error: str) -> None:
     (folder / FAILURE_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
 
 
+def train_pack_of_runs(table: str, preset: str, root: str, runs: list[Run], overrides: dict[str, Any]) -> pd.DataFrame:
+    """``run_table`` on exactly ``runs``, trained as one pack (the work of a job, or of one of its processes)."""
+    return run_table(table, preset, root, progress=False, runs=runs, pack=len(runs) > 1, pack_size=len(runs),
+                     **overrides)
+
+
 class TableJob(Checkpointable):
     """One job of a sweep: train (or resume, or skip when finished) ``runs`` of a table with ``run_table``.
 
@@ -193,40 +166,37 @@ class TableJob(Checkpointable):
     """
 
     def __init__(self, table: str, preset: str, root: Path | str, runs: Sequence[Run],
-                 overrides: dict[str, Any] | None = None) -> None:
+                 overrides: dict[str, Any] | None = None, processes: int = 1) -> None:
         self.table, self.preset, self.root = str(table), preset, str(root)
         self.runs = [tuple(run) for run in runs]
         self.overrides = _config_overrides(dict(overrides or {}))
+        #: processes that share the job's device, each training one pack of about len(runs) / processes runs
+        self.processes = check_int(processes, "processes", minimum=1)
         self.attempt = 1  # incremented by each requeue (the state travels in the pickle)
 
     def __repr__(self) -> str:
         names = ", ".join(f"{cell_name(*run[:3])}-s{run[3]}" for run in self.runs)
         return f"TableJob(table {self.table}, {self.preset}: {names})"
 
-    def calls(self) -> list[tuple[list[str], list[int]]]:
-        return table_calls(self.runs)
-
     def __call__(self) -> pd.DataFrame:
         print(f"{self!r}, attempt {self.attempt}, job {_job_id() or '-'}", flush=True)
         folders = _run_folders(self.table, self.preset, self.root, self.runs, self.overrides)
-        frames = []
-        for cells, seeds in self.calls():
-            part = [run for run in self.runs if cell_name(*run[:3]) in cells and run[3] in seeds]
-            for run in part:  # the run starts again: an earlier failure no longer describes it
-                (folders[run] / FAILURE_RECORD).unlink(missing_ok=True)
-            try:
-                frame = run_table(self.table, self.preset, self.root, progress=False, cells=cells, seeds=seeds,
-                                  **_pack_arguments(len(part)), **self.overrides)
-            except Exception as error:  # a whole call failed (data missing, ...): say so in every unfinished run
-                for run in part:
-                    if not (folders[run] / SUMMARY).is_file():
-                        _record_failure(folders[run], f"{type(error).__name__}: {error}")
-                raise
-            for _, row in frame[frame["status"] == "failed"].iterrows():
-                if not str(row["error"]).startswith(RunFolderBusy.__name__):  # busy: another job is running it
-                    _record_failure(Path(row["run"]), row["error"])
-            frames.append(frame)
-        result = pd.concat(frames, ignore_index=True)
+        for run in self.runs:  # the run starts again: an earlier failure no longer describes it
+            (folders[run] / FAILURE_RECORD).unlink(missing_ok=True)
+        try:  # exactly this job's runs: one pack, or one pack per process
+            parts = [part for part in (self.runs[k::self.processes] for k in range(self.processes)) if part]
+            frames = run_tasks([(train_pack_of_runs, (self.table, self.preset, self.root, part, self.overrides))
+                                for part in parts], workers=len(parts), threads=max(1, available_cores()
+                                                                                    // len(parts)))
+            result = pd.concat(frames, ignore_index=True)
+        except Exception as error:  # the whole job failed (data missing, ...): say so in every unfinished run
+            for run in self.runs:
+                if not (folders[run] / SUMMARY).is_file():
+                    _record_failure(folders[run], f"{type(error).__name__}: {error}")
+            raise
+        for _, row in result[result["status"] == "failed"].iterrows():
+            if not str(row["error"]).startswith(RunFolderBusy.__name__):  # busy: another job is running it
+                _record_failure(Path(row["run"]), row["error"])
         shown = [c for c in ("loss", "q", "g", "seed", "status", "final", "lowest", "error") if c in result]
         print(result[shown].to_string(index=False), flush=True)
         return result
@@ -243,15 +213,16 @@ class TableJob(Checkpointable):
 
 
 def plan_jobs(table: str, preset: str, root: Path | str, pack: int = 1, skip_finished: bool = True,
-              **overrides: Any) -> list[TableJob]:
+              processes: int = 1, **overrides: Any) -> list[TableJob]:
     """The jobs of a sweep: the runs of the table (``overrides`` may select ``cells`` and ``seeds``) in groups of
-    ``pack``, without the runs already finished under ``root`` (unless ``skip_finished=False``). Every override
-    is checked here (:func:`mmgan.gan_tables.table_configs`), before anything runs."""
+    ``pack``, without the runs already finished under ``root`` (unless ``skip_finished=False``), each job
+    splitting its runs over ``processes`` processes on its device. Every override is checked here
+    (:func:`mmgan.gan_tables.table_configs`), before anything runs."""
     runs, _ = table_configs(table, preset, **overrides)
     if skip_finished:
         folders = _run_folders(table, preset, root, runs, overrides)
         runs = [run for run in runs if not (folders[run] / SUMMARY).is_file()]
-    return [TableJob(table, preset, root, group, overrides) for group in group_runs(runs, pack)]
+    return [TableJob(table, preset, root, group, overrides, processes) for group in group_runs(runs, pack)]
 
 
 # ----------------------------------------------------------------------------- settings and checks
@@ -265,6 +236,8 @@ class SweepSettings:
     partition: str | None = None
     gpus_per_job: int = 1
     pack: int = 1
+    #: processes per job sharing its device (when packing alone leaves the GPU idle); the job's runs are split
+    processes: int = 1
     array_parallelism: int | None = None  # slurm: all jobs at once (submitit caps at 256); local: 1
     timeout_min: int = 24 * 60
     max_timeouts: int = 5
@@ -306,6 +279,9 @@ def check_settings(settings: SweepSettings) -> SweepSettings:
     check_choice(settings.executor, EXECUTORS, "executor")
     check_int(settings.gpus_per_job, "gpus_per_job", minimum=0)
     check_int(settings.pack, "pack", minimum=1)
+    check_int(settings.processes, "processes", minimum=1)
+    if settings.processes > settings.pack:
+        raise ValueError(f"processes={settings.processes} is more than the pack={settings.pack} runs of a job")
     check_int(settings.timeout_min, "timeout_min", minimum=1)
     check_int(settings.max_timeouts, "max_timeouts", minimum=0)
     for name in ("array_parallelism", "cpus_per_job", "mem_gb"):
@@ -352,6 +328,12 @@ def _check_run_inputs(settings: SweepSettings, table: str, preset: str, root: Pa
 # ----------------------------------------------------------------------------- executors
 
 
+def cpus_per_job(settings: SweepSettings) -> int:
+    """``--cpus-per-job``, or by default 2 per process of a job (one drives the device, one for the host side of
+    data, metrics and checkpoints; a CPU-only job uses them for its threads)."""
+    return settings.cpus_per_job or 2 * settings.processes
+
+
 def make_executor(settings: SweepSettings, log_folder: Path, name: str) -> submitit.Executor:
     """A submitit executor for ``settings.executor`` writing its pickles and logs to ``log_folder``."""
     if settings.executor == "slurm" and shutil.which("sbatch") is None:
@@ -361,7 +343,7 @@ def make_executor(settings: SweepSettings, log_folder: Path, name: str) -> submi
     options = {} if cluster == "debug" else {f"{cluster}_max_num_timeout": settings.max_timeouts}
     executor = submitit.AutoExecutor(folder=log_folder, cluster=cluster, **options)
     parameters: dict[str, Any] = dict(name=name, timeout_min=settings.timeout_min, nodes=1, tasks_per_node=1,
-                                      gpus_per_node=settings.gpus_per_job, cpus_per_task=settings.cpus_per_job,
+                                      gpus_per_node=settings.gpus_per_job, cpus_per_task=cpus_per_job(settings),
                                       mem_gb=settings.mem_gb)
     if cluster == "slurm":
         parameters.update(slurm_partition=settings.partition, slurm_account=settings.account,
@@ -420,7 +402,7 @@ def sweep(table: str, preset: str = "paper", root: Path | str = "results/gan",
     lookup(TABLES, table, "table")
     lookup(PRESETS, preset, "preset")
     root, log_folder = _check_run_inputs(settings, table, preset, root, overrides)
-    jobs = plan_jobs(table, preset, root, settings.pack, **overrides)
+    jobs = plan_jobs(table, preset, root, settings.pack, processes=settings.processes, **overrides)
     result = Sweep(table, preset, root, overrides, settings, log_folder, jobs)
     if dry_run or not jobs:  # nothing to submit when every run has finished
         return result
@@ -480,9 +462,8 @@ def collect(table: str, preset: str = "paper", root: Path | str = "results/gan",
     folders = _run_folders(str(table), preset, root, runs, overrides)
     done = [run for run in runs if (folders[run] / SUMMARY).is_file()]
     rows: dict[Run, dict[str, Any]] = {}
-    for cells, seeds in table_calls(done):
-        frame = run_table(str(table), preset, root, load_only=True, cells=cells, seeds=seeds,
-                          **_config_overrides(overrides))
+    if done:
+        frame = run_table(str(table), preset, root, load_only=True, runs=done, **_config_overrides(overrides))
         for record in frame.to_dict("records"):
             rows[(record["loss"], record["q"], record["g"], record["seed"])] = record
     for run in runs:
@@ -543,6 +524,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--partition", help="SLURM partition (required with --executor slurm)")
     parser.add_argument("--gpus-per-job", type=int, default=1)
     parser.add_argument("--pack", type=int, default=1, help="runs per job (default 1)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="processes per job sharing its device, the job's runs split among them (default 1)")
     parser.add_argument("--array-parallelism", type=int,
                         help="jobs running at once (SLURM: the array's %%N; local: default 1)")
     parser.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit per job in minutes")
@@ -579,7 +562,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _settings(args: argparse.Namespace) -> SweepSettings:
     return SweepSettings(executor=args.executor, partition=args.partition, gpus_per_job=args.gpus_per_job,
-                         pack=args.pack, array_parallelism=args.array_parallelism, timeout_min=args.timeout_min,
+                         pack=args.pack, processes=args.processes, array_parallelism=args.array_parallelism,
+                         timeout_min=args.timeout_min,
                          max_timeouts=args.max_timeouts, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
                          account=args.account, qos=args.qos, log_folder=args.log_folder, extra=dict(args.slurm_arg))
 

@@ -322,7 +322,7 @@ def test_sigterm_checkpoints_at_the_boundary_hands_the_signal_on_and_resumes_exa
     finally:
         signal.signal(signum, previous)
     monkeypatch.setattr(train, "critic_loss", original)
-    assert not (tmp_path / "split" / ".lock").exists()
+    assert (tmp_path / "split" / ".lock").read_text() == ""  # released (the file stays, empty)
     train.train(config, tmp_path / "split", resume=True, progress=False, data=digits16)
     whole, split = _weights(tmp_path / "whole"), _weights(tmp_path / "split")
     assert all(torch.equal(whole[k], split[k]) for k in whole)
@@ -487,3 +487,31 @@ def test_packed_runs_in_channels_last_match_single_runs(tmp_path, digits16):
     alone = [train.train(c, tmp_path / f"s{c.seed}", progress=False, data=digits16) for c in configs]
     for p, a in zip(packed, alone):
         assert p["final"] == pytest.approx(a["final"], rel=1e-4)
+
+
+def _contend(folder: str, marker: str, attempts: int) -> int:
+    """Take the run lock again and again; inside it, create ``marker`` exclusively (a second holder would find
+    it there). Returns how often this process held the lock; raises if it ever met another holder."""
+    import os
+
+    from mmgan.run_folder import RunFolderBusy, RunLock
+
+    held = 0
+    for _ in range(attempts):
+        try:
+            with RunLock(folder):
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # FileExistsError: two holders
+                os.close(fd)
+                held += 1
+                os.unlink(marker)
+        except RunFolderBusy:
+            continue
+    return held
+
+
+def test_three_processes_never_hold_one_lock_together(tmp_path):
+    from mmgan.processes import run_tasks
+
+    folder, marker = tmp_path / "run", tmp_path / "inside"
+    held = run_tasks([(_contend, (str(folder), str(marker), 300))] * 3, workers=3, threads=1)
+    assert sum(held) > 0 and not marker.exists()

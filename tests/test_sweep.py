@@ -272,26 +272,38 @@ def test_the_command_line_names_a_bad_parameter_and_submits_nothing(fake_slurm, 
 # ----------------------------------------------------------------------------- grouping, failures, collect
 
 
-def test_groups_cover_the_runs_in_whole_cells_times_seeds_calls():
+def test_each_job_trains_exactly_its_runs_as_one_pack(tmp_path, monkeypatch):
+    """--pack 4 with 3 seeds: each job's 4 runs span two cells with different seeds, which no cells × seeds
+    product covers; the job passes exactly its runs to run_table, which trains them as one pack of 4."""
     runs, _ = gan_tables.table_configs("2", "smoke", seeds=[0, 1, 2])
     groups = sweep.group_runs(runs, 4)
     assert [len(g) for g in groups] == [4] * 9 and [r for g in groups for r in g] == runs
-    for group in groups:
-        calls = sweep.table_calls(group)
-        covered = sorted((cell, seed) for cells, seeds in calls for cell in cells for seed in seeds)
-        assert covered == sorted((gan_tables.cell_name(*r[:3]), r[3]) for r in group)
-    assert sweep.table_calls(runs[:6]) == [(["wgan-q1-ls", "wgan-q1-hinge"], [0, 1, 2])]
+    packs = []
+    original = gan_tables.train_packed
+
+    def recording(configs, outs, *args, **kwargs):
+        packs.append(sorted((c.loss, c.q, c.g, c.seed) for c in configs))
+        return original(configs, outs, *args, **kwargs)
+
+    monkeypatch.setattr(gan_tables, "train_packed", recording)
+    jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=4, seeds=[0, 1, 2], iterations=2)
+    frame = jobs[0]()
+    assert packs == [sorted(groups[0])]  # one pack, not 3 + 1
+    assert [(r.loss, r.q, r.g, r.seed) for r in frame.itertuples()] == groups[0]
+    assert (frame["status"] == "finished").all()
+    with pytest.raises(ValueError, match="unknown cells \\['wgan-q3-ls'\\]"):
+        gan_tables.run_table("2", "smoke", tmp_path, runs=[("wgan", "3", "ls", 0)])
 
 
 def test_failed_and_unstarted_runs_are_reported_by_collect(tmp_path, monkeypatch):
     calls = []
 
     def fake_run_table(table, preset="smoke", root="results/gan", progress=False, load_only=False, pack=True,
-                       pack_size=None, **overrides):
-        calls.append(dict(cells=overrides["cells"], seeds=overrides["seeds"], pack=pack, pack_size=pack_size))
-        if "hinge-q1-ls" in overrides["cells"]:
+                       pack_size=None, runs=None, **overrides):
+        calls.append(dict(runs=runs, pack=pack, pack_size=pack_size))
+        if ("hinge", "1", "ls", 0) in runs:
             raise FileNotFoundError("CIFAR-10 was not found under 'nowhere'")
-        runs, base = gan_tables.table_configs(table, preset, **overrides)
+        _, base = gan_tables.table_configs(table, preset, **overrides)
         folder = gan_tables.table_folder(table, preset, base, root)
         return pd.DataFrame([{"loss": loss, "q": q, "g": g, "seed": s, "status": "failed",
                               "error": "NonFiniteLoss: nan",
@@ -301,7 +313,7 @@ def test_failed_and_unstarted_runs_are_reported_by_collect(tmp_path, monkeypatch
     monkeypatch.setattr(sweep, "run_table", fake_run_table)
     jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=2, seeds=0, iterations=2)
     jobs[0]()  # wgan-q1-ls and wgan-q1-hinge: both fail inside run_table
-    assert calls[-1] == dict(cells=["wgan-q1-ls", "wgan-q1-hinge"], seeds=[0], pack=True, pack_size=2)
+    assert calls[-1] == dict(runs=[("wgan", "1", "ls", 0), ("wgan", "1", "hinge", 0)], pack=True, pack_size=2)
     with pytest.raises(FileNotFoundError):
         jobs[3]()  # hinge-q1-ls and hinge-q1-hinge: the whole call fails (e.g. the data are missing)
     collected = sweep.collect("2", "smoke", tmp_path, seeds=0, iterations=2)
@@ -317,12 +329,31 @@ def test_failed_and_unstarted_runs_are_reported_by_collect(tmp_path, monkeypatch
 def test_every_job_runs_once_in_waves_of_array_parallelism(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run_table(table, preset="smoke", root="results/gan", progress=False, load_only=False, **overrides):
-        calls.append((overrides["cells"], overrides["seeds"]))
+    def fake_run_table(table, preset="smoke", root="results/gan", progress=False, load_only=False, runs=None,
+                       **overrides):
+        calls.append(([gan_tables.cell_name(*r[:3]) for r in runs], [r[3] for r in runs]))
         return pd.DataFrame([{"loss": "wgan", "q": "1", "g": "ls", "seed": 0, "status": "finished", "run": ""}])
 
     monkeypatch.setattr(sweep, "run_table", fake_run_table)
     settings = sweep.SweepSettings(executor="debug", pack=3, array_parallelism=2, log_folder=tmp_path / "logs")
     result = sweep.sweep("2", "smoke", tmp_path / "runs", settings, seeds=[0, 1, 2], cells="wgan-q1-ls,hinge-q2-ls")
     assert len(result.jobs) == len(result.handles) == 2 and not result.errors
-    assert calls == [(["wgan-q1-ls"], [0, 1, 2]), (["hinge-q2-ls"], [0, 1, 2])]
+    assert calls == [(["wgan-q1-ls"] * 3, [0, 1, 2]), (["hinge-q2-ls"] * 3, [0, 1, 2])]
+
+
+def test_a_job_can_split_its_runs_over_processes_sharing_its_device(tmp_path):
+    jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=4, processes=2, seeds=[0, 1], iterations=2,
+                           cells=["wgan-q2-ls", "hinge-q2-ls"])
+    assert len(jobs) == 1 and jobs[0].processes == 2
+    frame = jobs[0]()
+    assert sorted((r.loss, r.seed) for r in frame.itertuples()) == [("hinge", 0), ("hinge", 1), ("wgan", 0),
+                                                                      ("wgan", 1)]
+    assert (frame["status"] == "finished").all()
+    alone = gan_tables.run_table("2", "smoke", tmp_path / "alone", seeds=[0, 1], iterations=2,
+                                 cells=["wgan-q2-ls", "hinge-q2-ls"], pack=False)
+    merged = frame.merge(alone, on=["loss", "q", "g", "seed"])
+    assert (merged["final_x"] - merged["final_y"]).abs().max() < 1e-3 * merged["final_y"].abs().max()
+    settings = sweep.SweepSettings(executor="local", pack=2, processes=3)
+    with pytest.raises(ValueError, match="processes=3 is more than the pack=2"):
+        sweep.check_settings(settings)
+    assert sweep.cpus_per_job(sweep.SweepSettings(processes=2)) == 4
