@@ -114,6 +114,46 @@ def speed(config: GANConfig, folder: Path, data: torch.Tensor) -> float:
     return statistics.median(rates[1:] or rates)  # the first interval includes warm-up
 
 
+def fid_seconds(device: torch.device, samples: int = 50_000, timed: int = 2000) -> float:
+    """Seconds of one FID evaluation of ``samples`` images on ``device``: ``timed`` random 32 px images through an
+    InceptionV3 of pytorch-fid's size and input (299 px, 2048-d pool features; random weights: the weights change
+    nothing in the time and cannot be downloaded here) into :class:`mmgan.fid.RunningStatistics`, scaled to
+    ``samples``, plus the Fréchet distance of 2048-d statistics."""
+    from torchvision.models import inception_v3
+
+    from mmgan.fid import EXTRACT_BATCH, RunningStatistics, frechet_distance, no_tf32
+
+    net = inception_v3(weights=None, aux_logits=False, init_weights=False).to(device).eval()
+    net.fc = torch.nn.Identity()
+    running = RunningStatistics(2048, device)
+    images = torch.rand(timed, 3, 32, 32, device=device) * 2 - 1
+    with torch.no_grad(), no_tf32():
+        warm = torch.nn.functional.interpolate(images[:8], size=(299, 299), mode="bilinear")
+        net(warm)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for batch in images.split(EXTRACT_BATCH):
+            running.update(net(torch.nn.functional.interpolate(batch, size=(299, 299), mode="bilinear")))
+        stats = running.result()
+    extract = (time.perf_counter() - start) * samples / timed
+    start = time.perf_counter()
+    frechet_distance(stats.mu, stats.sigma, stats.mu, stats.sigma)
+    return extract + time.perf_counter() - start
+
+
+def table_hours(iterations_per_s: dict[str, float], fid_s: float) -> dict[str, float]:
+    """Estimated hours of each table at the paper preset, its runs one after another on this device:
+    runs × (iterations / iterations per second + evaluations × seconds per FID evaluation)."""
+    hours = {}
+    for table in gan_tables.TABLES:
+        runs, base = gan_tables.table_configs(table, "paper")
+        evaluations = base.iterations // base.metric_every
+        per_run = base.iterations / iterations_per_s[base.arch] + evaluations * fid_s
+        hours[table] = round(len(runs) * per_run / 3600, 1)
+    return hours
+
+
 def run_check(device: str, iterations: int, quick: bool, root: Path) -> dict[str, Any]:
     resolved = resolve_device(device)
     started = time.perf_counter()
@@ -147,6 +187,8 @@ def run_check(device: str, iterations: int, quick: bool, root: Path) -> dict[str
         arch: round(speed(dataclasses.replace(paper_width_config(device, short, quick, arch),
                                               critic_batchnorm=arch == "dcgan"), root / f"speed-{arch}", data), 2)
         for arch in ("dcgan", "standard_cnn")}
+    report["fid_seconds"] = round(fid_seconds(resolved, timed=64 if quick else 2000), 1)
+    report["table_hours"] = table_hours(report["iterations_per_s"], report["fid_seconds"])
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["ok"] = (verdict != "differs" and all(report[f"smoke_table{t}"]["failed"] == 0 for t in ("2", "5")))
     return report
@@ -167,7 +209,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"{run['max_weight_difference_between_uninterrupted_runs']:.3g}: {run['resume']}",
         f"- iterations/s (batch 32, widths {'4 / 4' if run['width'] == 4 else '128 / 64'}): "
         f"DCGAN-32 {report['iterations_per_s']['dcgan']}, "
-        f"standard CNN {report['iterations_per_s']['standard_cnn']}",
+        f"standard CNN {report['iterations_per_s']['standard_cnn']}; one FID evaluation of 50k samples "
+        f"{report['fid_seconds']} s",
+        "- estimated hours per table at the paper preset, runs one after another (packing and several processes "
+        "per GPU would shorten them): " + ", ".join(f"Table {t} {h} h" for t, h in report["table_hours"].items()),
     ]
 
 
