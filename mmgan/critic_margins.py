@@ -44,7 +44,6 @@ Per image and order p ∈ {1, 2, ∞}, three numbers bracket or approximate the 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import time
@@ -60,97 +59,25 @@ from torch import nn
 from mmgan.certify import certified_radius
 from mmgan.data.images import load_images
 from mmgan.exact import parameter_dtype
-from mmgan.gan_config import GANConfig, config_from
 from mmgan.gan_tables import cell_name, run_table, study_source, table_configs, table_folder
 from mmgan.margins import MARGIN_ORDERS, boundary_distances, taylor_margin
-from mmgan.models import Flatten, kept_statistics, make_gan
+from mmgan.models import Flatten, kept_statistics
 from mmgan.penalties import input_gradient
 from mmgan.processes import available_cores, run_tasks
 from mmgan.randomness import normal
 from mmgan.registry import check_choice, check_int
 from mmgan.results import (
-    atomic_torch_save,
     atomic_write_text,
     environment,
     read_csv,
     read_json,
-    read_torch,
-    read_yaml,
 )
-from mmgan.run_folder import CHECKPOINT, SNAPSHOTS, SUMMARY, read_checkpoint, read_summary, snapshot_path
+from mmgan.run_folder import SNAPSHOTS, snapshot_path
+from mmgan.trained import NETWORKS, TrainedGAN, export_networks, load_run, weights_file
 
 THRESHOLDS: tuple[str, ...] = ("relativistic", "zero", "midpoint")
 #: Settings of the boundary search for images (fewer restarts than Table 1: 256+ dimensions, few points).
 SEARCH: dict[str, Any] = dict(restarts=2, data_restarts=2, max_steps=150, polish_steps=4, tol=1e-3)
-
-
-@dataclasses.dataclass
-class TrainedGAN:
-    """A finished run of a GAN table: its configuration, networks (eval mode) and summary."""
-
-    folder: Path
-    config: GANConfig
-    generator: nn.Module
-    critic: nn.Module
-    summary: dict[str, Any]
-
-
-#: The final generator and critic weights of a run, without optimiser states (small enough to commit).
-NETWORKS = "networks.pt"
-
-
-def export_networks(folder: Path | str) -> Path:
-    """Write ``networks.pt`` (generator and critic state dicts) from a run's ``checkpoint.pt``."""
-    folder = Path(folder)
-    payload = read_checkpoint(folder / CHECKPOINT)
-    atomic_torch_save({"iteration": payload["iteration"], "generator": payload["generator"],
-                       "critic": payload["critic"]}, folder / NETWORKS)
-    return folder / NETWORKS
-
-
-RERUN = "rerun the table with `python -m mmgan.gan_tables TABLE cpu`"
-
-
-def weights_file(folder: Path | str) -> Path:
-    """The run's final weights: ``networks.pt`` if kept, else ``checkpoint.pt``; a clear error if neither."""
-    folder = Path(folder)
-    for name in (NETWORKS, CHECKPOINT):
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(f"{folder} has neither {NETWORKS} nor {CHECKPOINT}: its weights were not kept; {RERUN}")
-
-
-def load_run(folder: Path | str, iteration: int | None = None) -> TrainedGAN:
-    """The final networks of a finished run folder (or those of ``iteration``), in eval mode.
-
-    Reads config.yaml, summary.json and the weights from ``networks.pt`` (committed
-    with the studies) or else from ``checkpoint.pt``; with ``iteration``, from the
-    snapshot of that iteration (:func:`retrain_with_snapshots`).
-    """
-    folder = Path(folder)
-    for name in ("config.yaml", SUMMARY):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder} has no {name}: the run is not finished; {RERUN}")
-    summary = read_summary(folder / SUMMARY, RERUN)
-    if iteration is None:
-        weights = weights_file(folder)
-        payload = read_torch(weights, RERUN) if weights.name == NETWORKS else read_checkpoint(weights)
-        expected, remedy = summary.get("iterations"), RERUN
-    else:
-        remedy = f"train a replicate that keeps them: `python -m mmgan.critic_margins TABLE --snapshots {iteration}`"
-        weights = snapshot_path(folder, iteration)
-        if not weights.is_file():
-            raise FileNotFoundError(f"{folder} has no snapshot of iteration {iteration}; {remedy}")
-        payload, expected = read_torch(weights, remedy), iteration
-    if payload.get("iteration") != expected:
-        raise ValueError(f"{folder}: the weights are from iteration {payload.get('iteration')}, expected "
-                         f"{expected}; {remedy}")
-    config = config_from(read_yaml(folder / "config.yaml", RERUN))
-    generator, critic = make_gan(config.arch, config.image_size, config.channels, config.z_dim, config.width,
-                                 config.leaky_slope, config.critic_batchnorm)
-    generator.load_state_dict(payload["generator"])
-    critic.load_state_dict(payload["critic"])
-    return TrainedGAN(folder, config, generator.eval(), critic.eval(), summary)
 
 
 def measurement_images(run: TrainedGAN, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mmgan import gan_report, gan_tables, paper, plots, propositions, protocol
+from mmgan import gan_report, gan_tables, paper, plots, propositions, protocol, trained
 from mmgan.gan_config import GANConfig
 from mmgan.norms import order_text
 from mmgan.registry import lookup
@@ -205,6 +205,21 @@ class Study(Run):
         table = protocol.protocol_table(self.config, gan_tables.TABLES[self.table].losses, self.seeds)
         return table.set_index("setting")
 
+    def samples(self, n: int = 16) -> tuple[dict[str, Any], list[str]]:
+        """Per cell of the study, ``n`` samples of its first seed whose networks are committed
+        (:func:`mmgan.trained.samples`), and the cells with none."""
+        grids, missing = {}, []
+        finished = gan_tables.finished(self.results).sort_values("seed")
+        for cell, runs in finished.groupby(list(propositions.CELL), sort=False):
+            kept = [run for run in runs.itertuples() if (Path(run.run) / trained.NETWORKS).is_file()]
+            if not kept:
+                missing.append(propositions.cell_text(*cell))
+                continue
+            loss, norm, g = cell
+            grids[f"{loss}, q = {norm}\n{g} penalty, seed {kept[0].seed}"] = trained.samples(
+                trained.load_run(kept[0].run), n)
+        return grids, missing
+
     def values(self) -> dict[str, Any]:
         """The study's numbers as one mapping (glue names ``study_*``, and ``prop_<key>_*`` per proposition)."""
         means = gan_report.cell_means(self.statistics, PRIMARY)
@@ -319,7 +334,18 @@ class GANChapter:
                                                        f"preset cpu; lower is better)")
         plt.close(curves)
         pairs = propositions.pair_effects(study.statistics, PRIMARY, list(study.judged[PRIMARY].index))
+        grids, missing = study.samples()
+        samples: list[Any] = []
+        if grids:
+            figure = plots.sample_grids(grids, f"final generators, {c.dataset} {c.image_size} px, preset cpu, "
+                                               f"{c.iterations:,} it.")
+            plt.close(figure)
+            samples.append(figure)
+        if missing:
+            samples.append(Markdown(f"No committed networks for: {'; '.join(missing)} (only their summaries and "
+                                    "logs are committed)."))
         return {
+            "samples": (None, samples),
             "propositions": (STUDY_CAPTIONS["propositions"], [study.propositions()]),
             "tables": (STUDY_CAPTIONS["tables"], [study.side_by_side(stat) for stat in
                                                   dict.fromkeys((PRIMARY, *study.stats))]),

@@ -272,6 +272,33 @@ def gan_metric_curves(curves, ylabel: str) -> Figure:
     return fig
 
 
+def sample_grids(samples: Mapping[str, torch.Tensor], title: str, columns: int = 4) -> Figure:
+    """One panel per cell: its images (N, C, H, W in [−1, 1]) tiled in a square grid, grey levels or colour.
+
+    Raises ``ValueError`` when there is nothing to draw."""
+    if not samples:
+        raise ValueError("no samples to draw")
+    panels = len(samples)
+    rows = math.ceil(panels / columns)
+    fig, axes = plt.subplots(rows, min(columns, panels), figsize=(2.6 * min(columns, panels), 3.0 * rows + 0.4),
+                             squeeze=False, layout="constrained")
+    plt.close(fig)
+    for ax, (name, images) in zip(axes.flat, samples.items()):
+        n, c, h, w = images.shape
+        side = math.ceil(math.sqrt(n))
+        tiles = torch.ones(side * side, c, h, w) * -1
+        tiles[:n] = images.detach().float().clamp(-1, 1)
+        grid = tiles.reshape(side, side, c, h, w).permute(0, 3, 1, 4, 2).reshape(side * h, side * w, c)
+        grid = ((grid + 1) / 2).numpy()
+        ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    for ax in list(axes.flat)[panels:]:
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 VERDICT_COLORS = {"holds": "tab:green", "does not hold": "tab:red"}
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from mmgan import critic_margins as cm
 from mmgan import critic_margins_report as report
+from mmgan import trained
 from mmgan.gan_tables import run_table
 from mmgan.margins import MARGIN_ORDERS
 from mmgan.models import Flatten
@@ -159,7 +160,7 @@ def test_a_finished_run_is_measured_end_to_end(smoke_run):
     assert np.isfinite(frame["final_fdd"]).all() and frame["fmn"].notna().all()
     best_upper = np.minimum(frame["upper"], frame["fmn"])
     assert (frame["certified"] > 0).all() and (frame["certified"] <= best_upper).all()
-    run = cm.load_run(smoke_run)
+    run = trained.load_run(smoke_run)
     reals, fakes = cm.measurement_images(run, 2)
     rows = frame[frame["threshold_rule"] == "midpoint"].reset_index(drop=True)
     assert np.array_equal(cm.certify_rows(run.critic, torch.cat([reals, fakes]), rows), rows["certified"])
@@ -169,31 +170,31 @@ def test_a_finished_run_is_measured_end_to_end(smoke_run):
 
 def test_a_snapshot_along_training_is_measured_with_the_fdd_of_its_iteration(smoke_run):
     frame = cm.measure_run(smoke_run, 2, ("midpoint",), fmn_steps=0, search=dict(max_steps=20), iteration=20)
-    history = dict(map(tuple, cm.load_run(smoke_run).summary["history"]))
+    history = dict(map(tuple, trained.load_run(smoke_run).summary["history"]))
     assert (frame["iteration"] == 20).all() and (frame["fdd_at_iteration"] == history[20]).all()
     final = cm.measure_run(smoke_run, 2, ("midpoint",), fmn_steps=0, search=dict(max_steps=20))
     assert (final["iteration"] == 40).all() and (final["fdd_at_iteration"] == history[40]).all()
     assert not np.allclose(frame["score"], final["score"])  # other weights
     with pytest.raises(FileNotFoundError, match="no snapshot of iteration 30.*--snapshots 30"):
-        cm.load_run(smoke_run, 30)
+        trained.load_run(smoke_run, 30)
 
 
 def test_committed_networks_replace_the_checkpoint_and_must_match_the_run(smoke_run, tmp_path):
     import shutil
     folder = tmp_path / "run"
     shutil.copytree(smoke_run, folder)
-    cm.export_networks(folder)
+    trained.export_networks(folder)
     (folder / "checkpoint.pt").unlink()
-    run = cm.load_run(folder)
+    run = trained.load_run(folder)
     assert not run.critic.training
-    payload = torch.load(folder / cm.NETWORKS)
+    payload = torch.load(folder / trained.NETWORKS)
     payload["iteration"] = 3
-    torch.save(payload, folder / cm.NETWORKS)
+    torch.save(payload, folder / trained.NETWORKS)
     with pytest.raises(ValueError, match="weights are from iteration 3"):
-        cm.load_run(folder)
-    (folder / cm.NETWORKS).unlink()
+        trained.load_run(folder)
+    (folder / trained.NETWORKS).unlink()
     with pytest.raises(FileNotFoundError, match="neither networks.pt nor checkpoint.pt"):
-        cm.load_run(folder)
+        trained.load_run(folder)
 
 
 def critics_frame(margins_a, margins_b, accuracy=0.9, p=1.0, fdd=(10.0, 10.0)):

@@ -30,7 +30,7 @@ def test_the_committed_table2_study_is_loaded_and_learnt(tmp_path):
     assert core <= set(study.verdicts())
     assert all(isinstance(v, Verdict) for v in study.verdicts().values())
     assert values["prop_qinf_q2_verdict"] == str(study.verdicts()["q = ∞ beats q = 2"])
-    assert set(page.study_parts) == {"propositions", "tables", "pairs", "curves", "levelling", "protocol"}
+    assert set(page.study_parts) == {"propositions", "samples", "tables", "pairs", "curves", "levelling", "protocol"}
     assert "Scale." in page.study_summary().data and "nan" not in page.study_summary().data.lower()
     shown = study.propositions()
     assert {"verdict", "seeds × pairs", "paper: ratio (pairs the predicted way)"} <= set(shown.columns)

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from mmgan import critic_margins, gan_tables, run_folder, table1, train
+from mmgan import gan_tables, run_folder, table1, train, trained
 from mmgan.gan_config import GANConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,14 +92,14 @@ def test_malicious_table1_and_critic_files_are_refused(tmp_path):
 
     run = tmp_path / "gan"
     train.train(tiny(), run, progress=False)
-    critic_margins.export_networks(run)
+    trained.export_networks(run)
     plant(run / "networks.pt", marker)
     with pytest.raises(ValueError, match="networks.pt holds Python objects"):
-        critic_margins.load_run(run)
+        trained.load_run(run)
     (run / "networks.pt").unlink()
     plant(run / "checkpoint.pt", marker)  # no networks.pt: the checkpoint is read instead
     with pytest.raises(run_folder.UnsafeFile):
-        critic_margins.load_run(run)
+        trained.load_run(run)
     assert not marker.exists()
 
 
