@@ -3,8 +3,8 @@
 The ``cpu`` preset (DCGAN at 16 px, width 16, batch 32, 10,000 generator iterations, FDD of 1,000 samples
 every 250 iterations, a log line with gradient norms every 50) on one thread, timed in one process:
 
-* the training step per run and iteration: one run alone (:func:`mmgan.train.training_iteration` with its
-  ``LossWatch``, as the loop calls it), and K runs packed (:func:`mmgan.packed.packed_training_iteration`,
+* the training step per run and iteration: one run alone (:func:`mmgan.gan.train.training_iteration` with its
+  ``LossWatch``, as the loop calls it), and K runs packed (:func:`mmgan.gan.packed.packed_training_iteration`,
   what ``run_table`` trains by default), and the packed runs with channels_last memory format;
 * the other work of a run, per 250 iterations: one FDD evaluation and five log lines' gradient norms;
 * candidate speed-ups that keep what is computed up to float rounding, each as a ratio to today's path
@@ -24,12 +24,11 @@ from collections.abc import Callable
 
 import torch
 
-from mmgan.data.images import load_images
-from mmgan.fid import dataset_statistics, make_extractor
-from mmgan.gan_tables import table_configs
-from mmgan.packed import pack_states, packed_training_iteration
-from mmgan.train import LossWatch, evaluate, new_state, training_iteration
-from mmgan.train import _gradient_norms as gradient_norms
+from mmgan.gan.data import load_images
+from mmgan.gan.metrics import dataset_statistics, make_extractor
+from mmgan.gan.packed import pack_states, packed_training_iteration
+from mmgan.gan.tables import table_configs
+from mmgan.gan.train import LossWatch, evaluate, gradient_norms, new_state, training_iteration
 
 DEVICE = torch.device("cpu")
 

@@ -4,8 +4,9 @@ weights cannot be downloaded here):
 
 * before: features moved to the host per sampling batch of 100 and accumulated with a float64 NumPy outer product
   (one host round trip per batch), then pytorch-fid's ``calculate_frechet_distance`` (``scipy.linalg.sqrtm``);
-* after: :class:`mmgan.fid.RunningStatistics` on the features' device in batches of
-  :data:`mmgan.fid.EXTRACT_BATCH`, then :func:`mmgan.fid.frechet_distance` (eigenvalues), on the CPU and, when one
+* after: :class:`mmgan.gan.metrics.RunningStatistics` on the features' device in batches of
+  :data:`mmgan.gan.metrics.EXTRACT_BATCH`, then :func:`mmgan.gan.metrics.frechet_distance` (eigenvalues), on the
+  CPU and, when one
   is present, on a CUDA GPU.
 
     python benchmarks/fid.py [--samples 50000] [--dim 2048] [--record]
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from mmgan import fid
+from mmgan.gan import metrics as fid
 
 
 def features(samples: int, dim: int, batch: int, shift: float, device: torch.device):

@@ -6,14 +6,14 @@ is present, on a CUDA GPU. Timed in the same process, per device:
 * baseline: a straightforward loop — the critic run separately on real, fake and interpolated batches, a
   fixed real batch, noise drawn on the device, and Adam's per-parameter loop (``foreach=False``), as a first
   implementation would be written;
-* engine: :func:`mmgan.train.training_iteration` as the training loop calls it, with its ``LossWatch`` (no
+* engine: :func:`mmgan.gan.train.training_iteration` as the training loop calls it, with its ``LossWatch`` (no
   host synchronisation per step; real batches drawn from a data tensor, all random draws from the run's CPU
   generator) and PyTorch's default Adam, which is the multi-tensor (foreach) Adam on
   CUDA but the same per-parameter loop as the baseline on the CPU (PyTorch only defaults to foreach on
   accelerators; the output says which one ran): on the CPU the two differ in how they draw their
   batches, not in their optimiser;
 * packed K: K runs (seeds 0..K-1 of the same cell) trained as one network by
-  :func:`mmgan.packed.packed_training_iteration`, reported per run (K × packed iterations/s), for
+  :func:`mmgan.gan.packed.packed_training_iteration`, reported per run (K × packed iterations/s), for
   K in ``--packs`` (default 1, 6, 12, 36).
 
 The critic is not run on a concatenated real+fake batch: with BatchNorm in the critic that would change
@@ -44,10 +44,10 @@ from pathlib import Path
 
 import torch
 
-from mmgan.models import DEFAULT_WIDTH, make_gan
+from mmgan.gan.models import DEFAULT_WIDTH, make_gan
+from mmgan.gan.packed import pack_states, packed_training_iteration
+from mmgan.gan.train import GANConfig, LossWatch, new_state, training_iteration
 from mmgan.norms import grad_norm
-from mmgan.packed import pack_states, packed_training_iteration
-from mmgan.train import GANConfig, LossWatch, new_state, training_iteration
 
 CPU_WIDTH = 16
 BASELINE = "straightforward loop, per-parameter Adam (foreach=False)"
@@ -111,7 +111,7 @@ def engine_adam(device: torch.device, width: int | None) -> str:
 
 
 def engine_iterations_per_second(device: torch.device, iterations: int, width: int | None) -> float:
-    """mmgan.train's own training iteration as the training loop calls it: with the run's ``LossWatch``, so that
+    """mmgan.gan.train's own training iteration as the training loop calls it: with the run's ``LossWatch``, so that
     no step waits for the device (without a watch every step checks its loss on the host)."""
     state = new_state(_config(device, width), device)
     data = _data(device)
@@ -121,7 +121,7 @@ def engine_iterations_per_second(device: torch.device, iterations: int, width: i
 
 def packed_iterations_per_second(device: torch.device, iterations: int, width: int | None, runs: int) -> float:
     """Per-run iterations/s of ``runs`` runs trained as one packed network (``iterations`` run-iterations), with
-    the pack's ``LossWatch`` as in :func:`mmgan.packed_training.train_packed`."""
+    the pack's ``LossWatch`` as in :func:`mmgan.gan.packed_training.train_packed`."""
     pack = pack_states([new_state(_config(device, width, seed), device) for seed in range(runs)])
     data = _data(device)
     watch = LossWatch(runs, device)
@@ -166,12 +166,12 @@ def main() -> None:
         print(f"  baseline ({BASELINE}): {base:.2f} it/s", flush=True)
         adam = engine_adam(device, width)
         ours = engine_iterations_per_second(device, n, width)
-        print(f"  engine (mmgan.train.training_iteration, {adam}): {ours:.2f} it/s, {ours / base:.2f}x baseline",
+        print(f"  engine (mmgan.gan.train.training_iteration, {adam}): {ours:.2f} it/s, {ours / base:.2f}x baseline",
               flush=True)
         packed = {}
         for runs in packs:
             packed[runs] = packed_iterations_per_second(device, n, width, runs)
-            print(f"  packed K={runs} (mmgan.packed.packed_training_iteration, one Adam over the pack): "
+            print(f"  packed K={runs} (mmgan.gan.packed.packed_training_iteration, one Adam over the pack): "
                   f"{packed[runs]:.2f} it/s per run, {packed[runs] / base:.2f}x baseline", flush=True)
         cells = " | ".join(f"K={k}: {v:.2f} ({v / base:.2f}x)" for k, v in packed.items())
         lines.append(f"| {time.strftime('%Y-%m-%d')} | {device.type} ({name}) | {shown_width} | {base:.2f} | "

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from mmgan import table1
-from mmgan.classifier_training import train_penalized_classifiers
+from mmgan.base.processes import available_cores
+from mmgan.base.results import file_digest
 from mmgan.margins import SEARCH_BLOCK_ROWS
 from mmgan.mlp import BatchedMLP
-from mmgan.processes import available_cores
-from mmgan.results import file_digest
+from mmgan.table1 import study as table1
+from mmgan.toys.classifiers import train_penalized_classifiers
 
 
 def seconds_per_iteration(config: table1.Table1Config, iterations: int, batched: bool) -> float:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from scipy.optimize import linprog
 
+from mmgan.base.registry import check_choice, check_int
 from mmgan.norms import Order, dual
-from mmgan.registry import check_choice, check_int
 
 EXACT_ORDERS: tuple[float, ...] = (1.0, 2.0, math.inf)
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from mmgan.registry import lookup
+from mmgan.base.registry import lookup
 
 MarginLoss = Callable[[torch.Tensor], torch.Tensor]
 

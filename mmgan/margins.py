@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
+from mmgan.base.registry import check_choice, check_int
 from mmgan.norms import Order, dual, grad_norm, holder_maximizer
 from mmgan.penalties import input_gradient
-from mmgan.registry import check_choice, check_int
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]
 

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from mmgan.registry import check_int
+from mmgan.base.registry import check_int
 
 
 class BatchedMLP(torch.nn.Module):

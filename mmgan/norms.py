@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from mmgan.registry import format_choices
+from mmgan.base.registry import format_choices
 
 Order = float | int
 GradNormOrder = float | int | Literal["smax"]

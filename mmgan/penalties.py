@@ -28,9 +28,9 @@ from typing import NamedTuple, TypeVar
 import torch
 import torch.nn.functional as F
 
+from mmgan.base.randomness import uniform
+from mmgan.base.registry import check_choice, lookup
 from mmgan.norms import GradNormOrder, grad_norm
-from mmgan.randomness import uniform
-from mmgan.registry import check_choice, lookup
 
 PenaltyShape = Callable[[torch.Tensor], torch.Tensor]
 _Choice = TypeVar("_Choice")
@@ -64,7 +64,7 @@ def penalty_points(
     ``interpolates`` draws one ``u ~ U[0, 1]`` per sample, shaped (B, 1, ..., 1)
     so it works for any input shape; ``data`` concatenates real and fake. The
     weights are drawn on ``generator``'s device (a CPU generator works for CUDA
-    batches, see :mod:`mmgan.randomness`).
+    batches, see :mod:`mmgan.base.randomness`).
     """
     check_choice(at, PENALTY_POINTS, "at")
     real, fake = real.detach(), fake.detach()

@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import torch
 
+from mmgan.base.registry import check_choice
 from mmgan.margins import MARGIN_ORDERS
 from mmgan.norms import Order, dual, grad_norm
 from mmgan.penalties import batched_gradient_penalty, input_gradient
-from mmgan.registry import check_choice
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
 

@@ -11,7 +11,7 @@ import torch
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One cache of digits classifiers and data-set statistics (``mmgan.fid.cache_dir``) for the whole
+    """One cache of digits classifiers and data-set statistics (``mmgan.gan.metrics.cache_dir``) for the whole
     session, shared by the tests and the notebooks that nbval executes (their kernels inherit this
     environment): each is trained once per session, and never read from or written to the user's
     ``~/.cache/mmgan``. Tests of the cache itself point ``MMGAN_CACHE`` at their own folder."""

@@ -1,4 +1,4 @@
-"""CROWN certified margins (mmgan.certify) on critics whose geometry is known or checkable."""
+"""CROWN certified margins (mmgan.critics.certify) on critics whose geometry is known or checkable."""
 
 import math
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from mmgan import certify
-from mmgan import critic_margins as cm
+from mmgan.critics import certify
+from mmgan.critics import measure as cm
 from mmgan.exact import distance_to_zero_set_2d
+from mmgan.gan.models import Flatten
 from mmgan.margins import MARGIN_ORDERS, boundary_distances
-from mmgan.models import Flatten
 from mmgan.norms import dual
 
 

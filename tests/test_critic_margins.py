@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from mmgan import critic_margins as cm
-from mmgan import critic_margins_report as report
-from mmgan import trained
-from mmgan.gan_tables import run_table
+from mmgan.book.verdicts import Verdict
+from mmgan.critics import measure as cm
+from mmgan.critics import report
+from mmgan.gan import trained
+from mmgan.gan.models import Flatten
+from mmgan.gan.tables import run_table
 from mmgan.margins import MARGIN_ORDERS
-from mmgan.models import Flatten
 from mmgan.norms import dual
-from mmgan.verdicts import Verdict
 
 
 @pytest.fixture
@@ -328,7 +328,7 @@ def synthetic_measurements(rng):
 
 
 def test_the_chapter_reads_committed_measurements_and_judges_them(tmp_path):
-    from mmgan import critic_margins_chapter
+    from mmgan.critics import chapter as critic_margins_chapter
 
     cm.save_measurements(synthetic_measurements(np.random.default_rng(0)), "9", {
         "images": 2, "fmn_steps": 10, "seconds": 60.0, "workers": 2}, tmp_path / "critic_margins")
@@ -348,7 +348,7 @@ def test_the_chapter_reads_committed_measurements_and_judges_them(tmp_path):
 
 def test_the_status_row_matches_the_committed_verdicts():
     """The intro's status row for this chapter is prose; it must agree with what the code computes."""
-    from mmgan.paper import reproduction_status
+    from mmgan.book.paper import reproduction_status
 
     critics = report.per_critic(cm.load_measurements("3")[0])
     comparisons = report.dual_norm_comparisons(critics).set_index(["threshold", "claim"])["verdict"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmgan import fid
+from mmgan.gan import metrics as fid
 
 
 class Counting(fid.Extractor):

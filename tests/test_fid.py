@@ -5,7 +5,7 @@ import pytest
 import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from mmgan import fid
+from mmgan.gan import metrics as fid
 
 
 def test_equal_covariances_give_squared_mean_distance():
@@ -54,7 +54,7 @@ def test_the_eigenvalue_trace_matches_pytorch_fid_on_random_statistics(dim, samp
 
 def test_the_eigenvalue_trace_matches_pytorch_fid_on_real_statistics():
     """The digits classifier's features of the digits against those of a generator-like blur of them."""
-    from mmgan.data.images import digits
+    from mmgan.gan.data import digits
 
     torch.set_default_dtype(torch.float32)  # the engine's dtype (conftest's default is float64)
     extractor = fid.DigitsExtractor(16, 1)
@@ -118,7 +118,7 @@ def test_generator_statistics_stream_in_batches():
 def test_the_digits_classifier_is_a_function_of_its_seed_alone(tmp_path, monkeypatch):
     import torch
 
-    from mmgan import fid
+    from mmgan.gan import metrics as fid
 
     trained = []
     default = torch.get_default_dtype()

@@ -1,4 +1,4 @@
-"""The one call behind every GAN table chapter: `mmgan.gan_chapter.chapter`."""
+"""The one call behind every GAN table chapter: `mmgan.gan.chapter.chapter`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 import torch
 from IPython.display import Markdown
 
-from mmgan import gan_chapter, gan_tables
-from mmgan.gan_config import GANConfig
-from mmgan.verdicts import Verdict
+from mmgan.book.verdicts import Verdict
+from mmgan.gan import chapter as gan_chapter
+from mmgan.gan import tables as gan_tables
+from mmgan.gan.config import GANConfig
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +49,7 @@ def test_a_table_without_a_study_says_how_to_make_one(tmp_path, monkeypatch, cap
     monkeypatch.setattr(gan_tables, "STUDIES", {})
     page = gan_chapter.chapter("2", cells="hinge-q2-hinge", iterations=4, results_root=str(tmp_path))
     assert page.study is None and "study_runs" not in page.glue()
-    assert "python -m mmgan.gan_tables 2 cpu" in page.study_summary().data
+    assert "mmgan table 2 --preset cpu" in page.study_summary().data
     page.show_study("propositions")  # shows nothing instead of an empty section
     assert capsys.readouterr().out == ""
 
@@ -118,7 +119,7 @@ def test_the_gate_rule():
 
 
 def test_metric_curves_refuse_to_draw_an_empty_plot():
-    from mmgan import plots
+    from mmgan.book import plots
 
     one_point = pd.DataFrame({"loss": ["wgan"], "q": ["1"], "g": ["ls"], "seed": [0], "iteration": [20],
                               "value": [3000.0]})

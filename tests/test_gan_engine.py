@@ -9,8 +9,9 @@ import math
 import pytest
 import torch
 
-from mmgan import gan_tables, models, train
-from mmgan.data import images
+from mmgan.gan import data as images
+from mmgan.gan import models, train
+from mmgan.gan import tables as gan_tables
 
 
 @pytest.fixture(autouse=True)
@@ -148,7 +149,7 @@ def test_missing_data_and_weights_give_the_documented_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="CAT data set was not found"):
         images.load_images("cat", 64, 3, str(tmp_path / "none"))
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05-6726825d.pth"):
-        from mmgan.fid import make_extractor
+        from mmgan.gan.metrics import make_extractor
 
         torch.hub.set_dir(str(tmp_path / "hub"))
         make_extractor("fid", 32, 3)

@@ -12,10 +12,14 @@ import pytest
 import torch
 import yaml
 
-from mmgan import fid, gan_tables, losses, models, norms, protocol, randomness, train
-from mmgan.data import images
-from mmgan.gan_config import config_from, resolve_device
-from mmgan.run_folder import RunFolderBusy, RunLock
+from mmgan import losses, norms
+from mmgan.base import randomness
+from mmgan.base.run_folder import RunFolderBusy, RunLock
+from mmgan.gan import data as images
+from mmgan.gan import metrics as fid
+from mmgan.gan import models, protocol, train
+from mmgan.gan import tables as gan_tables
+from mmgan.gan.config import config_from, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +68,7 @@ def test_training_iteration_never_pairs_a_generator_with_a_device(cuda_generator
     state = train.new_state(tiny(loss=loss, q="inf", g="hinge"), torch.device("cpu"))
     c_loss, penalty, g_loss, real, fake = train.training_iteration(state, digits16, torch.device("cpu"))
     assert math.isfinite(float(c_loss)) and math.isfinite(float(g_loss))
-    norms_logged = train._gradient_norms(state, real, fake.detach())
+    norms_logged = train.gradient_norms(state, real, fake.detach())
     assert set(norms_logged) == {"grad_norm_real", "grad_norm_fake", "grad_norm_interpolates"}
     assert {"randn", "randperm", "rand"} <= set(cuda_generator_rule)
 
@@ -413,7 +417,7 @@ def test_table_parameters_in_the_forms_users_type():
 def test_gpu_check_runs_end_to_end_at_toy_size(tmp_path, capsys):
     """The GPU check's steps (smoke tables, a run killed with SIGKILL in a child process and resumed, speeds)
     on the CPU at toy size; on the CPU the resume is bit-exact."""
-    from mmgan import gpu_check
+    from mmgan.gan import gpu_check
 
     assert gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -427,7 +431,7 @@ def test_gpu_check_runs_end_to_end_at_toy_size(tmp_path, capsys):
 
 
 def test_table_hours_follow_the_runs_and_speeds():
-    from mmgan import gpu_check
+    from mmgan.gan import gpu_check
 
     hours = gpu_check.table_hours({"dcgan": 100.0, "standard_cnn": 50.0}, fid_s=36.0)
     # Table 2: 12 runs x (100k / 100 it/s + 10 evaluations x 36 s) = 12 x 1360 s
@@ -457,7 +461,7 @@ def test_logging_does_not_change_the_critic(tmp_path, digits16, packed_runs):
     """The gradient norms of a log line run the critic in train mode; its BatchNorm running statistics (used by
     an eval-mode critic) must stay those of training alone: a run logging every iteration ends with the same
     critic, buffers included, as one that never logs."""
-    from mmgan.packed_training import train_packed
+    from mmgan.gan.packed_training import train_packed
 
     def run(log_every: int, name: str) -> dict[str, torch.Tensor]:
         config = tiny(iterations=4, checkpoint_every=4, log_every=log_every)
@@ -492,7 +496,7 @@ def test_execution_settings_change_how_not_what(tmp_path, digits16):
 
 
 def test_packed_runs_in_channels_last_match_single_runs(tmp_path, digits16):
-    from mmgan.packed_training import train_packed
+    from mmgan.gan.packed_training import train_packed
 
     configs = [tiny(iterations=3, metric_every=3, channels_last=True, seed=s) for s in (0, 1)]
     packed = train_packed(configs, [tmp_path / "p0", tmp_path / "p1"], digits16)
@@ -506,7 +510,7 @@ def _contend(folder: str, marker: str, attempts: int) -> int:
     it there). Returns how often this process held the lock; raises if it ever met another holder."""
     import os
 
-    from mmgan.run_folder import RunFolderBusy, RunLock
+    from mmgan.base.run_folder import RunFolderBusy, RunLock
 
     held = 0
     for _ in range(attempts):
@@ -522,7 +526,7 @@ def _contend(folder: str, marker: str, attempts: int) -> int:
 
 
 def test_three_processes_never_hold_one_lock_together(tmp_path):
-    from mmgan.processes import run_tasks
+    from mmgan.base.processes import run_tasks
 
     folder, marker = tmp_path / "run", tmp_path / "inside"
     held = run_tasks([(_contend, (str(folder), str(marker), 300))] * 3, workers=3, threads=1)

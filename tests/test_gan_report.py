@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmgan import gan_report
-from mmgan.propositions import SIGNED_MAX, judge
-from mmgan.results import results_root
+from mmgan.base.results import results_root
+from mmgan.book.propositions import SIGNED_MAX, judge
+from mmgan.gan import report as gan_report
 
 
 def _results(values: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:

@@ -101,7 +101,7 @@ def test_notebooks_are_stored_executed():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_execution_timestamps_are_committed(path):
-    """Re-executing a chapter must change only its outputs: strip with `python -m mmgan.book notebooks/*.ipynb`."""
+    """Re-executing a chapter must change only its outputs: strip with `mmgan strip-timestamps notebooks/*.ipynb`."""
     nb = nbformat.read(path, as_version=4)
     stamped = [cell.get("id") for cell in nb.cells if "execution" in cell.get("metadata", {})]
     assert not stamped, f"{path.name}: cells {stamped} carry execution timestamps"

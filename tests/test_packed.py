@@ -1,5 +1,5 @@
-"""Packed training of K GAN runs (mmgan.packed): packing, forward, penalty, Adam, and K runs trained packed
-against the same runs trained one at a time by mmgan.train.training_iteration."""
+"""Packed training of K GAN runs (mmgan.gan.packed): packing, forward, penalty, Adam, and K runs trained packed
+against the same runs trained one at a time by mmgan.gan.train.training_iteration."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from mmgan import packed, train
-from mmgan.gan_config import GANConfig
-from mmgan.models import make_gan
+from mmgan.gan import packed, train
+from mmgan.gan.config import GANConfig
+from mmgan.gan.models import make_gan
 from mmgan.penalties import gradient_penalty
 
 CPU = torch.device("cpu")
@@ -204,7 +204,7 @@ SCENARIOS = {
 def test_packed_training_equals_single_runs(scenario, dtype):
     """5 iterations of K runs, packed and one at a time: weights, BatchNorm statistics, Adam moments,
     losses and random streams agree (float64: 1e-10 relative; float32, the engine's default: 1e-4)."""
-    torch.set_default_dtype(dtype)  # mmgan.train builds its networks and draws its noise in the default dtype
+    torch.set_default_dtype(dtype)  # mmgan.gan.train builds its networks and draws its noise in the default dtype
     rtol, atol = (RTOL64, ATOL64) if dtype == torch.float64 else (1e-4, 1e-5)
     shared, per_run = SCENARIOS[scenario]
     configs = [dataclasses.replace(BASE, **shared, **r).validate() for r in per_run]

@@ -1,4 +1,4 @@
-"""run_table(pack=True): the runs of a table trained as packs (mmgan.packed_training) against the same runs
+"""run_table(pack=True): the runs of a table trained as packs (mmgan.gan.packed_training) against the same runs
 trained one at a time (pack=False): summaries, logs, checkpoints, Ctrl-C and resume, and a failing run."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
-from mmgan import gan_tables, packed, packed_training, train
-from mmgan.data.images import load_images
-from mmgan.run_folder import CHECKPOINT, LOG, SUMMARY
+from mmgan.base.run_folder import CHECKPOINT, LOG, SUMMARY
+from mmgan.gan import packed, packed_training, train
+from mmgan.gan import tables as gan_tables
+from mmgan.gan.data import load_images
 
 
 @pytest.fixture(scope="module", autouse=True)

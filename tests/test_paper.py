@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from mmgan import paper
+from mmgan.book import paper
 
 
 def test_every_table_loads_with_expected_sizes():

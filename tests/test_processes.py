@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmgan.processes import available_cores, check_workers, run_tasks
+from mmgan.base.processes import available_cores, check_workers, run_tasks
 
 
 def test_results_come_back_in_order_and_tensors_travel_by_value():

@@ -1,4 +1,4 @@
-"""The pooled per-proposition rule (mmgan.propositions) on constructed studies with known answers."""
+"""The pooled per-proposition rule (mmgan.book.propositions) on constructed studies with known answers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mmgan import propositions as P
-from mmgan.verdicts import Verdict
+from mmgan.book import propositions as P
+from mmgan.book.verdicts import Verdict
 
 LOSSES, NORMS, SHAPES = ("wgan", "hinge"), ("1", "2", "inf"), ("ls", "hinge")
 

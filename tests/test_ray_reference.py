@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mmgan import exact
-from mmgan.ray_reference import RayReference, lp_sphere_directions, ray_distance
+from mmgan.table1.ray_reference import RayReference, lp_sphere_directions, ray_distance
 
 ORDERS = [1, 2, math.inf]
 

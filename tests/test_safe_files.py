@@ -15,8 +15,11 @@ import pytest
 import torch
 import yaml
 
-from mmgan import gan_tables, run_folder, table1, train, trained
-from mmgan.gan_config import GANConfig
+from mmgan.base import run_folder
+from mmgan.gan import tables as gan_tables
+from mmgan.gan import train, trained
+from mmgan.gan.config import GANConfig
+from mmgan.table1 import study as table1
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,10 +63,10 @@ def test_a_malicious_checkpoint_is_refused_by_resume_and_by_the_command_line(tmp
     marker = tmp_path / "ran"
     run = tmp_path / "run"
     plant(run / "checkpoint.pt", marker)
-    with pytest.raises(run_folder.UnsafeFile, match="only pickle can load.*--convert"):
+    with pytest.raises(run_folder.UnsafeFile, match="only pickle can load.*mmgan convert"):
         train.train(tiny(), run, resume=True, progress=False)
     (run / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(tiny())))
-    done = subprocess.run([sys.executable, "-m", "mmgan.train", "--out", str(run), "--resume", "--no-progress"],
+    done = subprocess.run([sys.executable, "-m", "mmgan.gan.train", "--out", str(run), "--resume", "--no-progress"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "refused" in done.stderr, done.stderr
     assert not marker.exists()
@@ -111,9 +114,9 @@ def test_checkpoints_hold_only_plain_types_and_old_ones_convert(tmp_path):
     # a checkpoint written with objects only pickle can load (numpy scalars, a dataclass): refused, then converted
     old = dict(payload, config=tiny(iterations=2), metrics=[(2, np.float64(v)) for _, v in payload["metrics"]])
     torch.save(old, run / "checkpoint.pt")
-    with pytest.raises(run_folder.UnsafeFile, match=f"--convert {run}"):
+    with pytest.raises(run_folder.UnsafeFile, match=f"mmgan convert {run}"):
         train.train(tiny(iterations=4), run, resume=True, progress=False)
-    assert run_folder.main(["--convert", str(run)]) == 0
+    assert run_folder.main(["convert", str(run)]) == 0
     resumed = train.train(tiny(iterations=4), run, resume=True, progress=False)
     whole = train.train(tiny(iterations=4), tmp_path / "whole", progress=False)
     assert resumed["history"] == whole["history"]
@@ -122,7 +125,7 @@ def test_checkpoints_hold_only_plain_types_and_old_ones_convert(tmp_path):
 
 
 def test_the_gpu_check_reads_checkpoints_weights_only(tmp_path):
-    from mmgan import gpu_check
+    from mmgan.gan import gpu_check
 
     for name in ("a", "b"):
         train.train(tiny(iterations=2), tmp_path / name, progress=False)
@@ -150,7 +153,7 @@ def _copy_table8(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_a_non_finite_metric_is_refused_naming_the_file_and_field(tmp_path):
-    from mmgan.run_folder import read_log, read_summary
+    from mmgan.base.run_folder import read_log, read_summary
 
     _, copy = _copy_table8(tmp_path)
     path = next(copy.glob("*-s0")) / "summary.json"
@@ -171,8 +174,9 @@ def test_a_non_finite_metric_is_refused_naming_the_file_and_field(tmp_path):
 
 
 def test_a_damaged_study_is_named_by_its_manifest_and_an_unusable_run_shows_as_failed(tmp_path, monkeypatch):
-    from mmgan import gan_chapter, gan_tables
-    from mmgan.results import verify_manifest
+    from mmgan.base.results import verify_manifest
+    from mmgan.gan import chapter as gan_chapter
+    from mmgan.gan import tables as gan_tables
 
     root, copy = _copy_table8(tmp_path)
     verify_manifest(copy)

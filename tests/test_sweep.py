@@ -1,4 +1,5 @@
-"""mmgan.sweep: the runs of a GAN table as submitit jobs (local, killed and resumed, SLURM script), and collecting."""
+"""mmgan.gan.sweep: the runs of a GAN table as submitit jobs (local, killed and resumed, SLURM script), and
+collecting them."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ import pytest
 import torch
 from submitit.helpers import DelayedSubmission
 
-from mmgan import fid, gan_tables, sweep
-from mmgan.run_folder import CHECKPOINT, SUMMARY
+from mmgan.base.run_folder import CHECKPOINT, SUMMARY
+from mmgan.gan import metrics as fid
+from mmgan.gan import sweep
+from mmgan.gan import tables as gan_tables
 
 CELLS = ["wgan-q2-ls", "hinge-qinf-hinge"]
 SEEDS = [0, 1]
@@ -209,7 +212,7 @@ def test_slurm_submission_is_one_job_array_with_the_requested_resources(tmp_path
     assert f"-u -m submitit.core._submit {logs}" in script and sys.executable in script
     out = capsys.readouterr().out
     assert "submitted job array 4242: 4242_0 4242_1 4242_2 4242_3" in out
-    assert f"collect: python -m mmgan.sweep 2 --preset paper --root {root} --collect --set data_root=" in out
+    assert f"collect: mmgan sweep 2 --preset paper --root {root} --collect --set data_root=" in out
     # each array task's pickle holds its TableJob, requeued with itself on preemption
     jobs = [pickle.loads((logs / f"4242_{task}_submitted.pkl").read_bytes()).function for task in range(4)]
     assert [len(job.runs) for job in jobs] == [3, 3, 3, 3]

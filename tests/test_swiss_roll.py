@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mmgan.data import STANDARDIZED, swiss_roll
+from mmgan.table1.swiss_roll import STANDARDIZED, swiss_roll
 
 
 @pytest.mark.parametrize("dim", [2, 3])

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmgan import table1
-from mmgan.classifier_training import PenaltySpec, train_penalized_classifiers
-from mmgan.data import STANDARDIZED, swiss_roll
 from mmgan.mlp import BatchedMLP
+from mmgan.table1 import study as table1
+from mmgan.table1.swiss_roll import STANDARDIZED, swiss_roll
+from mmgan.toys.classifiers import PenaltySpec, train_penalized_classifiers
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +90,7 @@ def test_bad_parameters_stop_with_a_clear_error(preset, overrides, message):
 
 
 def test_command_line_trains_and_remeasures(tmp_path, monkeypatch):
-    from mmgan.table1 import main
+    from mmgan.table1.study import main
 
     # a smaller 'quick' preset: this test checks the command line, not the estimator
     monkeypatch.setitem(table1.PRESETS, "quick", {**table1.PRESETS["quick"], "n_eval": 8, "exact_resolution": 128,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmgan import table1_report as report
-from mmgan.verdicts import Interval, Verdict, combine, counts, interval_verdict, paired_t_interval
+from mmgan.book.verdicts import Interval, Verdict, combine, counts, interval_verdict, paired_t_interval
+from mmgan.table1 import report
 
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -183,8 +183,9 @@ def test_book_status_follows_the_claims():
 
 
 def test_the_intro_status_of_table1_is_the_one_its_headline_verdicts_give():
-    from mmgan import paper, table1
-    from mmgan.results import results_root
+    from mmgan.base.results import results_root
+    from mmgan.book import paper
+    from mmgan.table1 import study as table1
 
     config = table1.make_config(table1.HEADLINE[0], dim=table1.HEADLINE[1], scale=table1.HEADLINE[2])
     headline = table1.load_table1(table1.result_directory(config, results_root(None) / "table1"))

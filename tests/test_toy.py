@@ -3,10 +3,11 @@ import math
 import pytest
 import torch
 
-from mmgan import relativistic, toy
+from mmgan import relativistic
 from mmgan.losses import critic_loss, margin_loss
-from mmgan.robustness import contaminated_blobs
-from mmgan.toy_gan import LineGANConfig, summarise_line_gans, train_line_gans
+from mmgan.toys import sigmoid as toy
+from mmgan.toys.gan import LineGANConfig, summarise_line_gans, train_line_gans
+from mmgan.toys.robustness import contaminated_blobs
 
 
 def sig(z: float) -> float:

@@ -13,8 +13,10 @@ import pytest
 import torch
 import yaml
 
-from mmgan import gan_tables, results, train
-from mmgan.gan_config import GANConfig
+from mmgan.base import results
+from mmgan.gan import tables as gan_tables
+from mmgan.gan import train
+from mmgan.gan.config import GANConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,9 +39,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def test_resume_from_the_command_line_reads_the_runs_own_configuration(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({k: v for k, v in dataclasses.asdict(tiny(iterations=2)).items()}))
-    first = cli("mmgan.train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
+    first = cli("mmgan.gan.train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
     assert first.returncode == 0, first.stderr
-    again = cli("mmgan.train", "--out", str(tmp_path / "run"), "--resume", "--iterations", "4", "--no-progress")
+    again = cli("mmgan.gan.train", "--out", str(tmp_path / "run"), "--resume", "--iterations", "4", "--no-progress")
     assert again.returncode == 0, again.stderr
     assert '"iterations": 4' in again.stdout
 
@@ -56,7 +58,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_scratch(tmp_path)
 
 
 def test_a_batch_larger_than_the_data_set_names_batch_size_and_leaves_no_run(tmp_path):
-    from mmgan.run_folder import folder_state
+    from mmgan.base.run_folder import folder_state
 
     with pytest.raises(ValueError, match=r"batch_size=2000 is larger than the \d+ images of dataset='digits'"):
         train.train(tiny(batch_size=2000), tmp_path / "run", progress=False)
@@ -93,12 +95,12 @@ def test_bad_yaml_names_the_file(tmp_path, text, expected):
     with pytest.raises(ValueError, match=expected) as error:
         results.read_yaml(path)
     assert str(path) in str(error.value) and "unicode string" not in str(error.value)
-    done = cli("mmgan.train", "--config", str(path), "--out", str(tmp_path / "out"), "--no-progress")
+    done = cli("mmgan.gan.train", "--config", str(path), "--out", str(tmp_path / "out"), "--no-progress")
     assert done.returncode == 2 and str(path) in done.stderr and "Traceback" not in done.stderr
 
 
 def test_the_table_command_line_answers_bad_values_with_a_sentence(tmp_path):
-    done = cli("mmgan.gan_tables", "2", "smoke", "--cells", "hinge-q3-hinge", "--root", str(tmp_path))
+    done = cli("mmgan.gan.tables", "2", "smoke", "--cells", "hinge-q3-hinge", "--root", str(tmp_path))
     assert done.returncode == 2 and "valid cells of table 2" in done.stderr and "Traceback" not in done.stderr
 
 

@@ -132,7 +132,7 @@ class PageReport:
 RAW_MATH = re.compile(r"\$\$|\\\[|\\begin\{|\{glue:")
 #: An object's default repr in an output (``<torch._C.Generator at 0x7f...>``): housekeeping that leaked.
 OBJECT_REPR = re.compile(r"<[\w.]+(?: object)? at 0x[0-9a-f]+>")
-#: Figures are drawn with text of at least 9 pt at their natural size (mmgan.plots); shown smaller than this
+#: Figures are drawn with text of at least 9 pt at their natural size (mmgan.book.plots); shown smaller than this
 #: share of it, their text falls below about 9 pt on the page.
 MIN_FIGURE_SCALE = 0.8
 

@@ -1,0 +1,1 @@
+"""Foundations every layer stands on: name lookups, random draws, results files, run folders, worker processes."""

@@ -1,0 +1,293 @@
+"""A GAN run's folder: one writer at a time, readable checkpoints, and a log that matches the checkpoint.
+
+* :class:`RunLock` — ``<run>/.lock`` holds the writer's pid and host and an
+  exclusive ``flock``; a second writer stops with an error naming the holder.
+  The kernel drops the ``flock`` when the holder dies (a killed run leaves a
+  stale file, never a stale lock). The file is never removed (emptied on release):
+  removing it would let two processes hold locks on two files of the same name.
+  ``flock`` is local to one machine on some network file systems: do not point
+  two hosts at one run folder.
+* :func:`read_checkpoint` — loads with ``torch.load(weights_only=True)``: a
+  checkpoint is tensors, numbers, strings, lists, tuples and dicts, and nothing in
+  it can run code. A file that needs pickle (a file from elsewhere, or a
+  checkpoint of this project written before that rule) is refused with an error
+  that says how to convert it knowingly (:func:`convert_checkpoint`,
+  ``mmgan convert DIR``); an empty, truncated or corrupt
+  checkpoint gives an error naming the file and the remedy.
+* :func:`truncate_log` — on resume, the records written after the checkpoint's
+  iteration (by a run that was killed later) are dropped, so ``log.jsonl`` has no
+  duplicates.
+* :func:`read_summary`, :func:`read_log` — ``summary.json`` and ``log.jsonl``
+  checked field by field: a missing field, a wrong type or a non-finite metric
+  stops with an error naming the file and the field, never a silently shorter
+  mean.
+* :func:`folder_state` — what a folder holds (nothing, a partial run, a finished
+  run), so that a fresh run never silently overwrites earlier work.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import socket
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from mmgan.base.results import atomic_torch_save, atomic_write_text, needs_pickle, read_json
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+SUMMARY = "summary.json"
+#: Folder of a run's network snapshots along training (``networks-IIIIII.pt``, see :func:`snapshot_path`).
+SNAPSHOTS = "snapshots"
+LOCK = ".lock"
+#: Files whose presence means a folder holds (part of) a run.
+RUN_FILES = (CHECKPOINT, LOG, SUMMARY, "config.yaml")
+
+
+def snapshot_path(out: Path | str, iteration: int) -> Path:
+    """Where a run keeps its generator and critic of iteration ``iteration`` (when it keeps snapshots)."""
+    return Path(out) / SNAPSHOTS / f"networks-{iteration:06d}.pt"
+
+
+def check_snapshot_every(snapshot_every: int | None, checkpoint_every: int) -> None:
+    """Snapshots are written with checkpoints, so their interval must be a multiple of ``checkpoint_every``."""
+    if snapshot_every is None:
+        return
+    if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1 \
+            or snapshot_every % checkpoint_every:
+        raise ValueError(f"snapshot_every must be a positive multiple of checkpoint_every={checkpoint_every} "
+                         f"(snapshots are taken with checkpoints), got {snapshot_every!r}")
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process is writing to this run folder."""
+
+
+class RunLock:
+    """Exclusive writer lock on a run folder (context manager)."""
+
+    def __init__(self, folder: Path | str) -> None:
+        self.path = Path(folder) / LOCK
+        self._stream: Any = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        stream = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stream.seek(0)
+            holder = stream.read().strip() or "an unknown process"
+            stream.close()
+            raise RunFolderBusy(f"{self.path.parent} is being written by {holder} (lock file {self.path}); "
+                                "wait for it to finish or stop it first") from None
+        stream.seek(0)
+        stream.truncate()
+        stream.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+        stream.flush()
+        self._stream = stream
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        # The file stays: removing it before (or after) unlocking lets a process that opened the old file
+        # lock it while a third creates and locks a new one, two holders at once. An empty lock file is no lock.
+        self._stream.seek(0)
+        self._stream.truncate()
+        self._stream.flush()
+        fcntl.flock(self._stream.fileno(), fcntl.LOCK_UN)
+        self._stream.close()
+
+
+def folder_state(folder: Path | str) -> str:
+    """'empty', 'finished' (summary.json present) or 'partial' (some run files, no summary)."""
+    folder = Path(folder)
+    if (folder / SUMMARY).is_file():
+        return "finished"
+    if any((folder / name).exists() for name in RUN_FILES):
+        return "partial"
+    return "empty"
+
+
+class UnsafeFile(ValueError):
+    """A torch file that only an unrestricted pickle could load: refused, since loading it could run code."""
+
+
+def refuse_unsafe(path: Path, error: Exception, remedy: str) -> None:
+    """Raise :class:`UnsafeFile` for ``path`` when ``error`` is torch's weights-only refusal."""
+    if needs_pickle(error):
+        raise UnsafeFile(f"{path} holds Python objects that only pickle can load, so it is refused: loading it "
+                         f"could run code. {remedy}") from None
+
+
+def read_checkpoint(path: Path | str) -> dict[str, Any]:
+    """The checkpoint's payload (tensors on the CPU), loaded weights-only; a clear error for a missing,
+    unreadable or unsafe file (:class:`UnsafeFile`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}; start the run without --resume")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or "iteration" not in payload:
+            raise ValueError("not a checkpoint dictionary")
+    except Exception as error:  # torch.load raises EOFError, RuntimeError, UnpicklingError, ... on a bad file
+        refuse_unsafe(path, error, f"If it is a checkpoint of this project from a source you trust, convert it once "
+                                   f"with `mmgan convert {path.parent}`.")
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({type(error).__name__}: {error}); it was probably truncated "
+            "(full disk, interrupted copy). Delete it and rerun with --overwrite to start the run over, or "
+            "restore the file from a copy") from error
+    return payload
+
+
+def plain(value: Any) -> Any:
+    """``value`` as what a weights-only load accepts: tensors, numbers, strings, None, and lists, tuples and
+    dicts of them (NumPy values become numbers or tensors, dataclasses and other mappings dicts);
+    ``TypeError`` naming anything else."""
+    import dataclasses
+
+    import numpy as np
+
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass that pickle must build
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value) if isinstance(value, tuple) else [plain(v) for v in value]
+    if isinstance(value, torch.Size):
+        return list(value)
+    raise TypeError(f"cannot store a {type(value).__name__} in a weights-only checkpoint")
+
+
+def convert_checkpoint(folder: Path | str) -> Path:
+    """Rewrite ``folder/checkpoint.pt`` so that a weights-only load reads it (:func:`plain`), atomically.
+
+    This loads the file with an unrestricted pickle, which runs whatever code the file carries: call it only
+    on a checkpoint from a source you trust (``mmgan convert DIR`` says so)."""
+    path = Path(folder) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or "iteration" not in payload:
+        raise ValueError(f"{path} is not a checkpoint of this project (no iteration)")
+    atomic_torch_save(plain(payload), path)
+    torch.load(path, map_location="cpu", weights_only=True)  # it now loads weights-only
+    return path
+
+
+#: The fields of a run's ``summary.json`` and their types (bool is not an int here).
+SUMMARY_FIELDS: dict[str, type | tuple[type, ...]] = {"iterations": int, "metric": str, "final": (int, float),
+                                                      "lowest": (int, float), "lowest_at": int, "history": list,
+                                                      "config": dict}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_summary(path: Path | str, remedy: str | None = None) -> dict[str, Any]:
+    """A run's ``summary.json``, every field present, of its type and finite; the history a list of
+    [iteration, metric] pairs whose last value is ``final`` and whose smallest is ``lowest``.
+
+    ``ValueError`` naming the file and the field otherwise (FileNotFoundError when it is missing)."""
+    path = Path(path)
+    summary = read_json(path, remedy)
+    where = f" — {remedy}" if remedy else ""
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path}: not a run summary (a JSON object is expected){where}")
+    for field, kind in SUMMARY_FIELDS.items():
+        if field not in summary:
+            raise ValueError(f"{path}: the field {field!r} is missing{where}")
+        value = summary[field]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"{path}: the field {field!r} is {value!r}, not of type "
+                             f"{getattr(kind, '__name__', 'number')}{where}")
+        if kind == (int, float) and not math.isfinite(value):
+            raise ValueError(f"{path}: the field {field!r} is {value!r}, not a finite number{where}")
+    history = summary["history"]
+    if not history or not all(isinstance(h, list) and len(h) == 2 and isinstance(h[0], int)
+                              and not isinstance(h[0], bool) and _number(h[1]) for h in history):
+        raise ValueError(f"{path}: the field 'history' must be a non-empty list of [iteration, finite metric] "
+                         f"pairs{where}")
+    values = [v for _, v in history]
+    if values[-1] != summary["final"] or min(values) != summary["lowest"]:
+        raise ValueError(f"{path}: the fields 'final' and 'lowest' disagree with 'history' (last {values[-1]!r}, "
+                         f"smallest {min(values)!r}){where}")
+    return summary
+
+
+def read_log(path: Path | str) -> list[dict[str, Any]]:
+    """The records of a run's ``log.jsonl``: each a JSON object with an integer ``iteration`` and finite numbers
+    (``ValueError`` naming the file, the line and the field otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("iteration"), int):
+            raise ValueError(f"{path}, line {number}: a record needs an integer 'iteration'")
+        bad = [k for k, v in record.items() if not _number(v)]
+        if bad:
+            raise ValueError(f"{path}, line {number}: the field {bad[0]!r} is {record[bad[0]]!r}, not a finite number")
+        records.append(record)
+    return records
+
+
+def truncate_log(folder: Path | str, iteration: int) -> int:
+    """Drop the records of ``log.jsonl`` after ``iteration`` (written past the checkpoint); returns how many."""
+    path = Path(folder) / LOG
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            dropped += 1
+            continue
+        if record.get("iteration", 0) <= iteration:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+    return dropped
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Rewrite old pickled checkpoints so that they load weights-only.")
+    parser.add_argument("command", choices=["convert"])
+    parser.add_argument("folders", type=Path, nargs="+", metavar="DIR",
+                        help="run folders whose checkpoint.pt to rewrite; this runs the code the old file may carry: "
+                             "only for checkpoints from a source you trust")
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        try:
+            print(f"converted {convert_checkpoint(folder)}")
+        except (OSError, ValueError, TypeError) as error:
+            print(f"error: {folder}: {error}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""The paper's published numbers and this book's reproduction status.
+
+Both live in YAML files under ``mmgan/book/resources/``; ``paper_results.yaml`` is the
+only place where the paper's numbers are transcribed.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from mmgan.base.registry import lookup
+
+#: The book's one vocabulary for the status of a result (defined in the introduction).
+STATUS_CHOICES: tuple[str, ...] = ("holds", "holds with a correction", "does not hold", "cannot tell",
+                                   "per proposition", "not tested here")
+#: How strong the check behind a status is.
+EVIDENCE_CHOICES: tuple[str, ...] = ("exact", "toy", "study")
+#: Whether a result is a statement of the paper or our own, exploratory question.
+SCOPE_CHOICES: tuple[str, ...] = ("paper", "beyond")
+
+
+@cache
+def _load(name: str) -> dict[str, Any]:
+    with resources.files("mmgan.book.resources").joinpath(name).open(encoding="utf-8") as stream:
+        return yaml.safe_load(stream)
+
+
+def _norm_order(value: Any) -> Any:
+    """YAML reads ``inf`` as a string; orders become floats, 'smax' and None stay."""
+    if value == "inf":
+        return math.inf
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def table_info(table: str) -> dict[str, Any]:
+    """Caption, metric, data set and protocol of a paper table (``'1'`` … ``'8'``, ``'5.2.2'``)."""
+    tables = _load("paper_results.yaml")["tables"]
+    info = dict(lookup(tables, str(table), "table"))
+    info.pop("records")
+    return info
+
+
+def paper_table(table: str) -> pd.DataFrame:
+    """The paper's numbers of one table as a tidy frame (one row per printed number).
+
+    Orders ``q``/``p`` are floats (``math.inf`` for ∞) or ``'smax'``; a missing
+    penalty is spelled ``'none'`` in the ``q`` and ``g`` columns.
+    """
+    tables = _load("paper_results.yaml")["tables"]
+    records = lookup(tables, str(table), "table")["records"]
+    frame = pd.DataFrame(records)
+    for column in ("q", "p"):
+        if column in frame:
+            frame[column] = frame[column].map(_norm_order).astype(object)
+    for column in ("q", "g"):
+        if column in frame:
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), "none")
+    return frame
+
+
+def reproduction_status() -> pd.DataFrame:
+    """Every numbered result of the paper with its status in this book."""
+    frame = pd.DataFrame(_load("reproduction_status.yaml")["results"])
+    for column, choices in (("status", STATUS_CHOICES), ("evidence", EVIDENCE_CHOICES), ("scope", SCOPE_CHOICES)):
+        bad = sorted(set(frame[column].astype(str)) - set(choices))
+        if bad:
+            raise ValueError(f"unknown {column} {bad} in reproduction_status.yaml; valid: {choices}")
+    return frame

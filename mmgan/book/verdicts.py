@@ -1,0 +1,109 @@
+"""Verdicts on the paper's claims, computed from paired seeds.
+
+A claim about one comparison ("the penalised margin is at least twice the
+unpenalised one", "q = dual(p) gives the largest L^p margin") is judged from
+per-seed values that are *paired*: the two sides share the seed, hence the
+data, the minibatches and the initial weights (see
+:mod:`mmgan.toys.classifiers`). The rule, stated once here and in the
+chapters that use it:
+
+* compute the per-seed statistic (a difference, or the log of a ratio), its
+  mean and a two-sided 95% Student-t interval over seeds (paired t);
+* the claim **holds** when the whole interval lies on the claimed side of the
+  threshold, **does not hold** when the whole interval lies on the other side,
+  and we **cannot tell at this noise** otherwise;
+* a comparison whose classifiers did not learn (held-out accuracy below a
+  stated bar) is **not comparable**: a margin of a classifier at chance is not
+  the quantity the claim is about.
+
+A claim made for many comparisons at once ("true for all types of gradient
+penalties") holds when every comparison holds, does not hold when at least one
+does not, and otherwise cannot be told (:func:`combine`): a comparison that is
+not comparable keeps the claim from holding, since it was not tested there.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+#: Confidence level of every interval behind a verdict.
+LEVEL = 0.95
+#: Equivalence band of a ratio: an interval inside [1/(1 + band), 1 + band] shows no effect larger than this.
+EQUIVALENCE_BAND = 0.10
+
+
+class Verdict(enum.Enum):
+    """Outcome of a claim checked against seed noise."""
+
+    HOLDS = "holds"
+    DOES_NOT_HOLD = "does not hold"
+    CANNOT_TELL = "cannot tell at this noise"
+    #: the interval of a ratio lies inside the equivalence band (:data:`EQUIVALENCE_BAND`)
+    NO_LARGE_EFFECT = f"no effect larger than {EQUIVALENCE_BAND:.0%}"
+    NOT_COMPARABLE = "not comparable"  # a classifier of the comparison missed the accuracy bar
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of a per-seed statistic with its two-sided t interval (NaN bounds for < 2 seeds)."""
+
+    mean: float
+    lower: float
+    upper: float
+    n: int
+
+    def map(self, function) -> Interval:
+        """The interval of a monotone increasing transform (e.g. ``math.exp`` for log ratios)."""
+        return Interval(function(self.mean), function(self.lower), function(self.upper), self.n)
+
+
+def paired_t_interval(values: Iterable[float], level: float = LEVEL) -> Interval:
+    """Mean and Student-t interval of per-seed values (differences or log ratios of paired runs)."""
+    array = np.asarray(list(values), dtype=float)
+    if array.ndim != 1 or len(array) == 0 or not np.isfinite(array).all():
+        raise ValueError(f"paired values must be a non-empty 1-D array of finite numbers, got {array!r}")
+    mean = float(array.mean())
+    if len(array) < 2:
+        return Interval(mean, math.nan, math.nan, 1)
+    half = float(stats.t.ppf(0.5 + level / 2, len(array) - 1) * array.std(ddof=1) / math.sqrt(len(array)))
+    return Interval(mean, mean - half, mean + half, len(array))
+
+
+def interval_verdict(interval: Interval, threshold: float) -> Verdict:
+    """HOLDS if the interval lies above ``threshold``, DOES_NOT_HOLD if below, else CANNOT_TELL."""
+    if not (math.isfinite(interval.lower) and math.isfinite(interval.upper)):
+        return Verdict.CANNOT_TELL
+    if interval.lower > threshold:
+        return Verdict.HOLDS
+    if interval.upper < threshold:
+        return Verdict.DOES_NOT_HOLD
+    return Verdict.CANNOT_TELL
+
+
+def combine(verdicts: Iterable[Verdict]) -> Verdict:
+    """One verdict for a claim made about every comparison at once (see the module docstring)."""
+    verdicts = list(verdicts)
+    if not verdicts:
+        raise ValueError("combine needs at least one verdict")
+    if Verdict.DOES_NOT_HOLD in verdicts:
+        return Verdict.DOES_NOT_HOLD
+    if all(v is Verdict.HOLDS for v in verdicts):
+        return Verdict.HOLDS
+    if all(v is Verdict.NOT_COMPARABLE for v in verdicts):
+        return Verdict.NOT_COMPARABLE
+    return Verdict.CANNOT_TELL
+
+
+def counts(verdicts: Iterable[Verdict]) -> dict[Verdict, int]:
+    """How many comparisons ended in each verdict (every verdict listed, zeros included)."""
+    verdicts = list(verdicts)
+    return {v: sum(1 for x in verdicts if x is v) for v in Verdict}

@@ -1,0 +1,1 @@
+"""Beyond the paper: margins of trained GAN critics (measurement, certification, report, chapter)."""

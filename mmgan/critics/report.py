@@ -1,0 +1,304 @@
+"""What the chapter "Margins of GAN critics" reports, computed from :mod:`mmgan.critics.measure` measurements.
+
+The rules the chapter states:
+
+* **Margin of an image**: the best known upper bound of its distance to {f = t}, the
+  smaller of the estimator's and FMN's distances (both reach a point where f − t changes
+  sign). A critic's margin at order p is the mean over its measured images (reals and
+  generated images alike).
+* **Sanity gate**: a comparison is *not comparable* when one of its critics does not
+  separate reals from generated images at its threshold (accuracy below
+  :data:`SEPARATION_BAR`) or when its run did not learn (lowest FDD not at least
+  :data:`LEARNT_FACTOR` times below the first evaluation).
+* **Dual-norm claim** (§4): penalising ‖∇f‖_q gives a larger L^p margin, p = dual(q),
+  than penalising another norm. For two cells of the same loss and penalty shape that
+  differ in q, the per-seed log ratio of their L^p margins (seeds share data order,
+  noise and initial weights) gets a 95% t interval: *holds* when it lies above 0, *does
+  not hold* below 0, else *cannot tell at this noise*.
+* **FDD link** (§5's argument that larger L¹ margins make better GANs): Spearman's rank
+  correlation across the critics that pass the sanity gate between the L^p margin and
+  the final FDD, with a bootstrap 95% interval over those critics: *holds* when the
+  interval lies below 0 (larger margin, lower FDD), *does not hold* when above 0; *not
+  comparable* when fewer than 3 critics pass the gate.
+* **Growth along training**: per order p, over the critics that pass the gate at both
+  iterations, the 95% t interval of log(margin late / margin early): margins *grow*
+  (holds) when it lies above 0, *shrink* (does not hold) below 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mmgan.book.propositions import ALPHA, pooled_effect
+from mmgan.book.verdicts import Interval, Verdict, interval_verdict, paired_t_interval
+from mmgan.gan.chapter import LEARNT_FACTOR
+
+SEPARATION_BAR = 0.6
+#: p = dual(q) for the gradient norms of the GAN tables (smax, a smooth maximum, is left out).
+DUAL_ORDER = {"1": math.inf, "2": 2.0, "inf": 1.0}
+KEYS = ["cell", "loss", "q", "g", "seed", "threshold_rule", "p"]
+
+
+def with_best_upper(measurements: pd.DataFrame) -> pd.DataFrame:
+    """``measurements`` plus, per image, ``margin`` (the shorter of estimator and FMN) and ``fmn_shorter``."""
+    fmn = measurements["fmn"].fillna(np.inf)
+    return measurements.assign(margin=np.minimum(measurements["upper"], fmn),
+                               fmn_shorter=fmn < measurements["upper"] * (1 - 1e-3))
+
+
+def certificate_gap(frame: pd.DataFrame) -> pd.Series:
+    """Per order p, the median over rows (images or critics) of ``margin`` / ``certified``: how many times the
+    best upper bound lies above the CROWN certificate (1 would be a tight bracket)."""
+    return (frame["margin"] / frame["certified"]).groupby(frame["p"]).median()
+
+
+def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
+    """One row per (critic, threshold rule, order p), and iteration where measured along training:
+    margins (unsigned, and signed: negative for an image on the wrong side of its boundary), brackets, sanity
+    measures, the real–fake score gap and, where measured, the margin over the typical distance from a generated
+    image to its nearest training image (``normalised``)."""
+    frame = with_best_upper(measurements)
+    frame["q"] = frame["q"].astype(str)
+    frame["correct"] = np.where(frame["image"] == "real", frame["score"] > frame["threshold"],
+                                frame["score"] < frame["threshold"])
+    frame["signed"] = np.where(frame["correct"], frame["margin"], -frame["margin"])
+    frame["real_score"] = frame["score"].where(frame["image"] == "real")
+    frame["fake_score"] = frame["score"].where(frame["image"] == "fake")
+    along = "iteration" in frame
+    extra = {"fdd_at_iteration": ("fdd_at_iteration", "first")} if along else {}
+    if "certified" in frame:
+        extra["certified"] = ("certified", "mean")
+    if "nn_distance" in frame:
+        extra["nn_scale"] = ("nn_distance", "median")
+    grouped = frame.groupby(KEYS + (["iteration"] if along else []), sort=False)
+    out = grouped.agg(margin=("margin", "mean"), signed=("signed", "mean"), real_score=("real_score", "mean"),
+                      fake_score=("fake_score", "mean"), estimator=("upper", "mean"), fmn=("fmn", "mean"),
+                      lower=("lower", "mean"), taylor=("taylor", "mean"), accuracy=("correct", "mean"),
+                      fmn_shorter_share=("fmn_shorter", "mean"), sign_change_share=("sign_change", "mean"),
+                      converged_share=("converged", "mean"), final_fdd=("final_fdd", "first"),
+                      lowest_fdd=("lowest_fdd", "first"), first_fdd=("first_fdd", "first"), **extra).reset_index()
+    out["learnt"] = out["lowest_fdd"] * LEARNT_FACTOR <= out["first_fdd"]
+    out["separates"] = out["accuracy"] >= SEPARATION_BAR
+    out["score_gap"] = out.pop("real_score") - out.pop("fake_score")
+    if "nn_scale" in out:
+        out["normalised"] = out["margin"] / out["nn_scale"]
+    return out
+
+
+#: The propositions about critic margins, each a ratio better / other of one per-critic value between the cells
+#: (same loss and penalty shape) with the two gradient norms q: the paper's dual-norm claim (§4: penalising
+#: ‖∇f‖_q enlarges the L^p margin, p = dual(q)) in both directions, and a scale-free shape test that an overall
+#: smaller or larger critic cannot pass: the L¹ / L² margin ratio.
+CRITIC_PROPOSITIONS: dict[str, tuple[str, str, str]] = {  # name: (better q, other q, value)
+    "q = ∞ gives larger L¹ margins than q = 2": ("inf", "2", "L1"),
+    "q = 2 gives larger L² margins than q = ∞": ("2", "inf", "L2"),
+    "q = ∞ gives a larger L¹ / L² margin ratio than q = 2": ("inf", "2", "L1/L2"),
+}
+
+
+def critic_values(critics: pd.DataFrame, measure: str = "signed") -> pd.DataFrame:
+    """Per critic (threshold rule, cell, loss, q, g, seed): its L¹ and L² ``measure`` (a column of
+    :func:`per_critic`), their ratio L¹/L², and whether it passes the sanity gate at every order."""
+    keys = ["threshold_rule", "cell", "loss", "q", "g", "seed"]
+    wide = critics.pivot_table(index=keys, columns="p", values=measure, aggfunc="first")
+    gate = critics.assign(ok=critics["learnt"] & critics["separates"]).groupby(keys)["ok"].all()
+    out = pd.DataFrame({"L1": wide[1.0], "L2": wide[2.0]}, index=wide.index)
+    out["L1/L2"] = out["L1"] / out["L2"]
+    out["gate"] = gate.reindex(out.index).fillna(False)
+    return out.reset_index()
+
+
+def critic_propositions(critics: pd.DataFrame, rule: str, measure: str = "signed",
+                        alpha: float = ALPHA) -> pd.DataFrame:
+    """:data:`CRITIC_PROPOSITIONS` at one threshold rule, by the pooled rule of :mod:`mmgan.book.propositions`: per
+    seed, the mean over matched cell pairs of log(better / other), pooled over seeds (the seed is the unit) with
+    a t interval at the Bonferroni level 1 − α/m over the m propositions; *not comparable* when a critic of a
+    pair fails the sanity gate or its value is not positive (a mean signed margin ≤ 0: the critic puts its
+    images on the wrong side on average)."""
+    values = critic_values(critics[critics["threshold_rule"] == rule], measure)
+    level = 1 - alpha / len(CRITIC_PROPOSITIONS)
+    rows = []
+    for name, (better, other, value) in CRITIC_PROPOSITIONS.items():
+        mine = values[values["q"] == better].set_index(["loss", "g", "seed"])
+        theirs = values[values["q"] == other].set_index(["loss", "g", "seed"])
+        both = mine.index.intersection(theirs.index)
+        if len(both) == 0:
+            continue
+        a, b = mine.loc[both], theirs.loc[both]
+        positive = bool((a[value] > 0).all() and (b[value] > 0).all())
+        logs = np.log(a[value] / b[value]) if positive else pd.Series(0.0, index=both)
+        per_seed = logs.groupby(level="seed").mean()
+        effect = pooled_effect(per_seed.to_numpy(), level)
+        comparable = positive and bool(a["gate"].all() and b["gate"].all())
+        rows.append({"threshold": rule, "proposition": name, "measure": measure, "seeds": effect.seeds,
+                     "pairs": len(both.droplevel("seed").unique()), "ratio": effect.ratio if positive else math.nan,
+                     "lower": effect.lower if positive else math.nan, "upper": effect.upper if positive else math.nan,
+                     "level": level, "verdict": effect.verdict if comparable else Verdict.NOT_COMPARABLE})
+    return pd.DataFrame(rows, columns=["threshold", "proposition", "measure", "seeds", "pairs", "ratio", "lower",
+                                       "upper", "level", "verdict"])
+
+
+def seed_growth(critics: pd.DataFrame, measure: str = "margin", first: int | None = None,
+                last: int | None = None, alpha: float = ALPHA) -> pd.DataFrame:
+    """Do margins grow along training? Per threshold rule and order p: per seed, the mean over the cells whose
+    critics pass the sanity gate at both iterations of log(``measure`` at ``last`` / at ``first``), pooled over
+    seeds (the seed is the unit, not the critic) at the Bonferroni level over the orders; *holds*: they grow.
+    ``measure`` is ``margin`` or ``normalised`` (the margin over the typical nearest-training-image distance of the
+    generated images, so that images moving closer to the data do not read as shrinking margins)."""
+    iterations = sorted(critics["iteration"].unique())
+    first, last = iterations[0] if first is None else first, iterations[-1] if last is None else last
+    for name, value in (("first", first), ("last", last)):
+        if value not in iterations:
+            raise ValueError(f"{name}={value} is not a measured iteration; valid: {[int(i) for i in iterations]}")
+    if measure not in critics:
+        raise ValueError(f"measure={measure!r} is not measured; valid: 'margin', 'signed', 'normalised'")
+    keys = ["threshold_rule", "p", "cell", "seed"]
+    start = critics[critics["iteration"] == first].set_index(keys)
+    end = critics[critics["iteration"] == last].set_index(keys)
+    both = start.index.intersection(end.index)
+    start, end = start.loc[both], end.loc[both]
+    chosen = start["separates"] & end["separates"] & end["learnt"] & (start[measure] > 0) & (end[measure] > 0)
+    logs = np.log(end.loc[chosen, measure] / start.loc[chosen, measure])
+    measured = pd.Series(1, index=both).groupby(level=["threshold_rule", "p"]).size()
+    rows = []
+    for (rule, p), group in logs.groupby(level=["threshold_rule", "p"], sort=True):
+        per_seed = group.groupby(level="seed").mean()
+        effect = pooled_effect(per_seed.to_numpy(), 1 - alpha / critics["p"].nunique())
+        rows.append({"threshold": rule, "p": p, "measure": measure, "from": int(first), "to": int(last),
+                     "critics": len(group), "of": int(measured[(rule, p)]), "seeds": effect.seeds,
+                     "ratio": effect.ratio, "lower": effect.lower, "upper": effect.upper, "verdict": effect.verdict})
+    return pd.DataFrame(rows)
+
+
+def cell_summary(critics: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, threshold rule, p): mean margin over seeds with its 95% t interval, and the sanity measures."""
+    rows = []
+    for (cell, rule, p), group in critics.groupby(["cell", "threshold_rule", "p"], sort=False):
+        interval = paired_t_interval(group["margin"])
+        rows.append({"cell": cell, "threshold": rule, "p": p, "seeds": len(group), "margin": interval.mean,
+                     "margin CI low": interval.lower, "margin CI high": interval.upper,
+                     "certified lower bound": group["lower"].mean(), "Taylor": group["taylor"].mean(),
+                     "FMN shorter (share)": group["fmn_shorter_share"].mean(),
+                     "accuracy": group["accuracy"].mean(), "final FDD": group["final_fdd"].mean()})
+    return pd.DataFrame(rows)
+
+
+def along_training(critics: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, p, iteration) of :func:`per_critic` rows measured along training: the mean margin over
+    seeds with its 95% t interval, the accuracy and the FDD at that iteration."""
+    rows = []
+    for (cell, p, iteration), group in critics.groupby(["cell", "p", "iteration"], sort=True):
+        interval = paired_t_interval(group["margin"])
+        rows.append({"cell": cell, "p": p, "iteration": int(iteration), "seeds": len(group), "margin": interval.mean,
+                     "margin CI low": interval.lower, "margin CI high": interval.upper,
+                     "accuracy": group["accuracy"].mean(), "FDD": group["fdd_at_iteration"].mean()})
+    return pd.DataFrame(rows)
+
+
+def dual_norm_along_training(critics: pd.DataFrame) -> pd.DataFrame:
+    """:func:`dual_norm_comparisons` at every measured iteration (one more column, ``iteration``)."""
+    frames = [dual_norm_comparisons(group).assign(iteration=int(iteration))
+              for iteration, group in critics.groupby("iteration", sort=True)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def margin_growth(critics: pd.DataFrame, first: int | None = None, last: int | None = None) -> pd.DataFrame:
+    """Do margins grow along training? Per threshold rule and order p, over the critics (cell, seed)
+    that pass the sanity gate at both iterations (default: the first and last measured), the 95% t
+    interval of log(margin at ``last`` / margin at ``first``), shown as a ratio: *holds* (they grow)
+    when it lies above 1, *does not hold* (they shrink) below 1, *not comparable* with fewer than 3
+    critics."""
+    iterations = sorted(critics["iteration"].unique())
+    first, last = iterations[0] if first is None else first, iterations[-1] if last is None else last
+    for name, value in (("first", first), ("last", last)):
+        if value not in iterations:
+            raise ValueError(f"{name}={value} is not a measured iteration; valid: {[int(i) for i in iterations]}")
+    keys = ["threshold_rule", "p", "cell", "seed"]
+    start = critics[critics["iteration"] == first].set_index(keys)
+    end = critics[critics["iteration"] == last].set_index(keys)
+    both = start.index.intersection(end.index)
+    start, end = start.loc[both], end.loc[both]
+    paired = pd.DataFrame({"log_ratio": np.log(end["margin"] / start["margin"]),
+                           "gate": start["separates"] & end["separates"] & end["learnt"]}, index=both)
+    rows = []
+    for (rule, p), group in paired.groupby(level=["threshold_rule", "p"], sort=True):
+        chosen = group.loc[group["gate"], "log_ratio"]
+        if len(chosen) < 3:
+            interval, verdict = Interval(math.nan, math.nan, math.nan, len(chosen)), Verdict.NOT_COMPARABLE
+        else:
+            interval = paired_t_interval(chosen).map(math.exp)
+            verdict = interval_verdict(interval, 1.0)
+        rows.append({"threshold": rule, "p": p, "from": int(first), "to": int(last), "critics": len(chosen),
+                     "of": len(group), "ratio": interval.mean, "ratio CI low": interval.lower,
+                     "ratio CI high": interval.upper, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def _comparable(critics: pd.DataFrame) -> bool:
+    return bool(critics["learnt"].all() and critics["separates"].all())
+
+
+def dual_norm_comparisons(critics: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of cells (same loss, same g, different q ∈ DUAL_ORDER), judged at p = dual(q) of the first."""
+    rows = []
+    for rule, by_rule in critics.groupby("threshold_rule", sort=False):
+        cells = by_rule[["cell", "loss", "q", "g"]].drop_duplicates()
+        for (_, a), (_, b) in itertools.permutations(cells.iterrows(), 2):
+            if a["loss"] != b["loss"] or a["g"] != b["g"] or a["q"] not in DUAL_ORDER or b["q"] not in DUAL_ORDER:
+                continue
+            p = DUAL_ORDER[a["q"]]
+            at_p = by_rule[by_rule["p"] == p].set_index("seed")
+            mine, theirs = at_p[at_p["cell"] == a["cell"]], at_p[at_p["cell"] == b["cell"]]
+            seeds = mine.index.intersection(theirs.index)
+            if len(seeds) == 0:
+                continue
+            log_ratio = np.log(mine.loc[seeds, "margin"] / theirs.loc[seeds, "margin"])
+            interval = paired_t_interval(log_ratio).map(math.exp)
+            verdict = (interval_verdict(interval, 1.0)
+                       if _comparable(pd.concat([mine.loc[seeds], theirs.loc[seeds]])) else Verdict.NOT_COMPARABLE)
+            rows.append({"threshold": rule, "claim": f"{a['cell']} has larger L{_p_text(p)} margins than {b['cell']}",
+                         "p": p, "seeds": len(seeds), "ratio": interval.mean, "ratio CI low": interval.lower,
+                         "ratio CI high": interval.upper, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def fdd_correlation(critics: pd.DataFrame, rule: str, p: float, resamples: int = 2000,
+                    seed: int = 0) -> dict[str, object]:
+    """Spearman's ρ between a critic's L^p margin and its run's final FDD over the critics that pass the
+    sanity gate (``critics`` of them, ``of`` measured), with a bootstrap interval over those critics."""
+    at = critics[(critics["threshold_rule"] == rule) & (critics["p"] == p)]
+    chosen = at[at["learnt"] & at["separates"]]
+    if len(chosen) < 3:
+        return {"threshold": rule, "p": p, "critics": len(chosen), "of": len(at), "rho": math.nan,
+                "rho CI low": math.nan, "rho CI high": math.nan, "verdict": Verdict.NOT_COMPARABLE}
+    margin, fdd = chosen["margin"].to_numpy(), chosen["final_fdd"].to_numpy()
+    rho = float(stats.spearmanr(margin, fdd).statistic)
+    index = np.random.default_rng(seed).integers(0, len(chosen), (resamples, len(chosen)))
+    draws = _rank_correlations(margin[index], fdd[index])
+    low, high = np.quantile(draws, [0.025, 0.975])
+    if high < 0:
+        verdict = Verdict.HOLDS
+    elif low > 0:
+        verdict = Verdict.DOES_NOT_HOLD
+    else:
+        verdict = Verdict.CANNOT_TELL
+    return {"threshold": rule, "p": p, "critics": len(chosen), "of": len(at), "rho": rho, "rho CI low": float(low),
+            "rho CI high": float(high), "verdict": verdict}
+
+
+def _rank_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's ρ of each row pair of (R, n) arrays (average ranks for ties), rows without spread left out."""
+    ra, rb = stats.rankdata(a, axis=1), stats.rankdata(b, axis=1)
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    norm = np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
+    spread = norm > 0
+    return (ra * rb).sum(1)[spread] / norm[spread]
+
+
+def _p_text(p: float) -> str:
+    return "∞" if math.isinf(p) else f"{p:g}"

@@ -1,0 +1,517 @@
+"""Everything a GAN table chapter (Tables 2–8) shows, from one call: :func:`chapter`.
+
+A table chapter is its papermill parameters, ``page = chapter(TABLE, **parameters)`` and its
+prose. The page has two parts:
+
+* the **committed CPU study** of the table (preset ``cpu``, listed in
+  :data:`mmgan.gan.tables.STUDIES`, with the runs of other studies that its comparisons need,
+  :data:`mmgan.gan.tables.COMPANIONS`), loaded from ``results/gan/`` without retraining: first the
+  paper's propositions judged by the pooled rule of :mod:`mmgan.book.propositions` (ratio, interval,
+  verdict, beside the paper's own direction), then the comparison with the paper's table, curves,
+  whether the runs learnt and levelled off, and the protocol table. A table without a committed
+  study says so and gives the command that makes one.
+* **this run**: the runs the chapter's own parameters ask for. At the default ``smoke`` preset
+  that is a pipeline check (seconds on a CPU) shown without verdicts and without curves; at
+  ``cpu`` or ``paper`` it is the rerun the reader asked for, judged by the same rule and gates.
+
+Gates (:func:`verdict_gate`): no verdict word is shown for runs that cannot carry one, i.e. a
+preset that only checks the pipeline, fewer than two metric evaluations per run, a single seed, or
+a run that did not *learn* (its best metric less than :data:`LEARNT_FACTOR` times below its first
+evaluation); every proposition is then ``not comparable``, with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from mmgan.base.registry import lookup
+from mmgan.base.results import results_root as find_results_root
+from mmgan.base.results import verify_manifest
+from mmgan.book import paper, plots, propositions
+from mmgan.book.verdicts import Verdict
+from mmgan.gan import protocol, trained
+from mmgan.gan import report as gan_report
+from mmgan.gan import tables as gan_tables
+from mmgan.gan.config import GANConfig
+from mmgan.norms import order_text
+
+#: A run has learnt when its best metric is at least this many times lower than its first evaluation.
+LEARNT_FACTOR = 2.0
+#: A run has levelled off when its metric fell by less than this share in the last quarter of training
+#: (smoothed, :func:`mmgan.gan.report.learning`).
+LEVELLED = 0.10
+#: The statistic the verdicts are drawn from (:data:`mmgan.gan.report.STATISTICS`); the others are shown beside.
+PRIMARY = "end"
+ARCH_NAMES = {"dcgan": "DCGAN", "standard_cnn": "standard CNN"}
+STUDY_CAPTIONS: dict[str, str | None] = {
+    "propositions": None,  # the chapter introduces it in its own words
+    "tables": "Cell means ± standard deviation over seeds beside the paper's FIDs, with the rank of each within "
+              "its table (`mmgan.gan.report.side_by_side`):",
+    "pairs": "Every matched pair behind the propositions on its own (ratio other / better of the end-of-training "
+             "metric over seeds, with its uncorrected 95% t interval): how much the pairs agree. The verdicts come "
+             "from the pooled ratio above, not from these.",
+    # the curves are a captioned figure in the chapter (cell metadata): a second output would repeat its label
+    "curves": None,
+    "levelling": "Have the runs learnt and levelled off? Per cell, mean over seeds of the first and best metric and "
+                 "the change of the smoothed metric over the last quarter of training "
+                 "(`mmgan.gan.report.learning`; −0.20: it fell by a further 20%; near 0: levelled off):",
+    "protocol": "The study's protocol: each setting as the paper states it, as the released code "
+                "(`Code/GAN.py` with the flags of `Code/experiments.sh`) ran it, and as the study has it "
+                "(`mmgan.gan.protocol.protocol_table`); the rows marked \"no\" are where the study departs from the "
+                "released protocol (scale, metric, and the settings the `cpu` preset keeps).",
+}
+
+
+def verdict_gate(preset: str, evaluations: int, seeds: int, not_learnt: list[str]) -> str | None:
+    """Why no verdict can be drawn from a set of runs (None when one can): the rule of the module docstring."""
+    if preset == "smoke":
+        return "the smoke preset only checks the pipeline"
+    if evaluations < 2:
+        return f"each run has {evaluations} metric evaluation(s); at least 2 are needed to tell whether it learnt"
+    if seeds < 2:
+        return "one seed: no interval over seeds"
+    if not_learnt:
+        return f"{len(not_learnt)} run(s) did not learn (named under the learning gate)"
+    return None
+
+
+@dataclass
+class Run:
+    """A set of finished runs of one table at one preset, with everything a chapter derives from them.
+
+    ``companions`` are runs of other committed studies that join this table's comparisons
+    (:data:`mmgan.gan.tables.COMPANIONS`); they take part in the propositions, not in the table."""
+
+    table: str
+    preset: str
+    results: pd.DataFrame
+    config: GANConfig
+    folder: Path
+    stats: tuple[str, ...]
+    companions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.everything = pd.concat([self.results, self.companions], ignore_index=True)
+        self.curves = gan_tables.metric_curves(self.everything)
+
+    @property
+    def evaluations(self) -> int:
+        """Metric evaluations per run (the fewest over runs; 0 without finished runs)."""
+        if self.curves.empty:
+            return 0
+        return int(self.curves.groupby(["loss", "norm", "g", "seed"]).size().min())
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(sorted(self.results["seed"].unique()))
+
+    def scale_text(self) -> str:
+        """What was run, in words: data, networks, length, metric, seeds."""
+        c = self.config
+        cells = self.results[list(propositions.CELL)].drop_duplicates().shape[0]
+        seeds = len(self.seeds)
+        return (f"{len(self.results)} runs ({cells} cells × {seeds} seed{'s' if seeds > 1 else ''}): "
+                f"{ARCH_NAMES[c.arch]} of width {c.width} at {c.image_size} px on {c.dataset} "
+                f"({c.channels} channel{'s' if c.channels > 1 else ''}), {c.iterations:,} generator iterations, "
+                f"{c.metric.upper()} of {c.metric_samples:,} samples every {c.metric_every:,} iterations")
+
+    def side_by_side(self, stat: str = "final") -> pd.DataFrame:
+        finished = gan_tables.finished(self.results)
+        if stat not in finished:
+            finished = finished.merge(self.statistics[[*propositions.CELL, "seed", stat]],
+                                      on=[*propositions.CELL, "seed"])
+        return gan_report.side_by_side(finished, self.table, stat, verdicts=self.gate() is None)
+
+    def failed(self) -> pd.DataFrame:
+        return self.everything[self.everything["status"] != "finished"][["loss", "norm", "g", "seed", "error"]]
+
+    @cached_property
+    def learning(self) -> pd.DataFrame:
+        """:func:`mmgan.gan.report.learning` of every finished run (companions included)."""
+        return gan_report.learning(self.curves)
+
+    def not_learnt(self) -> list[str]:
+        """The runs whose best metric is less than :data:`LEARNT_FACTOR` times below their first evaluation."""
+        rows = self.learning[self.learning["first"] / self.learning["best"] < LEARNT_FACTOR]
+        return [f"{propositions.cell_text(r.loss, r.norm, r.g)}, seed {r.seed}" for r in rows.itertuples()]
+
+    def gate(self) -> str | None:
+        """Why these runs cannot carry a verdict (:func:`verdict_gate`), or None."""
+        return verdict_gate(self.preset, self.evaluations, len(self.seeds),
+                            self.not_learnt() if self.evaluations >= 2 else [])
+
+    @cached_property
+    def statistics(self) -> pd.DataFrame:
+        """:func:`mmgan.gan.report.run_statistics` of every finished run (companions included)."""
+        return gan_report.run_statistics(self.everything, self.curves)
+
+    @cached_property
+    def judged(self) -> dict[str, pd.DataFrame]:
+        """Statistic → :func:`mmgan.book.propositions.judge` of that statistic, every verdict ``not comparable``
+        when :meth:`gate` gives a reason. The primary statistic first, then the table's own statistics."""
+        frames = {}
+        for stat in dict.fromkeys((PRIMARY, *self.stats)):
+            frame = propositions.judge(self.statistics, stat)
+            frames[stat] = frame if self.gate() is None else frame.assign(verdict=Verdict.NOT_COMPARABLE)
+        return frames
+
+    def verdicts(self) -> dict[str, Verdict]:
+        """Proposition → its verdict on the primary statistic."""
+        return dict(self.judged[PRIMARY]["verdict"])
+
+    def paper_ratios(self) -> pd.DataFrame:
+        """The paper's direction of each proposition (:func:`mmgan.book.propositions.paper_ratios`), from the paper's
+        tables of this table and of its companions."""
+        tables = dict.fromkeys([self.table, *gan_tables.companion_tables(self.table)])
+        cells = pd.concat([gan_report.paper_cells(t, "final") for t in tables], ignore_index=True)
+        return propositions.paper_ratios(cells, self.judged[PRIMARY].index)
+
+    def propositions(self) -> pd.DataFrame:
+        """The propositions table the chapter opens with (:func:`mmgan.gan.report.proposition_table`)."""
+        table = gan_report.proposition_table(self.judged, self.paper_ratios(), PRIMARY, self.config.metric)
+        reason = self.gate()
+        if reason is None:
+            return table
+        numbers = [c for c in table.columns if c not in ("verdict", "seeds × pairs", "left out")
+                   and not c.startswith("paper")]
+        return table.assign(verdict=f"not comparable: {reason}", **{c: "—" for c in numbers})
+
+
+@dataclass
+class Study(Run):
+    """A committed study (preset ``cpu``): adds the levelling, the protocol and the summary."""
+
+    #: set when the study is another table's runs (:data:`mmgan.gan.tables.STAND_INS`)
+    stand_in: gan_tables.StandIn | None = None
+
+    @property
+    def learnt(self) -> bool:
+        return not self.not_learnt()
+
+    def levelling(self) -> pd.DataFrame:
+        """Per cell (mean over seeds): first and best metric and the smoothed change over the last quarter."""
+        means = self.learning.groupby(list(propositions.CELL), sort=False)[["first", "best", "late change"]].mean()
+        metric = self.config.metric.upper()
+        return means.round({"first": 1, "best": 1, "late change": 3}).rename(columns={
+            "first": f"first {metric}", "best": f"best {metric}", "late change": "late change (share)"})
+
+    def protocol(self) -> pd.DataFrame:
+        table = protocol.protocol_table(self.config, gan_tables.TABLES[self.table].losses, self.seeds)
+        return table.set_index("setting")
+
+    def samples(self, n: int = 16) -> tuple[dict[str, Any], list[str]]:
+        """Per cell of the study, ``n`` samples of its first seed whose networks are committed
+        (:func:`mmgan.gan.trained.samples`), and the cells with none."""
+        grids, missing = {}, []
+        finished = gan_tables.finished(self.results).sort_values("seed")
+        for cell, runs in finished.groupby(list(propositions.CELL), sort=False):
+            kept = [run for run in runs.itertuples() if (Path(run.run) / trained.NETWORKS).is_file()]
+            if not kept:
+                missing.append(propositions.cell_text(*cell))
+                continue
+            loss, norm, g = cell
+            grids[f"{loss}, q = {norm}\n{g} penalty, seed {kept[0].seed}"] = trained.samples(
+                trained.load_run(kept[0].run), n)
+        return grids, missing
+
+    def values(self) -> dict[str, Any]:
+        """The study's numbers as one mapping (glue names ``study_*``, and ``prop_<key>_*`` per proposition)."""
+        means = gan_report.cell_means(self.statistics, PRIMARY)
+        best = means.loc[means["mean"].idxmin()]
+        ratio = self.learning["first"] / self.learning["best"]
+        late = self.learning["late change"]
+        values = {"study_runs": len(self.everything), "study_seeds": len(self.seeds),
+                  "study_iterations": int(self.config.iterations), "study_best": float(means["mean"].min()),
+                  "study_worst": float(means["mean"].max()),
+                  "study_best_cell": propositions.cell_text(best["loss"], best["norm"], best["g"]),
+                  "study_rank_corr": gan_report.rank_agreement(self.statistics, self.table, PRIMARY),
+                  "study_first_to_best_min": float(ratio.min()),
+                  "study_late_median": float(late.median()), "study_late_min": float(late.min()),
+                  "study_levelled": int((late > -LEVELLED).sum())}
+        for name, row in self.judged[PRIMARY].iterrows():
+            key = propositions.PROPOSITIONS[name].key
+            values.update({f"prop_{key}_ratio": float(row["ratio"]), f"prop_{key}_lower": float(row["lower"]),
+                           f"prop_{key}_upper": float(row["upper"]), f"prop_{key}_verdict": str(row["verdict"])})
+        return values
+
+    def learning_text(self) -> str:
+        """One or two sentences on the learning gate: passed, or which runs failed it."""
+        metric = self.config.metric.upper()
+        smallest = float((self.learning["first"] / self.learning["best"]).min())
+        failed = self.not_learnt()
+        if not failed:
+            return (f"Every run lowered its {metric} by a factor of at least {smallest:.1f} from its first "
+                    f"evaluation (gate: {LEARNT_FACTOR:g}; passed).")
+        return (f"{len(self.learning) - len(failed)} of {len(self.learning)} runs lowered their {metric} by at least "
+                f"the gate factor {LEARNT_FACTOR:g} from their first evaluation; {len(failed)} did not "
+                f"({'; '.join(failed)}: smallest factor {smallest:.2f}), so the gate failed and no verdict is drawn.")
+
+    def companion_text(self) -> str:
+        """Which runs of other studies join the comparisons, in words ('' without companions)."""
+        if self.companions.empty:
+            return ""
+        cells = self.companions[list(propositions.CELL)].drop_duplicates()
+        return (f" The comparisons also use {len(self.companions)} runs of the same configuration committed with "
+                f"another study ({'; '.join(propositions.cell_text(*c) for c in cells.itertuples(index=False))}).")
+
+    def summary(self) -> Markdown:
+        """The study in a few sentences, every number computed here."""
+        v = self.values()
+        metric = self.config.metric.upper()
+        corr = v["study_rank_corr"]
+        all_cells = len(gan_tables.table_configs(self.table, "cpu", seeds=0)[0])
+        own = self.results[self.results["norm"] == self.results["q"]][list(propositions.CELL)].drop_duplicates()
+        shrunk = (f" It covers {len(own)} of the table's {all_cells} cells "
+                  f"({'; '.join(propositions.cell_text(*c) for c in own.itertuples(index=False))}): the whole table "
+                  f"did not fit the machine it was run on." if len(own) < all_cells else "")
+        lines = [] if self.stand_in is None else [
+            f"**A stand-in.** The data of Table {self.table} are not available offline, so its study is the committed "
+            f"study of Table {self.stand_in.runs_of} in this table's cells: at preset `cpu` both tables train the "
+            f"same networks on the same digits (checked when loading), so these are the runs Table {self.table} "
+            f"would train, read here with its own statistics and set beside its paper numbers. It can tell about "
+            f"{self.stand_in.answers}; it cannot tell {self.stand_in.cannot_answer}. Its verdicts are those of "
+            f"Table {self.stand_in.runs_of}'s runs, not new evidence."]
+        levelled = (f"{v['study_levelled']} of {len(self.learning)} runs fell by less than {LEVELLED:.0%} over the "
+                    f"last quarter of training (smoothed: mean of the last {gan_report.END_SHARE:.0%} of evaluations "
+                    f"against the same window at three quarters; median change {v['study_late_median']:+.0%}, "
+                    f"largest fall {v['study_late_min']:+.0%})")
+        failed = self.failed()
+        if len(failed):
+            lines.append(f"**Unusable runs.** {len(failed)} run(s) failed or could not be read, and every mean, count "
+                         "and comparison below leaves them out: " + "; ".join(
+                             f"{propositions.cell_text(r.loss, r.norm, r.g)}, seed {r.seed}: {r.error}"
+                             for r in failed.itertuples()) + ".")
+        lines += [
+            f"**Scale.** {self.scale_text()}.{shrunk}{self.companion_text()} Committed under "
+            f"`results/{self.folder.as_posix().split('results/', 1)[-1]}` and loaded without retraining.",
+            f"**Did the runs learn and level off?** {self.learning_text()} {levelled}.",
+            f"**Results.** Cell means of the end-of-training {metric} range from {v['study_best']:.1f} "
+            f"(best: {v['study_best_cell']}) to {v['study_worst']:.1f}; the rank correlation with the paper's FIDs "
+            "is " + ("not reported (runs that did not learn would set it)." if not self.learnt else
+                     f"{corr:.2f} (Spearman)." if corr == corr else "not defined (fewer than three cells)."),
+        ]
+        return Markdown("\n\n".join(lines))
+
+
+@dataclass
+class GANChapter:
+    """What a table chapter shows: the paper's table, the committed study and the chapter's own run."""
+
+    table: str
+    preset: str
+    run: Run
+    study: Study | None
+
+    def paper_table(self) -> pd.DataFrame:
+        """The paper's numbers (FID, lower is better), one row per (stat, q, g), one column per loss."""
+        frame = paper.paper_table(self.table)
+        frame["q"] = frame["q"].map(order_text)
+        return frame.pivot_table(index=["stat", "q", "g"], columns="loss", values="value", sort=False)
+
+    def study_summary(self) -> Markdown:
+        if self.study is not None:
+            return self.study.summary()
+        return Markdown(
+            f"No CPU study of Table {self.table} is committed yet (the 2-core machine this book is built on "
+            f"has not had the hours it needs). Make one with `mmgan table {self.table} --preset cpu` "
+            f"(about {len(gan_tables.table_configs(self.table, 'cpu')[0])} runs of a few minutes each on one "
+            f"core); this page then shows it.")
+
+    @cached_property
+    def study_parts(self) -> dict[str, tuple[str | None, list[Any]]]:
+        """Each part of the committed study as (caption, objects to display); empty without a study."""
+        study = self.study
+        if study is None:
+            return {}
+        c = study.config
+        curves = plots.gan_metric_curves(study.curves, f"{c.metric.upper()} ({c.dataset} {c.image_size} px, "
+                                                       f"preset cpu; lower is better)")
+        plt.close(curves)
+        pairs = propositions.pair_effects(study.statistics, PRIMARY, list(study.judged[PRIMARY].index))
+        grids, missing = study.samples()
+        samples: list[Any] = []
+        if grids:
+            figure = plots.sample_grids(grids, f"final generators, {c.dataset} {c.image_size} px, preset cpu, "
+                                               f"{c.iterations:,} it.")
+            plt.close(figure)
+            samples.append(figure)
+        if missing:
+            samples.append(Markdown(f"No committed networks for: {'; '.join(missing)} (only their summaries and "
+                                    "logs are committed)."))
+        return {
+            "samples": (None, samples),
+            "propositions": (STUDY_CAPTIONS["propositions"], [study.propositions()]),
+            "tables": (STUDY_CAPTIONS["tables"], [study.side_by_side(stat) for stat in
+                                                  dict.fromkeys((PRIMARY, *study.stats))]),
+            "pairs": (STUDY_CAPTIONS["pairs"], [
+                pairs.set_index(["proposition", "pair"]).assign(
+                    interval=[gan_report.interval_text(lo, hi) for lo, hi in zip(pairs["lower"], pairs["upper"])])
+                [["ratio", "interval", "seeds"]].round({"ratio": 2})]),
+            "curves": (STUDY_CAPTIONS["curves"], [curves]),
+            "levelling": (STUDY_CAPTIONS["levelling"], [study.levelling()]),
+            "protocol": (STUDY_CAPTIONS["protocol"], [study.protocol()]),
+        }
+
+    def show_study(self, part: str) -> None:
+        """Display one part of the study (its caption, then its tables or figure); nothing without a study."""
+        parts = self.study_parts
+        if not parts:
+            return
+        caption, objects = lookup(parts, part, "part")
+        with pd.option_context("display.max_colwidth", None):  # every cell in full, never "..."
+            if caption is not None:
+                display(Markdown(caption))
+            for item in objects:
+                display(item)
+
+    def run_curves(self) -> Any:
+        """The chapter's own run's curves, or a note when each run has fewer than two evaluations."""
+        if self.run.evaluations < 2:
+            return Markdown(f"(each run of this `{self.preset}` run has {self.run.evaluations} metric evaluation(s): "
+                            "no curve to draw)")
+        c = self.run.config
+        return plots.gan_metric_curves(self.run.curves, f"{c.metric.upper()} ({c.dataset} {c.image_size} px, "
+                                                        f"preset {self.preset}; lower is better)")
+
+    def run_protocol(self) -> pd.DataFrame:
+        return protocol.protocol_table(self.run.config, gan_tables.TABLES[self.table].losses,
+                                       self.run.seeds).set_index("setting")
+
+    def setting(self) -> pd.Series:
+        """The chapter's own run against the paper's setting."""
+        info, c = paper.table_info(self.table), self.run.config
+        return pd.Series({"paper: data set": info["dataset"], "paper: protocol": info["protocol"],
+                          "paper: metric": info["metric"], "this run: preset": self.preset,
+                          "this run": self.run.scale_text(),
+                          "this run: q = inf / smax as released": c.as_released}).to_frame("value")
+
+    def run_tables(self) -> list[pd.DataFrame]:
+        """The chapter's own run beside the paper, one table per reported statistic."""
+        return [self.run.side_by_side(stat) for stat in self.run.stats]
+
+    def run_propositions(self) -> pd.DataFrame | Markdown:
+        """The propositions judged on the chapter's own runs, or why none can be (:func:`verdict_gate`)."""
+        reason = self.run.gate()
+        if reason is not None:
+            return Markdown(f"No proposition is judged on this run: {reason} (not comparable).")
+        return self.run.propositions()
+
+    def glue(self) -> dict[str, Any]:
+        """The page's numbers as one mapping (``run_*`` and, with a study, ``study_*``), for ``book.glue_all``:
+        the chapter's prose and other pages can then cite them by name."""
+        values: dict[str, Any] = {"run_preset": self.preset, "run_runs": len(self.run.results),
+                                  "run_failed": int((self.run.results["status"] != "finished").sum()),
+                                  "rule_alpha": propositions.ALPHA, "rule_band": propositions.BAND,
+                                  "rule_target": propositions.TARGET_HALF_WIDTH,
+                                  "rule_end_share": gan_report.END_SHARE, "rule_learnt": LEARNT_FACTOR}
+        if self.study is not None:
+            values.update(self.study.values())
+        return values
+
+
+def load_study(table: str, root: Path | str | None = None) -> Study | None:
+    """The committed ``cpu`` study of a table (None if the table has none in :data:`gan_tables.STUDIES`).
+
+    ``root`` defaults to the repository's ``results/`` (or ``$MMGAN_RESULTS``), where studies are committed,
+    whatever folder the chapter's own runs go to. Every study folder read must match its manifest
+    (:func:`mmgan.base.results.verify_manifest`), so an edited or damaged file stops the chapter, named.
+    """
+    if table not in gan_tables.STUDIES:
+        return None
+    root = find_results_root(root) / "gan"
+    source, overrides = gan_tables.study_source(table)
+    _, config = gan_tables.table_configs(source, "cpu", **overrides)
+    sources = [(source, overrides), *gan_tables.companion_sources(table)]
+    for other, extra in sources:  # the committed files are those the manifest lists, before any is read
+        verify_manifest(gan_tables.table_folder(other, "cpu", gan_tables.table_configs(other, "cpu", **extra)[1],
+                                                root))
+    results = gan_tables.run_table(source, "cpu", root, load_only=True, **overrides)
+    companions = [gan_tables.run_table(other, "cpu", root, load_only=True, **extra) for other, extra in sources[1:]]
+    return Study(table, "cpu", results, config, gan_tables.table_folder(source, "cpu", config, root),
+                 gan_tables.TABLES[table].stats, pd.concat(companions, ignore_index=True) if companions
+                 else pd.DataFrame(), stand_in=gan_tables.STAND_INS.get(table))
+
+
+def chapter(table: str, preset: str = "smoke", seeds: Any = None, iterations: Any = None, cells: Any = None,
+            data_root: str | None = None, device: str | None = None, as_released: Any = None,
+            results_root: str | None = None, progress: bool = False, tf32: Any = None) -> GANChapter:
+    """Run (or load) the chapter's own runs and load the table's committed study.
+
+    Every parameter is checked (by :func:`mmgan.gan.tables.table_configs`) before any data is
+    loaded or any network trained; the parameters are those of the chapter's papermill cell.
+    """
+    table = str(table)
+    overrides = dict(seeds=seeds, iterations=iterations, cells=cells, data_root=data_root, device=device,
+                     as_released=as_released, tf32=tf32)
+    _, config = gan_tables.table_configs(table, preset, **overrides)
+    root = find_results_root(results_root) / "gan"
+    results = gan_tables.run_table(table, preset, root, progress=progress, **overrides)
+    run = Run(table, preset, results, config, gan_tables.table_folder(table, preset, config, root),
+              gan_tables.TABLES[table].stats)
+    study = load_study(table)
+    return GANChapter(table, preset, run, study)
+
+
+def overview_table(overview: pd.DataFrame) -> pd.DataFrame:
+    """:func:`propositions_overview` as the introduction shows it: numbers rounded, interval in one column."""
+    judged = ~overview["verdict"].str.startswith("not comparable")
+    return pd.DataFrame({
+        "table": overview["table"], "proposition": overview["proposition"],
+        "ratio (end FDD)": [f"{r:.2f}" if ok else "—" for r, ok in zip(overview["ratio"], judged)],
+        "interval": [gan_report.interval_text(lo, hi) if ok else "—"
+                     for lo, hi, ok in zip(overview["lower"], overview["upper"], judged)],
+        "level": [f"{level:.1%}" for level in overview["level"]],
+        "seeds × pairs": [f"{s} × {p}" for s, p in zip(overview["seeds"], overview["pairs"])],
+        "verdict": overview["verdict"],
+        "paper ratio (FID)": [f"{r:.2f}" if math.isfinite(r) else "not tested" for r in overview["paper ratio"]],
+        "evidence": overview["evidence"],
+    }).set_index(["table", "proposition"])
+
+
+#: The chapter (notebook name) of each GAN table.
+CHAPTERS = {"2": "table2_cifar10", "3": "table3_relativistic", "4": "table4_adam", "5": "table5_standard_cnn",
+            "6": "table6_cat32", "7": "table7_cat64", "8": "table8_smax"}
+
+
+def status_notes(overview: pd.DataFrame) -> dict[str, str]:
+    """Chapter → the verdicts of its committed study in words (ratio other / better and interval), for the
+    introduction's status table; the same numbers as :func:`propositions_overview`, so the two agree."""
+    notes = {}
+    for table, rows in overview.groupby("table", sort=False):
+        parts = [f"{r.proposition}: {r.verdict}" + (
+            f" ({r.ratio:.2f} [{r.lower:.2f}, {r.upper:.2f}])" if not r.verdict.startswith("not comparable")
+            and math.isfinite(r.lower) else "") for r in rows.itertuples()]
+        notes[CHAPTERS[table.removeprefix("Table ")]] = "; ".join(parts)
+    return notes
+
+
+def propositions_overview(root: Path | str | None = None) -> pd.DataFrame:
+    """Every GAN table (2–8) with a committed study and every proposition it judges: the pooled ratio
+    other / better of the end-of-training metric, its simultaneous interval and verdict, and the paper's own
+    ratio; stand-ins (which re-read another table's runs) are marked, so they are not read as new evidence."""
+    rows = []
+    for table in gan_tables.TABLES:
+        study = load_study(table, root)
+        if study is None:
+            continue
+        judged, paper_ratios, reason = study.judged[PRIMARY], study.paper_ratios(), study.gate()
+        for name, row in judged.iterrows():
+            rows.append({
+                "table": f"Table {table}", "proposition": name, "ratio": row["ratio"], "lower": row["lower"],
+                "upper": row["upper"], "level": row["level"], "seeds": row["seeds"], "pairs": row["pairs"],
+                "verdict": str(row["verdict"]) if reason is None else f"not comparable: {reason}",
+                "paper ratio": paper_ratios["paper ratio"].get(name, math.nan),
+                "evidence": (f"Table {study.stand_in.runs_of}'s runs (not new evidence)" if study.stand_in
+                             else "own runs"),
+            })
+    return pd.DataFrame(rows, columns=["table", "proposition", "ratio", "lower", "upper", "level", "seeds", "pairs",
+                                       "verdict", "paper ratio", "evidence"])

@@ -1,0 +1,388 @@
+"""Fréchet distances between real and generated images: FID and an offline stand-in.
+
+Pure stages, as in pytorch-fid and torch-fidelity: features → statistics (mean,
+covariance) → Fréchet distance, with dataset statistics cached on disk.
+
+* **FID** (Heusel et al., 2017) uses pytorch-fid's InceptionV3 (pool3, 2048
+  features). Its weights are read from ``$TORCH_HOME/hub/checkpoints/`` as
+  pytorch-fid expects; when they are absent we stop with a message naming the
+  file and where to put it (no download attempt, no random weights). The paper
+  used TensorFlow's TTUR implementation with 50k samples against CIFAR-10
+  *training* statistics; pytorch-fid reproduces those features closely but not
+  bit for bit, so FIDs are comparable only within one implementation.
+* **FDD, the Fréchet digits distance**: the same Fréchet distance in the
+  64-dimensional penultimate layer of a small CNN that this project trains on
+  scikit-learn's digits. It works offline, is meaningful only for digit images,
+  and is *not* FID: its values are on a different scale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmgan.base.randomness import normal
+from mmgan.base.registry import check_int, lookup
+from mmgan.base.results import atomic_savez, atomic_torch_save
+
+INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def cache_dir() -> Path:
+    """Where statistics and the digits classifier are cached: ``$MMGAN_CACHE`` or ``~/.cache/mmgan``."""
+    return Path(os.environ.get("MMGAN_CACHE", Path.home() / ".cache" / "mmgan"))
+
+
+# ----------------------------------------------------------------------------- the distance
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2):
+    ‖mu1 − mu2‖² + tr(sigma1) + tr(sigma2) − 2 tr((sigma1 sigma2)^{1/2}).
+
+    The trace of the square root comes from eigenvalues, not from an iterative matrix square root:
+    with S = sigma1^{1/2} (symmetric, from an eigendecomposition), sigma1 sigma2 = S (S sigma2 S) S^{-1} is
+    similar to the symmetric positive semi-definite S sigma2 S, whose eigenvalues are real and ≥ 0, so
+    tr((sigma1 sigma2)^{1/2}) is the sum of their square roots. This holds for singular covariances too
+    (fewer samples than dimensions), needs no ``eps`` offset and leaves no imaginary residue; it agrees with
+    pytorch-fid's ``scipy.linalg.sqrtm`` route to float64 rounding and is several times faster on 2048-d
+    statistics (``benchmarks/fid.py``). Computed in float64 with torch, on the device of ``sigma1`` when it is
+    a tensor. ``ValueError`` when sigma1, or S sigma2 S, has an eigenvalue below −1e-6 times its largest: not
+    covariances.
+    """
+    def as64(value) -> torch.Tensor:
+        return torch.as_tensor(value, dtype=torch.float64)
+
+    mu1, mu2 = torch.atleast_1d(as64(mu1)), torch.atleast_1d(as64(mu2)).to(as64(mu1).device)
+    sigma1, sigma2 = torch.atleast_2d(as64(sigma1)), torch.atleast_2d(as64(sigma2)).to(as64(sigma1).device)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(f"statistics have different shapes: {tuple(mu1.shape)}/{tuple(sigma1.shape)} vs "
+                         f"{tuple(mu2.shape)}/{tuple(sigma2.shape)}")
+    w1, v1 = torch.linalg.eigh((sigma1 + sigma1.T) / 2)
+    root1 = (v1 * w1.clamp(min=0).sqrt()) @ v1.T
+    inner = torch.linalg.eigvalsh(root1 @ ((sigma2 + sigma2.T) / 2) @ root1)
+    # sigma1 directly; sigma2 through S sigma2 S, which is PSD when sigma2 is (two eigendecompositions, not three)
+    for name, w in (("sigma1", w1), ("sigma2", inner)):
+        if not bool(torch.isfinite(w).all()) or float(w.min()) < -1e-6 * max(float(w.abs().max()), 1e-30):
+            raise ValueError(f"{name} is not a covariance matrix (eigenvalue {float(w.min()):.3g}): it must be "
+                             "symmetric positive semi-definite")
+    trace_root = float(inner.clamp(min=0).sqrt().sum())
+    diff = mu1 - mu2
+    return float(diff @ diff) + float(sigma1.trace()) + float(sigma2.trace()) - 2 * trace_root
+
+
+@dataclass
+class Statistics:
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int
+
+
+class RunningStatistics:
+    """Mean and covariance accumulated batch by batch in float64 on the features' device: no feature matrix is
+    kept and nothing is read back to the host until :meth:`result`."""
+
+    def __init__(self, dim: int, device: torch.device | str = "cpu") -> None:
+        self.n = 0
+        self.total = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+
+    def update(self, features: torch.Tensor | np.ndarray) -> None:
+        features = torch.as_tensor(features).to(self.total.device, torch.float64)
+        self.n += features.shape[0]
+        self.total += features.sum(0)
+        self.outer.addmm_(features.T, features)
+
+    def result(self) -> Statistics:
+        if self.n < 2:
+            raise ValueError("need at least 2 samples for a covariance")
+        mu = self.total / self.n
+        sigma = (self.outer - self.n * torch.outer(mu, mu)) / (self.n - 1)
+        return Statistics(mu.cpu().numpy(), sigma.cpu().numpy(), self.n)
+
+
+# ----------------------------------------------------------------------------- feature extractors
+
+
+class Extractor(nn.Module):
+    """Maps images in [−1, 1], (B, C, H, W), to features (B, dim)."""
+
+    name: str
+    dim: int
+    recommended_samples: int
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Disable TF32 matmuls and convolutions (they change Inception features on recent GPUs)."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+class InceptionExtractor(Extractor):
+    """pytorch-fid's FID InceptionV3, pool3 features (2048-d)."""
+
+    name = "inception-pool3"
+    dim = 2048
+    recommended_samples = 2048
+
+    def __init__(self) -> None:
+        super().__init__()
+        weights = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
+        if not weights.is_file():
+            raise FileNotFoundError(
+                f"FID needs pytorch-fid's Inception weights at {weights} (TORCH_HOME="
+                f"{os.environ.get('TORCH_HOME', '<unset>')}). Download {INCEPTION_WEIGHTS} from "
+                "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/ on a machine with "
+                "network access and copy it there, or set TORCH_HOME to the folder holding hub/checkpoints/.")
+        from pytorch_fid.inception import InceptionV3
+
+        self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True, normalize_input=True)
+        self.net.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        return self.net((images + 1) / 2)[0].flatten(1)  # pytorch-fid takes [0, 1]
+
+
+class DigitsClassifier(nn.Module):
+    """A small CNN for scikit-learn's digits; its 64-d penultimate layer defines the FDD."""
+
+    def __init__(self, channels: int, image_size: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Linear(64 * 16, 64), nn.ReLU())
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class DigitsExtractor(Extractor):
+    """Penultimate features of :class:`DigitsClassifier`, trained once and cached."""
+
+    dim = 64
+    recommended_samples = 128
+
+    def __init__(self, image_size: int, channels: int) -> None:
+        super().__init__()
+        self.name = f"digits-cnn-{image_size}px-{channels}ch"
+        self.classifier, self.test_accuracy = train_digits_classifier(image_size, channels)
+        self.classifier.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(images)
+
+
+def train_digits_classifier(image_size: int, channels: int, epochs: int = 12,
+                            seed: int = 0) -> tuple[DigitsClassifier, float]:
+    """Train (or load from the cache) the digits classifier; returns it and its held-out accuracy.
+
+    The training is a function of ``seed`` alone: initial weights and batch order come from it
+    (not from whatever used the global random state before) and it runs on one thread, so every
+    machine gets the same classifier up to its kernels' rounding. (Until version 2 the initial
+    weights were drawn before seeding: the FDD extractor of a fresh cache was a random one.)
+    """
+    from sklearn.datasets import load_digits
+
+    from mmgan.gan.data import digits
+
+    path = cache_dir() / f"digits_classifier_v2_{image_size}px_{channels}ch_seed{seed}_e{epochs}.pt"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DigitsClassifier(channels, image_size)
+    images = digits(image_size, channels)
+    labels = torch.as_tensor(load_digits().target)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(images), generator=gen)
+    test, train = order[:297], order[297:]
+    if path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    else:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            for _ in range(epochs):
+                for batch in train[torch.randperm(len(train), generator=gen)].split(64):
+                    optimizer.zero_grad()
+                    nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
+                    optimizer.step()
+        finally:
+            torch.set_num_threads(threads)
+        atomic_torch_save(model.state_dict(), path)
+    with torch.no_grad():
+        accuracy = float((model(images[test]).argmax(1) == labels[test]).float().mean())
+    return model, accuracy
+
+
+METRICS: dict[str, str] = {"fid": "FID (pytorch-fid InceptionV3)", "fdd": "FDD (Fréchet digits distance)"}
+
+
+def make_extractor(metric: str, image_size: int, channels: int, device: torch.device | str = "cpu") -> Extractor:
+    """The feature extractor of a metric: 'fid' (Inception; weights required) or 'fdd' (digits CNN)."""
+    lookup(METRICS, metric, "metric")
+    extractor = InceptionExtractor() if metric == "fid" else DigitsExtractor(image_size, channels)
+    return extractor.to(device)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+#: Images the feature extractor takes at once, whatever the batches they are generated in.
+EXTRACT_BATCH = 500
+
+
+def rebatched(batches: Iterator[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
+    """The rows of ``batches`` regrouped into tensors of ``size`` rows (the last may be smaller), in order."""
+    check_int(size, "size", minimum=1)
+    waiting: list[torch.Tensor] = []
+    count = 0
+    for batch in batches:
+        waiting.append(batch)
+        count += batch.shape[0]
+        if count >= size:
+            joined = torch.cat(waiting)
+            full = (count // size) * size
+            yield from joined[:full].split(size)
+            waiting, count = ([joined[full:]] if count > full else []), count - full
+    if count:
+        yield torch.cat(waiting)
+
+
+@torch.no_grad()
+def batch_statistics(extractor: Extractor, batches: Iterator[torch.Tensor], device: torch.device | str,
+                     extract_batch: int = EXTRACT_BATCH) -> Statistics:
+    """Feature statistics of every image of ``batches``, fed to the extractor ``extract_batch`` at a time and
+    accumulated on ``device`` (one read-back at the end)."""
+    running = RunningStatistics(extractor.dim, device)
+    with no_tf32():
+        for batch in rebatched((b.to(device) for b in batches), extract_batch):
+            running.update(extractor(batch))
+    if running.n < extractor.recommended_samples:
+        warnings.warn(f"{extractor.name}: {running.n} samples is below the {extractor.recommended_samples} "
+                      "recommended for a full-rank covariance; the distance is biased and may be unstable",
+                      stacklevel=2)
+    return running.result()
+
+
+def images_fingerprint(images: torch.Tensor, chunk_bytes: int = 1 << 26) -> str:
+    """SHA-256 of every image's values as contiguous float32 CPU bytes, with the shape and dtype.
+
+    All of the data is hashed (no sampling), so changing any pixel of any image changes
+    the fingerprint. Images are converted chunk by chunk (``chunk_bytes`` of float32 at a
+    time), so a GPU or float64 tensor needs no second full copy. With SHA-NI, 50k CIFAR-10
+    images (614 MB as float32) take about 0.4 s on one CPU core.
+    """
+    images = images.detach()
+    digest = hashlib.sha256(f"{tuple(images.shape)}|{images.dtype}|".encode())
+    rows = images.reshape(1, -1) if images.dim() == 0 else images
+    per_row = max(1, int(np.prod(rows.shape[1:])))
+    for chunk in rows.split(max(1, chunk_bytes // (4 * per_row))):
+        digest.update(chunk.to("cpu", torch.float32).contiguous().reshape(-1).numpy().data)
+    return digest.hexdigest()
+
+
+def extractor_fingerprint(extractor: nn.Module) -> str:
+    """SHA-256 of an extractor's weights: the name, dtype, shape and bytes of every state_dict tensor.
+
+    Computed once per extractor and remembered on it, until one of its parameters or buffers
+    is replaced or modified in place (tracked by the tensors' storage and version counters, so
+    ``load_state_dict``, optimiser steps and ``p.add_(…)`` under ``no_grad`` all count; writes
+    through ``p.data`` bypass the version counter and are not seen).
+    """
+    tensors = [*extractor.named_parameters(), *extractor.named_buffers()]
+    token = tuple((name, t.data_ptr(), t._version, t.dtype, tuple(t.shape), str(t.device)) for name, t in tensors)
+    memo = extractor.__dict__.get("_mmgan_weights_fingerprint")
+    if memo is not None and memo[0] == token:
+        return memo[1]
+    digest = hashlib.sha256(type(extractor).__qualname__.encode())
+    for name, tensor in extractor.state_dict().items():
+        if not isinstance(tensor, torch.Tensor):
+            digest.update(f"|{name}={tensor!r}".encode())
+            continue
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"|{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    extractor.__dict__["_mmgan_weights_fingerprint"] = (token, digest.hexdigest())
+    return digest.hexdigest()
+
+
+def dataset_statistics(extractor: Extractor, images: torch.Tensor, dataset_key: str,
+                       device: torch.device | str = "cpu", batch_size: int = EXTRACT_BATCH) -> Statistics:
+    """Statistics of a whole data set, cached as npz in ``cache_dir()/stats/``.
+
+    The cache file is named ``<dataset_key>-<extractor name>-<digest>.npz``; the digest covers
+    the images' content (:func:`images_fingerprint`: any changed image, even of the same shape
+    and under the same ``dataset_key``, gets its own entry) and the extractor's weights
+    (:func:`extractor_fingerprint`). An unreadable cache file is recomputed and replaced.
+    """
+    from mmgan.base.results import read_npz
+
+    content = images_fingerprint(images)
+    weights = extractor_fingerprint(extractor)
+    digest = hashlib.sha256(f"{dataset_key}|{extractor.name}|images={content}|weights={weights}".encode())
+    path = cache_dir() / "stats" / f"{dataset_key}-{extractor.name}-{digest.hexdigest()[:16]}.npz"
+    if path.is_file():
+        try:
+            stored = read_npz(path, remedy="it is recomputed")
+            return Statistics(stored["mu"], stored["sigma"], int(stored["n"]))
+        except (ValueError, KeyError) as error:
+            warnings.warn(f"ignoring the unreadable cached statistics {path}: {error}", stacklevel=2)
+    stats = batch_statistics(extractor, iter(images.split(batch_size)), device, extract_batch=batch_size)
+    atomic_savez(path, mu=stats.mu, sigma=stats.sigma, n=stats.n)
+    return stats
+
+
+def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
+    """Round images in [−1, 1] to the 256 grey levels of an 8-bit PNG, as saving them would.
+
+    The released code writes its 50k samples as PNGs (``x·0.5 + 0.5``, times 255,
+    plus 0.5, clamped, truncated to uint8) and the TF FID reads those files.
+    """
+    levels = torch.clamp((images * 0.5 + 0.5) * 255 + 0.5, 0, 255).floor()
+    return levels / 255 * 2 - 1
+
+
+def generator_statistics(generator: Callable[[torch.Tensor], torch.Tensor], extractor: Extractor, n: int,
+                         z_dim: int, device: torch.device | str = "cpu", batch_size: int = 250,
+                         seed: int = 0, quantize: bool = False) -> Statistics:
+    """Statistics of n generated samples, streamed in batches of ``batch_size`` (no images are kept).
+
+    The noise is drawn from a CPU generator seeded with ``seed`` and moved to
+    ``device`` (the same samples on any device; see :mod:`mmgan.base.randomness`).
+    With ``quantize`` the samples are rounded to 8 bit first (:func:`quantize_8bit`).
+    The caller chooses the generator's BatchNorm mode (``mmgan.gan.models.sampling_mode``);
+    with batch statistics, ``batch_size`` is part of the protocol (the released code: 100).
+    """
+    check_int(n, "n", minimum=2)
+    check_int(batch_size, "batch_size", minimum=1)
+    gen = torch.Generator().manual_seed(seed)
+
+    def batches() -> Iterator[torch.Tensor]:
+        done = 0
+        while done < n:
+            size = min(batch_size, n - done)
+            done += size
+            images = generator(normal((size, z_dim), gen, device))
+            yield quantize_8bit(images) if quantize else images
+
+    return batch_statistics(extractor, batches(), device)

@@ -1,0 +1,257 @@
+"""Train the runs of a table as packs (:mod:`mmgan.gan.packed`), each run kept in its own folder as if alone.
+
+    results = train_packed(configs, folders, data)   # one summary or error per run
+
+The runs (configurations differing only in :data:`mmgan.gan.packed.PER_RUN_FIELDS`:
+loss, q, g, seed, ...) train as one packed network, and every run keeps what
+:func:`mmgan.gan.train.train` gives it: its folder, locked while the pack trains
+(:class:`mmgan.base.run_folder.RunLock`); its ``checkpoint.pt`` in the single-run
+format (a packed run can be continued by ``train(..., resume=True)`` and the other
+way round); its ``log.jsonl`` lines (the same keys, on the same cadence; the
+iterations/s is the pack's, i.e. each run's own progress per wall-clock second);
+its metric evaluations and ``summary.json``. The loop is :func:`mmgan.gan.train._loop`
+with the helpers of :mod:`mmgan.gan.train` (cadence, log lines, evaluation,
+checkpoint, summary) called per run on the run's :class:`~mmgan.gan.train.RunState`,
+into which the packed networks are unpacked before an evaluation or checkpoint.
+
+Choices:
+
+* each run continues from the checkpoint in its folder, or starts over when its
+  folder holds none (at most a log cut short before the first checkpoint), as
+  :func:`mmgan.gan.tables.run_table` always did;
+* runs at different iterations (e.g. a table interrupted while one pack was
+  running) are never advanced alone: the runs are grouped by iteration and each
+  group trains as its own packs (of ``pack_size`` runs, default the whole group);
+  after an interruption of packed runs every run of the pack is at the same
+  iteration anyway, as Ctrl-C checkpoints them all;
+* a run whose loss or weights go non-finite fails like a single run (the same
+  :class:`~mmgan.gan.train.NonFiniteLoss` text, found at the same points) and leaves
+  the pack, which is re-packed with the others, who go on unchanged (the runs of a
+  pack are independent, a NaN in one reaches no other); any other error of a pack
+  fails every run still in it; a run whose folder cannot be prepared (busy, an
+  unreadable or incompatible checkpoint) fails alone;
+* no host synchronisation per iteration: non-finite losses are recorded on the
+  device (:class:`~mmgan.gan.train.LossWatch`) and read on the log cadence and before
+  every metric evaluation and checkpoint, like the single-run loop;
+* Ctrl-C, SIGTERM and SIGUSR2 stop at the next iteration boundary after
+  checkpointing every run of the pack, as in :func:`mmgan.gan.train.train` (a second
+  signal stops at once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from mmgan.base.run_folder import CHECKPOINT, LOG, RunLock, check_snapshot_every
+from mmgan.gan.config import GANConfig, resolve_device
+from mmgan.gan.models import kept_statistics
+from mmgan.gan.packed import (
+    PER_RUN_FIELDS,
+    PackedIteration,
+    PackedState,
+    check_packable,
+    pack_states,
+    packed_critic_scores,
+    packed_training_iteration,
+    unpack_modules,
+    unpack_state,
+)
+from mmgan.gan.train import (
+    LossWatch,
+    RunState,
+    data_and_reference,
+    due,
+    evaluate_and_log,
+    execution_settings,
+    interrupt_at_boundary,
+    non_finite_weights,
+    prepare_folder,
+    save_checkpoint,
+    start_state,
+    stopped,
+    training_record,
+    write_line,
+    write_summary,
+)
+from mmgan.norms import grad_norm
+from mmgan.penalties import penalty_points
+
+__all__ = ["train_packed"]
+
+
+def _check_loop_shared(configs: list[GANConfig]) -> None:
+    """The runs of a pack share one loop: every field but :data:`PER_RUN_FIELDS` must agree."""
+    check_packable(configs)
+    first = dataclasses.asdict(configs[0])
+    for config in configs[1:]:
+        for name, value in dataclasses.asdict(config).items():
+            if name not in PER_RUN_FIELDS and value != first[name]:
+                raise ValueError(f"packed runs must share {name}; got {first[name]!r} and {value!r}")
+
+
+def train_packed(configs: Sequence[GANConfig], outs: Sequence[Path | str], data: torch.Tensor | None = None,
+                 progress: bool = False, pack_size: int | None = None,
+                 snapshot_every: int | None = None) -> list[dict[str, Any] | Exception]:
+    """Train (or continue) runs ``configs[k]`` in folders ``outs[k]`` as packs; per run its summary or the error
+    that failed it (see the module's docstring). ``data`` and ``snapshot_every`` as in :func:`mmgan.gan.train.train`.
+
+    ``ValueError`` if the runs cannot share a pack (architecture, optimiser, loop); ``KeyboardInterrupt``
+    (Ctrl-C) after checkpointing the pack in training.
+    """
+    configs = [config.validate() for config in configs]
+    outs = [Path(out) for out in outs]
+    if len(configs) != len(outs):
+        raise ValueError(f"{len(configs)} configurations for {len(outs)} folders")
+    if pack_size is not None and pack_size < 1:
+        raise ValueError(f"pack_size must be >= 1, got {pack_size}")
+    for config in configs:
+        check_snapshot_every(snapshot_every, config.checkpoint_every)
+    if not configs:
+        return []
+    _check_loop_shared(configs)
+    device = resolve_device(configs[0].device)
+    results: list[dict[str, Any] | Exception | None] = [None] * len(configs)
+    with contextlib.ExitStack() as locks:
+        payloads = {}
+        for k, (config, out) in enumerate(zip(configs, outs)):
+            try:
+                locks.enter_context(RunLock(out))
+                resume = (out / CHECKPOINT).is_file()
+                payloads[k] = prepare_folder(config, out, resume=resume, overwrite=not resume)
+            except Exception as error:  # noqa: BLE001 - this run fails, the others go on
+                results[k] = error
+        if not payloads:
+            return results
+        data, extractor, reference = data_and_reference(configs[0], data, device)
+        states: dict[int, RunState] = {}
+        for k, payload in payloads.items():
+            try:
+                states[k] = start_state(configs[k], payload, outs[k], device)
+            except Exception as error:  # noqa: BLE001
+                results[k] = error
+        del payloads
+        by_iteration: dict[int, list[int]] = {}
+        for k, state in states.items():
+            by_iteration.setdefault(state.iteration, []).append(k)
+        for _, group in sorted(by_iteration.items()):
+            size = pack_size or len(group)
+            for start in range(0, len(group), size):
+                members = group[start:start + size]
+                done: dict[int, dict[str, Any] | Exception] = {}
+                try:
+                    with execution_settings(configs[0], device):
+                        _train_pack([states[k] for k in members], [outs[k] for k in members], data, extractor,
+                                    reference, device, progress, done, snapshot_every)
+                except Exception as error:  # noqa: BLE001 - the pack failed: every run still in it
+                    done.update({i: error for i in range(len(members)) if i not in done})
+                for i, result in done.items():
+                    results[members[i]] = result
+    return results
+
+
+def _weights_finite(pack: PackedState) -> list[bool]:
+    """Per run of the pack: are all its weights finite? (One host synchronisation.)"""
+    parameters = [*pack.generator.parameters(), *pack.critic.parameters()]
+    finite = torch.stack([torch.isfinite(p.detach()).reshape(pack.runs, -1).all(1) for p in parameters]).all(0)
+    return finite.tolist()
+
+
+def _gradient_norms(pack: PackedState, real: torch.Tensor, fake: torch.Tensor) -> list[dict[str, float]]:
+    """:func:`mmgan.gan.train.gradient_norms` of every run of the pack (the same points, the same critic passes)."""
+    between = torch.stack([penalty_points(real[k], fake[k], "interpolates",
+                                          torch.Generator().manual_seed(pack.iteration)) for k in range(pack.runs)])
+    names, values = ("real", "fake", "interpolates"), []
+    with kept_statistics(pack.critic):  # a measurement, not a training step: BatchNorm statistics unchanged
+        for x in (real, fake, between):
+            points = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(packed_critic_scores(pack.critic, points).sum(), points)
+            values.append(torch.stack([grad_norm(grad[k], c.q_value).mean() for k, c in enumerate(pack.configs)]))
+    rows = torch.stack(values, 1).tolist()
+    return [{f"grad_norm_{name}": value for name, value in zip(names, row)} for row in rows]
+
+
+def _select(result: PackedIteration, keep: list[int]) -> PackedIteration:
+    index = torch.tensor(keep, dtype=torch.long).to(result.critic_loss.device, non_blocking=True)
+    return PackedIteration(*(value.index_select(0, index) for value in result))
+
+
+def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, extractor, reference,
+                device: torch.device, progress: bool, results: dict[int, dict[str, Any] | Exception],
+                snapshot_every: int | None = None) -> None:
+    """:func:`mmgan.gan.train._loop` (and the summaries) of runs at the same iteration, packed; fills ``results``
+    {index into states: summary or error} as the runs finish or fail."""
+    config = states[0].config
+    live = list(range(len(states)))  # the runs still in the pack, in its order
+    pack = pack_states(states)
+    watch = LossWatch(pack.runs, device)
+    bar = tqdm(total=config.iterations, initial=pack.iteration, disable=not progress,
+               desc=f"generator iterations ({pack.runs} packed runs)", mininterval=2.0)
+    clock, clock_iteration = time.perf_counter(), pack.iteration
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context((out / LOG).open("a", encoding="utf-8")) for out in outs]
+        stop = stack.enter_context(interrupt_at_boundary())
+        stack.callback(bar.close)
+        while live and pack.iteration < config.iterations:
+            result = packed_training_iteration(pack, data, device, watch)
+            pack.iteration += 1
+            bar.update(1)
+            log_due, metric_due, checkpoint_due = due(config, pack.iteration, stop.requested)
+            if not (log_due or metric_due or checkpoint_due):
+                continue  # nothing is read back from the device between these points
+            members = [states[k] for k in live]
+            for state in members:
+                state.iteration = pack.iteration
+            errors = watch.errors(members, [outs[k] for k in live])
+            if metric_due or checkpoint_due:  # the weights, as the single-run loop checks them at these points
+                evaluates = metric_due and (not members[0].metrics or members[0].metrics[-1][0] != pack.iteration)
+                when = "before a metric evaluation" if evaluates else "before writing a checkpoint"
+                for i, finite in enumerate(_weights_finite(pack)):
+                    if not finite and i not in errors:
+                        errors[i] = non_finite_weights(members[i], outs[live[i]], when)
+            if errors:  # these runs fail and leave the pack; the others are re-packed and go on
+                for i, error in errors.items():
+                    results[live[i]] = error
+                keep = [i for i in range(len(live)) if i not in errors]
+                unpack_state(pack, members)
+                live = [live[i] for i in keep]
+                if not live:
+                    break
+                result, watch = _select(result, keep), watch.select(keep)
+                members = [states[k] for k in live]
+                pack = pack_states(members)
+            if log_due:
+                now = time.perf_counter()
+                rate = (pack.iteration - clock_iteration) / max(now - clock, 1e-9)
+                clock, clock_iteration = now, pack.iteration
+                norms = _gradient_norms(pack, result.real, result.fake)
+                losses = torch.stack([result.critic_loss, result.penalty, result.generator_loss], 1).tolist()
+                for i, k in enumerate(live):
+                    write_line(logs[k], training_record(pack.iteration, *losses[i], rate, norms[i]))
+            if checkpoint_due:
+                unpack_state(pack, members)
+            elif metric_due:
+                unpack_modules(pack.generator, [s.generator for s in members])
+                unpack_modules(pack.critic, [s.critic for s in members])
+            if metric_due:
+                values = [evaluate_and_log(states[k], extractor, reference, device, outs[k], logs[k]) for k in live]
+                bar.set_postfix({config.metric: f"{min(v for v in values if v is not None):.2f}"}
+                                if any(v is not None for v in values) else {})
+            if checkpoint_due:
+                for k in live:
+                    save_checkpoint(states[k], outs[k], snapshot_every)
+            if stop.requested:
+                raise stopped(stop, pack.iteration, f"the checkpoints of the {len(live)} packed runs in "
+                                               f"{', '.join(str(outs[k]) for k in live)} are saved",
+                               "the same run_table call")
+    for k in live:
+        results[k] = write_summary(states[k], outs[k], device)
+

@@ -1,0 +1,188 @@
+"""Comparing our GAN runs with Tables 2–8: cell means beside the paper's FIDs, the statistics the
+propositions are judged on (:mod:`mmgan.book.propositions`), and whether the runs learnt and levelled off.
+
+Lower is better for FID and FDD. A run's *cell* is ``(loss, norm, g)`` (see
+:func:`mmgan.book.propositions.norm_level`), so that the released code's signed maximum
+sits beside the true L^∞ norm in one table.
+
+Statistics of a run (from its metric history):
+
+* ``final``: the last evaluation (what the paper reports);
+* ``end``: the mean of the evaluations in the last :data:`END_SHARE` of training
+  (at the ``cpu`` preset the last 4 of 40); a single evaluation of a GAN
+  fluctuates from one evaluation to the next, the mean of the last few much less;
+* ``lowest``: the best evaluation (Table 6 reports it).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from mmgan.base import run_folder
+from mmgan.book.paper import paper_table
+from mmgan.book.propositions import CELL
+from mmgan.norms import order_text
+
+#: The share of training whose evaluations are averaged into the ``end`` statistic.
+END_SHARE = 0.10
+#: The statistics of a run, in the order the chapters show them.
+STATISTICS = ("end", "final", "lowest")
+
+
+def paper_cells(table: str, stat: str = "final") -> pd.DataFrame:
+    """The paper's cells of ``table`` (``loss``, ``q``, ``norm`` (= q), ``g``, ``value``) for one statistic;
+    the paper reports single final (and, in Table 6, lowest) FIDs, so ``end`` reads its final ones."""
+    frame = paper_table(table)
+    frame = frame[frame["stat"] == ("final" if stat == "end" else stat)].copy()
+    frame["q"] = frame["q"].map(order_text)
+    frame["norm"] = frame["q"]
+    return frame[["loss", "q", "norm", "g", "value"]]
+
+
+def cell_means(results: pd.DataFrame, stat: str = "final") -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each cell ``(loss, norm, g)`` (with its ``q``)."""
+    grouped = results.groupby([*CELL, "q"], sort=False)[stat]
+    return grouped.agg(["mean", "std", "count"]).reset_index()
+
+
+def side_by_side(results: pd.DataFrame, table: str, stat: str = "final", verdicts: bool = True) -> pd.DataFrame:
+    """Our metric (mean ± sd over seeds, and how many seeds each mean used) beside the paper's FID, with the
+    rank of each within its table; ``verdicts=False`` marks the column "no verdict" (runs that cannot carry one).
+
+    The paper's q = ∞ runs were made with the released code's signed maximum, so its q = ∞ value stands
+    beside both our true L^∞ cell and our signed-maximum cell."""
+    ours = cell_means(results, stat)
+    merged = ours.merge(paper_cells(table, stat).drop(columns="norm"), on=["loss", "q", "g"], how="left")
+    merged["ours rank"] = merged["mean"].rank(method="min").astype(int)
+    merged["paper rank"] = merged["value"].rank(method="min").astype("Int64")  # ties share the better rank
+    label = f"{results['metric'].iloc[0].upper()} ({results['dataset'].iloc[0]}, {results['preset'].iloc[0]}, " \
+            f"{int(results['iterations'].iloc[0])} it., {stat}{'' if verdicts else '; no verdict'})"
+    merged[f"ours: {label}"] = [f"{m:.2f} ± {s:.2f}" if c > 1 else f"{m:.2f}"
+                                for m, s, c in zip(merged["mean"], merged["std"].fillna(0), merged["count"])]
+    merged["seeds"] = merged["count"]
+    merged["paper: FID (TF, 100k it.)"] = merged["value"]
+    keep = [*CELL, f"ours: {label}", "seeds", "ours rank", "paper: FID (TF, 100k it.)", "paper rank"]
+    return merged[keep].rename(columns={"norm": "q"}).set_index(["loss", "q", "g"])
+
+
+def rank_agreement(results: pd.DataFrame, table: str, stat: str = "final") -> float:
+    """Spearman correlation between our cell means and the paper's values over the cells run with the true
+    norm (NaN if < 3 cells)."""
+    means = cell_means(results, stat)
+    means = means[means["norm"] == means["q"]]
+    merged = means.merge(paper_cells(table, stat).drop(columns="norm"), on=["loss", "q", "g"])
+    if len(merged) < 3:
+        return math.nan
+    return float(scipy_stats.spearmanr(merged["mean"], merged["value"]).statistic)
+
+
+def end_of_training(curves: pd.DataFrame, share: float = END_SHARE) -> pd.Series:
+    """Per run of ``curves`` (:func:`mmgan.gan.tables.metric_curves`): the mean of its evaluations after
+    ``(1 − share)`` of its iterations (at least the last one), indexed by (loss, norm, g, seed)."""
+    if not 0 < share < 1:
+        raise ValueError(f"share must be in (0, 1), got {share!r}")
+    out = {}
+    for key, run in curves.groupby([*CELL, "seed"], sort=False):
+        late = run["iteration"] > run["iteration"].max() * (1 - share)
+        out[key] = float(run.loc[late, "value"].mean())
+    return pd.Series(out, dtype=float).rename_axis([*CELL, "seed"])
+
+
+def run_statistics(results: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished run: its cell, ``q``, seed and the statistics of :data:`STATISTICS`."""
+    finished = results[results["status"] == "finished"]
+    end = end_of_training(curves).rename("end").reset_index()
+    frame = finished[[*CELL, "q", "seed", "final", "lowest"]].merge(end, on=[*CELL, "seed"], how="left")
+    return frame[[*CELL, "q", "seed", *STATISTICS]]
+
+
+def read_log(run: str | Path) -> pd.DataFrame:
+    """The training log of a run (log.jsonl, checked by :func:`mmgan.base.run_folder.read_log`): one row per logged
+    iteration (metric rows dropped)."""
+    frame = pd.DataFrame(run_folder.read_log(Path(run) / run_folder.LOG))
+    return frame.dropna(subset=["critic_loss"]) if "critic_loss" in frame else frame
+
+
+def loss_gap(results: pd.DataFrame, first: str = "wgan", second: str = "hinge",
+             column: str = "critic_loss") -> pd.DataFrame:
+    """Per (q, g, seed): the range of ``column`` of the ``second`` loss's run minus the ``first``'s.
+
+    The hinge critic loss E max(0, 1 − C(x₁)) + E max(0, 1 + C(x₂)) equals WGAN's −E C(x₁) + E C(x₂)
+    plus 2 whenever every critic output lies in (−1, 1); two runs with the same seed then take
+    identical steps, and the gap stays exactly 2 (min = max = 2). ``q`` is the run's ``norm``.
+    """
+    rows = []
+    runs = results.set_index([*CELL, "seed"])["run"]
+    for (loss, norm, g, seed), run in runs.items():
+        if loss != first or (second, norm, g, seed) not in runs.index:
+            continue
+        a, b = read_log(run), read_log(runs[(second, norm, g, seed)])
+        merged = a[["iteration", column]].merge(b[["iteration", column]], on="iteration", suffixes=("_a", "_b"))
+        gap = merged[f"{column}_b"] - merged[f"{column}_a"]
+        rows.append({"q": norm, "g": g, "seed": seed, "gap min": gap.min(), "gap max": gap.max(),
+                     "logged iterations": len(gap)})
+    return pd.DataFrame(rows)
+
+
+def learning(curves: pd.DataFrame, share: float = END_SHARE) -> pd.DataFrame:
+    """Per run of ``curves``: did it learn, and had it levelled off?
+
+    ``first``, ``best``: its first and best evaluation (the learning gate compares them);
+    ``late change``: the mean of its evaluations in the last ``share`` of training over the mean of those
+    in the ``share`` of training that ends at three quarters, minus 1 (−0.2: the metric fell by a further
+    20% in the last quarter; near 0: levelled off). Means of several evaluations, so that one noisy
+    evaluation does not decide.
+    """
+    if not 0 < share < 0.75:
+        raise ValueError(f"share must be in (0, 0.75), got {share!r}")
+    rows = []
+    for (loss, norm, g, seed), run in curves.groupby([*CELL, "seed"], sort=False):
+        last = run["iteration"].max()
+        end = run.loc[run["iteration"] > last * (1 - share), "value"]
+        before = run.loc[(run["iteration"] > last * (0.75 - share)) & (run["iteration"] <= last * 0.75), "value"]
+        change = float(end.mean() / before.mean() - 1) if len(before) else math.nan  # NaN: too few evaluations
+        rows.append({"loss": loss, "norm": norm, "g": g, "seed": seed, "first": run["value"].iloc[0],
+                     "best": run["value"].min(), "late change": change})
+    return pd.DataFrame(rows, columns=["loss", "norm", "g", "seed", "first", "best", "late change"])
+
+
+def interval_text(lower: float, upper: float) -> str:
+    """``'[0.45, 0.83]'``, or ``'—'`` when there is no interval (one seed)."""
+    return f"[{lower:.2f}, {upper:.2f}]" if math.isfinite(lower) and math.isfinite(upper) else "—"
+
+
+def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFrame, primary: str,
+                      metric: str) -> pd.DataFrame:
+    """The propositions as a chapter shows them: for the ``primary`` statistic the pooled ratio other / better,
+    its interval and verdict, seeds × pairs, the seeds its spread would need for an interval within ±15%
+    (:func:`mmgan.book.propositions.seeds_needed`); for every other statistic of ``judged`` its ratio, interval and
+    verdict in one column; the paper's ratio and how many of its pairs go the predicted way; what was left out.
+
+    ``judged``: statistic → :func:`mmgan.book.propositions.judge` frame (verdicts already gated).
+    """
+    main = judged[primary]
+    metric = metric.upper()
+    level = main["level"].iloc[0] if len(main) else 0.95
+    rows = {}
+    for name, row in main.iterrows():
+        out = {f"ratio other / better ({primary} {metric})": f"{row['ratio']:.2f}",
+               f"{level:.1%} interval": interval_text(row["lower"], row["upper"]),
+               "verdict": str(row["verdict"]), "seeds × pairs": f"{row['seeds']} × {row['pairs']}",
+               "seeds for ±15%": f"{row['seeds for ±15%']:.0f}" if math.isfinite(row["seeds for ±15%"]) else "—"}
+        for stat, frame in judged.items():
+            if stat != primary and name in frame.index:
+                other = frame.loc[name]
+                out[f"{stat} {metric}: ratio, interval, verdict"] = (
+                    f"{other['ratio']:.2f} {interval_text(other['lower'], other['upper'])}, {other['verdict']}")
+        if name in paper_ratios.index:
+            out["paper: ratio (pairs the predicted way)"] = (f"{paper_ratios.loc[name, 'paper ratio']:.2f} "
+                                                             f"({paper_ratios.loc[name, 'paper pairs']})")
+        else:
+            out["paper: ratio (pairs the predicted way)"] = "not tested"
+        out["left out"] = row["left out"] or "—"
+        rows[name] = out
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("proposition")
