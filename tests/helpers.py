@@ -1,8 +1,19 @@
-"""Small models with known input gradients, shared by the tests."""
+"""Small models with known input gradients and a tiny GAN configuration, shared by the tests."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
+
+from mmgan.gan.config import GANConfig
+
+
+def tiny_gan(**changes) -> GANConfig:
+    """A GAN run of seconds on digits at 16 px (width 4, batch 8, 4 iterations, FDD every 2)."""
+    values = dict(dataset="digits", image_size=16, channels=1, width=4, batch_size=8, iterations=4, metric="fdd",
+                  metric_samples=64, metric_every=2, checkpoint_every=2, log_every=2, device="cpu")
+    return dataclasses.replace(GANConfig(**values), **changes).validate()
 
 
 class LinearCritic(torch.nn.Module):

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import tiny_gan
 
 from mmgan.base import run_folder
 from mmgan.gan import tables as gan_tables
 from mmgan.gan import train, trained
-from mmgan.gan.config import GANConfig
 from mmgan.table1 import study as table1
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +45,6 @@ def _float32():
     torch.set_default_dtype(torch.float32)
 
 
-def tiny(**changes) -> GANConfig:
-    values = dict(dataset="digits", image_size=16, channels=1, width=4, batch_size=8, iterations=4, metric="fdd",
-                  metric_samples=64, metric_every=2, checkpoint_every=2, log_every=2, device="cpu")
-    return dataclasses.replace(GANConfig(**values), **changes).validate()
-
-
 def test_the_plant_works_when_loaded_with_pickle(tmp_path):
     """The check below means something: the same file does run its code through an unrestricted load."""
     marker = tmp_path / "ran"
@@ -64,8 +58,8 @@ def test_a_malicious_checkpoint_is_refused_by_resume_and_by_the_command_line(tmp
     run = tmp_path / "run"
     plant(run / "checkpoint.pt", marker)
     with pytest.raises(run_folder.UnsafeFile, match="only pickle can load.*mmgan convert"):
-        train.train(tiny(), run, resume=True, progress=False)
-    (run / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(tiny())))
+        train.train(tiny_gan(), run, resume=True, progress=False)
+    (run / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(tiny_gan())))
     done = subprocess.run([sys.executable, "-m", "mmgan.gan.train", "--out", str(run), "--resume", "--no-progress"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "refused" in done.stderr, done.stderr
@@ -94,7 +88,7 @@ def test_malicious_table1_and_critic_files_are_refused(tmp_path):
         table1.load_table1(directory)
 
     run = tmp_path / "gan"
-    train.train(tiny(), run, progress=False)
+    train.train(tiny_gan(), run, progress=False)
     trained.export_networks(run)
     plant(run / "networks.pt", marker)
     with pytest.raises(ValueError, match="networks.pt holds Python objects"):
@@ -108,17 +102,17 @@ def test_malicious_table1_and_critic_files_are_refused(tmp_path):
 
 def test_checkpoints_hold_only_plain_types_and_old_ones_convert(tmp_path):
     run = tmp_path / "run"
-    train.train(tiny(iterations=2), run, progress=False)
+    train.train(tiny_gan(iterations=2), run, progress=False)
     payload = torch.load(run / "checkpoint.pt", weights_only=True)  # no pickle needed
     assert isinstance(payload["config"], dict) and isinstance(payload["rng"], torch.Tensor)
     # a checkpoint written with objects only pickle can load (numpy scalars, a dataclass): refused, then converted
-    old = dict(payload, config=tiny(iterations=2), metrics=[(2, np.float64(v)) for _, v in payload["metrics"]])
+    old = dict(payload, config=tiny_gan(iterations=2), metrics=[(2, np.float64(v)) for _, v in payload["metrics"]])
     torch.save(old, run / "checkpoint.pt")
     with pytest.raises(run_folder.UnsafeFile, match=f"mmgan convert {run}"):
-        train.train(tiny(iterations=4), run, resume=True, progress=False)
+        train.train(tiny_gan(iterations=4), run, resume=True, progress=False)
     assert run_folder.main(["convert", str(run)]) == 0
-    resumed = train.train(tiny(iterations=4), run, resume=True, progress=False)
-    whole = train.train(tiny(iterations=4), tmp_path / "whole", progress=False)
+    resumed = train.train(tiny_gan(iterations=4), run, resume=True, progress=False)
+    whole = train.train(tiny_gan(iterations=4), tmp_path / "whole", progress=False)
     assert resumed["history"] == whole["history"]
     with pytest.raises(TypeError, match="cannot store a Payload"):
         run_folder.plain({"x": Payload(tmp_path / "never")})
@@ -128,7 +122,7 @@ def test_the_gpu_check_reads_checkpoints_weights_only(tmp_path):
     from mmgan.gan import gpu_check
 
     for name in ("a", "b"):
-        train.train(tiny(iterations=2), tmp_path / name, progress=False)
+        train.train(tiny_gan(iterations=2), tmp_path / name, progress=False)
     assert gpu_check.max_difference(tmp_path / "a", tmp_path / "b") == 0.0
     marker = tmp_path / "ran"
     shutil.rmtree(tmp_path / "b")

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import tiny_gan
 
 from mmgan.base import results
 from mmgan.gan import tables as gan_tables
 from mmgan.gan import train
-from mmgan.gan.config import GANConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,19 +26,13 @@ def _float32():
     torch.set_default_dtype(torch.float32)
 
 
-def tiny(**changes) -> GANConfig:
-    values = dict(dataset="digits", image_size=16, channels=1, width=4, batch_size=8, iterations=4, metric="fdd",
-                  metric_samples=64, metric_every=2, checkpoint_every=2, log_every=2, device="cpu")
-    return dataclasses.replace(GANConfig(**values), **changes).validate()
-
-
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_resume_from_the_command_line_reads_the_runs_own_configuration(tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({k: v for k, v in dataclasses.asdict(tiny(iterations=2)).items()}))
+    config.write_text(yaml.safe_dump({k: v for k, v in dataclasses.asdict(tiny_gan(iterations=2)).items()}))
     first = cli("mmgan.gan.train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
     assert first.returncode == 0, first.stderr
     again = cli("mmgan.gan.train", "--out", str(tmp_path / "run"), "--resume", "--iterations", "4", "--no-progress")
@@ -49,11 +43,11 @@ def test_resume_from_the_command_line_reads_the_runs_own_configuration(tmp_path)
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_scratch(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(tiny())))
+    (run / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(tiny_gan())))
     (run / "log.jsonl").write_text('{"iteration": 1, "critic_lo')  # cut short by the kill
     with pytest.raises(FileExistsError, match="no checkpoint yet, so resume=True .* starts it over"):
-        train.train(tiny(), run, progress=False)
-    summary = train.train(tiny(), run, resume=True, progress=False)
+        train.train(tiny_gan(), run, progress=False)
+    summary = train.train(tiny_gan(), run, resume=True, progress=False)
     assert summary["iterations"] == 4
 
 
@@ -61,9 +55,9 @@ def test_a_batch_larger_than_the_data_set_names_batch_size_and_leaves_no_run(tmp
     from mmgan.base.run_folder import folder_state
 
     with pytest.raises(ValueError, match=r"batch_size=2000 is larger than the \d+ images of dataset='digits'"):
-        train.train(tiny(batch_size=2000), tmp_path / "run", progress=False)
+        train.train(tiny_gan(batch_size=2000), tmp_path / "run", progress=False)
     assert folder_state(tmp_path / "run") == "empty"  # at most an empty lock file: a fresh run may start there
-    train.train(tiny(), tmp_path / "run", progress=False)
+    train.train(tiny_gan(), tmp_path / "run", progress=False)
 
 
 def test_a_full_disk_during_a_checkpoint_says_the_previous_one_is_intact(tmp_path, monkeypatch):
@@ -80,7 +74,7 @@ def test_a_full_disk_during_a_checkpoint_says_the_previous_one_is_intact(tmp_pat
     monkeypatch.setattr(train, "atomic_torch_save", failing)
     with pytest.raises(OSError, match="iteration 4 .*No space left on device.*previous checkpoint \\(iteration 2\\) "
                                       "is intact"):
-        train.train(tiny(), run, progress=False)
+        train.train(tiny_gan(), run, progress=False)
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
 
 
@@ -106,6 +100,6 @@ def test_the_table_command_line_answers_bad_values_with_a_sentence(tmp_path):
 
 def test_the_digits_metric_is_refused_for_other_data_sets():
     with pytest.raises(ValueError, match="metric='fdd' .* dataset='cat'"):
-        tiny(dataset="cat")
+        tiny_gan(dataset="cat")
     with pytest.raises(ValueError, match="dataset='cifar10'"):
         gan_tables.table_configs("2", "smoke", dataset="cifar10")
