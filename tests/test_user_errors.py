@@ -94,7 +94,7 @@ def test_bad_yaml_names_the_file(tmp_path, text, expected):
 
 
 def test_the_table_command_line_answers_bad_values_with_a_sentence(tmp_path):
-    done = cli("mmgan.gan.tables", "2", "smoke", "--cells", "hinge-q3-hinge", "--root", str(tmp_path))
+    done = cli("mmgan", "table", "2", "--preset", "smoke", "--cells", "hinge-q3-hinge", "--root", str(tmp_path))
     assert done.returncode == 2 and "valid cells of table 2" in done.stderr and "Traceback" not in done.stderr
 
 
