@@ -209,72 +209,22 @@ def critics_frame(margins_a, margins_b, accuracy=0.9, p=1.0, fdd=(10.0, 10.0)):
     return pd.DataFrame(rows)
 
 
-def verdict_of(frame, claim_start):
-    comparisons = report.dual_norm_comparisons(frame)
-    return comparisons[comparisons["claim"].str.startswith(claim_start)]["verdict"].iloc[0]
-
-
-def test_dual_norm_claim_holds_when_every_seed_agrees():
-    frame = critics_frame([2.0, 2.2, 1.9], [1.0, 1.05, 0.98])
-    assert verdict_of(frame, "hinge-qinf-hinge has larger L1") is Verdict.HOLDS
-
-
-def test_dual_norm_claim_does_not_hold_when_reversed():
-    frame = critics_frame([1.0, 1.05, 0.98], [2.0, 2.2, 1.9])
-    assert verdict_of(frame, "hinge-qinf-hinge has larger L1") is Verdict.DOES_NOT_HOLD
-
-
-def test_dual_norm_claim_cannot_tell_within_seed_noise():
-    frame = critics_frame([2.0, 0.9, 1.5], [1.0, 1.8, 1.4])
-    assert verdict_of(frame, "hinge-qinf-hinge has larger L1") is Verdict.CANNOT_TELL
-
-
-def test_critics_that_do_not_separate_are_not_compared():
-    frame = critics_frame([2.0, 2.2, 1.9], [1.0, 1.05, 0.98], accuracy=0.5)
-    assert verdict_of(frame, "hinge-qinf-hinge has larger L1") is Verdict.NOT_COMPARABLE
-
-
-def test_margins_along_training_are_summarised_and_judged_per_iteration():
+def test_margins_along_training_are_summarised_per_cell_and_iteration():
     early = critics_frame([1.0, 1.05, 0.98], [2.0, 2.2, 1.9]).assign(iteration=500, fdd_at_iteration=80.0)
     late = critics_frame([2.0, 2.2, 1.9], [1.0, 1.05, 0.98]).assign(iteration=10_000, fdd_at_iteration=12.0)
-    critics = pd.concat([late, early], ignore_index=True)
+    critics = pd.concat([late, early], ignore_index=True).assign(signed=lambda f: f["margin"], score_gap=1.5,
+                                                                  normalised=lambda f: f["margin"] / 4)
     summary = report.along_training(critics)
     row = summary[(summary["cell"] == "hinge-qinf-hinge") & (summary["iteration"] == 500)].iloc[0]
     assert row["seeds"] == 3 and row["margin"] == pytest.approx(np.mean([1.0, 1.05, 0.98]))
     assert row["margin CI low"] < row["margin"] < row["margin CI high"] and row["FDD"] == 80.0
-    judged = report.dual_norm_along_training(critics)
-    claim = judged[judged["claim"].str.startswith("hinge-qinf-hinge has larger L1")]
-    assert list(claim["iteration"]) == [500, 10_000]
-    assert list(claim["verdict"]) == [Verdict.DOES_NOT_HOLD, Verdict.HOLDS]
+    assert row["normalised"] == pytest.approx(row["margin"] / 4) and row["score gap"] == 1.5
 
 
-def along(early, late, early_accuracy=0.9):
-    """Two measured iterations of the two cells of :func:`critics_frame`."""
-    return pd.concat([critics_frame(*early, accuracy=early_accuracy).assign(iteration=500, fdd_at_iteration=80.0),
-                      critics_frame(*late).assign(iteration=10_000, fdd_at_iteration=12.0)], ignore_index=True)
-
-
-def test_margins_that_grow_in_every_critic_are_judged_to_grow():
-    grown = report.margin_growth(along(([1.0, 1.1, 0.9], [2.0, 2.2, 1.8]), ([2.0, 2.3, 1.9], [4.1, 4.3, 3.7])))
-    row = grown.iloc[0]
-    assert (row["from"], row["to"], row["critics"], row["of"]) == (500, 10_000, 6, 6)
-    assert row["ratio CI low"] < row["ratio"] < row["ratio CI high"] and row["ratio"] == pytest.approx(2.0, rel=0.05)
-    assert row["verdict"] is Verdict.HOLDS
-
-
-def test_margins_that_shrink_or_scatter_are_judged_so():
-    shrunk = report.margin_growth(along(([2.0, 2.3, 1.9], [4.1, 4.3, 3.7]), ([1.0, 1.1, 0.9], [2.0, 2.2, 1.8])))
-    assert shrunk["verdict"].iloc[0] is Verdict.DOES_NOT_HOLD
-    mixed = report.margin_growth(along(([1.0, 2.0, 1.0], [2.0, 1.0, 2.0]), ([2.0, 1.0, 2.0], [1.0, 2.0, 1.0])))
-    assert mixed["verdict"].iloc[0] is Verdict.CANNOT_TELL
-
-
-def test_margin_growth_leaves_out_critics_that_did_not_separate_early():
-    grown = report.margin_growth(along(([1.0, 1.1, 0.9], [2.0, 2.2, 1.8]), ([2.0, 2.3, 1.9], [4.1, 4.3, 3.7]),
-                                       early_accuracy=0.5))
-    assert grown["critics"].iloc[0] == 0 and grown["verdict"].iloc[0] is Verdict.NOT_COMPARABLE
-    with pytest.raises(ValueError, match="first=700 is not a measured iteration; valid: \\[500, 10000\\]"):
-        report.margin_growth(along(([1.0], [1.0]), ([1.0], [1.0])), first=700)
+def test_the_primary_boundary_follows_the_loss():
+    assert report.primary_threshold(["rahinge"]) == "relativistic"
+    assert report.primary_threshold(["hinge"]) == "zero"
+    assert report.primary_threshold(["wgan", "hinge"]) == "midpoint"
 
 
 def test_certificate_gap_is_the_median_ratio_per_order():
@@ -323,7 +273,10 @@ def synthetic_measurements(rng):
                                          "side": "above", "upper": upper, "fmn": upper * 1.01,
                                          "lower": upper / 100, "taylor": upper * 0.9, "sign_change": True,
                                          "converged": True, "final_fdd": 10.0 / scale - 0.1 * seed,
-                                         "lowest_fdd": 10.0 / scale, "first_fdd": 1000.0})
+                                         "lowest_fdd": 10.0 / scale, "first_fdd": 1000.0,
+                                         "certified": upper / 2, "nn_distance": 3.0 if image == "fake" else np.nan,
+                                         "grad_norm_eval": 1.2, "grad_norm_train": 0.9, "score_gap_eval": 0.5,
+                                         "score_gap_train": 0.9})
     return pd.DataFrame(rows)
 
 
@@ -334,33 +287,30 @@ def test_the_chapter_reads_committed_measurements_and_judges_them(tmp_path):
         "images": 2, "fmn_steps": 10, "seconds": 60.0, "workers": 2}, tmp_path / "critic_margins")
     page = critic_margins_chapter.chapter("9", check_runs=0, results_root=tmp_path)
     values = page.glue()
-    assert values["cm_critics"] == 6 and values["cm_check_critics"] == 0
-    claims = dict(part.split(" (", 1) for part in values["cm_dual_zero"].split("; "))
-    assert claims["hinge-qinf-hinge has larger L1 margins than hinge-q2-hinge"].endswith(": holds")
-    assert claims["hinge-q2-hinge has larger L2 margins than hinge-qinf-hinge"].endswith(": does not hold")
+    assert values["cm_critics"] == 6 and values["cm_check_critics"] == 0 and page.primary == "zero"
+    verdicts = page.verdicts()  # the q = inf critics are 2x larger in every order, by construction
+    assert verdicts["q = ∞ gives larger L¹ margins than q = 2"] is Verdict.HOLDS
+    assert verdicts["q = 2 gives larger L² margins than q = ∞"] is Verdict.DOES_NOT_HOLD
+    assert verdicts["q = ∞ gives a larger L¹ / L² margin ratio than q = 2"] is Verdict.NO_LARGE_EFFECT
     assert values["cm_fdd_zero"].endswith("over 6 of 6 critics: holds")  # larger margins, lower FDD by construction
-    assert "—" not in page.correlations_table().to_string()
-    assert page.margins_table().shape[0] == 4 and list(page.bracket_table().index) == ["L1", "L2", "L∞"]
-    assert page.bracket_numbers()["FMN shorter"].eq(0).all() and "nan" not in page.bracket_table().to_string()
+    assert "zero (the hinge loss's) boundary, signed margins: q = ∞ gives larger L¹ margins" in values["cm_status"]
+    shown = page.propositions_table()
+    assert len(shown) == 6 and (shown.reset_index()["boundary"].iloc[0]).startswith("zero")
+    assert "—" not in page.correlations_table().to_string() and "nan" not in shown.to_string()
+    assert page.margins_table().shape[0] == 4 and len(page.bracket_table()) == 6
+    assert page.bracket_table()["FMN shorter than the estimator"].eq("0 of 24").all()  # 2 cells x 3 seeds x 4
+    assert page.modes_table().loc["hinge-q2-hinge", "‖∇f‖₂ at interpolates, train mode"] == 0.9
     with pytest.raises(ValueError, match=r"valid choices: '9'"):
         critic_margins_chapter.chapter("2", check_runs=0, results_root=tmp_path)
 
 
-def test_the_status_row_matches_the_committed_verdicts():
-    """The intro's status row for this chapter is prose; it must agree with what the code computes."""
+def test_the_introduction_computes_this_chapters_status():
+    """The status note of the critic-margin row is computed from the chapter's verdicts, not typed."""
     from mmgan.book.paper import reproduction_status
 
-    critics = report.per_critic(cm.load_measurements("3")[0])
-    comparisons = report.dual_norm_comparisons(critics).set_index(["threshold", "claim"])["verdict"]
-    l1 = comparisons[("midpoint", "rahinge-qinf-hinge has larger L1 margins than rahinge-q2-hinge")]
-    l2 = comparisons[("midpoint", "rahinge-q2-hinge has larger L2 margins than rahinge-qinf-hinge")]
-    fdd = report.fdd_correlation(critics, "midpoint", 1.0)["verdict"]
     row = reproduction_status().set_index("chapter").loc["critic_margins"]
-    assert row["status"] == "per proposition" and row["scope"] == "beyond" and l1 is Verdict.DOES_NOT_HOLD
-    assert "(does not hold)" in row["note"] and l2 is Verdict.HOLDS and fdd is Verdict.CANNOT_TELL
-    along, _ = cm.load_measurements("3", kind=cm.ALONG_TRAINING)
-    growth = report.margin_growth(report.per_critic(along))
-    assert "shrink" in row["note"] and (growth["verdict"] == Verdict.DOES_NOT_HOLD).all()
+    assert row["status"] == "per proposition" and row["scope"] == "beyond"
+    assert not any(word in row["note"] for word in ("holds", "does not hold", "cannot tell", "shrink"))
 
 
 def test_vectorised_rank_correlation_equals_scipy():

@@ -185,10 +185,9 @@ def test_book_status_follows_the_claims():
 def test_the_intro_status_of_table1_is_the_one_its_headline_verdicts_give():
     from mmgan.base.results import results_root
     from mmgan.book import paper
-    from mmgan.table1 import study as table1
 
-    config = table1.make_config(table1.HEADLINE[0], dim=table1.HEADLINE[1], scale=table1.HEADLINE[2])
-    headline = table1.load_table1(table1.result_directory(config, results_root(None) / "table1"))
-    expected = report.book_status(report.claim_verdicts(report.statistics(headline)))
+    claims = report.headline_claims(results_root(None) / "table1")
     status = paper.reproduction_status().set_index("chapter").loc["table1_swissroll", "status"]
-    assert status == expected
+    assert status == report.book_status(claims)
+    note = report.status_note(claims)
+    assert f"a penalty gives larger margins: {claims.larger}" in note and str(claims.own_margin) in note

@@ -74,3 +74,16 @@ def reproduction_status() -> pd.DataFrame:
         if bad:
             raise ValueError(f"unknown {column} {bad} in reproduction_status.yaml; valid: {choices}")
     return frame
+
+
+def at_a_glance(chapter: str) -> str:
+    """The first screen of a chapter: every result it checks with its status, the strength of the check and its
+    note, as Markdown (the same rows as the introduction's status table, so the two cannot disagree)."""
+    rows = reproduction_status().fillna({"note": ""})
+    rows = rows[rows["chapter"] == chapter]
+    if rows.empty:
+        raise ValueError(f"no result of the status table is checked in chapter={chapter!r}")
+    evidence = {"exact": "exact check", "toy": "toy example", "study": "study (seeds, paired)"}
+    lines = [f"- *{r.result}* ({r.section}): **{r.status}**, {evidence[r.evidence]}"
+             + (f". {r.note[0].upper()}{r.note[1:]}." if r.note else ".") for r in rows.itertuples()]
+    return "**At a glance.** What this chapter checks and what holds:\n\n" + "\n".join(lines)

@@ -1,9 +1,9 @@
 """The chapter "Margins of GAN critics": one call that returns everything the page shows.
 
 ``chapter(table, ...)`` checks its parameters, loads the committed measurements of the
-table's study critics (``results/critic_margins/table<N>.csv``, produced by
-``mmgan critic-margins N``) and measures a few critics live as the page's
-pipeline check (no verdict is drawn from the check).
+table's study critics (``results/critic_margins/table<N>.csv`` and, where the study kept
+snapshots, ``table<N>-training.csv``, both written by ``mmgan critic-margins N``) and measures
+a few critics live as the page's pipeline check (no verdict is drawn from the check).
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ from mmgan.base.results import results_root as find_results_root
 from mmgan.book.verdicts import Verdict
 from mmgan.critics import measure as cm
 from mmgan.critics import report
+from mmgan.gan.report import interval_text
 
 ORDER_NAMES = {1.0: "L1", 2.0: "L2", math.inf: "L∞"}
+#: How the chapter writes each threshold rule, and whose it is.
+RULE_NAMES = {"relativistic": "relativistic average (the paper's, App. C.1)", "zero": "zero (the hinge loss's)",
+              "midpoint": "real/fake midpoint (ours)"}
 
 
 @dataclass
@@ -32,100 +36,122 @@ class CriticMarginsPage:
     meta: dict[str, Any]
     critics: pd.DataFrame  # report.per_critic
     check: pd.DataFrame | None  # the live pipeline check (raw rows), None when skipped
-    #: report.per_critic of the critics measured along training (midpoint threshold), None when not measured
+    #: report.per_critic of the critics measured along training (primary threshold), None when not measured
     training: pd.DataFrame | None = None
     training_meta: dict[str, Any] | None = None
 
+    @property
+    def primary(self) -> str:
+        """The boundary the verdicts are drawn at (:func:`mmgan.critics.report.primary_threshold`)."""
+        return report.primary_threshold(list(self.critics["loss"].unique()))
+
+    @property
+    def rules(self) -> list[str]:
+        """The measured threshold rules, the primary one first."""
+        measured = list(dict.fromkeys(self.critics["threshold_rule"]))
+        return [self.primary] + [rule for rule in measured if rule != self.primary]
+
     @cached_property
-    def comparisons(self) -> pd.DataFrame:
-        return report.dual_norm_comparisons(self.critics)
+    def propositions(self) -> pd.DataFrame:
+        """:func:`mmgan.critics.report.critic_propositions` at every measured rule, signed and unsigned margins."""
+        frames = [report.critic_propositions(self.critics, rule, measure)
+                  for rule in self.rules for measure in ("signed", "margin")]
+        return pd.concat(frames, ignore_index=True)
+
+    def verdicts(self, rule: str | None = None) -> dict[str, Verdict]:
+        """Proposition → verdict on the signed margins at ``rule`` (default: the primary boundary)."""
+        chosen = self.propositions[(self.propositions["threshold"] == (rule or self.primary))
+                                   & (self.propositions["measure"] == "signed")]
+        return dict(zip(chosen["proposition"], chosen["verdict"]))
+
+    def propositions_table(self) -> pd.DataFrame:
+        """The propositions as the page shows them first: per rule and proposition, the ratio better / other with
+        its simultaneous interval and verdict on the signed margins, the unsigned margins' beside."""
+        rows = []
+        for (rule, name), group in self.propositions.groupby(["threshold", "proposition"], sort=False):
+            by = group.set_index("measure")
+            signed, unsigned = by.loc["signed"], by.loc["margin"]
+            rows.append({"boundary": RULE_NAMES[rule], "proposition": name,
+                         f"signed margins: ratio [{signed['level']:.1%} interval]":
+                             f"{signed['ratio']:.2f} {interval_text(signed['lower'], signed['upper'])}",
+                         "verdict": str(signed["verdict"]),
+                         "unsigned margins: ratio, interval, verdict":
+                             f"{unsigned['ratio']:.2f} {interval_text(unsigned['lower'], unsigned['upper'])}, "
+                             f"{unsigned['verdict']}",
+                         "seeds × pairs": f"{signed['seeds']} × {signed['pairs']}"})
+        return pd.DataFrame(rows).set_index(["boundary", "proposition"])
 
     @cached_property
     def correlations(self) -> pd.DataFrame:
         rows = [report.fdd_correlation(self.critics, rule, p)
-                for rule in self.critics["threshold_rule"].unique() for p in sorted(self.critics["p"].unique())]
+                for rule in self.rules for p in sorted(self.critics["p"].unique())]
         return pd.DataFrame(rows)
 
     def margins_table(self) -> pd.DataFrame:
-        """Per cell, threshold and order: mean margin over seeds [95% t interval], accuracy, final FDD."""
-        summary = report.cell_summary(self.critics)
-        summary["order"] = summary["p"].map(ORDER_NAMES)
-        summary["margin [95% CI]"] = [f"{m:.3g} [{lo:.3g}, {hi:.3g}]" for m, lo, hi in
-                                      zip(summary["margin"], summary["margin CI low"], summary["margin CI high"])]
-        table = summary.pivot_table(index=["threshold", "cell"], columns="order", values="margin [95% CI]",
-                                    aggfunc="first", sort=False)[list(ORDER_NAMES.values())]
-        extra = summary.groupby(["threshold", "cell"], sort=False)[["accuracy", "final FDD"]].first()
-        table = table.join(extra.round({"accuracy": 2, "final FDD": 1}))
-        table.columns = [f"{c} margin (pixel units, [-1, 1] scale)" if c in ORDER_NAMES.values() else c
-                         for c in table.columns]
-        return table
-
-    def bracket_numbers(self) -> pd.DataFrame:
-        """Per order: how the three bounds relate, over every measured image of every critic (numbers)."""
+        """Per boundary and cell: the signed margin of each order (mean over seeds [95% t interval]), the
+        unsigned L¹ margin, accuracy, real–fake score gap and final FDD."""
         rows = []
-        measured = report.with_best_upper(self.measurements)
-        gap = report.certificate_gap(measured) if "certified" in measured else pd.Series(dtype=float)
-        for p, group in measured.groupby("p", sort=False):
-            shorter = group["fmn_shorter"]
-            excess = (group["upper"] / group["fmn"])[shorter]
-            rows.append({"order": ORDER_NAMES[p], "measurements": len(group),
-                         "sign change": group["sign_change"].mean(), "converged": group["converged"].mean(),
-                         "FMN shorter": shorter.mean(),
-                         "excess": float(excess.median() - 1) if shorter.any() else math.nan,
-                         "bracket": float((group["margin"] / group["lower"]).median()),
-                         "certified bracket": float(gap.get(p, math.nan)),
-                         "certified below": (float((group["certified"] <= group["margin"]).mean())
-                                             if "certified" in group else math.nan),
-                         "taylor": float((group["taylor"] / group["margin"]).median())})
-        return pd.DataFrame(rows).set_index("order")
-
-    def certified_ratio(self, rule: str) -> str:
-        """Best upper bound / CROWN certificate at one threshold rule: the range over orders of the median over
-        images, e.g. '1.4–5.5'."""
-        frame = report.with_best_upper(self.measurements)
-        if "certified" not in frame:
-            return "not measured"
-        gap = report.certificate_gap(frame[frame["threshold_rule"] == rule])
-        return f"{gap.min():.1f}–{gap.max():.1f}"
+        for (rule, cell), group in self.critics.groupby(["threshold_rule", "cell"], sort=False):
+            row: dict[str, Any] = {"boundary": RULE_NAMES[rule], "cell": cell}
+            for p, at in group.groupby("p", sort=True):
+                mean = at["signed"].mean()
+                interval = report.paired_t_interval(at["signed"])
+                row[f"{ORDER_NAMES[p]} signed margin"] = f"{mean:.3g} {interval_text(interval.lower, interval.upper)}"
+            row["L1 unsigned margin"] = f"{group[group['p'] == 1.0]['margin'].mean():.3g}"
+            row["accuracy"] = round(float(group["accuracy"].mean()), 2)
+            row["score gap (real − fake)"] = round(float(group["score_gap"].mean()), 2)
+            row["final FDD"] = round(float(group["final_fdd"].mean()), 1)
+            row["seeds"] = group["seed"].nunique()
+            rows.append(row)
+        return pd.DataFrame(rows).set_index(["boundary", "cell"])
 
     def bracket_table(self) -> pd.DataFrame:
-        """:meth:`bracket_numbers` for reading: shares in percent, '—' where a figure does not apply."""
-        numbers = self.bracket_numbers()
-        return pd.DataFrame({
-            "images × critics × thresholds": numbers["measurements"],
-            "sign change checked": numbers["sign change"].map("{:.0%}".format),
-            "search converged": numbers["converged"].map("{:.0%}".format),
-            "FMN shorter than the estimator": numbers["FMN shorter"].map("{:.0%}".format),
-            "estimator excess where FMN is shorter (median)": numbers["excess"].map(
-                lambda v: "—" if math.isnan(v) else f"{v:.1%}"),
-            "best upper / Lipschitz lower (median)": numbers["bracket"].map("{:,.0f}×".format),
-            "best upper / CROWN lower (median)": numbers["certified bracket"].map(
-                lambda v: "not measured" if math.isnan(v) else f"{v:.2f}×"),
-            "Taylor / best upper (median)": numbers["taylor"].map("{:.2f}".format),
-        })
+        """Per boundary and order, over every measured image of every critic: how the bounds relate (counts where
+        a few cases fail, medians of ratios)."""
+        measured = report.with_best_upper(self.measurements)
+        rows = []
+        for (rule, p), group in measured.groupby(["threshold_rule", "p"], sort=False):
+            n = len(group)
+            shorter = group["fmn_shorter"]
+            excess = (group["upper"] / group["fmn"])[shorter]
+            rows.append({
+                "boundary": RULE_NAMES[rule], "order": ORDER_NAMES[p], "images × critics": n,
+                "sign change checked": f"{int(group['sign_change'].sum()):,} of {n:,}",
+                "search converged": f"{int(group['converged'].sum()):,} of {n:,}",
+                "FMN shorter than the estimator": f"{int(shorter.sum()):,} of {n:,}",
+                "estimator excess where FMN is shorter (median)": ("—" if not shorter.any()
+                                                                   else f"{excess.median() - 1:.1%}"),
+                "best upper / Lipschitz lower (median)": f"{(group['margin'] / group['lower']).median():,.0f}×",
+                "best upper / CROWN lower (median)": f"{(group['margin'] / group['certified']).median():.2f}×",
+                "CROWN below the best upper": f"{int((group['certified'] <= group['margin']).sum()):,} of {n:,}",
+                "Taylor / best upper (median)": f"{(group['taylor'] / group['margin']).median():.2f}"})
+        return pd.DataFrame(rows).set_index(["boundary", "order"])
+
+    def modes_table(self) -> pd.DataFrame:
+        """Per cell: the critic as measured (eval mode) and as the generator trained against it (train mode):
+        mean L² gradient norm at interpolates and real–fake score gap, mean over seeds."""
+        columns = ["grad_norm_eval", "grad_norm_train", "score_gap_eval", "score_gap_train"]
+        per_critic = self.measurements.groupby(["cell", "seed"], sort=False)[columns].first()
+        table = per_critic.groupby(level="cell", sort=False).mean().round(2)
+        return table.rename(columns={"grad_norm_eval": "‖∇f‖₂ at interpolates, eval mode",
+                                     "grad_norm_train": "‖∇f‖₂ at interpolates, train mode",
+                                     "score_gap_eval": "score gap, eval mode",
+                                     "score_gap_train": "score gap, train mode"})
 
     def correlations_table(self) -> pd.DataFrame:
-        """:attr:`correlations` for reading ('—' where no critic passes the gate)."""
         frame = self.correlations
         text = [("—" if math.isnan(rho) else f"{rho:.2f} [{lo:.2f}, {hi:.2f}]")
                 for rho, lo, hi in zip(frame["rho"], frame["rho CI low"], frame["rho CI high"])]
-        return pd.DataFrame({"threshold": frame["threshold"], "order": frame["p"].map(ORDER_NAMES),
+        return pd.DataFrame({"boundary": frame["threshold"].map(RULE_NAMES), "order": frame["p"].map(ORDER_NAMES),
                              "critics passing the gate": [f"{k} of {n}" for k, n in zip(frame["critics"], frame["of"])],
-                             "Spearman ρ [95% bootstrap CI]": text,
-                             "verdict": frame["verdict"].map(str)}).set_index(["threshold", "order"])
+                             "Spearman ρ [95% bootstrap interval]": text,
+                             "verdict": frame["verdict"].map(str)}).set_index(["boundary", "order"])
 
-    def comparisons_table(self) -> pd.DataFrame:
-        """:attr:`comparisons` for reading: the ratio with its interval, the verdict as text."""
-        frame = self.comparisons
-        return pd.DataFrame({"threshold": frame["threshold"], "claim": frame["claim"], "seeds": frame["seeds"],
-                             "margin ratio [95% CI]": [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
-                                                       zip(frame["ratio"], frame["ratio CI low"],
-                                                           frame["ratio CI high"])],
-                             "verdict": frame["verdict"].map(str)}).set_index(["threshold", "claim"])
+    # ------------------------------------------------------------------------- along training
 
     @cached_property
     def training_summary(self) -> pd.DataFrame:
-        """Per cell, order and iteration: mean margin [interval], accuracy, FDD (:func:`report.along_training`)."""
+        """Per cell, order and iteration (:func:`mmgan.critics.report.along_training`)."""
         return pd.DataFrame() if self.training is None else report.along_training(self.training)
 
     def training_figure(self):
@@ -138,118 +164,100 @@ class CriticMarginsPage:
         return critic_margins_along_training(self.training_summary)
 
     def training_table(self) -> pd.DataFrame | str:
-        """Per cell and iteration: the three margins [95% CI], accuracy and FDD at that iteration."""
+        """Per cell and iteration: the signed margins [95% interval], the L¹ margin over the nearest-training-image
+        scale, the score gap, accuracy and FDD at that iteration."""
         if self.training is None:
             return f"No critic of Table {self.table} was measured along training."
         summary = self.training_summary.assign(order=lambda f: f["p"].map(ORDER_NAMES))
-        summary["margin [95% CI]"] = [f"{m:.3g} [{lo:.3g}, {hi:.3g}]" for m, lo, hi in
+        summary["margin [95% CI]"] = [f"{m:.3g} {interval_text(lo, hi)}" for m, lo, hi in
                                       zip(summary["margin"], summary["margin CI low"], summary["margin CI high"])]
         table = summary.pivot_table(index=["cell", "iteration"], columns="order", values="margin [95% CI]",
                                     aggfunc="first", sort=False)[list(ORDER_NAMES.values())]
-        extra = summary.groupby(["cell", "iteration"], sort=False)[["accuracy", "FDD"]].first()
-        table = table.join(extra.round({"accuracy": 2, "FDD": 1}))
-        table.columns = [f"{c} margin" if c in ORDER_NAMES.values() else c for c in table.columns]
+        table.columns = [f"{c} signed margin" for c in table.columns]
+        l1 = summary[summary["p"] == 1.0].set_index(["cell", "iteration"])
+        table["L1 margin / NN distance"] = l1["normalised"].round(3)
+        table["score gap"] = l1["score gap"].round(2)
+        table["accuracy"] = l1["accuracy"].round(2)
+        table["FDD"] = l1["FDD"].round(1)
         return table
 
     @cached_property
-    def training_comparisons(self) -> pd.DataFrame:
-        return pd.DataFrame() if self.training is None else report.dual_norm_along_training(self.training)
-
-    def training_comparisons_table(self) -> pd.DataFrame | str:
-        """The dual-norm comparisons at every measured iteration (the rule of the final critics)."""
-        if self.training is None:
-            return f"No critic of Table {self.table} was measured along training."
-        frame = self.training_comparisons
-        return pd.DataFrame({"claim": frame["claim"], "iteration": frame["iteration"],
-                             "margin ratio [95% CI]": [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
-                                                       zip(frame["ratio"], frame["ratio CI low"],
-                                                           frame["ratio CI high"])],
-                             "verdict": frame["verdict"].map(str)}).set_index(["claim", "iteration"])
-
-    @cached_property
     def training_growth(self) -> pd.DataFrame:
-        """Do margins grow from the first to the last measured iteration (:func:`report.margin_growth`)?"""
-        return pd.DataFrame() if self.training is None else report.margin_growth(self.training)
+        """Growth from the first to the last measured iteration, raw and normalised
+        (:func:`mmgan.critics.report.seed_growth`)."""
+        if self.training is None:
+            return pd.DataFrame()
+        return pd.concat([report.seed_growth(self.training, measure) for measure in ("margin", "normalised")],
+                         ignore_index=True)
 
-    def growth_sentence(self) -> str:
-        """Per order, the geometric-mean margin ratio last/first iteration with its interval and verdict."""
-        frame = self.training_growth
+    def growth_sentence(self, measure: str) -> str:
+        """Per order, the ratio last / first iteration of ``measure`` pooled over seeds, its interval and verdict."""
+        frame = self.training_growth[self.training_growth["measure"] == measure]
         words = {Verdict.HOLDS: "they grow", Verdict.DOES_NOT_HOLD: "they shrink",
-                 Verdict.CANNOT_TELL: "cannot tell at this noise", Verdict.NOT_COMPARABLE: "not comparable"}
-        parts = []
-        for row in frame.to_dict("records"):
-            order = ORDER_NAMES[row['p']] + (f" ({row['threshold']})" if frame["threshold"].nunique() > 1 else "")
-            if row["critics"] >= 3:
-                parts.append(f"{order}: {row['ratio']:.2f}× [{row['ratio CI low']:.2f}, {row['ratio CI high']:.2f}] "
-                             f"over {row['critics']} of {row['of']} critics, {words[row['verdict']]}")
-            else:
-                parts.append(f"{order}: only {row['critics']} of {row['of']} critics pass the gate at both "
-                             f"iterations, {words[row['verdict']]}")
+                 Verdict.NO_LARGE_EFFECT: "no change larger than 10%", Verdict.CANNOT_TELL: "cannot tell at this noise",
+                 Verdict.NOT_COMPARABLE: "not comparable"}
+        parts = [f"{ORDER_NAMES[row['p']]}: {row['ratio']:.2f}× {interval_text(row['lower'], row['upper'])} "
+                 f"({row['critics']} of {row['of']} critics, {row['seeds']} seeds), {words[row['verdict']]}"
+                 for row in frame.to_dict("records")]
         first, last = int(frame["from"].iloc[0]), int(frame["to"].iloc[0])
         return f"from iteration {first:,} to {last:,}, " + "; ".join(parts)
 
-    def correlation_sentence(self, rule: str) -> str:
-        """The L¹ margin–FDD correlation at one threshold rule, as the chapter states it."""
-        row = self.correlations.set_index(["threshold", "p"]).loc[(rule, 1.0)]
-        if math.isnan(row["rho"]):
-            return (f"no verdict: {row['critics']} of {row['of']} critics pass the sanity gate "
-                    f"({row['verdict']})")
-        return (f"ρ = {row['rho']:.2f} [{row['rho CI low']:.2f}, {row['rho CI high']:.2f}] over {row['critics']} "
-                f"of {row['of']} critics: {row['verdict']}")
+    def training_verdicts(self) -> str:
+        """The dual-norm propositions at every measured iteration, on the signed margins (one sentence)."""
+        parts = []
+        for iteration, group in self.training.groupby("iteration", sort=True):
+            judged = report.critic_propositions(group, self.primary)
+            parts.append(f"at {int(iteration):,}: " + ", ".join(
+                f"{name.split(' gives ')[0]} → {str(v)}" for name, v in zip(judged["proposition"], judged["verdict"])))
+        return "; ".join(parts)
+
+    # ------------------------------------------------------------------------- glue
+
+    def status_note(self) -> str:
+        """The introduction's status note for this chapter: the verdicts at the primary boundary, in words."""
+        chosen = self.propositions[(self.propositions["threshold"] == self.primary)
+                                   & (self.propositions["measure"] == "signed")]
+        return (f"Table {self.table}'s critics ({self.critics[['cell', 'seed']].drop_duplicates().shape[0]}), "
+                f"{RULE_NAMES[self.primary]} boundary, signed margins: " + "; ".join(
+                    f"{r.proposition}: {r.verdict} ({r.ratio:.2f} {interval_text(r.lower, r.upper)})"
+                    for r in chosen.itertuples()))
 
     def glue(self) -> dict[str, Any]:
-        comparisons = self.comparisons
-        brackets = self.bracket_numbers()
         values: dict[str, Any] = {
             "cm_table": self.table, "cm_critics": int(self.critics[["cell", "seed"]].drop_duplicates().shape[0]),
-            "cm_images": int(self.meta["images"]), "cm_fmn_steps": int(self.meta["fmn_steps"]),
-            "cm_minutes": self.meta["seconds"] / 60, "cm_workers": int(self.meta["workers"]),
-            "cm_fmn_shorter_l1": float(brackets.loc["L1", "FMN shorter"]),
-            "cm_fmn_shorter_linf": float(brackets.loc["L∞", "FMN shorter"]),
-            "cm_fmn_shorter_l2": float(brackets.loc["L2", "FMN shorter"]),
-            "cm_excess_l1": float(brackets.loc["L1", "excess"]),
-            "cm_bracket_ratio_min": float(brackets["bracket"].min()),
-            "cm_certified_ratio_midpoint": self.certified_ratio("midpoint"),
-            "cm_certified_ratio_zero": self.certified_ratio("zero"),
-            "cm_certified_below": float(brackets["certified below"].min()),
-            "cm_sign_checked": float(self.measurements["sign_change"].mean()),
+            "cm_seeds": int(self.critics["seed"].nunique()), "cm_images": int(self.meta["images"]),
+            "cm_fmn_steps": int(self.meta["fmn_steps"]), "cm_minutes": self.meta["seconds"] / 60,
+            "cm_workers": int(self.meta["workers"]), "cm_primary": RULE_NAMES[self.primary],
+            "cm_status": self.status_note(),
             "cm_check_critics": 0 if self.check is None else len(self.check[["cell", "seed"]].drop_duplicates()),
         }
+        measured = report.with_best_upper(self.measurements)
+        gap = report.certificate_gap(measured[measured["threshold_rule"] == self.primary])
+        values["cm_certified_ratio"] = f"{gap.min():.1f}–{gap.max():.1f}"
+        values["cm_sign_failures"] = int((~measured["sign_change"]).sum())
+        values["cm_sign_total"] = len(measured)
+        for rule in self.rules:
+            values[f"cm_fdd_{rule}"] = self.correlation_sentence(rule)
+            at_rule = self.critics[self.critics["threshold_rule"] == rule]
+            values[f"cm_accuracy_{rule}"] = f"{at_rule['accuracy'].min():.2f}–{at_rule['accuracy'].max():.2f}"
+            values[f"cm_wrong_side_{rule}"] = float(1 - at_rule["accuracy"].mean())
         if self.training is not None:
             iterations = sorted(self.training["iteration"].unique())
             values.update(cm_training_iterations=", ".join(f"{i:,}" for i in iterations),
                           cm_training_images=int(self.training_meta["images"]),
                           cm_training_minutes=self.training_meta["seconds"] / 60,
-                          cm_training_verdicts=self.training_verdicts(), cm_training_growth=self.growth_sentence(),
-                          cm_training_certified=self.training_certified())
-        else:
-            values.update(cm_training_iterations="—", cm_training_images=0, cm_training_minutes=0.0,
-                          cm_training_verdicts=f"not measured for Table {self.table}",
-                          cm_training_growth=f"not measured for Table {self.table}",
-                          cm_training_certified="not measured")
-        for rule in ("zero", "midpoint"):
-            chosen = comparisons[comparisons["threshold"] == rule]
-            values[f"cm_dual_{rule}"] = "; ".join(
-                f"{claim} ({ratio:.2f}× [{low:.2f}, {high:.2f}]): {verdict}" for claim, ratio, low, high, verdict in
-                zip(chosen["claim"], chosen["ratio"], chosen["ratio CI low"], chosen["ratio CI high"],
-                    chosen["verdict"])) or "no pair of cells differs in q alone"
-            values[f"cm_fdd_{rule}"] = self.correlation_sentence(rule)
-            at_rule = self.critics[self.critics["threshold_rule"] == rule]
-            values[f"cm_accuracy_{rule}"] = f"{at_rule['accuracy'].min():.2f}–{at_rule['accuracy'].max():.2f}"
+                          cm_training_verdicts=self.training_verdicts(),
+                          cm_training_growth=self.growth_sentence("margin"),
+                          cm_training_growth_normalised=self.growth_sentence("normalised"))
         return values
 
-    def training_certified(self) -> str:
-        """Per order, the median over the critics along training of mean best upper bound / mean CROWN certificate."""
-        frame = self.training
-        if "certified" not in frame:
-            return "not measured"
-        return ", ".join(f"{ORDER_NAMES[p]} {value:.1f}×" for p, value in report.certificate_gap(frame).items())
-
-    def training_verdicts(self) -> str:
-        """Per dual-norm claim, its verdicts along training in iteration order (one sentence)."""
-        frame = self.training_comparisons
-        return "; ".join(f"{claim}: " + ", ".join(f"{v} at {i:,}" for i, v in zip(group["iteration"], group["verdict"]))
-                         for claim, group in frame.groupby("claim", sort=False))
+    def correlation_sentence(self, rule: str) -> str:
+        """The L¹ margin–FDD correlation at one threshold rule, as the chapter states it."""
+        row = self.correlations.set_index(["threshold", "p"]).loc[(rule, 1.0)]
+        if math.isnan(row["rho"]):
+            return f"no verdict: {row['critics']} of {row['of']} critics pass the sanity gate ({row['verdict']})"
+        return (f"ρ = {row['rho']:.2f} [{row['rho CI low']:.2f}, {row['rho CI high']:.2f}] over {row['critics']} "
+                f"of {row['of']} critics: {row['verdict']}")
 
     def scatter(self):
         """The critics' margins against their runs' final FDD (:func:`mmgan.book.plots.critic_margin_scatter`)."""
@@ -259,11 +267,10 @@ class CriticMarginsPage:
 
     def check_table(self) -> pd.DataFrame | str:
         if self.check is None:
-            return "No pipeline check was run (check_runs = 0)."
-        shown = self.check.groupby(["cell", "seed", "threshold_rule", "p"], sort=False)[
-            ["upper", "fmn", "certified", "lower", "taylor"]].mean()
-        shown.columns = ["estimator", "FMN", "CROWN lower", "Lipschitz lower", "Taylor"]
-        return shown
+            return "No critic was measured live (check_runs = 0)."
+        critics = report.per_critic(self.check)
+        return critics[["cell", "seed", "threshold_rule", "p", "margin", "signed", "lower", "certified",
+                        "accuracy"]].round(4)
 
 
 def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: int = 50,
@@ -291,5 +298,5 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     check = None
     if check_runs:
         check = cm.measure_study(table, images=images, fmn_steps=fmn_steps, root=gan_root, runs=check_runs,
-                                 search=dict(max_steps=30, polish_steps=1))
+                                 search=dict(max_steps=30, polish_steps=1), thresholds=cm.default_thresholds(table))
     return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta)

@@ -65,12 +65,13 @@ from mmgan.base.results import (
     read_csv,
     read_json,
 )
-from mmgan.base.run_folder import SNAPSHOTS, snapshot_path
+from mmgan.base.run_folder import snapshot_path
 from mmgan.critics.certify import certified_radius
+from mmgan.critics.report import primary_threshold
 from mmgan.exact import parameter_dtype
 from mmgan.gan.data import load_images
 from mmgan.gan.models import Flatten, kept_statistics
-from mmgan.gan.tables import cell_name, run_table, study_source, table_configs, table_folder
+from mmgan.gan.tables import cell_name, study_source, table_configs, table_folder
 from mmgan.gan.trained import NETWORKS, TrainedGAN, export_networks, load_run, weights_file
 from mmgan.margins import MARGIN_ORDERS, boundary_distances, taylor_margin
 from mmgan.penalties import input_gradient
@@ -252,34 +253,6 @@ def minimum_norm_attack(critic: nn.Sequential, x: torch.Tensor, threshold: float
 
 
 
-#: Where the replicate studies live (:func:`replicate_with_snapshots`), beside ``results/gan``.
-REPLICATES_ROOT = Path("results/replicates/gan")
-
-
-def replicate_with_snapshots(table: str, iterations: Sequence[int], root: Path | str = REPLICATES_ROOT,
-                             progress: bool = False) -> list[Path]:
-    """Train a replicate of a committed study, keeping its networks at ``iterations`` (e.g. 500, 2500, 5000).
-
-    The committed studies kept only their final weights, and retraining them does not give
-    them back: a rerun need not round as the study's run did (retraining Table 3's first run
-    on another machine changed its critic loss in the eighth digit by iteration 50), and GAN
-    training amplifies such differences. So the runs along training are a *replicate*: the study's runs trained
-    again, in ``root``, with snapshots; its final networks are exported to ``networks.pt``
-    (:func:`export_networks`) so that the replicate is measured at its own end too. Returns
-    the run folders.
-    """
-    wanted = sorted({check_int(i, "iterations[i]", minimum=1) for i in iterations})
-    source, overrides = study_source(str(table))
-    frame = run_table(source, "cpu", root, progress=progress, snapshot_every=math.gcd(*wanted), **overrides)
-    folders = [Path(run) for run in frame["run"]]
-    for folder in folders:
-        for snapshot in (folder / SNAPSHOTS).glob("networks-*.pt"):
-            if int(snapshot.stem.removeprefix("networks-")) not in wanted:
-                snapshot.unlink()  # the common interval's other snapshots (not kept, to keep the repository small)
-        export_networks(folder)
-    return folders
-
-
 def study_runs(table: str, root: Path | str = "results/gan") -> pd.DataFrame:
     """The runs of a table's committed CPU study (:data:`mmgan.gan.tables.STUDIES`): cell, seed, folder."""
     source, overrides = study_source(str(table))
@@ -387,9 +360,8 @@ def measure_study(table: str, images: int = 32, thresholds: Sequence[str] = THRE
             if iteration is None:
                 weights_file(folder)
             elif not snapshot_path(folder, iteration).is_file():
-                raise FileNotFoundError(f"{folder} has no snapshot of iteration {iteration}; train a replicate "
-                                        f"that keeps them: `mmgan critic-margins {table} --snapshots "
-                                        f"{iteration}`")
+                raise FileNotFoundError(f"{folder} has no snapshot of iteration {iteration}: train the study with "
+                                        f"snapshots (run_table(..., snapshot_every=...)) to measure it along training")
     jobs = [(row, iteration) for _, row in plan.iterrows() for iteration in iterations]
     tasks = [(measure_run, (row["folder"], images, tuple(thresholds), fmn_steps, search, iteration))
              for row, iteration in jobs]
@@ -427,85 +399,49 @@ def load_measurements(table: str, root: Path | str = RESULTS_ROOT,
     return frame, read_json(path.with_suffix(".json"), remedy)
 
 
-def _certify_critic(folder: str, iteration: int | None, images: int, rows: pd.DataFrame) -> np.ndarray:
-    """A task of :func:`certify_measurements`: the ``certified`` column of one critic's committed rows."""
-    run = load_run(folder, iteration)
-    return certify_rows(run.critic, torch.cat(measurement_images(run, images)), rows)
+def default_thresholds(table: str) -> tuple[str, ...]:
+    """The boundaries a study's critics are measured at: its primary one
+    (:func:`mmgan.critics.report.primary_threshold`) and our real/fake midpoint."""
+    losses = study_runs(table)["loss"].unique()
+    return tuple(dict.fromkeys((primary_threshold(list(losses)), "midpoint")))
 
 
-def certify_measurements(table: str, kind: str = "", root: Path | str = RESULTS_ROOT, workers: int = 1,
-                         progress: bool = False) -> Path:
-    """Add the CROWN ``certified`` column to committed measurements (measured before it existed), in place.
-
-    The images are drawn again as they were measured (checked against the recorded
-    critic scores); one task per critic over ``workers`` processes; the wall time is
-    recorded in the meta data as ``certify_seconds``.
-    """
-    started = time.perf_counter()
-    frame, meta = load_measurements(table, root, kind)
-    runs = study_runs(table, meta.get("runs", "results/gan")).set_index(["cell", "seed"])["folder"]
-    frame = frame.reset_index(drop=True)
-    keys = ["cell", "seed"] + (["iteration"] if "iteration" in frame else [])
-    groups = list(frame.groupby(keys, sort=False))
-    tasks = []
-    for key, rows in groups:
-        folder = runs.loc[(key[0], key[1])]
-        iteration = int(key[2]) if len(key) > 2 and snapshot_path(folder, int(key[2])).is_file() else None
-        tasks.append((_certify_critic, (folder, iteration, int(meta["images"]),
-                                        rows[["threshold", "p", "score", "upper", "fmn"]])))
-    results = run_tasks(tasks, workers, desc="certified critics" if progress else None)
-    frame["certified"] = np.nan
-    for (_, rows), certified in zip(groups, results):
-        frame.loc[rows.index, "certified"] = certified
-    meta.update(certify_steps=CERTIFY_STEPS, certify_seconds=time.perf_counter() - started, certify_workers=workers)
-    return save_measurements(frame, table, meta, root, kind)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Measure the margins of the critics of a table's CPU study.")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure the margins of the critics of a table's committed study.")
     parser.add_argument("table")
     parser.add_argument("--images", type=int, default=32, help="real and generated images per critic")
     parser.add_argument("--fmn-steps", dest="fmn_steps", type=int, default=1000, help="0: no FMN cross-check")
+    parser.add_argument("--thresholds", nargs="+", choices=THRESHOLDS,
+                        help="default: the study's primary boundary and the midpoint")
     parser.add_argument("--workers", type=int, default=available_cores())
     parser.add_argument("--root", default="results/gan")
     parser.add_argument("--out", default=str(RESULTS_ROOT))
     parser.add_argument("--export-networks", dest="export", action="store_true",
                         help=f"write {NETWORKS} beside each run's checkpoint.pt (to commit them) and stop")
-    parser.add_argument("--snapshots", type=int, nargs="+", metavar="ITERATION",
-                        help=f"train a replicate of the study in {REPLICATES_ROOT} that keeps its networks at these "
-                             "iterations, and stop")
     parser.add_argument("--along-training", dest="along", type=int, nargs="+", metavar="ITERATION",
-                        help=f"measure the replicate's critics ({REPLICATES_ROOT}) at these iterations and at the "
-                             "end, midpoint threshold")
-    parser.add_argument("--certify", action="store_true",
-                        help="add CROWN certified lower bounds to the committed measurements (with --along-training: "
-                             "to those along training) and stop")
+                        help="measure the study's snapshots at these iterations and its end, at its primary "
+                             "boundary only")
     args = parser.parse_args(argv)
-    if args.certify:
-        path = certify_measurements(args.table, ALONG_TRAINING if args.along else "", args.out, args.workers,
-                                    progress=True)
-        print(path)
-        return
     if args.export:
         for folder in study_runs(args.table, args.root)["folder"]:
             print(export_networks(folder))
-        return
-    if args.snapshots:
-        for folder in replicate_with_snapshots(args.table, args.snapshots, progress=True):
-            print(folder)
-        return
+        return 0
     started = time.perf_counter()
-    thresholds, iterations = (("midpoint",), [*args.along, None]) if args.along else (THRESHOLDS, [None])
-    root = REPLICATES_ROOT if args.along else args.root
-    frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, root, progress=True,
-                          iterations=iterations)
+    thresholds = tuple(args.thresholds or default_thresholds(args.table))
+    if args.along:
+        thresholds, iterations = thresholds[:1], [*args.along, None]
+    else:
+        iterations = [None]
+    frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, args.root,
+                          progress=True, iterations=iterations)
     meta = {"table": args.table, "images": args.images, "fmn_steps": args.fmn_steps, "search": SEARCH,
-            "thresholds": list(thresholds), "iterations": iterations, "runs": str(root),
-            "workers": args.workers, "seconds": time.perf_counter() - started, "environment": environment(),
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "thresholds": list(thresholds), "iterations": iterations, "runs": str(args.root),
+            "certify_steps": CERTIFY_STEPS, "workers": args.workers, "seconds": time.perf_counter() - started,
+            "environment": environment(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = save_measurements(frame, args.table, meta, args.out, ALONG_TRAINING if args.along else "")
     print(path, f"{meta['seconds']:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

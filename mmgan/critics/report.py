@@ -2,32 +2,34 @@
 
 The rules the chapter states:
 
-* **Margin of an image**: the best known upper bound of its distance to {f = t}, the
+* **Margin of an image**: the best known upper bound of its distance to its boundary, the
   smaller of the estimator's and FMN's distances (both reach a point where f − t changes
-  sign). A critic's margin at order p is the mean over its measured images (reals and
-  generated images alike).
+  sign); *signed*, it is negative when the image lies on the wrong side of its boundary.
+  A critic's margin at order p is the mean over its measured images (reals and generated
+  images alike); the signed mean is the primary measure.
+* **Threshold**: the paper's relativistic-average boundary for relativistic average critics
+  (App. C.1), zero for the hinge loss, the real/fake midpoint (ours) for WGAN
+  (:func:`primary_threshold`); the midpoint is shown beside as a second view.
 * **Sanity gate**: a comparison is *not comparable* when one of its critics does not
   separate reals from generated images at its threshold (accuracy below
   :data:`SEPARATION_BAR`) or when its run did not learn (lowest FDD not at least
   :data:`LEARNT_FACTOR` times below the first evaluation).
-* **Dual-norm claim** (§4): penalising ‖∇f‖_q gives a larger L^p margin, p = dual(q),
-  than penalising another norm. For two cells of the same loss and penalty shape that
-  differ in q, the per-seed log ratio of their L^p margins (seeds share data order,
-  noise and initial weights) gets a 95% t interval: *holds* when it lies above 0, *does
-  not hold* below 0, else *cannot tell at this noise*.
+* **Dual-norm propositions** (§4: penalising ‖∇f‖_q enlarges the L^p margin, p = dual(q)), in both
+  directions, and a scale-free shape test (the L¹/L² margin ratio), judged by the pooled rule of
+  :mod:`mmgan.book.propositions`: the seed is the unit, Bonferroni over the three
+  (:func:`critic_propositions`).
 * **FDD link** (§5's argument that larger L¹ margins make better GANs): Spearman's rank
   correlation across the critics that pass the sanity gate between the L^p margin and
   the final FDD, with a bootstrap 95% interval over those critics: *holds* when the
   interval lies below 0 (larger margin, lower FDD), *does not hold* when above 0; *not
   comparable* when fewer than 3 critics pass the gate.
-* **Growth along training**: per order p, over the critics that pass the gate at both
-  iterations, the 95% t interval of log(margin late / margin early): margins *grow*
-  (holds) when it lies above 0, *shrink* (does not hold) below 0.
+* **Growth along training**: per order p, the per-seed mean over cells of log(margin late /
+  margin early), pooled over seeds; on the raw margin and on the margin over each critic's
+  typical nearest-training-image distance of its generated images (:func:`seed_growth`).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -35,13 +37,22 @@ import pandas as pd
 from scipy import stats
 
 from mmgan.book.propositions import ALPHA, pooled_effect
-from mmgan.book.verdicts import Interval, Verdict, interval_verdict, paired_t_interval
+from mmgan.book.verdicts import Verdict, paired_t_interval
 from mmgan.gan.chapter import LEARNT_FACTOR
 
 SEPARATION_BAR = 0.6
-#: p = dual(q) for the gradient norms of the GAN tables (smax, a smooth maximum, is left out).
-DUAL_ORDER = {"1": math.inf, "2": 2.0, "inf": 1.0}
 KEYS = ["cell", "loss", "q", "g", "seed", "threshold_rule", "p"]
+
+
+def primary_threshold(losses: pd.Series | list[str]) -> str:
+    """The boundary a study's critics are judged at: the paper's relativistic-average one for RaGAN critics
+    (App. C.1), zero for the hinge losses, the midpoint for WGAN (defined only up to a constant)."""
+    losses = set(losses)
+    if all(loss.startswith("ra") for loss in losses):
+        return "relativistic"
+    if "wgan" in losses:
+        return "midpoint"
+    return "zero"
 
 
 def with_best_upper(measurements: pd.DataFrame) -> pd.DataFrame:
@@ -189,81 +200,17 @@ def cell_summary(critics: pd.DataFrame) -> pd.DataFrame:
 
 
 def along_training(critics: pd.DataFrame) -> pd.DataFrame:
-    """Per (cell, p, iteration) of :func:`per_critic` rows measured along training: the mean margin over
-    seeds with its 95% t interval, the accuracy and the FDD at that iteration."""
+    """Per (cell, p, iteration) of :func:`per_critic` rows measured along training: the mean signed margin over
+    seeds with its 95% t interval, the mean margin over the nearest-training-image scale, the real–fake score gap,
+    the accuracy and the FDD at that iteration."""
     rows = []
     for (cell, p, iteration), group in critics.groupby(["cell", "p", "iteration"], sort=True):
-        interval = paired_t_interval(group["margin"])
+        interval = paired_t_interval(group["signed"])
         rows.append({"cell": cell, "p": p, "iteration": int(iteration), "seeds": len(group), "margin": interval.mean,
                      "margin CI low": interval.lower, "margin CI high": interval.upper,
-                     "accuracy": group["accuracy"].mean(), "FDD": group["fdd_at_iteration"].mean()})
-    return pd.DataFrame(rows)
-
-
-def dual_norm_along_training(critics: pd.DataFrame) -> pd.DataFrame:
-    """:func:`dual_norm_comparisons` at every measured iteration (one more column, ``iteration``)."""
-    frames = [dual_norm_comparisons(group).assign(iteration=int(iteration))
-              for iteration, group in critics.groupby("iteration", sort=True)]
-    return pd.concat(frames, ignore_index=True)
-
-
-def margin_growth(critics: pd.DataFrame, first: int | None = None, last: int | None = None) -> pd.DataFrame:
-    """Do margins grow along training? Per threshold rule and order p, over the critics (cell, seed)
-    that pass the sanity gate at both iterations (default: the first and last measured), the 95% t
-    interval of log(margin at ``last`` / margin at ``first``), shown as a ratio: *holds* (they grow)
-    when it lies above 1, *does not hold* (they shrink) below 1, *not comparable* with fewer than 3
-    critics."""
-    iterations = sorted(critics["iteration"].unique())
-    first, last = iterations[0] if first is None else first, iterations[-1] if last is None else last
-    for name, value in (("first", first), ("last", last)):
-        if value not in iterations:
-            raise ValueError(f"{name}={value} is not a measured iteration; valid: {[int(i) for i in iterations]}")
-    keys = ["threshold_rule", "p", "cell", "seed"]
-    start = critics[critics["iteration"] == first].set_index(keys)
-    end = critics[critics["iteration"] == last].set_index(keys)
-    both = start.index.intersection(end.index)
-    start, end = start.loc[both], end.loc[both]
-    paired = pd.DataFrame({"log_ratio": np.log(end["margin"] / start["margin"]),
-                           "gate": start["separates"] & end["separates"] & end["learnt"]}, index=both)
-    rows = []
-    for (rule, p), group in paired.groupby(level=["threshold_rule", "p"], sort=True):
-        chosen = group.loc[group["gate"], "log_ratio"]
-        if len(chosen) < 3:
-            interval, verdict = Interval(math.nan, math.nan, math.nan, len(chosen)), Verdict.NOT_COMPARABLE
-        else:
-            interval = paired_t_interval(chosen).map(math.exp)
-            verdict = interval_verdict(interval, 1.0)
-        rows.append({"threshold": rule, "p": p, "from": int(first), "to": int(last), "critics": len(chosen),
-                     "of": len(group), "ratio": interval.mean, "ratio CI low": interval.lower,
-                     "ratio CI high": interval.upper, "verdict": verdict})
-    return pd.DataFrame(rows)
-
-
-def _comparable(critics: pd.DataFrame) -> bool:
-    return bool(critics["learnt"].all() and critics["separates"].all())
-
-
-def dual_norm_comparisons(critics: pd.DataFrame) -> pd.DataFrame:
-    """Every pair of cells (same loss, same g, different q ∈ DUAL_ORDER), judged at p = dual(q) of the first."""
-    rows = []
-    for rule, by_rule in critics.groupby("threshold_rule", sort=False):
-        cells = by_rule[["cell", "loss", "q", "g"]].drop_duplicates()
-        for (_, a), (_, b) in itertools.permutations(cells.iterrows(), 2):
-            if a["loss"] != b["loss"] or a["g"] != b["g"] or a["q"] not in DUAL_ORDER or b["q"] not in DUAL_ORDER:
-                continue
-            p = DUAL_ORDER[a["q"]]
-            at_p = by_rule[by_rule["p"] == p].set_index("seed")
-            mine, theirs = at_p[at_p["cell"] == a["cell"]], at_p[at_p["cell"] == b["cell"]]
-            seeds = mine.index.intersection(theirs.index)
-            if len(seeds) == 0:
-                continue
-            log_ratio = np.log(mine.loc[seeds, "margin"] / theirs.loc[seeds, "margin"])
-            interval = paired_t_interval(log_ratio).map(math.exp)
-            verdict = (interval_verdict(interval, 1.0)
-                       if _comparable(pd.concat([mine.loc[seeds], theirs.loc[seeds]])) else Verdict.NOT_COMPARABLE)
-            rows.append({"threshold": rule, "claim": f"{a['cell']} has larger L{_p_text(p)} margins than {b['cell']}",
-                         "p": p, "seeds": len(seeds), "ratio": interval.mean, "ratio CI low": interval.lower,
-                         "ratio CI high": interval.upper, "verdict": verdict})
+                     "normalised": group["normalised"].mean() if "normalised" in group else math.nan,
+                     "score gap": group["score_gap"].mean(), "accuracy": group["accuracy"].mean(),
+                     "FDD": group["fdd_at_iteration"].mean()})
     return pd.DataFrame(rows)
 
 
@@ -298,7 +245,3 @@ def _rank_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     norm = np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
     spread = norm > 0
     return (ra * rb).sum(1)[spread] / norm[spread]
-
-
-def _p_text(p: float) -> str:
-    return "∞" if math.isinf(p) else f"{p:g}"

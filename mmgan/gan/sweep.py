@@ -496,7 +496,7 @@ def collect_report(frame: pd.DataFrame) -> str:
 
 def collect_command(table: str, preset: str, root: Path, overrides: dict[str, Any]) -> str:
     """The shell command that collects a sweep submitted with these values."""
-    words = ["python", "-m", "mmgan.gan.sweep", table, "--preset", preset,
+    words = ["mmgan", "sweep", table, "--preset", preset,
              "--root", str(root), "--collect"]
     for key, value in overrides.items():
         if key in SELECTION:

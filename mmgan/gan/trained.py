@@ -62,7 +62,7 @@ def load_run(folder: Path | str, iteration: int | None = None) -> TrainedGAN:
 
     Reads config.yaml, summary.json and the weights from ``networks.pt`` (committed
     with the studies) or else from ``checkpoint.pt``; with ``iteration``, from the
-    snapshot of that iteration (:func:`mmgan.critics.measure.replicate_with_snapshots`).
+    snapshot of that iteration (a study trained with ``snapshot_every``, :func:`mmgan.gan.tables.run_table`).
     """
     folder = Path(folder)
     for name in ("config.yaml", SUMMARY):

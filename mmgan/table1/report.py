@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -466,6 +467,19 @@ def protocol_search_table(probes: pd.DataFrame, accuracy_bar: float = ACCURACY_B
                         "lowest accuracy": f"{part.held_out_accuracy.min():.1%}",
                         "rows with a classifier below": ", ".join(dict.fromkeys(missed.row)) or "—"})
     return pd.DataFrame(records)
+
+
+def status_note(claims: ClaimVerdicts) -> str:
+    """The introduction's status note for Table 1: each claim's verdict and counts, as the chapter gives them."""
+    return (f"headline: a penalty gives larger margins: {claims.larger} ({count_text(claims.larger_counts)}); "
+            f"2-3 times larger: {claims.at_least_2x} ({count_text(claims.at_least_2x_counts)}); each penalty "
+            f"maximises its own margin: {claims.own_margin} ({count_text(claims.own_margin_counts)})")
+
+
+def headline_claims(root: Path | str) -> ClaimVerdicts:
+    """The claims of §4.2 on the committed headline variant under ``root`` (``results/table1``)."""
+    config = table1.make_config(table1.HEADLINE[0], dim=table1.HEADLINE[1], scale=table1.HEADLINE[2])
+    return claim_verdicts(statistics(table1.load_table1(table1.result_directory(config, Path(root)))))
 
 
 def book_status(claims: ClaimVerdicts) -> str:

@@ -115,8 +115,10 @@ def summarise_line_gans(curves: pd.DataFrame) -> pd.DataFrame:
     for (loss, lam), part in curves.groupby(["generator_loss", "lam"]):
         final = part[part.iteration == part.iteration.max()]
         reached = part[part.distance < 0.05].groupby("seed").iteration.min()
+        seeds = part.seed.nunique()
         rows.append({"generator loss": loss, "lam": lam, "final distance": final.distance.mean(),
-                     "seeds within 0.05": f"{len(reached)} of {part.seed.nunique()}",
+                     "seeds that came within 0.05": f"{len(reached)} of {seeds}",
+                     "seeds within 0.05 at the end": f"{int((final.distance < 0.05).sum())} of {seeds}",
                      # written out: a run that never came within 0.05 has no iteration to average
                      "median iterations to 0.05": f"{np.median(reached):.0f}" if len(reached) else "not reached",
                      "critic grad at fakes (median over training)": part.fake_critic_grad.median(),
