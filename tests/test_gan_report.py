@@ -61,6 +61,14 @@ def test_loss_gap_reads_paired_logs(tmp_path):
     gap = gan_report.loss_gap(pd.DataFrame(rows))
     assert len(gap) == 1 and gap["gap min"].iloc[0] == pytest.approx(2.0) == gap["gap max"].iloc[0]
     assert gap["logged iterations"].iloc[0] == 2
+    ties = gan_report.loss_ties(pd.DataFrame(rows))
+    assert bool(ties.loc[("1", "ls"), "tied"]) and "q = 1 with the ls penalty" in gan_report.tie_sentence(ties)
+    apart = '{"iteration": 10, "critic_loss": 2.0}\n{"iteration": 20, "critic_loss": 9.0}\n'
+    (tmp_path / "hinge" / "log.jsonl").write_text(apart)
+    ties = gan_report.loss_ties(pd.DataFrame(rows))
+    assert not ties["tied"].any() and "none of the 1 compared" in gan_report.tie_sentence(ties)
+    nothing = gan_report.loss_ties(pd.DataFrame(rows[:1]))
+    assert nothing.empty and "no WGAN and HingeGAN runs" in gan_report.tie_sentence(nothing)
 
 
 def _curves(histories: dict[str, list[list[float]]]) -> pd.DataFrame:

@@ -81,9 +81,8 @@ UNLISTED = ("checkpoint.pt", ".lock", MANIFEST)
 
 
 def manifest_files(folder: Path) -> list[Path]:
-    """The results files a manifest of ``folder`` lists (sorted; :data:`UNLISTED` and ``snapshots/`` left out)."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in UNLISTED
-                  and "snapshots" not in p.relative_to(folder).parts)
+    """The results files a manifest of ``folder`` lists (sorted; :data:`UNLISTED` left out)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in UNLISTED)
 
 
 def write_manifest(folder: Path | str) -> Path:

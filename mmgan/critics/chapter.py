@@ -41,9 +41,31 @@ class CriticMarginsPage:
     training_meta: dict[str, Any] | None = None
 
     @property
-    def primary(self) -> str:
-        """The boundary the verdicts are drawn at (:func:`mmgan.critics.report.primary_threshold`)."""
+    def paper_boundary(self) -> str:
+        """The paper's boundary for the study's loss (:func:`mmgan.critics.report.primary_threshold`)."""
         return report.primary_threshold(list(self.critics["loss"].unique()))
+
+    @property
+    def primary(self) -> str:
+        """The boundary the verdicts are drawn at: the paper's when it was measured, else our midpoint (or the
+        first measured rule) for measurements made before the paper's boundary was added."""
+        measured = list(dict.fromkeys(self.critics["threshold_rule"]))
+        if self.paper_boundary in measured:
+            return self.paper_boundary
+        return "midpoint" if "midpoint" in measured else measured[0]
+
+    def stale_note(self) -> str:
+        """What the committed measurements lack, and the command that completes them ("" when nothing)."""
+        notes = []
+        if self.primary != self.paper_boundary:
+            notes.append(f"The committed measurements predate the paper's {RULE_NAMES[self.paper_boundary]} "
+                         f"boundary: the verdicts are drawn at the {RULE_NAMES[self.primary]} boundary until "
+                         f"`mmgan critic-margins {self.table}` re-measures them.")
+        runs = (self.training_meta or {}).get("runs", "results/gan")
+        if self.training is not None and runs != "results/gan":
+            notes.append(f"The critics along training are those of a retrained replicate of the study (`{runs}`), "
+                         f"not of the committed study itself.")
+        return " ".join(notes)
 
     @property
     def rules(self) -> list[str]:
@@ -91,7 +113,8 @@ class CriticMarginsPage:
         """Per boundary and cell: the signed margin of each order (mean over seeds [95% t interval]), the
         unsigned L¹ margin, accuracy, real–fake score gap and final FDD."""
         rows = []
-        for (rule, cell), group in self.critics.groupby(["threshold_rule", "cell"], sort=False):
+        ordered = self.critics.assign(rank=self.critics["threshold_rule"].map(self.rules.index))
+        for (_, rule, cell), group in ordered.groupby(["rank", "threshold_rule", "cell"], sort=True):
             row: dict[str, Any] = {"boundary": RULE_NAMES[rule], "cell": cell}
             for p, at in group.groupby("p", sort=True):
                 mean = at["signed"].mean()
@@ -127,10 +150,13 @@ class CriticMarginsPage:
                 "Taylor / best upper (median)": f"{(group['taylor'] / group['margin']).median():.2f}"})
         return pd.DataFrame(rows).set_index(["boundary", "order"])
 
-    def modes_table(self) -> pd.DataFrame:
+    def modes_table(self) -> pd.DataFrame | str:
         """Per cell: the critic as measured (eval mode) and as the generator trained against it (train mode):
-        mean L² gradient norm at interpolates and real–fake score gap, mean over seeds."""
+        mean L² gradient norm at interpolates and real–fake score gap, mean over seeds (or why not shown)."""
         columns = ["grad_norm_eval", "grad_norm_train", "score_gap_eval", "score_gap_train"]
+        if not set(columns) <= set(self.measurements):
+            return (f"Not measured: the committed measurements predate the eval- and train-mode views; "
+                    f"`mmgan critic-margins {self.table}` adds them.")
         per_critic = self.measurements.groupby(["cell", "seed"], sort=False)[columns].first()
         table = per_critic.groupby(level="cell", sort=False).mean().round(2)
         return table.rename(columns={"grad_norm_eval": "‖∇f‖₂ at interpolates, eval mode",
@@ -175,7 +201,8 @@ class CriticMarginsPage:
                                     aggfunc="first", sort=False)[list(ORDER_NAMES.values())]
         table.columns = [f"{c} signed margin" for c in table.columns]
         l1 = summary[summary["p"] == 1.0].set_index(["cell", "iteration"])
-        table["L1 margin / NN distance"] = l1["normalised"].round(3)
+        if "normalised" in l1:
+            table["L1 margin / NN distance"] = l1["normalised"].round(3)
         table["score gap"] = l1["score gap"].round(2)
         table["accuracy"] = l1["accuracy"].round(2)
         table["FDD"] = l1["FDD"].round(1)
@@ -187,12 +214,15 @@ class CriticMarginsPage:
         (:func:`mmgan.critics.report.seed_growth`)."""
         if self.training is None:
             return pd.DataFrame()
-        return pd.concat([report.seed_growth(self.training, measure) for measure in ("margin", "normalised")],
-                         ignore_index=True)
+        measures = [m for m in ("margin", "normalised") if m in self.training]
+        return pd.concat([report.seed_growth(self.training, measure) for measure in measures], ignore_index=True)
 
     def growth_sentence(self, measure: str) -> str:
         """Per order, the ratio last / first iteration of ``measure`` pooled over seeds, its interval and verdict."""
         frame = self.training_growth[self.training_growth["measure"] == measure]
+        if frame.empty:
+            return (f"not measured: the committed measurements along training predate the {measure} margins; "
+                    f"`mmgan critic-margins {self.table} --along-training ITERATION ...` adds them")
         words = {Verdict.HOLDS: "they grow", Verdict.DOES_NOT_HOLD: "they shrink",
                  Verdict.NO_LARGE_EFFECT: "no change larger than 10%", Verdict.CANNOT_TELL: "cannot tell at this noise",
                  Verdict.NOT_COMPARABLE: "not comparable"}
@@ -220,7 +250,7 @@ class CriticMarginsPage:
         return (f"Table {self.table}'s critics ({self.critics[['cell', 'seed']].drop_duplicates().shape[0]}), "
                 f"{RULE_NAMES[self.primary]} boundary, signed margins: " + "; ".join(
                     f"{r.proposition}: {r.verdict} ({r.ratio:.2f} {interval_text(r.lower, r.upper)})"
-                    for r in chosen.itertuples()))
+                    for r in chosen.itertuples())) + (" " + self.stale_note() if self.stale_note() else "")
 
     def glue(self) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -229,6 +259,7 @@ class CriticMarginsPage:
             "cm_fmn_steps": int(self.meta["fmn_steps"]), "cm_minutes": self.meta["seconds"] / 60,
             "cm_workers": int(self.meta["workers"]), "cm_primary": RULE_NAMES[self.primary],
             "cm_status": self.status_note(),
+            "cm_stale": self.stale_note() or "Every measurement is of the study's own critics at the paper's boundary.",
             "cm_check_critics": 0 if self.check is None else len(self.check[["cell", "seed"]].drop_duplicates()),
         }
         measured = report.with_best_upper(self.measurements)

@@ -205,8 +205,8 @@ class Study(Run):
             "first": f"first {metric}", "best": f"best {metric}", "late change": "late change (share)"})
 
     def protocol(self) -> pd.DataFrame:
-        table = protocol.protocol_table(self.config, gan_tables.TABLES[self.table].losses, self.seeds)
-        return table.set_index("setting")
+        return protocol.protocol_table(self.config, gan_tables.TABLES[self.table].losses, self.seeds,
+                                       tuple(self.results["q"].unique())).set_index("setting")
 
     def samples(self, n: int = 16) -> tuple[dict[str, Any], list[str]]:
         """Per cell of the study, ``n`` samples of its first seed whose networks are committed
@@ -284,6 +284,15 @@ class Study(Run):
                     f"last quarter of training (smoothed: mean of the last {gan_report.END_SHARE:.0%} of evaluations "
                     f"against the same window at three quarters; median change {v['study_late_median']:+.0%}, "
                     f"largest fall {v['study_late_min']:+.0%})")
+        source = self.stand_in.runs_of if self.stand_in else self.table
+        if source in gan_tables.FIRST_CLASSIFIER:
+            lines.append("**An older metric.** This study's FDDs come from the first version of the digits classifier, "
+                         "whose initial weights were drawn from whatever random state preceded it and were not kept: "
+                         "they are consistent within the study but on another scale than the other tables' FDDs, and "
+                         "today's code does not reproduce them.")
+        differences = protocol.differences(self.protocol().reset_index())
+        lines.append("**Departs from the released protocol in:** " + "; ".join(differences) + " (the protocol table "
+                     "below gives each).")
         failed = self.failed()
         if len(failed):
             lines.append(f"**Unusable runs.** {len(failed)} run(s) failed or could not be read, and every mean, count "
@@ -383,8 +392,8 @@ class GANChapter:
                                                         f"preset {self.preset}; lower is better)")
 
     def run_protocol(self) -> pd.DataFrame:
-        return protocol.protocol_table(self.run.config, gan_tables.TABLES[self.table].losses,
-                                       self.run.seeds).set_index("setting")
+        return protocol.protocol_table(self.run.config, gan_tables.TABLES[self.table].losses, self.run.seeds,
+                                       tuple(self.run.results["q"].unique())).set_index("setting")
 
     def setting(self) -> pd.Series:
         """The chapter's own run against the paper's setting."""

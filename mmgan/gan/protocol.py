@@ -22,11 +22,12 @@ def _flag(same: bool) -> str:
 
 
 def protocol_table(config: GANConfig, losses: tuple[str, ...] = ("wgan", "hinge"),
-                   seeds: tuple[int, ...] = (1,)) -> pd.DataFrame:
+                   seeds: tuple[int, ...] = (1,), norms: tuple[str, ...] = ("1", "2", "inf", "smax")) -> pd.DataFrame:
     """One row per setting: ``paper``, ``released code``, ``this run`` and ``as released`` (yes / no / unknown).
 
     ``config`` is the shared configuration of a table's runs (``mmgan.gan.tables.table_configs``); ``losses``
-    the table's losses (the relativistic rows appear only for relativistic tables); ``seeds`` its seeds.
+    the table's losses (the relativistic rows appear only for relativistic tables); ``seeds`` its seeds;
+    ``norms`` the gradient norms of its cells (the L^∞ and smooth-maximum rows appear only where they are used).
     """
     width = config.width if config.width is not None else DEFAULT_WIDTH[(config.arch, config.image_size)]
     slope = config.leaky_slope if config.leaky_slope is not None else DEFAULT_SLOPE[config.arch]
@@ -54,12 +55,16 @@ def protocol_table(config: GANConfig, losses: tuple[str, ...] = ("wgan", "hinge"
         ("gradient penalty", "λ = 20 at random interpolates u·x_real + (1 − u)·x_fake",
          "λ = 20 at random interpolates", f"λ = {config.lam:g} at {config.penalty_at}",
          _flag(config.lam == 20 and config.penalty_at == "interpolates")),
-        ("L^∞ gradient norm (q = inf cells)", "max_i |g_i|", "signed max_i g_i (inverted --l1_margin_no_abs)",
-         "signed max_i g_i" if config.as_released else "max_i |g_i|", _flag(config.as_released)),
-        ("smooth maximum (q = smax cells)", "per sample, App. B (β = 1)",
-         "one value pooled over the batch of signed gradients, β = 1",
-         "pooled over the batch, signed" if config.as_released else "per sample of |g|", _flag(config.as_released)),
     ]
+    if "inf" in norms:
+        rows.append(("L^∞ gradient norm (q = inf cells)", "max_i |g_i|",
+                     "signed max_i g_i (inverted --l1_margin_no_abs)",
+                     "signed max_i g_i" if config.as_released else "max_i |g_i|", _flag(config.as_released)))
+    if "smax" in norms:
+        rows.append(("smooth maximum (q = smax cells)", "per sample, App. B (β = 1)",
+                     "one value pooled over the batch of signed gradients, β = 1",
+                     "pooled over the batch, signed" if config.as_released else "per sample of |g|",
+                     _flag(config.as_released)))
     if any(needs_real_scores(loss) for loss in losses):
         rows += [
             ("relativistic paired critic loss", "E[L(C(x_r) − C(x_f))] (App. C)", "2 · E[L(C(x_r) − C(x_f))]",

@@ -128,6 +128,35 @@ def loss_gap(results: pd.DataFrame, first: str = "wgan", second: str = "hinge",
     return pd.DataFrame(rows)
 
 
+def loss_ties(results: pd.DataFrame, offset: float = 2.0, tolerance: float = 1e-4) -> pd.DataFrame:
+    """Per (q, g) of :func:`loss_gap`: the gap's range over seeds, and ``tied``: it stayed ``offset`` throughout.
+
+    A tied cell is one where the hinge and WGAN runs took identical steps in every seed (the gap
+    min = max = 2 up to ``tolerance``); empty when the study has no matched WGAN/hinge pairs.
+    """
+    gaps = loss_gap(results)
+    if gaps.empty:
+        return pd.DataFrame(columns=["gap min", "gap max", "tied"],
+                            index=pd.MultiIndex.from_arrays([[], []], names=["q", "g"]))
+    summary = gaps.groupby(["q", "g"]).agg({"gap min": "min", "gap max": "max"})
+    off = (summary[["gap min", "gap max"]] - offset).abs()
+    summary["tied"] = off.max(axis=1) < tolerance
+    return summary
+
+
+def tie_sentence(ties: pd.DataFrame) -> str:
+    """One sentence naming the tied cells of :func:`loss_ties` (or saying that none tie, or none were compared)."""
+    if ties.empty:
+        return "The committed study has no WGAN and HingeGAN runs of the same cell and seed, so no tie is checked here."
+    tied = [f"q = {q} with the {g} penalty" for (q, g), row in ties.iterrows() if row["tied"]]
+    compared = len(ties)
+    if not tied:
+        return (f"In none of the {compared} compared cells is the hinge critic loss the WGAN loss plus exactly 2 "
+                "throughout: the two losses took different steps everywhere.")
+    return (f"In {len(tied)} of the {compared} compared cells ({', '.join(tied)}) the hinge critic loss is the WGAN "
+            "critic loss plus exactly 2 at every logged iteration of every seed.")
+
+
 def learning(curves: pd.DataFrame, share: float = END_SHARE) -> pd.DataFrame:
     """Per run of ``curves``: did it learn, and had it levelled off?
 

@@ -1,0 +1,94 @@
+"""Facts that stand on two pages of the rendered book must agree: the introduction's overview of the GAN
+propositions against each table chapter's own propositions, and its computed status notes against the chapters."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+CHAPTERS = {"2": "table2_cifar10", "3": "table3_relativistic", "4": "table4_adam", "5": "table5_standard_cnn",
+            "6": "table6_cat32", "7": "table7_cat64", "8": "table8_smax"}
+
+
+def tables(page: Path) -> list[list[list[str]]]:
+    """Every table of a page as rows of cell texts (header rows included)."""
+    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+    out = []
+    for table in soup.select("main table"):
+        rows = [[" ".join(cell.get_text(" ", strip=True).split()) for cell in row.find_all(["th", "td"])]
+                for row in table.find_all("tr")]
+        out.append(rows)
+    return out
+
+
+def chapter_verdicts(page: Path) -> dict[str, str]:
+    """Proposition → verdict of a table chapter's propositions table (the first with a 'verdict' column)."""
+    for rows in tables(page):
+        header = next((row for row in rows if "verdict" in row), None)
+        if header is None or not any("ratio other / better" in cell for cell in header):
+            continue
+        column = header.index("verdict")
+        verdicts = {}
+        for row in rows:
+            if len(row) == len(header) and row[0] not in ("", "proposition") and row != header:
+                verdicts[row[0]] = row[column]
+        return verdicts
+    return {}
+
+
+def overview_verdicts(page: Path) -> dict[tuple[str, str], str]:
+    """(table, proposition) → verdict of the introduction's overview table."""
+    for rows in tables(page):
+        header = next((row for row in rows if "verdict" in row and "evidence" in row), None)
+        if header is None:
+            continue
+        out, table = {}, None
+        for row in rows:
+            if row and row[0].startswith("Table "):
+                table = row[0]
+                row = row[1:]
+            if table and len(row) == len(header) - 1 and row[0] not in ("proposition",):
+                out[(table.removeprefix("Table "), row[0])] = row[header.index("verdict") - 1]
+        return out
+    return {}
+
+
+def disagreements(html: Path) -> list[str]:
+    overview = overview_verdicts(html / "notebooks" / "intro.html")
+    problems = [] if overview else ["the introduction shows no overview of the propositions"]
+    for (table, proposition), verdict in overview.items():
+        own = chapter_verdicts(html / "notebooks" / f"{CHAPTERS[table]}.html")
+        if own.get(proposition) != verdict and not (verdict.startswith("not comparable")
+                                                    and str(own.get(proposition, "")).startswith("not comparable")):
+            problems.append(f"Table {table}, {proposition}: the introduction says {verdict!r}, the chapter "
+                            f"{own.get(proposition)!r}")
+    intro = (html / "notebooks" / "intro.html").read_text(encoding="utf-8")
+    critics = BeautifulSoup((html / "notebooks" / "critic_margins.html").read_text(encoding="utf-8"),
+                            "html.parser").get_text(" ")
+    for verdict in re.findall(r"q = ∞ gives larger L¹ margins than q = 2: ([a-z ]+?) \(", intro)[:1]:
+        if f"q = ∞ gives larger L¹ margins than q = 2 {verdict}" not in " ".join(critics.split()) and \
+                verdict not in critics:
+            problems.append(f"critic margins: the introduction says {verdict!r}, the chapter does not")
+    return problems
+
+
+def test_the_introduction_agrees_with_every_chapter(book_html):
+    assert disagreements(book_html) == []
+
+
+def test_the_check_catches_a_chapter_that_says_otherwise(book_html, tmp_path):
+    copy = tmp_path / "html"
+    shutil.copytree(book_html, copy)
+    overview = overview_verdicts(copy / "notebooks" / "intro.html")
+    if not overview:
+        pytest.fail("the introduction shows no overview of the propositions")
+    (table, proposition), verdict = next(iter(overview.items()))
+    page = copy / "notebooks" / f"{CHAPTERS[table]}.html"
+    other = "holds" if verdict != "holds" else "does not hold"
+    text = page.read_text(encoding="utf-8")
+    page.write_text(text.replace(f">{verdict}<", f">{other}<", 1), encoding="utf-8")
+    assert any(proposition in problem for problem in disagreements(copy))
