@@ -45,9 +45,11 @@ def _float32_and_cache(tmp_path_factory):
     previous, threads = torch.get_default_dtype(), torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MMGAN_CACHE", str(cache))
+        # one thread in this process, in the forked job and in the local executor's job processes (new
+        # interpreters, whose torch reads OMP_NUM_THREADS at start-up; otherwise they take every core): a
+        # reduction split over a different number of threads rounds differently, and jobs are compared bit for bit
+        patch.setenv("OMP_NUM_THREADS", "1")
         torch.set_default_dtype(torch.float32)
-        # one thread in this process and in the forked job: a reduction split over a different number of
-        # threads rounds differently, and the killed-and-resumed job is compared bit for bit
         torch.set_num_threads(1)
         yield
     torch.set_default_dtype(previous)
