@@ -24,6 +24,10 @@ Generator losses follow eq. 2 with the paper's ``f3``: the non-saturating
 for HingeGAN and WGAN. The relativistic losses (App. C) apply ``L`` to critic
 differences: paired (``rp*``) compares the i-th real with the i-th fake sample;
 average (``ra*``) compares each sample with the batch mean of the other class.
+R3GAN's relativistic pairing loss (Huang et al., 2024), softplus(C(x₂) − C(x₁)) for
+the critic and softplus(C(x₁) − C(x₂)) for the generator, is ``rpsgan`` with
+``paired_scale=1`` (App. C's formula); R3GAN adds R1 + R2
+(:func:`mmgan.penalties.zero_centred_penalty`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,13 @@ name                g(z)             enforces (softly)
                                      multiplier λ, ‖∇f‖_q² ≤ 1 or = 1
 ==================  ===============  =========================================
 
+The zero-centred penalties that GAN practice kept after the paper are the
+``zero_centered`` shape at the data of one class, with q = 2 (Mescheder et al.,
+2018; Huang et al., 2024): R1 = γ/2 · E_P ‖∇f(x)‖₂² at real samples, R2 the same at
+fake samples, and R3GAN's R1 + R2 (:data:`ZERO_CENTRED_PENALTIES`,
+:func:`zero_centred_penalty`). In eq. 6 terms: g(z) = z², q = 2, λ = γ/2, at the
+real points, the fake points, or both (each class's mean kept apart).
+
 The penalty is evaluated at points x̂ chosen by ``at``: random interpolates
 ``u·x_real + (1 − u)·x_fake`` with one ``u ~ U[0, 1]`` per sample (WGAN-GP and
 the paper's GAN runs), the real or the fake samples, or all data points (both
@@ -22,6 +29,7 @@ penalty of M stacked models (each with its own q and g) at given points.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, TypeVar
 
@@ -145,6 +153,38 @@ def gradient_penalty(
     x_hat = penalty_points(real, fake, at, generator)
     _, grad = input_gradient(critic, x_hat, create_graph=True)
     return shape(grad_norm(grad, q, as_released=as_released)).mean()
+
+
+#: The zero-centred penalties: name → the points ``at`` whose means are summed (R1: real, R2: fake).
+ZERO_CENTRED_PENALTIES: dict[str, tuple[str, ...]] = {
+    "r1": ("real",),
+    "r2": ("fake",),
+    "r1+r2": ("real", "fake"),
+}
+#: γ of Mescheder et al. (2018)'s experiments and of StyleGAN's FFHQ runs (R1 = γ/2 · E‖∇f‖₂²).
+DEFAULT_GAMMA = 10.0
+
+
+def zero_centred_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    which: str = "r1",
+    gamma: float = DEFAULT_GAMMA,
+) -> torch.Tensor:
+    """γ/2 · Σ over the chosen classes of E ‖∇ₓ critic(x)‖₂² — R1, R2 or R1 + R2.
+
+    Eq. 6's penalty with g(z) = z² (``zero_centered``), q = 2 and λ = γ/2, evaluated at
+    the real samples (R1, Mescheder et al., 2018), the fake ones (R2) or both, each
+    class averaged on its own (R3GAN, Huang et al., 2024). For a linear critic
+    f(x) = w·x + b, R1 = R2 = γ/2 · ‖w‖₂². Differentiable with respect to the critic's
+    parameters.
+    """
+    points = lookup(ZERO_CENTRED_PENALTIES, which, "which (zero-centred penalty)")
+    if not (math.isfinite(gamma) and gamma >= 0):
+        raise ValueError(f"gamma must be finite and >= 0, got {gamma!r}")
+    total = sum(gradient_penalty(critic, real, fake, q=2, g="zero_centered", at=at) for at in points)
+    return 0.5 * gamma * total
 
 
 class BatchedPenalty(NamedTuple):

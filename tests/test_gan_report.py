@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mmgan.base.results import results_root
+from mmgan.book import verdicts
 from mmgan.book.propositions import SIGNED_MAX, judge
 from mmgan.gan import report as gan_report
 
@@ -113,4 +114,4 @@ def test_proposition_table_shows_every_statistic_the_paper_and_what_was_left_out
     assert row["paper: ratio (pairs the predicted way)"] == "1.10 (3 of 4)"
     assert "final FDD: ratio, interval, verdict" in table.columns
     assert table.loc["hinge penalty beats LS", "paper: ratio (pairs the predicted way)"] == "not tested"
-    assert gan_report.interval_text(math.nan, math.nan) == "—"
+    assert verdicts.interval_text(math.nan, math.nan) == "—"

@@ -78,6 +78,11 @@ def paired_t_interval(values: Iterable[float], level: float = LEVEL) -> Interval
     return Interval(mean, mean - half, mean + half, len(array))
 
 
+def interval_text(lower: float, upper: float) -> str:
+    """``'[0.45, 0.83]'``, or ``'—'`` when there is no interval (one seed)."""
+    return f"[{lower:.2f}, {upper:.2f}]" if math.isfinite(lower) and math.isfinite(upper) else "—"
+
+
 def interval_verdict(interval: Interval, threshold: float) -> Verdict:
     """HOLDS if the interval lies above ``threshold``, DOES_NOT_HOLD if below, else CANNOT_TELL."""
     if not (math.isfinite(interval.lower) and math.isfinite(interval.upper)):

@@ -18,10 +18,9 @@ import pandas as pd
 
 from mmgan.base.registry import check_choice, check_int
 from mmgan.base.results import results_root as find_results_root
-from mmgan.book.verdicts import Verdict
+from mmgan.book.verdicts import Verdict, interval_text
 from mmgan.critics import measure as cm
 from mmgan.critics import report
-from mmgan.gan.report import interval_text
 
 ORDER_NAMES = {1.0: "L1", 2.0: "L2", math.inf: "L∞"}
 #: How the chapter writes each threshold rule, and whose it is.

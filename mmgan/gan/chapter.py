@@ -36,7 +36,7 @@ from mmgan.base.registry import lookup
 from mmgan.base.results import results_root as find_results_root
 from mmgan.base.results import verify_manifest
 from mmgan.book import paper, plots, propositions
-from mmgan.book.verdicts import Verdict
+from mmgan.book.verdicts import Verdict, interval_text
 from mmgan.gan import protocol, trained
 from mmgan.gan import report as gan_report
 from mmgan.gan import tables as gan_tables
@@ -363,7 +363,7 @@ class GANChapter:
                                                   dict.fromkeys((PRIMARY, *study.stats))]),
             "pairs": (STUDY_CAPTIONS["pairs"], [
                 pairs.set_index(["proposition", "pair"]).assign(
-                    interval=[gan_report.interval_text(lo, hi) for lo, hi in zip(pairs["lower"], pairs["upper"])])
+                    interval=[interval_text(lo, hi) for lo, hi in zip(pairs["lower"], pairs["upper"])])
                 [["ratio", "interval", "seeds"]].round({"ratio": 2})]),
             "curves": (STUDY_CAPTIONS["curves"], [curves]),
             "levelling": (STUDY_CAPTIONS["levelling"], [study.levelling()]),
@@ -476,7 +476,7 @@ def overview_table(overview: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "table": overview["table"], "proposition": overview["proposition"],
         "ratio (end FDD)": [f"{r:.2f}" if ok else "—" for r, ok in zip(overview["ratio"], judged)],
-        "interval": [gan_report.interval_text(lo, hi) if ok else "—"
+        "interval": [interval_text(lo, hi) if ok else "—"
                      for lo, hi, ok in zip(overview["lower"], overview["upper"], judged)],
         "level": [f"{level:.1%}" for level in overview["level"]],
         "seeds × pairs": [f"{s} × {p}" for s, p in zip(overview["seeds"], overview["pairs"])],

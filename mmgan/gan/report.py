@@ -25,6 +25,7 @@ from scipy import stats as scipy_stats
 from mmgan.base import run_folder
 from mmgan.book.paper import paper_table
 from mmgan.book.propositions import CELL
+from mmgan.book.verdicts import interval_text
 from mmgan.norms import order_text
 
 #: The share of training whose evaluations are averaged into the ``end`` statistic.
@@ -177,11 +178,6 @@ def learning(curves: pd.DataFrame, share: float = END_SHARE) -> pd.DataFrame:
         rows.append({"loss": loss, "norm": norm, "g": g, "seed": seed, "first": run["value"].iloc[0],
                      "best": run["value"].min(), "late change": change})
     return pd.DataFrame(rows, columns=["loss", "norm", "g", "seed", "first", "best", "late change"])
-
-
-def interval_text(lower: float, upper: float) -> str:
-    """``'[0.45, 0.83]'``, or ``'—'`` when there is no interval (one seed)."""
-    return f"[{lower:.2f}, {upper:.2f}]" if math.isfinite(lower) and math.isfinite(upper) else "—"
 
 
 def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFrame, primary: str,

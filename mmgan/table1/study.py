@@ -53,6 +53,7 @@ from mmgan.toys.classifiers import (
     PenaltySpec,
     TrainingLog,
     train_penalized_classifiers,
+    zero_centred,
 )
 
 #: The rows of Table 1, in the paper's order.
@@ -61,6 +62,13 @@ TABLE1_ROWS: tuple[PenaltySpec, ...] = (
     PenaltySpec("ls", 2.0), PenaltySpec("ls", math.inf), PenaltySpec("ls", 1.0),
     PenaltySpec("hinge", 2.0), PenaltySpec("hinge", math.inf), PenaltySpec("hinge", 1.0),
 )
+#: The rows a variant trains: Table 1's, or the zero-centred penalties (R1, R2, R1 + R2; issue 28) beside no
+#: penalty and the paper's one-centred penalties at q = 2, trained together on the same seeds.
+ROW_SETS: dict[str, tuple[PenaltySpec, ...]] = {
+    "table1": TABLE1_ROWS,
+    "zero_centred": (PenaltySpec(None, None), PenaltySpec("ls", 2.0), PenaltySpec("hinge", 2.0),
+                     zero_centred("r1"), zero_centred("r2"), zero_centred("r1+r2")),
+}
 SCALES: tuple[str, ...] = SCALE_CONVENTIONS
 #: Bump when a code change alters results, so saved results of older code are not reused.
 RESULTS_VERSION = 2
@@ -93,8 +101,11 @@ class Table1Config:
     exact_resolution: int = 2048
     log_every: int = 100
     device: str = "cpu"
+    #: which rows to train: a key of :data:`ROW_SETS`
+    rows: str = "table1"
 
     def validate(self) -> Table1Config:
+        check_choice(self.rows, tuple(ROW_SETS), "rows")
         check_choice(self.dim, (2, 3), "dim")
         check_choice(self.scale, SCALES, "scale")
         check_choice(self.penalty_at, CLASSIFIER_PENALTY_POINTS, "penalty_at")
@@ -114,8 +125,14 @@ class Table1Config:
 
     def key(self) -> str:
         """Digest of everything but the device (results do not depend on where they ran)."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "device"}
+        fields = {k: v for k, v in dataclasses.asdict(self).items()
+                  if k != "device" and not (k == "rows" and v == "table1")}  # Table 1's keys predate `rows`
         return config_key({**fields, "results_version": RESULTS_VERSION})
+
+    @property
+    def specs(self) -> tuple[PenaltySpec, ...]:
+        """The penalty of each row this variant trains (:data:`ROW_SETS`)."""
+        return ROW_SETS[self.rows]
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -160,7 +177,7 @@ class Table1Result:
 
     @property
     def models(self) -> list[tuple[str, int]]:
-        return [(spec.label, seed) for spec in TABLE1_ROWS for seed in self.config.seeds]
+        return [(spec.label, seed) for spec in self.config.specs for seed in self.config.seeds]
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -173,8 +190,8 @@ def _resolve_device(name: str) -> torch.device:
 
 def model_layout(config: Table1Config) -> tuple[list[PenaltySpec], list[int]]:
     """Penalty and seed index of every model, row-major: model index = row·S + seed index."""
-    return ([spec for spec in TABLE1_ROWS for _ in config.seeds],
-            [i for _ in TABLE1_ROWS for i in range(len(config.seeds))])
+    return ([spec for spec in config.specs for _ in config.seeds],
+            [i for _ in config.specs for i in range(len(config.seeds))])
 
 
 def build_model(config: Table1Config) -> tuple[BatchedMLP, list[PenaltySpec], list[int]]:
@@ -205,7 +222,7 @@ def _train_models(config: Table1Config, device: torch.device, workers: int = 1,
     matrix product, element-wise Adam, its seed's data stream), so the parts give
     the weights of training all models together bit for bit (tested).
     """
-    parts = np.array_split(np.arange(len(TABLE1_ROWS) * len(config.seeds)), workers)
+    parts = np.array_split(np.arange(len(config.specs) * len(config.seeds)), workers)
     tasks = [(_train_part, (config, part.tolist(), str(device), progress and k == 0)) for k, part in enumerate(parts)]
     results = run_tasks(tasks, workers)
     models, logs = [r[0] for r in results], [r[1] for r in results]
@@ -343,7 +360,7 @@ def margin_statistics(samples: dict[str, np.ndarray], config: Table1Config) -> p
     """
     rows = []
     correct = samples["score"] * samples["y"] > 0  # (M, N)
-    models = [(spec, seed) for spec in TABLE1_ROWS for seed in config.seeds]
+    models = [(spec, seed) for spec in config.specs for seed in config.seeds]
     for i, (spec, seed) in enumerate(models):
         for j, p in enumerate(MARGIN_ORDERS):
             d = samples["distance"][i, j]
@@ -385,7 +402,7 @@ def _summarise(config: Table1Config, samples: dict[str, np.ndarray], train_accur
 
 
 def _curves(config: Table1Config, log) -> pd.DataFrame:
-    models = [(spec.label, seed) for spec in TABLE1_ROWS for seed in config.seeds]
+    models = [(spec.label, seed) for spec in config.specs for seed in config.seeds]
     frames = []
     for i, (label, seed) in enumerate(models):
         frames.append(pd.DataFrame({"row": label, "seed": seed, "iteration": log.iteration,
@@ -403,7 +420,8 @@ def _train_accuracy(model: BatchedMLP, seed_index: list[int], data, device: torc
 
 
 def result_directory(config: Table1Config, root: Path) -> Path:
-    return Path(root) / f"{config.preset}-dim{config.dim}-{config.scale}-{config.key()}"
+    rows = "" if config.rows == "table1" else f"-{config.rows}"
+    return Path(root) / f"{config.preset}-dim{config.dim}-{config.scale}{rows}-{config.key()}"
 
 
 def run_table1(config: Table1Config, root: Path | str = "results/table1", force: bool = False,
@@ -574,7 +592,7 @@ def _check_samples(samples: dict[str, np.ndarray], config: Table1Config, path: P
     missing = [name for name in required if name not in samples]
     if missing:
         raise ValueError(f"{path}: lacks the arrays {missing} — {remedy}")
-    m, p = len(TABLE1_ROWS) * len(config.seeds), len(MARGIN_ORDERS)
+    m, p = len(config.specs) * len(config.seeds), len(MARGIN_ORDERS)
     n = samples["x"].shape[1] if samples["x"].ndim == 3 else -1
     expected = {"x": (m, n, config.dim), "y": (m, n), "score": (m, n), "orders": (p,), "distance": (m, p, n),
                 "converged": (m, p, n), "point": (m, p, n, config.dim), "exact": (m, p, n), "ray": (m, p, n)}
@@ -620,7 +638,7 @@ def load_table1(directory: Path | str, expected_digest: str | None = None) -> Ta
         reason = " ".join(str(error).split())[:300]
         raise ValueError(f"{directory / 'model.pt'}: does not hold the networks of its configuration "
                          f"({reason}) — {remedy}") from error
-    models = len(TABLE1_ROWS) * len(config.seeds)
+    models = len(config.specs) * len(config.seeds)
     summary = read_csv(directory / "summary.csv", remedy)
     _check_frame(summary, SUMMARY_COLUMNS, directory / "summary.csv", remedy)
     if len(summary) != models * len(MARGIN_ORDERS):
@@ -677,6 +695,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--penalty-at", dest="penalty_at", choices=CLASSIFIER_PENALTY_POINTS)
+    parser.add_argument("--rows", choices=sorted(ROW_SETS), help="which penalties to train (default: Table 1's)")
     parser.add_argument("--device", choices=DEVICES)
     parser.add_argument("--workers", type=int,
                         help="CPU processes sharing the work (default: the available cores with --device cpu, else 1)")

@@ -1,0 +1,220 @@
+"""Zero-centred penalties (R1, R2, R1 + R2) through the margin lens, on the swiss roll (issue 28).
+
+The variant is Table 1's headline protocol (:data:`mmgan.table1.study.HEADLINE`: the 'fitted' preset, 2-D,
+raw coordinates, the same seeds, data, λ and optimiser) with the rows of
+:data:`mmgan.table1.study.ROW_SETS` ``['zero_centred']``: no penalty, the one-centred LS and hinge penalties at
+q = 2, and R1, R2, R1 + R2 (:func:`mmgan.penalties.zero_centred_penalty`; λ = γ/2, so Table 1's λ = 10 is γ = 20).
+Margins are the L² distances of Table 1's verified estimator (eq. 3); beside them the first-order estimate
+|f(x)| / ‖∇f(x)‖₂ that §3.2 approximates the margin with, and the gradient norm at the test points.
+
+Propositions (rule of :mod:`mmgan.book.propositions`: per seed the log ratio better / other of the seed's mean L²
+margin, pooled over seeds with a t interval at the Bonferroni level over :data:`PROPOSITIONS`; a seed counts only
+when both classifiers reach :data:`mmgan.table1.report.ACCURACY_BAR` on held-out points, and a proposition with
+fewer than :data:`mmgan.table1.report.MIN_PAIRS` such seeds is *not comparable*).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmgan.base.registry import check_int
+from mmgan.book.propositions import ALPHA, pooled_effect
+from mmgan.book.verdicts import Verdict, interval_text
+from mmgan.margins import taylor_margin
+from mmgan.table1 import study as table1
+from mmgan.table1.report import ACCURACY_BAR, MIN_PAIRS, statistics
+
+ROWS = "zero_centred"
+#: Plain names of the rows, in the order trained.
+ROW_NAMES: dict[str, str] = {"none": "no penalty", "ls-q2": "LS, q = 2 (one-centred)",
+                             "hinge-q2": "hinge, q = 2 (one-centred)", "r1": "R1 (class +1)",
+                             "r2": "R2 (class −1)", "r1+r2": "R1 + R2"}
+
+
+@dataclass(frozen=True)
+class MarginProposition:
+    """'``better`` gives a larger L² margin than ``other``' (row labels of the variant)."""
+
+    name: str
+    better: str
+    other: str
+
+
+PROPOSITIONS: tuple[MarginProposition, ...] = (
+    MarginProposition("R1 enlarges the margin over no penalty", "r1", "none"),
+    MarginProposition("R2 enlarges the margin over no penalty", "r2", "none"),
+    MarginProposition("R1 + R2 enlarges the margin over no penalty", "r1+r2", "none"),
+    MarginProposition("the one-centred hinge penalty beats R1", "hinge-q2", "r1"),
+    MarginProposition("the one-centred hinge penalty beats R1 + R2", "hinge-q2", "r1+r2"),
+)
+
+
+def headline_config(**overrides) -> table1.Table1Config:
+    """The zero-centred rows under Table 1's headline protocol (overrides as :func:`make_config`)."""
+    preset, dim, scale = table1.HEADLINE
+    return table1.make_config(overrides.pop("preset", preset), dim=dim, scale=scale, rows=ROWS, **overrides)
+
+
+def load(root: Path | str = "results/table1") -> table1.Table1Result:
+    """The committed variant (``mmgan table1 --preset fitted --dim 2 --scale raw --rows zero_centred``)."""
+    return table1.load_table1(table1.result_directory(headline_config(), Path(root)))
+
+
+def first_order(result: table1.Table1Result) -> pd.DataFrame:
+    """Per (row, seed): the median over correctly classified test points of the first-order L² estimate
+    |f(x)| / ‖∇f(x)‖₂ over the measured L² distance, and the mean ‖∇f(x)‖₂ at the test points."""
+    samples, model = result.samples, result.model
+    x = torch.as_tensor(samples["x"], dtype=torch.float32)
+    m, n, _ = x.shape
+    flat = model.flat(n)
+    estimate = taylor_margin(flat, x.reshape(m * n, -1), 2.0).reshape(m, n).numpy()
+    x_grad = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x_grad).sum(), x_grad)
+    norms = grad.norm(dim=2).numpy()
+    distance = samples["distance"][:, list(samples["orders"]).index(2.0)]
+    correct = samples["score"] * samples["y"] > 0
+    rows = []
+    for i, (label, seed) in enumerate(result.models):
+        kept = correct[i] & np.isfinite(distance[i]) & (distance[i] > 0)
+        ratio = float(np.median(estimate[i][kept] / distance[i][kept])) if kept.any() else math.nan
+        rows.append({"row": label, "seed": seed, "first order / distance": ratio,
+                     "gradient norm": float(norms[i].mean())})
+    return pd.DataFrame(rows)
+
+
+def row_table(result: table1.Table1Result) -> pd.DataFrame:
+    """Per row: held-out accuracy, seeds that learnt, the L² margin, the first-order ratio and ‖∇f‖₂ (means over
+    seeds; the margin also over the learnt seeds only: a classifier that did not fit has no margin to speak of)."""
+    stats = statistics(result)
+    l2 = stats[stats.p == 2.0].merge(first_order(result), on=["row", "seed"])
+    learnt = l2[l2.accuracy >= ACCURACY_BAR]
+    order = [spec.label for spec in result.config.specs]
+    table = pd.DataFrame({
+        "penalty": [ROW_NAMES[r] for r in order],
+        "accuracy": l2.groupby("row")["accuracy"].mean().reindex(order).to_numpy(),
+        "seeds learnt": learnt.groupby("row").size().reindex(order, fill_value=0).astype(int).to_numpy(),
+        "L² margin (all seeds)": l2.groupby("row")["distance"].mean().reindex(order).to_numpy(),
+        "L² margin (learnt seeds)": learnt.groupby("row")["distance"].mean().reindex(order).to_numpy(),
+        "first order / distance": l2.groupby("row")["first order / distance"].median().reindex(order).to_numpy(),
+        "‖∇f‖₂ at test points": l2.groupby("row")["gradient norm"].mean().reindex(order).to_numpy(),
+    })
+    return table.set_index("penalty")
+
+
+def judge_margins(stats: pd.DataFrame, propositions: tuple[MarginProposition, ...] = PROPOSITIONS,
+                  accuracy_bar: float = ACCURACY_BAR, alpha: float = ALPHA) -> pd.DataFrame:
+    """The verdict of every proposition from per-(row, seed) statistics (``row``, ``seed``, ``p``, ``distance``,
+    ``accuracy``), by the rule of the module docstring. Columns: ratio (better / other), lower, upper, level,
+    seeds (that count), verdict (:class:`Verdict`), left out (seeds below the accuracy bar)."""
+    l2 = stats[stats.p == 2.0].set_index(["row", "seed"])
+    level = 1 - alpha / len(propositions)
+    records = []
+    for prop in propositions:
+        better, other = l2.loc[prop.better], l2.loc[prop.other]
+        seeds = better.index.intersection(other.index)
+        learnt = [s for s in seeds
+                  if better.at[s, "accuracy"] >= accuracy_bar and other.at[s, "accuracy"] >= accuracy_bar]
+        record = {"proposition": prop.name, "level": level, "seeds": len(learnt),
+                  "left out": ", ".join(f"seed {s}" for s in seeds if s not in learnt)}
+        if len(learnt) >= MIN_PAIRS:
+            effect = pooled_effect(np.log(better.loc[learnt, "distance"].to_numpy()
+                                          / other.loc[learnt, "distance"].to_numpy()), level)
+            record.update(ratio=effect.ratio, lower=effect.lower, upper=effect.upper, verdict=effect.verdict)
+        else:
+            record.update(ratio=math.nan, lower=math.nan, upper=math.nan, verdict=Verdict.NOT_COMPARABLE)
+        records.append(record)
+    columns = ["proposition", "ratio", "lower", "upper", "level", "seeds", "verdict", "left out"]
+    return pd.DataFrame(records, columns=columns).set_index("proposition")
+
+
+def verdict_sentence(judged: pd.DataFrame) -> str:
+    """One clause per proposition: its verdict with the pooled ratio and interval, or why it has none."""
+    parts = []
+    for name, row in judged.iterrows():
+        if row["verdict"] is Verdict.NOT_COMPARABLE:
+            parts.append(f"{name}: {row['verdict']} ({row['seeds']} seed(s) where both classifiers fit the roll; "
+                         f"{MIN_PAIRS} needed)")
+        else:
+            parts.append(f"{name}: **{row['verdict']}** (margin ratio {row['ratio']:.2f}, "
+                         f"{row['level']:.1%} interval {interval_text(row['lower'], row['upper'])}, "
+                         f"{row['seeds']} seeds)")
+    return "; ".join(parts)
+
+
+@dataclass
+class ZeroCentredPage:
+    """What the chapter shows: the committed variant, its tables and verdicts, and the page's own check."""
+
+    result: table1.Table1Result
+    rows: pd.DataFrame
+    judged: pd.DataFrame
+    check: pd.DataFrame | None
+
+    def glue(self) -> dict[str, object]:
+        config = self.result.config
+        accuracy = self.rows["accuracy"]
+        one = self.rows.loc[[ROW_NAMES["ls-q2"], ROW_NAMES["hinge-q2"]], "first order / distance"]
+        zero = self.rows.loc[[ROW_NAMES[r] for r in ("r1", "r2", "r1+r2")], "first order / distance"]
+        return {
+            "zc_seeds": len(config.seeds), "zc_iterations": f"{config.iterations:,}", "zc_lam": f"{config.lam:g}",
+            "zc_gamma": f"{2 * config.lam:g}", "zc_width": config.width, "zc_lr": f"{config.lr:g}",
+            "zc_bar": f"{ACCURACY_BAR:.0%}",
+            "zc_verdicts": verdict_sentence(self.judged),
+            "zc_accuracy": "; ".join(f"{name} {value:.1%}" for name, value in accuracy.items()),
+            "zc_first_order_one": _range(one), "zc_first_order_zero": _range(zero),
+            "zc_minutes": f"{sum(self.result.meta.get('seconds', {}).values()) / 60:.1f}",
+        }
+
+    def status_note(self) -> str:
+        """The introduction's line for this chapter: the verdicts, at what scale, and what is not done."""
+        config = self.result.config
+        short = "; ".join(
+            f"{name}: {row['verdict']}" + ("" if row["verdict"] is Verdict.NOT_COMPARABLE
+                                           else f" ({row['ratio']:.2f} {interval_text(row['lower'], row['upper'])})")
+            for name, row in self.judged.iterrows())
+        return (f"swiss roll, Table 1's headline protocol ({len(config.seeds)} seeds, λ = {config.lam:g}, i.e. "
+                f"γ = {2 * config.lam:g}), L² margin ratio better / other: {short}. The GAN study of R1/R2 and the "
+                "margins of their critics are not run yet")
+
+    def propositions_table(self) -> pd.DataFrame:
+        out = self.judged.copy()
+        out["ratio better / other"] = [f"{r:.2f}" if math.isfinite(r) else "—" for r in out["ratio"]]
+        out["interval"] = [interval_text(lo, hi) for lo, hi in zip(out["lower"], out["upper"])]
+        out["verdict"] = out["verdict"].map(str)
+        return out[["ratio better / other", "interval", "seeds", "verdict", "left out"]]
+
+    def rows_table(self) -> pd.DataFrame:
+        return self.rows.style.format({"accuracy": "{:.1%}", "L² margin (all seeds)": "{:.3f}",
+                                       "L² margin (learnt seeds)": "{:.3f}", "first order / distance": "{:.2f}",
+                                       "‖∇f‖₂ at test points": "{:.3g}"}, na_rep="— (none learnt)")
+
+
+def _range(values: pd.Series) -> str:
+    return f"{values.min():.2f}–{values.max():.2f}" if values.min() != values.max() else f"{values.min():.2f}"
+
+
+def check_run(iterations: int, root: Path) -> pd.DataFrame:
+    """The page's pipeline check: the six rows trained for ``iterations`` on one seed with the quick preset's
+    small measurement, then :func:`row_table` (no verdict is drawn from it)."""
+    config = headline_config(preset="quick", seeds=(0,), iterations=iterations, log_every=iterations)
+    return row_table(table1.run_table1(config, root, workers=1))
+
+
+def chapter(root: Path | str = "results/table1", check_iterations: int = 200,
+            check_root: Path | str | None = None) -> ZeroCentredPage:
+    """The chapter from the committed variant under ``root``, with a pipeline check of ``check_iterations``
+    iterations (0: none) written under ``check_root`` (default: a temporary folder)."""
+    check_int(check_iterations, "check_iterations", minimum=0)
+    result = load(root)
+    check = None
+    if check_iterations:
+        with tempfile.TemporaryDirectory() as scratch:
+            check = check_run(check_iterations, Path(check_root or scratch))
+    return ZeroCentredPage(result, row_table(result), judge_margins(statistics(result)), check)
