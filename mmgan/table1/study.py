@@ -694,6 +694,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--width", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--lam", type=float, help="penalty weight λ of every row (default: the preset's)")
     parser.add_argument("--penalty-at", dest="penalty_at", choices=CLASSIFIER_PENALTY_POINTS)
     parser.add_argument("--rows", choices=sorted(ROW_SETS), help="which penalties to train (default: Table 1's)")
     parser.add_argument("--device", choices=DEVICES)

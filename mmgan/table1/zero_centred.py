@@ -8,7 +8,8 @@ Margins are the L² distances of Table 1's verified estimator (eq. 3); beside th
 |f(x)| / ‖∇f(x)‖₂ that §3.2 approximates the margin with, and the gradient norm at the test points.
 
 Propositions (rule of :mod:`mmgan.book.propositions`: per seed the log ratio better / other of the seed's mean L²
-margin, pooled over seeds with a t interval at the Bonferroni level over :data:`PROPOSITIONS`; a seed counts only
+margin, pooled over seeds with a t interval at the Bonferroni level over :data:`PROPOSITIONS` at every λ of
+:data:`LAMBDAS`; a seed counts only
 when both classifiers reach :data:`mmgan.table1.report.ACCURACY_BAR` on held-out points, and a proposition with
 fewer than :data:`mmgan.table1.report.MIN_PAIRS` such seeds is *not comparable*).
 """
@@ -25,6 +26,7 @@ import pandas as pd
 import torch
 
 from mmgan.base.registry import check_int
+from mmgan.base.results import results_root
 from mmgan.book.propositions import ALPHA, pooled_effect
 from mmgan.book.verdicts import Verdict, interval_text
 from mmgan.margins import taylor_margin
@@ -56,15 +58,22 @@ PROPOSITIONS: tuple[MarginProposition, ...] = (
 )
 
 
+#: The committed variants, by λ of every row: Table 1's own (10, i.e. γ = 20 for R1), and a weak one (γ = 0.2) at
+#: which every zero-centred classifier still fits the roll (at λ = 10 none does; found with ``mmgan table1 --probe``).
+LAMBDAS: tuple[float, ...] = (10.0, 0.1)
+
+
 def headline_config(**overrides) -> table1.Table1Config:
     """The zero-centred rows under Table 1's headline protocol (overrides as :func:`make_config`)."""
     preset, dim, scale = table1.HEADLINE
     return table1.make_config(overrides.pop("preset", preset), dim=dim, scale=scale, rows=ROWS, **overrides)
 
 
-def load(root: Path | str = "results/table1") -> table1.Table1Result:
-    """The committed variant (``mmgan table1 --preset fitted --dim 2 --scale raw --rows zero_centred``)."""
-    return table1.load_table1(table1.result_directory(headline_config(), Path(root)))
+def load(root: Path | str | None = None, lam: float = LAMBDAS[0]) -> table1.Table1Result:
+    """A committed variant (``mmgan table1 --preset fitted --dim 2 --scale raw --rows zero_centred --lam LAM``) under
+    ``root`` (default: the repository's ``results/table1``)."""
+    root = Path(root) if root is not None else results_root() / "table1"
+    return table1.load_table1(table1.result_directory(headline_config(lam=lam), root))
 
 
 def first_order(result: table1.Table1Result) -> pd.DataFrame:
@@ -109,12 +118,13 @@ def row_table(result: table1.Table1Result) -> pd.DataFrame:
 
 
 def judge_margins(stats: pd.DataFrame, propositions: tuple[MarginProposition, ...] = PROPOSITIONS,
-                  accuracy_bar: float = ACCURACY_BAR, alpha: float = ALPHA) -> pd.DataFrame:
+                  accuracy_bar: float = ACCURACY_BAR, alpha: float = ALPHA, family: int | None = None) -> pd.DataFrame:
     """The verdict of every proposition from per-(row, seed) statistics (``row``, ``seed``, ``p``, ``distance``,
-    ``accuracy``), by the rule of the module docstring. Columns: ratio (better / other), lower, upper, level,
-    seeds (that count), verdict (:class:`Verdict`), left out (seeds below the accuracy bar)."""
+    ``accuracy``), by the rule of the module docstring, at the Bonferroni level over ``family`` propositions
+    (default: those given). Columns: ratio (better / other), lower, upper, level, seeds (that count), verdict
+    (:class:`Verdict`), left out (seeds below the accuracy bar)."""
     l2 = stats[stats.p == 2.0].set_index(["row", "seed"])
-    level = 1 - alpha / len(propositions)
+    level = 1 - alpha / (family or len(propositions))
     records = []
     for prop in propositions:
         better, other = l2.loc[prop.better], l2.loc[prop.other]
@@ -135,7 +145,11 @@ def judge_margins(stats: pd.DataFrame, propositions: tuple[MarginProposition, ..
 
 
 def verdict_sentence(judged: pd.DataFrame) -> str:
-    """One clause per proposition: its verdict with the pooled ratio and interval, or why it has none."""
+    """One clause per proposition: its verdict with the pooled ratio and interval, or why it has none (one clause
+    for all when none is comparable)."""
+    if (judged["verdict"] == Verdict.NOT_COMPARABLE).all():
+        return (f"all {len(judged)} propositions {Verdict.NOT_COMPARABLE} (at most {judged['seeds'].max()} seed(s) "
+                f"where both classifiers fit the roll; {MIN_PAIRS} needed)")
     parts = []
     for name, row in judged.iterrows():
         if row["verdict"] is Verdict.NOT_COMPARABLE:
@@ -148,73 +162,128 @@ def verdict_sentence(judged: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-@dataclass
-class ZeroCentredPage:
-    """What the chapter shows: the committed variant, its tables and verdicts, and the page's own check."""
+def first_order_overstates(rows: pd.DataFrame, tolerance: float = 0.05) -> bool:
+    """Prediction 2 of the chapter: the first-order estimate over the distance of every zero-centred row exceeds
+    that of both one-centred rows by more than ``tolerance`` (relative)."""
+    one = rows.loc[[ROW_NAMES["ls-q2"], ROW_NAMES["hinge-q2"]], "first order / distance"].max()
+    zero = rows.loc[[ROW_NAMES[r] for r in ("r1", "r2", "r1+r2")], "first order / distance"].min()
+    return bool(zero > one * (1 + tolerance))
 
+
+@dataclass
+class Variant:
+    """One committed λ: the result, its rows table and its verdicts."""
+
+    lam: float
     result: table1.Table1Result
     rows: pd.DataFrame
     judged: pd.DataFrame
+
+
+@dataclass
+class ZeroCentredPage:
+    """What the chapter shows: the committed variants (one per λ of :data:`LAMBDAS`), and the page's own check."""
+
+    variants: list[Variant]
     check: pd.DataFrame | None
 
     def glue(self) -> dict[str, object]:
-        config = self.result.config
-        accuracy = self.rows["accuracy"]
-        one = self.rows.loc[[ROW_NAMES["ls-q2"], ROW_NAMES["hinge-q2"]], "first order / distance"]
-        zero = self.rows.loc[[ROW_NAMES[r] for r in ("r1", "r2", "r1+r2")], "first order / distance"]
-        return {
-            "zc_seeds": len(config.seeds), "zc_iterations": f"{config.iterations:,}", "zc_lam": f"{config.lam:g}",
-            "zc_gamma": f"{2 * config.lam:g}", "zc_width": config.width, "zc_lr": f"{config.lr:g}",
+        table1_lam, weak = self.variants[0], self.variants[-1]
+        config = table1_lam.result.config
+        values: dict[str, object] = {
+            "zc_seeds": len(config.seeds), "zc_iterations": f"{config.iterations:,}", "zc_width": config.width,
             "zc_bar": f"{ACCURACY_BAR:.0%}",
-            "zc_verdicts": verdict_sentence(self.judged),
-            "zc_accuracy": "; ".join(f"{name} {value:.1%}" for name, value in accuracy.items()),
-            "zc_first_order_one": _range(one), "zc_first_order_zero": _range(zero),
-            "zc_minutes": f"{sum(self.result.meta.get('seconds', {}).values()) / 60:.1f}",
+            "zc_minutes": f"{sum(sum(v.result.meta.get('seconds', {}).values()) for v in self.variants) / 60:.0f}",
         }
+        for name, variant in (("t1", table1_lam), ("weak", weak)):
+            rows = variant.rows
+            zero = rows.loc[[ROW_NAMES[r] for r in ("r1", "r2", "r1+r2")]]
+            one = rows.loc[[ROW_NAMES["ls-q2"], ROW_NAMES["hinge-q2"]]]
+            values.update({
+                f"zc_{name}_lam": f"{variant.lam:g}", f"zc_{name}_gamma": f"{2 * variant.lam:g}",
+                f"zc_{name}_verdicts": verdict_sentence(variant.judged),
+                f"zc_{name}_accuracy_zero": _range(zero["accuracy"], "{:.1%}"),
+                f"zc_{name}_accuracy_one": _range(one["accuracy"], "{:.1%}"),
+                f"zc_{name}_learnt_zero": int(zero["seeds learnt"].sum()),
+                f"zc_{name}_first_order_one": _range(one["first order / distance"], "{:.2f}"),
+                f"zc_{name}_first_order_zero": _range(zero["first order / distance"], "{:.2f}"),
+                f"zc_{name}_first_order_word": ("confirmed" if first_order_overstates(rows) else "not confirmed"),
+                f"zc_{name}_gradient_zero": _range(zero["‖∇f‖₂ at test points"], "{:.3g}"),
+                f"zc_{name}_gradient_one": _range(one["‖∇f‖₂ at test points"], "{:.3g}"),
+            })
+        return values
 
     def status_note(self) -> str:
         """The introduction's line for this chapter: the verdicts, at what scale, and what is not done."""
-        config = self.result.config
-        short = "; ".join(
-            f"{name}: {row['verdict']}" + ("" if row["verdict"] is Verdict.NOT_COMPARABLE
-                                           else f" ({row['ratio']:.2f} {interval_text(row['lower'], row['upper'])})")
-            for name, row in self.judged.iterrows())
-        return (f"swiss roll, Table 1's headline protocol ({len(config.seeds)} seeds, λ = {config.lam:g}, i.e. "
-                f"γ = {2 * config.lam:g}), L² margin ratio better / other: {short}. The GAN study of R1/R2 and the "
-                "margins of their critics are not run yet")
+        parts = []
+        for variant in self.variants:
+            judged = variant.judged
+            comparable = judged[judged["verdict"] != Verdict.NOT_COMPARABLE]
+            if comparable.empty:
+                parts.append(f"at λ = {variant.lam:g} no zero-centred classifier fits the roll (not comparable)")
+            else:
+                parts.append(f"at λ = {variant.lam:g}, L² margin ratio better / other: " + "; ".join(
+                    f"{name}: {row['verdict']} ({row['ratio']:.2f} {interval_text(row['lower'], row['upper'])})"
+                    for name, row in comparable.iterrows()))
+        config = self.variants[0].result.config
+        return (f"swiss roll, Table 1's headline protocol ({len(config.seeds)} seeds): " + "; ".join(parts)
+                + ". The GAN study of R1/R2 and the margins of their critics are not run yet")
 
     def propositions_table(self) -> pd.DataFrame:
-        out = self.judged.copy()
-        out["ratio better / other"] = [f"{r:.2f}" if math.isfinite(r) else "—" for r in out["ratio"]]
-        out["interval"] = [interval_text(lo, hi) for lo, hi in zip(out["lower"], out["upper"])]
-        out["verdict"] = out["verdict"].map(str)
-        return out[["ratio better / other", "interval", "seeds", "verdict", "left out"]]
+        frames = []
+        for variant in self.variants:
+            out = variant.judged.copy()
+            out["ratio better / other"] = [f"{r:.2f}" if math.isfinite(r) else "—" for r in out["ratio"]]
+            out["interval"] = [interval_text(lo, hi) for lo, hi in zip(out["lower"], out["upper"])]
+            out["verdict"] = out["verdict"].map(str)
+            out["λ (γ = 2λ)"] = f"{variant.lam:g}"
+            frames.append(out.reset_index().set_index(["λ (γ = 2λ)", "proposition"]))
+        return pd.concat(frames)[["ratio better / other", "interval", "seeds", "verdict", "left out"]]
 
     def rows_table(self) -> pd.DataFrame:
-        return self.rows.style.format({"accuracy": "{:.1%}", "L² margin (all seeds)": "{:.3f}",
-                                       "L² margin (learnt seeds)": "{:.3f}", "first order / distance": "{:.2f}",
-                                       "‖∇f‖₂ at test points": "{:.3g}"}, na_rep="— (none learnt)")
+        return _styled(pd.concat({f"{v.lam:g}": v.rows for v in self.variants}, names=["λ (γ = 2λ)", "penalty"]),
+                       "— (none learnt)")
+
+    def check_table(self) -> pd.DataFrame | None:
+        """The pipeline check's rows (no verdict; '—' where its short run found no estimate)."""
+        return None if self.check is None else _styled(self.check, "—")
 
 
-def _range(values: pd.Series) -> str:
-    return f"{values.min():.2f}–{values.max():.2f}" if values.min() != values.max() else f"{values.min():.2f}"
+#: How :func:`row_table`'s columns are shown.
+FORMATS = {"accuracy": "{:.1%}", "seeds learnt": "{:d}", "L² margin (all seeds)": "{:.3f}",
+           "L² margin (learnt seeds)": "{:.3f}", "first order / distance": "{:.2f}", "‖∇f‖₂ at test points": "{:.3g}"}
+
+
+def _styled(frame: pd.DataFrame, missing: str) -> pd.DataFrame:
+    """The rows as text, ``missing`` where a value is NaN (no NaN on a page)."""
+    return pd.DataFrame({column: [missing if isinstance(v, float) and math.isnan(v) else FORMATS[column].format(v)
+                                  for v in frame[column]] for column in frame.columns}, index=frame.index)
+
+
+def _range(values: pd.Series, fmt: str) -> str:
+    low, high = fmt.format(values.min()), fmt.format(values.max())
+    return low if low == high else f"{low}–{high}"
 
 
 def check_run(iterations: int, root: Path) -> pd.DataFrame:
     """The page's pipeline check: the six rows trained for ``iterations`` on one seed with the quick preset's
     small measurement, then :func:`row_table` (no verdict is drawn from it)."""
     config = headline_config(preset="quick", seeds=(0,), iterations=iterations, log_every=iterations)
-    return row_table(table1.run_table1(config, root, workers=1))
+    return row_table(table1.run_table1(config, root, progress=False, workers=1))
 
 
-def chapter(root: Path | str = "results/table1", check_iterations: int = 200,
+def chapter(root: Path | str | None = None, check_iterations: int = 200,
             check_root: Path | str | None = None) -> ZeroCentredPage:
-    """The chapter from the committed variant under ``root``, with a pipeline check of ``check_iterations``
-    iterations (0: none) written under ``check_root`` (default: a temporary folder)."""
+    """The chapter from the committed variants under ``root`` (default: the repository's), with a pipeline check
+    of ``check_iterations`` iterations (0: none) written under ``check_root`` (default: a temporary folder)."""
     check_int(check_iterations, "check_iterations", minimum=0)
-    result = load(root)
+    family = len(PROPOSITIONS) * len(LAMBDAS)
+    variants = []
+    for lam in LAMBDAS:
+        result = load(root, lam)
+        variants.append(Variant(lam, result, row_table(result), judge_margins(statistics(result), family=family)))
     check = None
     if check_iterations:
         with tempfile.TemporaryDirectory() as scratch:
             check = check_run(check_iterations, Path(check_root or scratch))
-    return ZeroCentredPage(result, row_table(result), judge_margins(statistics(result)), check)
+    return ZeroCentredPage(variants, check)
