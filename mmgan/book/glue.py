@@ -53,6 +53,21 @@ def error_text(value: Any, floor: float = 1e-12) -> str:
     return f"< {floor:.0e}" if abs(number) <= floor else f"{number:.1e}"
 
 
+#: LaTeX commands of the captions and the characters a table cell shows for them.
+_LATEX_SYMBOLS = {"nabla": "∇", "lambda": "λ", "gamma": "γ", "infty": "∞", "delta": "δ", "alpha": "α", "le": "≤",
+                  "ge": "≥", "cdot": "·", "lvert": "|", "rvert": "|"}
+
+
+def plain_caption(caption: str) -> str:
+    """A caption as plain text for a table cell, where MathJax does not typeset (no ``$``; ``\\|`` → ‖, common
+    commands → their symbols, other backslashes dropped; whitespace collapsed)."""
+    import re
+
+    text = caption.replace("$", "").replace("\\|", "‖")
+    text = re.sub(r"\\([a-zA-Z]+)", lambda m: _LATEX_SYMBOLS.get(m.group(1), m.group(1)), text)
+    return re.sub(r"\s+", " ", text.replace("\\", "")).strip()
+
+
 def figure_index(notebooks: str = ".") -> Any:
     """Every captioned figure of the chapters: its name, chapter, the mmgan function that draws it,
     and the command that regenerates it (read from the notebooks' cell metadata and code)."""
@@ -72,7 +87,7 @@ def figure_index(notebooks: str = ".") -> Any:
             drawn_by = re.findall(r"plots\.(\w+)\(", cell.source)
             rows.append({"figure": figure.get("name", ""), "chapter": path.stem,
                          "drawn by": ", ".join(f"mmgan.book.plots.{name}" for name in drawn_by) or "—",
-                         "caption": re.sub(r"\s+", " ", figure.get("caption", ""))[:110] + "…",
+                         "caption": plain_caption(figure.get("caption", ""))[:110] + "…",
                          "regenerate": f"papermill notebooks/{path.name} out.ipynb"})
     return pd.DataFrame(rows)
 

@@ -229,12 +229,17 @@ def line_gan_curves(curves) -> Figure:
 
 def relativistic_boundaries(nets: Sequence[torch.nn.Module], titles: Sequence[str], real: torch.Tensor,
                             fake: torch.Tensor, levels: Sequence[tuple[float, float]], resolution: int = 300) -> Figure:
-    """For each critic: the RaGAN level sets C = E_Q C (real side) and C = E_P C (fake side), and C = 0."""
-    fig, axes = plt.subplots(1, len(nets), figsize=(3.0 * len(nets), 3.1), squeeze=False, layout="constrained")
+    """For each critic: the RaGAN level sets C = E_Q C (real side) and C = E_P C (fake side), and C = 0
+    (three panels a row, so the figure fits a page column at its drawn size)."""
+    cols = min(3, len(nets))
+    rows = -(-len(nets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.1 * rows), squeeze=False, layout="constrained")
     plt.close(fig)
+    for ax in axes.ravel()[len(nets):]:
+        ax.set_visible(False)
     gx, gy = np.meshgrid(np.linspace(-3, 3, resolution), np.linspace(-3, 3, resolution))
     grid = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
-    for ax, net, title, (mean_real, mean_fake) in zip(axes[0], nets, titles, levels):
+    for ax, net, title, (mean_real, mean_fake) in zip(axes.ravel(), nets, titles, levels):
         with torch.no_grad():
             z = net(grid.to(parameter_dtype(net))).reshape(resolution, resolution).numpy()
         ax.scatter(*real.T, s=2, c="tab:blue")
