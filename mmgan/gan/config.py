@@ -29,7 +29,7 @@ from mmgan.gan.models import ARCHITECTURES, SAMPLING_MODES
 from mmgan.penalties import PENALTY_POINTS, PENALTY_SHAPES
 
 Q_CHOICES: tuple[str, ...] = ("1", "2", "inf", "smax")
-TRAIN_LOSSES: tuple[str, ...] = ("wgan", "hinge", "rphinge", "rahinge", "sgan", "lsgan")
+TRAIN_LOSSES: tuple[str, ...] = ("wgan", "hinge", "rphinge", "rahinge", "rpsgan", "sgan", "lsgan")
 REAL_SAMPLING: tuple[str, ...] = ("without_replacement", "with_replacement")
 GENERATOR_REAL_BATCH: tuple[str, ...] = ("fresh", "reuse")
 #: Accepted device names: 'auto', 'cpu', 'cuda' or 'cuda:<index>'.

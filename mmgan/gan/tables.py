@@ -51,6 +51,7 @@ from mmgan.gan.config import EXECUTION_FIELDS, GANConfig, coerce_field, config_f
 from mmgan.gan.data import load_images
 from mmgan.gan.packed_training import train_packed
 from mmgan.gan.train import train
+from mmgan.penalties import DEFAULT_GAMMA
 
 CELLS_Q3_G2 = tuple((q, g) for q in ("1", "2", "inf") for g in ("ls", "hinge"))
 CELLS_Q4_G2 = tuple((q, g) for q in ("1", "2", "inf", "smax") for g in ("ls", "hinge"))
@@ -71,6 +72,10 @@ class TableSpec:
     stats: tuple[str, ...] = ("final",)
     #: the appendix lists BatchNorm in the DCGAN critic and none in the standard CNN's
     critic_batchnorm: bool = True
+    #: where the penalty is evaluated and its weight λ (eq. 6): the paper's λ = 20 at interpolates, or a
+    #: zero-centred penalty's points with λ = γ/2 per class (:data:`ZERO_CENTRED_TABLES`)
+    penalty_at: str = "interpolates"
+    lam: float = 20.0
 
 
 TABLES: dict[str, TableSpec] = {
@@ -86,7 +91,17 @@ TABLES: dict[str, TableSpec] = {
     "7": TableSpec("CAT 64×64, DCGAN", "cat", "dcgan", 64, ("wgan", "hinge"), CELLS_SHORT, width=64),
     "8": TableSpec("CIFAR-10, DCGAN, smooth maximum", "cifar10", "dcgan", 32, ("wgan", "hinge"),
                    (("smax", "ls"), ("smax", "hinge"))),
+    **{name: TableSpec(f"CIFAR-10, DCGAN, {name.upper().replace('R1R2', 'R1 + R2')} (zero-centred, beyond the "
+                       "paper)", "cifar10", "dcgan", 32, ("hinge", "rpsgan"), (("2", "zero_centered"),),
+                       penalty_at=at, lam=lam)
+       for name, (at, lam) in {"r1": ("real", DEFAULT_GAMMA / 2), "r2": ("fake", DEFAULT_GAMMA / 2),
+                               "r1r2": ("data", DEFAULT_GAMMA)}.items()},
 }
+#: The zero-centred penalties of GAN practice after the paper, as eq. 6 penalties of Table 2's DCGAN runs
+#: (g(z) = z², q = 2, :func:`mmgan.penalties.zero_centred_penalty`): R1 at the real batch and R2 at the fake
+#: one with λ = γ/2; R1 + R2 at both, whose mean over the 2B points is half the sum of the two class means, so
+#: λ = γ; γ = :data:`mmgan.penalties.DEFAULT_GAMMA`. Not tables of the paper: the zero-centred chapter's study.
+ZERO_CENTRED_TABLES: tuple[str, ...] = ("r1", "r2", "r1r2")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(dataset="digits", channels=1, iterations=20, metric="fdd", metric_samples=256,
@@ -222,7 +237,8 @@ def table_configs(table: str, preset: str, **overrides: Any) -> tuple[list[tuple
         if seed < 0:
             raise ValueError(f"seeds must be >= 0, got {seed}")
     base: dict[str, Any] = dict(dataset=spec.dataset, arch=spec.arch, image_size=spec.image_size, width=spec.width,
-                                beta1=spec.beta1, beta2=spec.beta2, critic_batchnorm=spec.critic_batchnorm)
+                                beta1=spec.beta1, beta2=spec.beta2, critic_batchnorm=spec.critic_batchnorm,
+                                penalty_at=spec.penalty_at, lam=spec.lam)
     if preset in SMALL:
         base["image_size"], base["width"] = SMALL[preset][spec.arch]
     base.update(values)
