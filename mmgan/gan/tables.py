@@ -22,6 +22,9 @@ Every preset follows the released code's protocol (:class:`mmgan.gan.config.GANC
 defaults) except in scale; :func:`protocol_table` lists, for a configuration, each
 setting as the paper states it, as the released code ran it, and as this run has it.
 
+Beyond the paper, :data:`ZERO_CENTRED_TABLES` are Table 2's DCGAN with the zero-centred penalties R1, R2 and
+R1 + R2 (their own ``penalty_at`` and λ, :class:`TableSpec`).
+
 Runs are stored under ``<root>/table<N>/<preset>-<key>/<cell>-s<seed>/`` and
 skipped when finished (summary.json present) or resumed from their checkpoint. A
 run that fails (an error, a non-finite loss) is recorded with its error and the
@@ -76,6 +79,8 @@ class TableSpec:
     #: zero-centred penalty's points with λ = γ/2 per class (:data:`ZERO_CENTRED_TABLES`)
     penalty_at: str = "interpolates"
     lam: float = 20.0
+    #: factor on the paired relativistic critic loss: the released code's 2, or App. C's and R3GAN's 1
+    paired_critic_scale: float = 2.0
 
 
 TABLES: dict[str, TableSpec] = {
@@ -92,16 +97,21 @@ TABLES: dict[str, TableSpec] = {
     "8": TableSpec("CIFAR-10, DCGAN, smooth maximum", "cifar10", "dcgan", 32, ("wgan", "hinge"),
                    (("smax", "ls"), ("smax", "hinge"))),
     **{name: TableSpec(f"CIFAR-10, DCGAN, {name.upper().replace('R1R2', 'R1 + R2')} (zero-centred, beyond the "
-                       "paper)", "cifar10", "dcgan", 32, ("hinge", "rpsgan"), (("2", "zero_centered"),),
+                       "paper)", "cifar10", "dcgan", 32, ("hinge",), (("2", "zero_centered"),),
                        penalty_at=at, lam=lam)
        for name, (at, lam) in {"r1": ("real", DEFAULT_GAMMA / 2), "r2": ("fake", DEFAULT_GAMMA / 2),
                                "r1r2": ("data", DEFAULT_GAMMA)}.items()},
+    # R3GAN (Huang et al., 2024): the relativistic pairing loss with the standard GAN's L at App. C's factor 1, R1 + R2
+    "r3gan": TableSpec("CIFAR-10, DCGAN, R3GAN's loss with R1 + R2 (beyond the paper)", "cifar10", "dcgan", 32,
+                       ("rpsgan",), (("2", "zero_centered"),), penalty_at="data", lam=DEFAULT_GAMMA,
+                       paired_critic_scale=1.0),
 }
 #: The zero-centred penalties of GAN practice after the paper, as eq. 6 penalties of Table 2's DCGAN runs
 #: (g(z) = z², q = 2, :func:`mmgan.penalties.zero_centred_penalty`): R1 at the real batch and R2 at the fake
 #: one with λ = γ/2; R1 + R2 at both, whose mean over the 2B points is half the sum of the two class means, so
-#: λ = γ; γ = :data:`mmgan.penalties.DEFAULT_GAMMA`. Not tables of the paper: the zero-centred chapter's study.
-ZERO_CENTRED_TABLES: tuple[str, ...] = ("r1", "r2", "r1r2")
+#: λ = γ; γ = :data:`mmgan.penalties.DEFAULT_GAMMA`; ``r3gan`` trains R3GAN's relativistic pairing loss with
+#: R1 + R2. Not tables of the paper: the zero-centred chapter's study.
+ZERO_CENTRED_TABLES: tuple[str, ...] = ("r1", "r2", "r1r2", "r3gan")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(dataset="digits", channels=1, iterations=20, metric="fdd", metric_samples=256,
@@ -168,7 +178,7 @@ def companion_sources(table: str) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for other, extra in COMPANIONS.get(table, ()):
         _, theirs = table_configs(other, "cpu", **extra)
-        a, b = (_shared_fields(dataclasses.replace(c, as_released=False)) for c in (mine, theirs))
+        a, b = (shared_fields(dataclasses.replace(c, as_released=False)) for c in (mine, theirs))
         differ = sorted(k for k in a if a[k] != b[k])
         if differ:
             raise ValueError(f"Table {table}'s companion runs of Table {other} differ from its study in {differ}")
@@ -206,10 +216,10 @@ def study_source(table: str) -> tuple[str, dict[str, Any]]:
         return table, overrides
     source = STAND_INS[table].runs_of
     (mine, mine_base), (theirs, their_base) = (table_configs(t, "cpu", **overrides) for t in (table, source))
-    if mine != theirs or _shared_fields(mine_base) != _shared_fields(their_base):
+    if mine != theirs or shared_fields(mine_base) != shared_fields(their_base):
         raise ValueError(f"Table {table}'s stand-in, the study of Table {source}, is not what Table {table} trains "
-                         f"at preset cpu: runs {mine} with {_shared_fields(mine_base)} vs runs {theirs} with "
-                         f"{_shared_fields(their_base)}")
+                         f"at preset cpu: runs {mine} with {shared_fields(mine_base)} vs runs {theirs} with "
+                         f"{shared_fields(their_base)}")
     return source, overrides
 # Small networks for the CPU presets, per architecture: (image size, width).
 SMALL = {"smoke": {"dcgan": (16, 4), "standard_cnn": (32, 4)}, "cpu": {"dcgan": (16, 16), "standard_cnn": (32, 8)}}
@@ -238,7 +248,7 @@ def table_configs(table: str, preset: str, **overrides: Any) -> tuple[list[tuple
             raise ValueError(f"seeds must be >= 0, got {seed}")
     base: dict[str, Any] = dict(dataset=spec.dataset, arch=spec.arch, image_size=spec.image_size, width=spec.width,
                                 beta1=spec.beta1, beta2=spec.beta2, critic_batchnorm=spec.critic_batchnorm,
-                                penalty_at=spec.penalty_at, lam=spec.lam)
+                                penalty_at=spec.penalty_at, lam=spec.lam, paired_critic_scale=spec.paired_critic_scale)
     if preset in SMALL:
         base["image_size"], base["width"] = SMALL[preset][spec.arch]
     base.update(values)
@@ -259,10 +269,10 @@ def table_configs(table: str, preset: str, **overrides: Any) -> tuple[list[tuple
 
 def table_folder(table: str, preset: str, config: GANConfig, root: Path | str) -> Path:
     """One folder per (table, preset, shared configuration); ``as_released`` is part of the key."""
-    return Path(root) / f"table{table}" / f"{preset}-{config_key(_shared_fields(config))}"
+    return Path(root) / f"table{table}" / f"{preset}-{config_key(shared_fields(config))}"
 
 
-def _shared_fields(config: GANConfig) -> dict[str, Any]:
+def shared_fields(config: GANConfig) -> dict[str, Any]:
     """The fields the runs of a table share: all but the cell, the seed and how the device computes
     (:data:`mmgan.gan.config.EXECUTION_FIELDS`)."""
     return {k: v for k, v in dataclasses.asdict(config).items()
@@ -370,7 +380,8 @@ def metric_curves(results: pd.DataFrame) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Run (or load) every cell of one of Tables 2-8 in this process.")
+    parser = argparse.ArgumentParser(description="Run (or load) every cell of one of Tables 2-8 (or of the "
+                                                 "zero-centred studies r1, r2, r1r2) in this process.")
     parser.add_argument("table", choices=sorted(TABLES))
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="default: smoke")
     parser.add_argument("--root", default="results/gan")
