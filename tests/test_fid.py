@@ -134,3 +134,16 @@ def test_the_digits_classifier_is_a_function_of_its_seed_alone(tmp_path, monkeyp
         torch.set_default_dtype(default)
     (first, accuracy_a), (second, accuracy_b) = trained
     assert accuracy_a == accuracy_b and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_the_slabbed_covariance_is_the_sample_covariance():
+    """Upper-triangle slabs (the last one partial) and batches of any size give numpy's covariance."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(700, fid.SLAB + 44)) @ rng.normal(size=(fid.SLAB + 44, fid.SLAB + 44)) + 3.0
+    running = fid.RunningStatistics(x.shape[1])
+    for batch in np.array_split(x, [100, 101, 450]):
+        running.update(batch)
+    result = running.result()
+    np.testing.assert_allclose(result.mu, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(result.sigma, np.cov(x, rowvar=False), rtol=1e-10, atol=1e-10)
+    assert result.n == 700 and np.array_equal(result.sigma, result.sigma.T)

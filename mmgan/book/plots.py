@@ -265,13 +265,15 @@ def gan_metric_curves(curves, ylabel: str) -> Figure:
     losses = list(dict.fromkeys(curves["loss"]))
     fig, axes = _figure(4.2 * len(losses), 3.4, ncols=len(losses))
     mean = curves.groupby(["loss", "q", "g", "iteration"])["value"].agg(["mean", "min", "max"]).reset_index()
-    styles = {"ls": "--", "hinge": "-"}
-    colors = {"1": "tab:blue", "2": "tab:orange", "inf": "tab:green", "smax": "tab:purple"}
+    styles = {"ls": "--", "hinge": "-", "R1": ":", "R2": "-.", "R1 + R2": "-"}
+    # colour by q; the zero-centred penalties (all q = 2) by their own colour
+    colors = {"1": "tab:blue", "2": "tab:orange", "inf": "tab:green", "smax": "tab:purple", "R1": "tab:red",
+              "R2": "tab:brown", "R1 + R2": "black"}
     for ax, loss in zip(axes, losses):
         for (q, g), part in mean[mean["loss"] == loss].groupby(["q", "g"]):
-            ax.plot(part["iteration"], part["mean"], ls=styles.get(g, "-"), color=colors.get(q, "k"),
-                    label=f"q={q}, g={g}")
-            ax.fill_between(part["iteration"], part["min"], part["max"], color=colors.get(q, "k"), alpha=0.12)
+            color = colors.get(g, colors.get(q, "k"))
+            ax.plot(part["iteration"], part["mean"], ls=styles.get(g, "-"), color=color, label=f"q={q}, g={g}")
+            ax.fill_between(part["iteration"], part["min"], part["max"], color=color, alpha=0.12)
         ax.set(xlabel="generator iteration", ylabel=ylabel, title=loss, yscale="log")
     axes[0].legend(frameon=False, fontsize=7)
     return fig

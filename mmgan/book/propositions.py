@@ -2,7 +2,8 @@
 
 A *proposition* says that one level of one factor gives a lower FID than another
 level, everything else equal: "q = ∞ beats q = 2" (the paper's proposal, §5.3 and
-§6 (i)), "the hinge penalty beats the LS penalty" (§6 (ii)), ... They are named
+§6 (i)), "the hinge penalty beats the LS penalty" (§6 (ii)), ...; a level may span two
+columns (R1 + R2 is q = 2 with g = 'R1 + R2', set against q = ∞ with g = 'hinge'). They are named
 once, in :data:`PROPOSITIONS`. A run's *cell* is its ``(loss, norm, g)``, where
 ``norm`` is the gradient norm ``q`` of the penalty (eq. 6), with ``'inf, signed'``
 for the released code's signed maximum (``as_released``; see
@@ -68,9 +69,10 @@ class Proposition:
 
     name: str
     key: str  # a short identifier for glue names, e.g. ``'qinf_q2'``
-    factor: str  # one of CELL
-    better: str  # the level predicted to give the lower (better) metric
-    other: str
+    #: one of CELL, or several when the two levels differ in more than one column (a penalty is its norm and shape)
+    factor: str | tuple[str, ...]
+    better: str | tuple[str, ...]  # the level predicted to give the lower (better) metric (one value per factor)
+    other: str | tuple[str, ...]
     source: str  # where the paper states it, or why it is asked
     #: False when the paper's runs cannot test it (its q = ∞ runs are all signed maxima)
     in_paper: bool = True
@@ -78,15 +80,22 @@ class Proposition:
     def pairs(self, cells: Iterable[tuple[str, str, str]]) -> list[tuple[tuple, tuple]]:
         """(better cell, other cell) for every cell at ``other`` whose twin at ``better`` is present."""
         present = list(dict.fromkeys(cells))
-        position = CELL.index(self.factor)
+        factors, better, other = (_as_tuple(v) for v in (self.factor, self.better, self.other))
+        positions = [CELL.index(f) for f in factors]
         out = []
         for cell in present:
-            if cell[position] != self.other:
+            if tuple(cell[p] for p in positions) != other:
                 continue
-            twin = cell[:position] + (self.better,) + cell[position + 1:]
-            if twin in present:
-                out.append((twin, cell))
+            twin = list(cell)
+            for position, level in zip(positions, better):
+                twin[position] = level
+            if tuple(twin) in present:
+                out.append((tuple(twin), cell))
         return out
+
+
+def _as_tuple(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 #: Every proposition the GAN chapters judge, by name. A chapter judges those its study's cells can test.
@@ -107,6 +116,21 @@ PROPOSITIONS: dict[str, Proposition] = {p.name: p for p in (
                 "App. B: with the smooth maximum 'results are worse'"),
     Proposition("RaHinge beats HingeGAN", "rahinge_hingegan", "loss", "rahinge", "hinge",
                 "App. C calls relativistic GANs more stable (not claimed for FID)"),
+    # beyond the paper: the zero-centred penalties of later practice (their cells have q = 2 and g = R1, R2, R1 + R2)
+    Proposition("R1 + R2 beats the L^∞ hinge penalty", "r1r2_qinf", ("norm", "g"), ("2", "R1 + R2"),
+                ("inf", "hinge"), "R3GAN's penalty against the paper's proposal (not in the paper)", in_paper=False),
+    Proposition("R1 + R2 beats the L² hinge penalty", "r1r2_q2", "g", "R1 + R2", "hinge",
+                "R3GAN's penalty against the best one-centred penalty of Table 2's study (not in the paper)",
+                in_paper=False),
+    Proposition("R1 + R2 beats R1", "r1r2_r1", "g", "R1 + R2", "R1",
+                "does R1 alone suffice, as StyleGAN assumes? (not in the paper)", in_paper=False),
+    Proposition("R1 beats R2", "r1_r2", "g", "R1", "R2",
+                "Mescheder et al. penalise at the real data (not in the paper)", in_paper=False),
+    Proposition("R3GAN's loss beats HingeGAN (both with R1 + R2)", "rpsgan_hinge", "loss", "rpsgan", "hinge",
+                "R3GAN pairs R1 + R2 with the relativistic pairing loss (not in the paper)", in_paper=False),
+    Proposition("R3GAN beats the paper's L^∞ HingeGAN", "r3gan_qinf", CELL, ("rpsgan", "2", "R1 + R2"),
+                ("hinge", "inf", "hinge"), "the modern recipe against the paper's proposal (not in the paper)",
+                in_paper=False),
 )}
 
 

@@ -87,26 +87,37 @@ class Statistics:
     n: int
 
 
+#: Columns per slab of the upper-triangular accumulation of XᵀX (:class:`RunningStatistics`).
+SLAB = 256
+
+
 class RunningStatistics:
     """Mean and covariance accumulated batch by batch in float64 on the features' device: no feature matrix is
-    kept and nothing is read back to the host until :meth:`result`."""
+    kept and nothing is read back to the host until :meth:`result`.
+
+    XᵀX is symmetric, so each batch adds only its upper triangle, slab by slab of :data:`SLAB` rows
+    (X[:, i:i+s]ᵀ X[:, i:]): 56% of the products of the full matrix at 2048 dimensions, every one in float64.
+    """
 
     def __init__(self, dim: int, device: torch.device | str = "cpu") -> None:
         self.n = 0
         self.total = torch.zeros(dim, dtype=torch.float64, device=device)
-        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)  # upper slabs only
 
     def update(self, features: torch.Tensor | np.ndarray) -> None:
         features = torch.as_tensor(features).to(self.total.device, torch.float64)
         self.n += features.shape[0]
         self.total += features.sum(0)
-        self.outer.addmm_(features.T, features)
+        for start in range(0, features.shape[1], SLAB):
+            self.outer[start:start + SLAB, start:].addmm_(features[:, start:start + SLAB].T, features[:, start:])
 
     def result(self) -> Statistics:
         if self.n < 2:
             raise ValueError("need at least 2 samples for a covariance")
         mu = self.total / self.n
-        sigma = (self.outer - self.n * torch.outer(mu, mu)) / (self.n - 1)
+        upper = torch.triu(self.outer)
+        outer = upper + torch.triu(upper, 1).T
+        sigma = (outer - self.n * torch.outer(mu, mu)) / (self.n - 1)
         return Statistics(mu.cpu().numpy(), sigma.cpu().numpy(), self.n)
 
 

@@ -226,8 +226,7 @@ class ZeroCentredPage:
                     f"{name}: {row['verdict']} ({row['ratio']:.2f} {interval_text(row['lower'], row['upper'])})"
                     for name, row in comparable.iterrows()))
         config = self.variants[0].result.config
-        return (f"swiss roll, Table 1's headline protocol ({len(config.seeds)} seeds): " + "; ".join(parts)
-                + ". The GAN study of R1/R2 and the margins of their critics are not run yet")
+        return f"swiss roll, Table 1's headline protocol ({len(config.seeds)} seeds): " + "; ".join(parts)
 
     def propositions_table(self) -> pd.DataFrame:
         frames = []
