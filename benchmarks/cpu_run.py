@@ -10,7 +10,7 @@ every 250 iterations, a log line with gradient norms every 50) on one thread, ti
 * candidate speed-ups that keep what is computed up to float rounding, each as a ratio to today's path
   (packed K runs): channels_last, flush-to-zero for denormals.
 
-    python benchmarks/cpu_run.py [--runs 8] [--iterations 200] [--warmup 300]
+    python benchmarks/cpu_run.py [--runs 8] [--iterations 200] [--warmup 300] [--record]
 
 Prints every figure and ratio; nothing is timed against numbers from another process.
 """
@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8, help="runs per pack (default 8, as the sweeps of the study)")
     parser.add_argument("--iterations", type=int, default=200, help="timed iterations per variant")
     parser.add_argument("--warmup", type=int, default=300, help="iterations before timing (the weights settle)")
+    parser.add_argument("--record", action="store_true", help="append the result to benchmarks/RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     _, base = table_configs("2", "cpu")
@@ -85,21 +88,27 @@ def main() -> None:
     per_window = {"training (packed, per run)": today * every, "one FDD evaluation": evaluation,
                   "gradient norms of the log lines": logging * every / config.log_every}
     total = sum(per_window.values())
-    print(f"cpu preset, one thread, {args.runs} runs per pack; per run and {every} iterations:")
+    lines: list[str] = []
+    lines.append(f"cpu preset, one thread, {args.runs} runs per pack; per run and {every} iterations:")
     for name, seconds in per_window.items():
-        print(f"  {name:34s} {seconds:7.2f} s  ({seconds / total:5.1%})")
-    print(f"  a whole run of {config.iterations:,} iterations: about {total * config.iterations / every / 60:.1f} "
-          f"min per run on one core")
-    print("training step per run and iteration:")
-    print(f"  one run alone                      {one * 1e3:7.2f} ms  ({one / today:.2f}x today's)")
-    print(f"  packed, {args.runs} runs (today)             {today * 1e3:7.2f} ms  (1.00x)")
+        lines.append(f"  {name:34s} {seconds:7.2f} s  ({seconds / total:5.1%})")
+    minutes = total * config.iterations / every / 60
+    lines.append(f"  a whole run of {config.iterations:,} iterations: about {minutes:.1f} min per run on one core")
+    lines.append("training step per run and iteration:")
+    lines.append(f"  one run alone                      {one * 1e3:7.2f} ms  ({one / today:.2f}x today's)")
+    lines.append(f"  packed, {args.runs} runs (today)             {today * 1e3:7.2f} ms  (1.00x)")
     for name, seconds in variants.items():
-        print(f"  packed + {name:26s} {seconds * 1e3:7.2f} ms  ({today / seconds:.2f}x the speed of today's)")
+        lines.append(f"  packed + {name:26s} {seconds * 1e3:7.2f} ms  ({today / seconds:.2f}x the speed of today's)")
     best = max(today / s for s in variants.values())
     ceiling = total / (total - per_window["one FDD evaluation"] - per_window["gradient norms of the log lines"])
-    print(f"best candidate: {best:.2f}x on the step; dropping every evaluation and log line would give at most "
-          f"{ceiling:.2f}x")
+    lines.append(f"best candidate: {best:.2f}x on the step; dropping every evaluation and log line would give "
+                 f"at most {ceiling:.2f}x")
 
+    print("\n".join(lines))
+    if args.record:
+        with Path(__file__).with_name("RESULTS.md").open("a", encoding="utf-8") as stream:
+            stream.write(f"\n{time.strftime('%Y-%m-%d')}, `benchmarks/cpu_run.py` ({platform.machine()}):\n\n"
+                         + "\n".join(f"    {line}" for line in lines) + "\n")
 
 if __name__ == "__main__":
     main()
