@@ -311,7 +311,7 @@ def test_unsupported_networks_are_refused(models, message):
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ([dict(loss="rpsgan"), dict()], "invalid loss='rpsgan'"),
+    ([dict(loss="rplsgan"), dict()], "invalid loss='rplsgan'"),  # a loss of mmgan.losses the GAN engine does not train
     ([dict(), dict(lr=1e-3)], r"must share lr; got \[0.0002, 0.001\]"),
     ([dict(), dict(width=4)], "must share width"),
     ([dict(), dict(critic_steps=2)], "must share critic_steps"),
