@@ -129,7 +129,7 @@ class GANStudy:
         if reason is not None:
             return f"every proposition not comparable ({reason})"
         judged = self.judged[PRIMARY]
-        return "; ".join(f"{name}: **{row['verdict']}** ({row['ratio']:.2f} "
+        return "; ".join(f"{name}: {row['verdict']} ({row['ratio']:.2f} "
                          f"{interval_text(row['lower'], row['upper'])})" for name, row in judged.iterrows())
 
     def glue(self) -> dict[str, object]:
@@ -162,7 +162,7 @@ class GANStudy:
     def status_note(self) -> str:
         return (f"GAN study (HingeGAN and R3GAN's loss, digits, {len(self.study.seeds)} seeds, `cpu` preset, "
                 "end-of-training FDD): "
-                + self.verdict_sentence().replace("**", ""))
+                + self.verdict_sentence())
 
 
 def _penalty_text(norm: str, g: str) -> str:

@@ -156,7 +156,7 @@ def verdict_sentence(judged: pd.DataFrame) -> str:
             parts.append(f"{name}: {row['verdict']} ({row['seeds']} seed(s) where both classifiers fit the roll; "
                          f"{MIN_PAIRS} needed)")
         else:
-            parts.append(f"{name}: **{row['verdict']}** (margin ratio {row['ratio']:.2f}, "
+            parts.append(f"{name}: {row['verdict']} (margin ratio {row['ratio']:.2f}, "
                          f"{row['level']:.1%} interval {interval_text(row['lower'], row['upper'])}, "
                          f"{row['seeds']} seeds)")
     return "; ".join(parts)

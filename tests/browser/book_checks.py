@@ -129,7 +129,8 @@ class PageReport:
     problems: list[str] = field(default_factory=list)
 
 
-RAW_MATH = re.compile(r"\$\$|\\\[|\\begin\{|\{glue:")
+#: Markup that did not render: display TeX, a glue role, markdown bold inside glued text (glue:text is plain).
+RAW_MATH = re.compile(r"\$\$|\\\[|\\begin\{|\{glue:|\*\*[A-Za-z][^*\n]{0,80}\*\*")
 #: An object's default repr in an output (``<torch._C.Generator at 0x7f...>``): housekeeping that leaked.
 OBJECT_REPR = re.compile(r"<[\w.]+(?: object)? at 0x[0-9a-f]+>")
 #: Figures are drawn with text of at least 9 pt at their natural size (mmgan.book.plots); shown smaller than this

@@ -66,6 +66,9 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
     # an unrendered equation: raw TeX outside any math element
     other = _first_page_with(broken_copy, "</main>")
     other.write_text(other.read_text().replace("</main>", "<p>$$ x^2 + 1 $$</p></main>", 1))
+    # markdown bold glued into a plain-text role
+    bold = broken_copy / "notebooks" / "lipschitz.html"
+    bold.write_text(bold.read_text().replace("</main>", "<p>R1: **holds** (1.10)</p></main>", 1))
     # a dead internal link
     third = broken_copy / "notebooks" / "taylor_margin.html"
     third.write_text(third.read_text().replace("</main>", '<a href="no_such_page.html">gone</a></main>', 1))
@@ -86,11 +89,12 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
     links = dead_links(broken_copy)
     assert any("no_such_page.html" in p for p in links)
     assert any(src in p for p in links)
-    broken = {str(p.relative_to(broken_copy)) for p in (page, other, fourth)}
+    broken = {str(p.relative_to(broken_copy)) for p in (page, other, fourth, bold)}
     reports = {r.page: r.problems for r in check_pages(broken_copy, None, {"desktop": (1280, 900)}, only=broken)}
     rel = str(page.relative_to(broken_copy))
     assert any("image did not load" in p for p in reports[rel]), reports[rel]
     assert any("raw markup" in p for p in reports[str(other.relative_to(broken_copy))])
+    assert any("raw markup" in p and "**holds**" in p for p in reports["notebooks/lipschitz.html"])
     table_problems = reports["notebooks/framework.html"]
     assert any("missing value" in p for p in table_problems), table_problems
     assert sum("cannot carry one" in p for p in table_problems) == 2, table_problems
