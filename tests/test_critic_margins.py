@@ -225,6 +225,7 @@ def test_the_primary_boundary_follows_the_loss():
     assert report.primary_threshold(["rahinge"]) == "relativistic"
     assert report.primary_threshold(["hinge"]) == "zero"
     assert report.primary_threshold(["wgan", "hinge"]) == "midpoint"
+    assert report.primary_threshold(["rpsgan"]) == "midpoint"  # a paired loss sees score differences only
 
 
 def test_certificate_gap_is_the_median_ratio_per_order():

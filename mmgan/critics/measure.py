@@ -253,9 +253,12 @@ def minimum_norm_attack(critic: nn.Sequential, x: torch.Tensor, threshold: float
 
 
 
-def study_runs(table: str, root: Path | str = "results/gan") -> pd.DataFrame:
-    """The runs of a table's committed CPU study (:data:`mmgan.gan.tables.STUDIES`): cell, seed, folder."""
+def study_runs(table: str, root: Path | str = "results/gan", cells: Sequence[str] | None = None) -> pd.DataFrame:
+    """The runs of a table's committed CPU study (:data:`mmgan.gan.tables.STUDIES`): cell, seed, folder;
+    ``cells`` keeps those cells only (for a replicate that retrained some cells of a study)."""
     source, overrides = study_source(str(table))
+    if cells is not None:
+        overrides = {**overrides, "cells": list(cells)}
     runs, base = table_configs(source, "cpu", **overrides)
     folder = table_folder(source, "cpu", base, root)
     return pd.DataFrame([{"cell": cell_name(loss, q, g), "loss": loss, "q": q, "g": g, "seed": seed,
@@ -342,17 +345,18 @@ def measure_run(folder: str, images: int, thresholds: Sequence[str], fmn_steps: 
 def measure_study(table: str, images: int = 32, thresholds: Sequence[str] = THRESHOLDS, fmn_steps: int = 1000,
                   workers: int = 1, root: Path | str = "results/gan", runs: int | None = None,
                   search: dict[str, Any] | None = None, progress: bool = False,
-                  iterations: Sequence[int | None] = (None,)) -> pd.DataFrame:
+                  iterations: Sequence[int | None] = (None,), cells: Sequence[str] | None = None) -> pd.DataFrame:
     """Margins of every critic of a table's study: one task per run and iteration, over ``workers`` processes.
 
     ``runs`` keeps the first few runs only (the chapter's quick check); ``iterations`` lists
-    the weights measured per run: ``None`` for the final ones, a number for a snapshot.
+    the weights measured per run: ``None`` for the final ones, a number for a snapshot; ``cells`` keeps those
+    cells of the study only.
     """
     check_int(images, "images", minimum=1)
     check_int(fmn_steps, "fmn_steps", minimum=0)
     for threshold in thresholds:
         check_choice(threshold, THRESHOLDS, "threshold")
-    plan = study_runs(table, root)
+    plan = study_runs(table, root, cells)
     if runs is not None:
         plan = plan.head(check_int(runs, "runs", minimum=1))
     for folder in plan["folder"]:  # every run's weights exist, before any task starts
@@ -416,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=available_cores())
     parser.add_argument("--root", default="results/gan")
     parser.add_argument("--out", default=str(RESULTS_ROOT))
+    parser.add_argument("--cells", nargs="+", help="these cells of the study only (default: all)")
     parser.add_argument("--export-networks", dest="export", action="store_true",
                         help=f"write {NETWORKS} beside each run's checkpoint.pt (to commit them) and stop")
     parser.add_argument("--along-training", dest="along", type=int, nargs="+", metavar="ITERATION",
@@ -423,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                              "boundary only")
     args = parser.parse_args(argv)
     if args.export:
-        for folder in study_runs(args.table, args.root)["folder"]:
+        for folder in study_runs(args.table, args.root, args.cells)["folder"]:
             print(export_networks(folder))
         return 0
     started = time.perf_counter()
@@ -433,8 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         iterations = [None]
     frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, args.root,
-                          progress=True, iterations=iterations)
-    meta = {"table": args.table, "images": args.images, "fmn_steps": args.fmn_steps, "search": SEARCH,
+                          progress=True, iterations=iterations, cells=args.cells)
+    meta = {"table": args.table, "cells": args.cells, "images": args.images, "fmn_steps": args.fmn_steps,
+            "search": SEARCH,
             "thresholds": list(thresholds), "iterations": iterations, "runs": str(args.root),
             "certify_steps": CERTIFY_STEPS, "workers": args.workers, "seconds": time.perf_counter() - started,
             "environment": environment(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -31,6 +31,7 @@ The rules the chapter states:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,11 +47,12 @@ KEYS = ["cell", "loss", "q", "g", "seed", "threshold_rule", "p"]
 
 def primary_threshold(losses: pd.Series | list[str]) -> str:
     """The boundary a study's critics are judged at: the paper's relativistic-average one for RaGAN critics
-    (App. C.1), zero for the hinge losses, the midpoint for WGAN (defined only up to a constant)."""
+    (App. C.1), zero for the hinge losses, the midpoint for WGAN and the relativistic paired losses (their critics
+    are defined only up to a constant: the loss sees score differences only)."""
     losses = set(losses)
     if all(loss.startswith("ra") for loss in losses):
         return "relativistic"
-    if "wgan" in losses:
+    if "wgan" in losses or any(loss.startswith("rp") for loss in losses):
         return "midpoint"
     return "zero"
 
@@ -135,23 +137,34 @@ def critic_propositions(critics: pd.DataFrame, rule: str, measure: str = "signed
     level = 1 - alpha / len(CRITIC_PROPOSITIONS)
     rows = []
     for name, (better, other, value) in CRITIC_PROPOSITIONS.items():
-        mine = values[values["q"] == better].set_index(["loss", "g", "seed"])
-        theirs = values[values["q"] == other].set_index(["loss", "g", "seed"])
-        both = mine.index.intersection(theirs.index)
-        if len(both) == 0:
-            continue
-        a, b = mine.loc[both], theirs.loc[both]
-        positive = bool((a[value] > 0).all() and (b[value] > 0).all())
-        logs = np.log(a[value] / b[value]) if positive else pd.Series(0.0, index=both)
-        per_seed = logs.groupby(level="seed").mean()
-        effect = pooled_effect(per_seed.to_numpy(), level)
-        comparable = positive and bool(a["gate"].all() and b["gate"].all())
-        rows.append({"threshold": rule, "proposition": name, "measure": measure, "seeds": effect.seeds,
-                     "pairs": len(both.droplevel("seed").unique()), "ratio": effect.ratio if positive else math.nan,
-                     "lower": effect.lower if positive else math.nan, "upper": effect.upper if positive else math.nan,
-                     "level": level, "verdict": effect.verdict if comparable else Verdict.NOT_COMPARABLE})
+        row = paired_effect(values, "q", better, other, value, ["loss", "g"], level)
+        if row is not None:
+            rows.append({"threshold": rule, "proposition": name, "measure": measure, **row})
     return pd.DataFrame(rows, columns=["threshold", "proposition", "measure", "seeds", "pairs", "ratio", "lower",
                                        "upper", "level", "verdict"])
+
+
+def paired_effect(values: pd.DataFrame, column: str, better: str, other: str, value: str, match: list[str],
+                  level: float) -> dict[str, Any] | None:
+    """The pooled ratio better / other of ``value`` between the critics (rows of ``values``, with ``seed`` and
+    ``gate``) at ``column == better`` and at ``column == other``, matched on ``match`` and the seed: per seed the
+    mean log ratio over the matched pairs, pooled over seeds (:func:`mmgan.book.propositions.pooled_effect`);
+    *not comparable* when a critic fails its gate or a value is not positive; None when nothing matches."""
+    keys = [*match, "seed"]
+    mine = values[values[column] == better].set_index(keys)
+    theirs = values[values[column] == other].set_index(keys)
+    both = mine.index.intersection(theirs.index)
+    if len(both) == 0:
+        return None
+    a, b = mine.loc[both], theirs.loc[both]
+    positive = bool((a[value] > 0).all() and (b[value] > 0).all())
+    logs = np.log(a[value] / b[value]) if positive else pd.Series(0.0, index=both)
+    effect = pooled_effect(logs.groupby(level="seed").mean().to_numpy(), level)
+    comparable = positive and bool(a["gate"].all() and b["gate"].all())
+    return {"seeds": effect.seeds, "pairs": len(both.droplevel("seed").unique()),
+            "ratio": effect.ratio if positive else math.nan, "lower": effect.lower if positive else math.nan,
+            "upper": effect.upper if positive else math.nan, "level": level,
+            "verdict": effect.verdict if comparable else Verdict.NOT_COMPARABLE}
 
 
 def seed_growth(critics: pd.DataFrame, measure: str = "margin", first: int | None = None,

@@ -1,5 +1,5 @@
-"""Beyond the paper: GANs trained with the zero-centred penalties R1, R2 and R1 + R2 (issue 28), and the chapter
-that sets their study beside the swiss-roll check of :mod:`mmgan.table1.zero_centred`.
+"""Beyond the paper: GANs trained with the zero-centred penalties R1, R2 and R1 + R2 (issue 28); the chapter that
+sets this study beside the swiss-roll check and the critics' margins is :mod:`mmgan.critics.zero_centred`.
 
 The study trains HingeGAN on Table 2's DCGAN at preset ``cpu`` with each zero-centred penalty of
 :data:`mmgan.gan.tables.ZERO_CENTRED_TABLES` (eq. 6 with g(z) = z², q = 2, at the real batch, the fake batch or
@@ -26,7 +26,6 @@ from mmgan.gan import protocol
 from mmgan.gan import report as gan_report
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.chapter import LEVELLED, PRIMARY, Study
-from mmgan.table1 import zero_centred as theory
 
 #: The level of ``g`` each zero-centred table's runs take in the propositions (their ``norm`` is q = 2).
 PENALTY_LEVELS: dict[str, str] = {"r1": "R1", "r2": "R2", "r1r2": "R1 + R2", "r3gan": "R1 + R2"}
@@ -167,30 +166,3 @@ class GANStudy:
 
 def _penalty_text(norm: str, g: str) -> str:
     return f"{g} penalty" if g in PENALTY_LEVELS.values() else f"q = {norm}, {g} penalty"
-
-
-@dataclass
-class Chapter:
-    """The zero-centred chapter: the swiss-roll theory check and the GAN study (None before it is committed)."""
-
-    theory: theory.ZeroCentredPage
-    gan: GANStudy | None
-
-    def glue(self) -> dict[str, object]:
-        return {**self.theory.glue(), **(self.gan.glue() if self.gan else {})}
-
-    def status_note(self) -> str:
-        note = self.theory.status_note()
-        if self.gan is None:
-            return note + ". The GAN study of R1/R2 is not committed yet; the margins of its critics are not measured"
-        return f"{note}. {self.gan.status_note()}. The margins of these critics are not measured yet"
-
-
-def chapter(root: Path | str | None = None, check_iterations: int = 200,
-            check_root: Path | str | None = None) -> Chapter:
-    """The chapter from the committed results under ``root`` (default: the repository's): the swiss-roll variants
-    with their pipeline check (:func:`mmgan.table1.zero_centred.chapter`) and the GAN study (:func:`load_gan_study`)."""
-    study = load_gan_study(root)
-    return Chapter(theory.chapter(root, check_iterations, check_root), GANStudy(study) if study else None)
-
-

@@ -1,0 +1,261 @@
+"""The zero-centred chapter (issue 28), and the margins of its critics: R1, R2 and R1 + R2 set beside the paper's
+one-centred penalty.
+
+:func:`chapter` sets three parts side by side: the swiss-roll check (:mod:`mmgan.table1.zero_centred`), the GAN
+study (:mod:`mmgan.gan.zero_centred`) and the margins of that study's critics (this module).
+
+The critics of the zero-centred GAN study (:mod:`mmgan.gan.zero_centred`: HingeGAN with R1, R2, R1 + R2 and R3GAN's
+loss with R1 + R2, 8 seeds each) are measured as in the critic-margins chapter (:mod:`mmgan.critics.measure`,
+``mmgan critic-margins r1`` ...). The one-centred critics beside them are a replicate of Table 2's HingeGAN runs in
+the cells with the paper's hinge penalty at q = 2 and at the true L^∞ norm (:data:`ONE_CENTRED_CELLS`), retrained
+with the same 8 seeds (the committed Table 2 runs kept no weights; retraining does not give them back bit for bit,
+so the replicate has its own FDDs), kept under :data:`REPLICATE_ROOT` and measured into
+``results/critic_margins/table2.csv`` by
+``mmgan critic-margins 2 --root results/replicates/gan --cells hinge-q2-hinge hinge-qinf-hinge --images 8``.
+
+What the margin view predicts (the zero-centred chapter's theory section): a zero-centred penalty flattens the
+critic at the penalised points and constrains nothing between them, so (1) its L² margins should be smaller than
+those of the one-centred L² hinge penalty, and (2) the first-order estimate |f(x) − t| / ‖∇f(x)‖₂ of §3 should
+overstate its distances more. :data:`MARGIN_PROPOSITIONS` test both, seed by seed, by the pooled rule of the
+critic-margins chapter (:func:`mmgan.critics.report.paired_effect`, Bonferroni over the family), at the
+real/fake midpoint (:data:`RULE`); whether the margin still ranks the GANs is
+Spearman's ρ between a critic's L² margin and its run's final FDD (:func:`mmgan.critics.report.fdd_correlation`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mmgan.base.results import results_root as find_results_root
+from mmgan.base.results import verify_manifest
+from mmgan.book.propositions import ALPHA
+from mmgan.book.verdicts import interval_text
+from mmgan.critics import measure as cm
+from mmgan.critics import report
+from mmgan.gan import tables as gan_tables
+from mmgan.gan import zero_centred as gan_zero_centred
+from mmgan.table1 import zero_centred as theory
+
+#: The replicate of Table 2's one-centred HingeGAN runs whose critics are measured (relative to ``results/``).
+REPLICATE_ROOT = Path("replicates") / "gan"
+ONE_CENTRED_TABLE = "2"
+ONE_CENTRED_CELLS: tuple[str, ...] = gan_zero_centred.ONE_CENTRED_CELLS
+#: The penalty of a critic: its level of ``g`` (R1, R2, R1 + R2 for the zero-centred tables, hinge for Table 2's).
+ONE_CENTRED_LEVEL = "hinge"
+#: The boundary the critics are compared at: the real/fake midpoint, the one boundary every critic here is measured
+#: at (R3GAN's paired loss and Table 2's measurement, which includes WGAN, have no zero boundary). The zero-centred
+#: HingeGAN critics are also measured at f = 0, where they put every image on one side (the cell table shows it).
+RULE = "midpoint"
+#: name: (better penalty, other penalty, value); each value a ratio better / other of per-critic values at q = 2,
+#: matched on the loss and the seed. ``L2``: the mean signed L² margin; ``first order / L2``: the first-order
+#: estimate over the L² margin (mean over the critic's images); ``accuracy``: the share of the critic's images on
+#: their class's side of the boundary (how well it separates real from generated images, which a critic flattened
+#: at the data may not do at all).
+MARGIN_PROPOSITIONS: dict[str, tuple[str, str, str]] = {
+    "the L² hinge penalty gives larger L² margins than R1": ("hinge", "R1", "L2"),
+    "the L² hinge penalty gives larger L² margins than R2": ("hinge", "R2", "L2"),
+    "the L² hinge penalty gives larger L² margins than R1 + R2": ("hinge", "R1 + R2", "L2"),
+    "the first-order estimate overstates R1 + R2's L² margins more than the L² hinge penalty's":
+        ("R1 + R2", "hinge", "first order / L2"),
+    "the L² hinge penalty's critics separate their images better than R1 + R2's": ("hinge", "R1 + R2", "accuracy"),
+}
+#: The gate each value needs: a margin means something only for a critic that separates its images (and learnt);
+#: a separation can be compared whenever the run learnt.
+VALUE_GATES: dict[str, str] = {"L2": "gate", "first order / L2": "gate", "accuracy": "learnt"}
+
+
+def measured_tables() -> tuple[str, ...]:
+    """The tables whose critic measurements this chapter reads: the zero-centred ones and Table 2's replicate."""
+    return (*gan_zero_centred.PENALTY_LEVELS, ONE_CENTRED_TABLE)
+
+
+def load_critics(root: Path | str | None = None) -> tuple[pd.DataFrame, dict[str, dict]] | None:
+    """:func:`mmgan.critics.report.per_critic` rows of every measured critic of the study, with ``penalty`` (R1,
+    R2, R1 + R2, q = 2 or ∞ with the hinge penalty) and ``cell`` relabelled so that each (loss, penalty) is a cell
+    of its own, and each table's measurement meta data; None when a table is not measured yet. Each GAN folder read
+    must match its manifest, and every table must have been measured with the same settings (``ValueError``)."""
+    root = find_results_root(root)
+    if not all((root / "critic_margins" / f"table{table}.csv").is_file() for table in measured_tables()):
+        return None
+    frames, metas = [], {}
+    for table in measured_tables():
+        measurements, metas[table] = cm.load_measurements(table, root / "critic_margins")
+        critics = report.per_critic(measurements)
+        if table == ONE_CENTRED_TABLE:
+            critics = critics[critics["cell"].isin(ONE_CENTRED_CELLS)]
+            verify_manifest(_study_folder(table, root / REPLICATE_ROOT))
+        else:
+            critics = critics.assign(g=gan_zero_centred.PENALTY_LEVELS[table])
+            verify_manifest(_study_folder(table, root / "gan"))
+        frames.append(critics)
+    settings = {table: (meta["images"], meta["fmn_steps"], str(meta["search"])) for table, meta in metas.items()}
+    if len(set(settings.values())) > 1:
+        raise ValueError(f"the critics were measured with different settings (images, FMN steps, search): {settings}")
+    critics = pd.concat(frames, ignore_index=True)
+    critics["penalty"] = [g if g != ONE_CENTRED_LEVEL else f"q = {q}, hinge"
+                          for q, g in zip(critics["q"], critics["g"])]
+    critics["cell"] = critics["loss"] + ", " + critics["penalty"]
+    return critics, metas
+
+
+def _study_folder(table: str, gan_root: Path) -> Path:
+    source, overrides = gan_tables.study_source(table)
+    _, config = gan_tables.table_configs(source, "cpu", **overrides)
+    return gan_tables.table_folder(source, "cpu", config, gan_root)
+
+
+def penalty_values(critics: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """Per critic at q = 2 and boundary ``rule``: its mean signed L² margin, its first-order estimate over its L²
+    margin, its accuracy, whether its run learnt (``learnt``) and whether it also separates its images
+    (``gate``, at every order)."""
+    at = critics[(critics["threshold_rule"] == rule) & (critics["q"] == "2")]
+    keys = ["loss", "g", "seed"]
+    l2 = at[at["p"] == 2.0].set_index(keys)
+    out = pd.DataFrame({"L2": l2["signed"], "first order / L2": l2["taylor"] / l2["margin"],
+                        "accuracy": l2["accuracy"], "learnt": l2["learnt"]})
+    out["gate"] = (at.assign(ok=at["learnt"] & at["separates"]).groupby(keys)["ok"].all()).reindex(out.index)
+    return out.reset_index()
+
+
+def margin_propositions(critics: pd.DataFrame, alpha: float = ALPHA, rule: str = RULE) -> pd.DataFrame:
+    """:data:`MARGIN_PROPOSITIONS` at boundary ``rule``, each at the Bonferroni level over the propositions."""
+    level = 1 - alpha / len(MARGIN_PROPOSITIONS)
+    rows = []
+    values = penalty_values(critics, rule)
+    for name, (better, other, value) in MARGIN_PROPOSITIONS.items():
+        gated = values.assign(gate=values[VALUE_GATES[value]])
+        row = report.paired_effect(gated, "g", better, other, value, ["loss"], level)
+        if row is not None:
+            rows.append({"threshold": rule, "proposition": name, **row})
+    return pd.DataFrame(rows, columns=["threshold", "proposition", "seeds", "pairs", "ratio", "lower", "upper",
+                                       "level", "verdict"])
+
+
+def cell_table(critics: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and boundary: the mean signed margin of each order over the seeds, the first-order estimate over
+    the L² margin, accuracy, the critics that pass the gate, and the mean final FDD of their runs."""
+    rows = []
+    for (cell, rule), group in critics.groupby(["cell", "threshold_rule"], sort=False):
+        by_p = group.groupby("p")
+        gate = group.assign(ok=group["learnt"] & group["separates"]).groupby("seed")["ok"].all()
+        l2 = group[group["p"] == 2.0]
+        rows.append({"cell": cell, "boundary": rule, "critics": f"{int(gate.sum())} of {len(gate)}",
+                     **{f"{report_name(p)} margin": by_p["signed"].mean()[p] for p in sorted(by_p.groups)},
+                     "first order / L2": float((l2["taylor"] / l2["margin"]).mean()),
+                     "accuracy": float(group["accuracy"].mean()), "final FDD": float(l2["final_fdd"].mean())})
+    return pd.DataFrame(rows).set_index(["cell", "boundary"])
+
+
+def verdict_sentence(judged: pd.DataFrame) -> str:
+    """The verdicts in one sentence, each with its ratio and interval where it has one."""
+    return "; ".join(f"{row['proposition']}: {row['verdict']}" + (
+        f" ({row['ratio']:.2f} {interval_text(row['lower'], row['upper'])})" if math.isfinite(row["ratio"]) else "")
+        for _, row in judged.iterrows())
+
+
+def _shown(judged: pd.DataFrame) -> pd.DataFrame:
+    """Verdict rows as a page shows them: the ratio to 2 decimals with its interval, seeds, verdict."""
+    return pd.DataFrame({"boundary": judged["threshold"], "proposition": judged["proposition"],
+                         "ratio": [f"{r:.2f}" if math.isfinite(r) else "—" for r in judged["ratio"]],
+                         "interval": [interval_text(lo, hi) for lo, hi in zip(judged["lower"], judged["upper"])],
+                         "seeds": judged["seeds"], "verdict": judged["verdict"].astype(str)}).set_index(
+                             ["boundary", "proposition"])
+
+
+def report_name(p: float) -> str:
+    return {1.0: "L1", 2.0: "L2", math.inf: "L∞"}[float(p)]
+
+
+@dataclass
+class ZeroCentredMargins:
+    """What the zero-centred chapter shows of its critics' margins."""
+
+    critics: pd.DataFrame
+    metas: dict[str, dict]
+
+    def propositions(self) -> pd.DataFrame:
+        return margin_propositions(self.critics)
+
+    def propositions_table(self) -> pd.DataFrame:
+        """:meth:`propositions` as the page shows them: ratio better / other with its interval, per boundary."""
+        return _shown(self.propositions())
+
+    def dual_norm(self) -> pd.DataFrame:
+        """The paper's dual-norm propositions (:data:`mmgan.critics.report.CRITIC_PROPOSITIONS`) on the one-centred
+        HingeGAN critics, at :data:`RULE`."""
+        one = self.critics[self.critics["g"] == ONE_CENTRED_LEVEL]
+        return report.critic_propositions(one, RULE)
+
+    def dual_norm_table(self) -> pd.DataFrame:
+        return _shown(self.dual_norm())
+
+    def ranking(self) -> dict[str, object]:
+        """Does a larger L² margin go with a lower final FDD over the HingeGAN critics of every penalty? (*holds*:
+        ρ < 0 with its bootstrap interval below 0)."""
+        return report.fdd_correlation(self.critics[self.critics["loss"] == "hinge"], RULE, 2.0)
+
+    def cells(self) -> pd.DataFrame:
+        return cell_table(self.critics).round(3)
+
+    def glue(self) -> dict[str, object]:
+        judged = self.propositions()
+        primary = judged
+        ranking = self.ranking()
+        values: dict[str, object] = {
+            "zcm_critics": self.critics.groupby(["cell", "seed"]).ngroups,
+            "zcm_images": next(iter(self.metas.values()))["images"],
+            "zcm_minutes": f"{sum(meta['seconds'] for meta in self.metas.values()) / 60:.0f}",
+            "zcm_verdicts": verdict_sentence(primary),
+            "zcm_level": f"{primary['level'].iloc[0]:.1%}",
+            "zcm_rho": f"{ranking['rho']:.2f}", "zcm_rho_interval": interval_text(ranking["rho CI low"],
+                                                                                  ranking["rho CI high"]),
+            "zcm_rho_verdict": str(ranking["verdict"]),
+            "zcm_rho_critics": f"{ranking['critics']} of {ranking['of']}",
+        }
+        return values
+
+    def status_note(self) -> str:
+        primary = self.propositions()
+        ranking = self.ranking()
+        return ("Critic margins (L², at the real/fake midpoint, against a replicate of Table 2's L² hinge-penalty "
+                "critics): "
+                + verdict_sentence(primary) + f"; a larger L² margin goes with a lower final FDD: {ranking['verdict']} "
+                  f"(ρ = {ranking['rho']:.2f} {interval_text(ranking['rho CI low'], ranking['rho CI high'])})")
+
+
+@dataclass
+class Chapter:
+    """The zero-centred chapter: the swiss-roll theory check, the GAN study and its critics' margins (each None
+    before it is committed)."""
+
+    theory: theory.ZeroCentredPage
+    gan: gan_zero_centred.GANStudy | None
+    margins: ZeroCentredMargins | None
+
+    def glue(self) -> dict[str, object]:
+        return {**self.theory.glue(), **(self.gan.glue() if self.gan else {}),
+                **(self.margins.glue() if self.margins else {})}
+
+    def status_note(self) -> str:
+        note = self.theory.status_note()
+        if self.gan is None:
+            return note + ". The GAN study of R1/R2 is not committed yet; the margins of its critics are not measured"
+        if self.margins is None:
+            return f"{note}. {self.gan.status_note()}. The margins of these critics are not measured yet"
+        return f"{note}. {self.gan.status_note()}. {self.margins.status_note()}"
+
+
+def chapter(root: Path | str | None = None, check_iterations: int = 200,
+            check_root: Path | str | None = None) -> Chapter:
+    """The chapter from the committed results under ``root`` (default: the repository's): the swiss-roll variants
+    with their pipeline check (:func:`mmgan.table1.zero_centred.chapter`), the GAN study
+    (:func:`mmgan.gan.zero_centred.load_gan_study`) and its critics' margins (:func:`load_critics`)."""
+    study = gan_zero_centred.load_gan_study(root)
+    measured = load_critics(root)
+    return Chapter(theory.chapter(root, check_iterations, check_root),
+                   gan_zero_centred.GANStudy(study) if study else None,
+                   ZeroCentredMargins(*measured) if measured else None)
