@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Run (or load) every cell of one of Tables 2-8 (or of the "
-                                                 "zero-centred studies r1, r2, r1r2) in this process.")
+                                                 "zero-centred studies r1, r2, r1r2, r3gan) in this process.")
     parser.add_argument("table", choices=sorted(TABLES))
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="default: smoke")
     parser.add_argument("--root", default="results/gan")
