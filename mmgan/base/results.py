@@ -8,11 +8,13 @@ a chapter can pin the digest of the file it shows.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -129,6 +131,21 @@ def environment(device: Any = None) -> dict[str, str]:
     elif device is not None:
         out["device"] = device.type
     return out
+
+
+@functools.cache
+def code_commit() -> str:
+    """The commit of the repository this package was imported from (``'<sha>+dirty'`` when its tracked files
+    have changes), or ``'unknown'`` outside a git checkout."""
+    here = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}+dirty" if dirty else sha
 
 
 def results_root(path: str | Path | None = None) -> Path:

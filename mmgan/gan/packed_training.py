@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from mmgan.base.run_folder import CHECKPOINT, LOG, RunLock, check_snapshot_every
 from mmgan.gan.config import GANConfig, resolve_device
+from mmgan.gan.diagnostics import diagnostics
 from mmgan.gan.models import kept_statistics
 from mmgan.gan.packed import (
     PER_RUN_FIELDS,
@@ -70,6 +71,7 @@ from mmgan.gan.train import (
     data_and_reference,
     due,
     evaluate_and_log,
+    execution_record,
     execution_settings,
     interrupt_at_boundary,
     non_finite_weights,
@@ -165,18 +167,21 @@ def _weights_finite(pack: PackedState) -> list[bool]:
 
 
 def _gradient_norms(pack: PackedState, real: torch.Tensor, fake: torch.Tensor) -> list[dict[str, float]]:
-    """:func:`mmgan.gan.train.gradient_norms` of every run of the pack (the same points, the same critic passes)."""
+    """:func:`mmgan.gan.train.gradient_norms` of every run of the pack (the same points, the same critic passes;
+    the diagnostics from the pack's generator gradients, one slice per run)."""
     between = torch.stack([penalty_points(real[k], fake[k], "interpolates",
                                           torch.Generator().manual_seed(pack.iteration)) for k in range(pack.runs)])
-    names, values = ("real", "fake", "interpolates"), []
+    names, values, grads = ("real", "fake", "interpolates"), [], {}
     with kept_statistics(pack.critic):  # a measurement, not a training step: BatchNorm statistics unchanged
-        for x in (real, fake, between):
+        for name, x in zip(names, (real, fake, between)):
             points = x.detach().requires_grad_(True)
             with torch.enable_grad():
                 (grad,) = torch.autograd.grad(packed_critic_scores(pack.critic, points).sum(), points)
+            grads[name] = grad
             values.append(torch.stack([grad_norm(grad[k], c.q_value).mean() for k, c in enumerate(pack.configs)]))
     rows = torch.stack(values, 1).tolist()
-    return [{f"grad_norm_{name}": value for name, value in zip(names, row)} for row in rows]
+    return [{**{f"grad_norm_{name}": value for name, value in zip(names, row)}, **extra}
+            for row, extra in zip(rows, diagnostics(grads, pack.generator, fake))]
 
 
 def _select(result: PackedIteration, keep: list[int]) -> PackedIteration:
@@ -191,6 +196,7 @@ def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, ex
     {index into states: summary or error} as the runs finish or fail."""
     config = states[0].config
     live = list(range(len(states)))  # the runs still in the pack, in its order
+    pack_members = list(outs)  # the pack as it started (recorded in each summary: it fixes the arithmetic)
     pack = pack_states(states)
     watch = LossWatch(pack.runs, device)
     bar = tqdm(total=config.iterations, initial=pack.iteration, disable=not progress,
@@ -253,5 +259,6 @@ def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, ex
                                                f"{', '.join(str(outs[k]) for k in live)} are saved",
                                "the same run_table call")
     for k in live:
-        results[k] = write_summary(states[k], outs[k], device)
+        results[k] = write_summary(states[k], outs[k], device, execution_record(
+            config, [out.name for out in pack_members], pack_members.index(outs[k])))
 

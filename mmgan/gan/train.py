@@ -37,7 +37,8 @@ Never losing work:
 All random draws come from one CPU generator (:mod:`mmgan.base.randomness`), so a
 run is reproducible and resumable on any device. ``log.jsonl`` gets one line per
 ``log_every`` iterations (losses, penalty, gradient norms at real, fake and
-interpolated points, iterations/s) and one per metric evaluation.
+interpolated points, iterations/s and the diagnostics of :mod:`mmgan.gan.diagnostics`) and one per metric
+evaluation.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ import yaml
 from tqdm import tqdm
 
 from mmgan.base.randomness import indices, normal
-from mmgan.base.results import atomic_torch_save, atomic_write_text, environment, read_yaml
+from mmgan.base.results import atomic_torch_save, atomic_write_text, code_commit, environment, read_yaml
 from mmgan.base.run_folder import (
     CHECKPOINT,
     LOG,
@@ -74,6 +75,7 @@ from mmgan.base.run_folder import (
 )
 from mmgan.gan.config import EXECUTION_FIELDS, TRAIN_LOSSES, GANConfig, config_from, resolve_device
 from mmgan.gan.data import load_images
+from mmgan.gan.diagnostics import diagnostics
 from mmgan.gan.metrics import dataset_statistics, frechet_distance, generator_statistics, make_extractor
 from mmgan.gan.models import kept_statistics, make_gan, sampling_mode
 from mmgan.losses import critic_loss, generator_loss, needs_real_scores
@@ -82,7 +84,7 @@ from mmgan.penalties import gradient_penalty, input_gradient, penalty_points
 
 #: The public pieces of the loop, shared with the packed loop (:mod:`mmgan.gan.packed_training`).
 __all__ = ["GANConfig", "LossWatch", "NonFiniteLoss", "STOP_SIGNALS", "Stopped", "TRAIN_LOSSES", "config_from",
-           "data_and_reference", "due", "evaluate_and_log", "execution_settings", "gradient_norms",
+           "data_and_reference", "due", "evaluate_and_log", "execution_record", "execution_settings", "gradient_norms",
            "interrupt_at_boundary", "main", "new_state", "prepare_folder", "resolve_device", "save_checkpoint",
            "start_state", "stopped", "train", "training_iteration", "training_record", "write_line", "write_summary"]
 
@@ -261,15 +263,18 @@ def _noise(size: int, z_dim: int, rng: torch.Generator, device: torch.device) ->
 
 
 def gradient_norms(state: RunState, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+    """What a log line records beside the losses: the critic's input-gradient norm in the run's q at the real,
+    fake and interpolated points (``grad_norm_*``), and :func:`mmgan.gan.diagnostics.diagnostics`."""
     q = state.config.q_value
     # a generator of its own, so logging does not change the training's random stream
     between = penalty_points(real, fake, "interpolates", torch.Generator().manual_seed(state.iteration))
-    out = {}
+    out, grads = {}, {}
     with kept_statistics(state.critic):  # a measurement, not a training step: BatchNorm statistics unchanged
         for name, x in (("real", real), ("fake", fake), ("interpolates", between)):
             _, grad = input_gradient(state.critic, x, create_graph=False)
+            grads[name] = grad.detach().unsqueeze(0)
             out[f"grad_norm_{name}"] = float(grad_norm(grad.detach(), q).mean())
-    return out
+    return {**out, **diagnostics(grads, state.generator, fake.unsqueeze(0))[0]}
 
 
 def evaluate(state: RunState, extractor, reference, device: torch.device) -> float:
@@ -564,12 +569,24 @@ def _loop(state: RunState, data: torch.Tensor, extractor, reference, device: tor
             bar.close()
 
 
-def write_summary(state: RunState, out: Path, device: torch.device) -> dict[str, Any]:
+def execution_record(config: GANConfig, pack: list[str] | None = None, position: int = 0) -> dict[str, Any]:
+    """What fixes a run's arithmetic beyond its configuration and versions: the pack it trained in (the folder
+    names of its runs, in order, and its position; a single run is a pack of one, trained with plain layers),
+    the thread count, the memory layout and the code's commit (with ``dirty`` if the work tree had changes)."""
+    return {"pack": pack or [], "position": position if pack else 0, "packed": pack is not None,
+            "threads": torch.get_num_threads(), "channels_last": config.channels_last, "commit": code_commit()}
+
+
+def write_summary(state: RunState, out: Path, device: torch.device,
+                  execution: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's summary.json: its metric statistics and history, environment, configuration and
+    :func:`execution_record` (``execution``; the single-run one by default)."""
     config = state.config
     values = [v for _, v in state.metrics]
     summary = {"iterations": state.iteration, "metric": config.metric, "final": values[-1],
                "lowest": min(values), "lowest_at": state.metrics[values.index(min(values))][0],
-               "history": state.metrics, "environment": environment(device), "config": dataclasses.asdict(config)}
+               "history": state.metrics, "environment": environment(device), "config": dataclasses.asdict(config),
+               "execution": execution if execution is not None else execution_record(config)}
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return summary
 
