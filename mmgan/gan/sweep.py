@@ -166,12 +166,15 @@ class TableJob(Checkpointable):
     """
 
     def __init__(self, table: str, preset: str, root: Path | str, runs: Sequence[Run],
-                 overrides: dict[str, Any] | None = None, processes: int = 1) -> None:
+                 overrides: dict[str, Any] | None = None, processes: int = 1, cpus: int | None = None) -> None:
         self.table, self.preset, self.root = str(table), preset, str(root)
         self.runs = [tuple(run) for run in runs]
         self.overrides = _config_overrides(dict(overrides or {}))
         #: processes that share the job's device, each training one pack of about len(runs) / processes runs
         self.processes = check_int(processes, "processes", minimum=1)
+        #: the CPU cores the job was given (``--cpus-per-job``; None: every core it may run on). The local executor
+        #: does not confine a job to them, so several jobs at once would otherwise each use every core
+        self.cpus = None if cpus is None else check_int(cpus, "cpus", minimum=1)
         self.attempt = 1  # incremented by each requeue (the state travels in the pickle)
 
     def __repr__(self) -> str:
@@ -185,9 +188,9 @@ class TableJob(Checkpointable):
             (folders[run] / FAILURE_RECORD).unlink(missing_ok=True)
         try:  # exactly this job's runs: one pack, or one pack per process
             parts = [part for part in (self.runs[k::self.processes] for k in range(self.processes)) if part]
+            cores = min(available_cores(), self.cpus or available_cores())
             frames = run_tasks([(train_pack_of_runs, (self.table, self.preset, self.root, part, self.overrides))
-                                for part in parts], workers=len(parts), threads=max(1, available_cores()
-                                                                                    // len(parts)))
+                                for part in parts], workers=len(parts), threads=max(1, cores // len(parts)))
             result = pd.concat(frames, ignore_index=True)
         except Exception as error:  # the whole job failed (data missing, ...): say so in every unfinished run
             for run in self.runs:
@@ -213,16 +216,16 @@ class TableJob(Checkpointable):
 
 
 def plan_jobs(table: str, preset: str, root: Path | str, pack: int = 1, skip_finished: bool = True,
-              processes: int = 1, **overrides: Any) -> list[TableJob]:
+              processes: int = 1, cpus: int | None = None, **overrides: Any) -> list[TableJob]:
     """The jobs of a sweep: the runs of the table (``overrides`` may select ``cells`` and ``seeds``) in groups of
     ``pack``, without the runs already finished under ``root`` (unless ``skip_finished=False``), each job
-    splitting its runs over ``processes`` processes on its device. Every override is checked here
+    splitting its runs over ``processes`` processes on its device and its ``cpus`` cores. Every override is checked here
     (:func:`mmgan.gan.tables.table_configs`), before anything runs."""
     runs, _ = table_configs(table, preset, **overrides)
     if skip_finished:
         folders = _run_folders(table, preset, root, runs, overrides)
         runs = [run for run in runs if not (folders[run] / SUMMARY).is_file()]
-    return [TableJob(table, preset, root, group, overrides, processes) for group in group_runs(runs, pack)]
+    return [TableJob(table, preset, root, group, overrides, processes, cpus) for group in group_runs(runs, pack)]
 
 
 # ----------------------------------------------------------------------------- settings and checks
@@ -402,7 +405,8 @@ def sweep(table: str, preset: str = "paper", root: Path | str = "results/gan",
     lookup(TABLES, table, "table")
     lookup(PRESETS, preset, "preset")
     root, log_folder = _check_run_inputs(settings, table, preset, root, overrides)
-    jobs = plan_jobs(table, preset, root, settings.pack, processes=settings.processes, **overrides)
+    jobs = plan_jobs(table, preset, root, settings.pack, processes=settings.processes, cpus=cpus_per_job(settings),
+                     **overrides)
     result = Sweep(table, preset, root, overrides, settings, log_folder, jobs)
     if dry_run or not jobs:  # nothing to submit when every run has finished
         return result
