@@ -104,7 +104,19 @@ def test_packed_table_equals_runs_one_at_a_time(tmp_path):
     first = _log(packed_frame["run"][0])
     assert [line["iteration"] for line in first] == [2, 2, 4, 4, 6, 6]  # a training line and a metric line each
     assert {"critic_loss", "penalty", "generator_loss", "iterations_per_s", "grad_norm_real", "grad_norm_fake",
-            "grad_norm_interpolates"} == set(first[0]) - {"iteration"}
+            "grad_norm_interpolates", "grad_l1_real", "grad_l2_real", "grad_linf_real", "grad_l1_fake", "grad_l2_fake",
+            "grad_linf_fake", "generator_grad_norm", "saturated_share"} == set(first[0]) - {"iteration"}
+    assert first[0]["grad_l1_fake"] >= first[0]["grad_l2_fake"] >= first[0]["grad_linf_fake"] > 0  # dual-norm order
+    assert first[0]["generator_grad_norm"] > 0 and 0 <= first[0]["saturated_share"] <= 1
+    # what fixes each run's arithmetic: its pack (members, position), threads, layout and the code's commit
+    packed_runs = [Path(run).name for run in packed_frame["run"]]
+    for position, run in enumerate(packed_frame["run"]):
+        execution = _summary(run)["execution"]
+        assert execution["packed"] and execution["pack"] == packed_runs and execution["position"] == position
+        assert execution["threads"] == torch.get_num_threads() and execution["channels_last"] is False
+        assert execution["commit"]
+    single = _summary(single_frame["run"][0])["execution"]
+    assert not single["packed"] and single["pack"] == [] and single["position"] == 0
     assert all(lock.read_text() == "" for lock in tmp_path.rglob(".lock"))  # every lock released
     # finished runs are skipped, and loaded like any other
     again = _table(tmp_path / "packed")

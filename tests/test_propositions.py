@@ -73,14 +73,17 @@ def test_heterogeneous_pairs_widen_the_interval_but_pool_to_the_mean():
     assert pairs["ratio"].max() / pairs["ratio"].min() == pytest.approx(math.exp(1.0), rel=0.1)
 
 
-def test_one_seed_is_not_comparable_and_a_missing_run_drops_its_seed():
+def test_one_seed_is_not_comparable_and_a_missing_run_keeps_its_seeds_other_pairs():
     one = P.judge(study(effect_inf=1.5, seeds=1), "end").loc["q = ∞ beats q = 2"]
     assert one["verdict"] is Verdict.NOT_COMPARABLE and math.isnan(one["lower"])
     frame = study(effect_inf=1.5)
     frame = frame.drop(frame[(frame["norm"] == "inf") & (frame["seed"] == 3) & (frame["loss"] == "wgan")
                              & (frame["g"] == "ls")].index)
     row = P.judge(frame, "end").loc["q = ∞ beats q = 2"]
-    assert row["seeds"] == 7 and "seeds missing a run: 3" in row["left out"]
+    assert row["seeds"] == 8 and "seeds with fewer pairs (a run missing): 3" in row["left out"]
+    full = P.match(frame, P.PROPOSITIONS["q = ∞ beats q = 2"], "end")
+    d = P.learnt_log_ratios(full, P.paired_flags(frame.assign(learnt=True), full, "learnt"))
+    assert d[3] == pytest.approx(full.partial.loc[3].dropna().mean()) and full.partial.loc[3].isna().sum() == 1
 
 
 def test_ties_by_construction_are_left_out():
@@ -151,7 +154,26 @@ def test_paper_ratio_of_table_2():
     paper = pd.DataFrame([
         {"loss": loss, "norm": q, "g": g, "value": v} for loss, q, g, v in (
             ("wgan", "2", "ls", 37.6), ("wgan", "inf", "ls", 33.4), ("hinge", "2", "hinge", 33.9),
-            ("hinge", "inf", "hinge", 27.1))])
-    row = P.paper_ratios(paper, ["q = ∞ beats q = 2", "hinge penalty beats LS"]).loc["q = ∞ beats q = 2"]
+            ("hinge", "inf", "hinge", 27.1), ("hinge", "2", "ls", 40.0), ("hinge", "inf", "ls", 20.0))])
+    pairs = {"q = ∞ beats q = 2": [(("wgan", "inf", "ls"), ("wgan", "2", "ls")),
+                                   (("hinge", "inf", "hinge"), ("hinge", "2", "hinge"))],
+             "signed max beats q = 2": [(("wgan", P.SIGNED_MAX, "ls"), ("wgan", "2", "ls"))],
+             "signed max beats L^∞": [(("wgan", P.SIGNED_MAX, "ls"), ("wgan", "inf", "ls"))]}
+    table = P.paper_ratios(paper, pairs)
+    row = table.loc["q = ∞ beats q = 2"]
+    # only the study's pairs: the paper's hinge-LS cells (ratio 2.0) are outside it and must not enter
     assert row["paper ratio"] == pytest.approx(math.sqrt(37.6 / 33.4 * 33.9 / 27.1))
     assert row["paper pairs"] == "2 of 2"
+    # the paper's q = inf runs were signed maxima: they stand for our signed-max cells
+    assert table.loc["signed max beats q = 2", "paper ratio"] == pytest.approx(37.6 / 33.4)
+    assert "signed max beats L^∞" not in table.index  # the paper cannot test it
+
+
+def test_paper_ratio_names_pairs_it_has_no_number_for():
+    paper = pd.DataFrame([{"loss": "hinge", "norm": "2", "g": "hinge", "value": 30.0},
+                          {"loss": "hinge", "norm": "inf", "g": "hinge", "value": 20.0}])
+    pairs = {"q = ∞ beats q = 2": [(("hinge", "inf", "hinge"), ("hinge", "2", "hinge")),
+                                   (("wgan", "inf", "ls"), ("wgan", "2", "ls"))]}
+    row = P.paper_ratios(paper, pairs).loc["q = ∞ beats q = 2"]
+    assert row["paper ratio"] == pytest.approx(1.5)
+    assert row["paper pairs"] == "1 of 1" and "wgan" in row["paper missing"]

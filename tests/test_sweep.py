@@ -362,3 +362,23 @@ def test_a_job_can_split_its_runs_over_processes_sharing_its_device(tmp_path):
     with pytest.raises(ValueError, match="processes=3 is more than the pack=2"):
         sweep.check_settings(settings)
     assert sweep.cpus_per_job(sweep.SweepSettings(processes=2)) == 4
+
+
+def test_a_job_uses_the_cores_it_was_given(tmp_path, monkeypatch):
+    """The local executor does not confine a job: two jobs at once on a 2-core machine each ran two threads
+    (oversubscribed, and a thread count other than the one their runs record). A job's processes share its
+    --cpus-per-job."""
+    calls = []
+
+    def recording(tasks, workers, threads):
+        calls.append((workers, threads))
+        return [pd.DataFrame(columns=["loss", "q", "g", "seed", "status", "run"])]
+
+    monkeypatch.setattr(sweep, "run_tasks", recording)
+    monkeypatch.setattr(sweep, "available_cores", lambda: 8)
+    for cpus, processes, expected in ((1, 1, 1), (None, 1, 8), (4, 2, 2), (1, 2, 1)):
+        calls.clear()
+        jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=2, processes=processes, cpus=cpus, seeds=[0],
+                               cells=["wgan-q2-ls", "hinge-q2-ls"], iterations=2)
+        jobs[0]()
+        assert calls == [(processes, expected)], (cpus, processes)

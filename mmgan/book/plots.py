@@ -388,3 +388,28 @@ def critic_margins_along_training(summary) -> Figure:
     axes[-1].set(xscale="log", yscale="log", title="FDD (mean over seeds)", xlabel="generator iteration")
     axes[0].legend(frameon=False, fontsize=7)
     return fig
+
+
+def verdicts_over_training(over, xlabel: str, columns: int = 3) -> Figure:
+    """Per proposition, its pooled ratio other / better (log scale) and simultaneous interval read at every metric
+    evaluation (``over``: :meth:`mmgan.gan.chapter.Run.over_training`), the line at 1 (no effect) dashed; above 1
+    goes the way the paper predicts."""
+    names = list(dict.fromkeys(over["proposition"]))
+    cols = min(columns, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False, layout="constrained")
+    for ax, name in zip(axes.flat, names):
+        part = over[over["proposition"] == name].sort_values("iteration").dropna(subset=["ratio"])
+        ax.fill_between(part["iteration"], part["lower"], part["upper"], color="tab:blue", alpha=0.25, lw=0,
+                        label="interval")
+        ax.plot(part["iteration"], part["ratio"], color="tab:blue", lw=1.5, label="pooled ratio")
+        ax.axhline(1.0, color="black", ls="--", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    axes.flat[0].set_ylabel("ratio other / better (log)", fontsize=8)
+    axes.flat[0].legend(fontsize=7, loc="best")
+    return fig

@@ -19,9 +19,11 @@ The rule, stated in every GAN chapter and implemented here once
 2. **The seed is the unit.** Runs with the same seed share the data order, the
    noise and the initial weights. For each seed, the statistic is
    ``d_s = mean over the pairs of log(other / better)`` of the study's metric
-   (lower is better, so ``d_s > 0`` favours the proposition). A seed counts only
-   when every pair has both runs (each ``d_s`` then estimates the same pooled
-   quantity); a seed missing a run is listed.
+   (lower is better, so ``d_s > 0`` favours the proposition), over the pairs where
+   both runs exist and learnt (:mod:`mmgan.gan.outcomes`; runs that did not learn are
+   judged by the reliability rule below). A seed with fewer pairs (a run missing, a run
+   that did not learn, or a study that ran more seeds in some cells) keeps the pairs it
+   has, so its ``d_s`` mixes fewer pairs; such seeds are listed.
 3. **Pooled effect.** ``ratio = exp(mean d_s)``: how many times larger the
    metric is at the other level than at the predicted-better one (geometric
    mean over pairs and seeds; log scale, since values span decades). Its interval
@@ -208,6 +210,8 @@ class Matched:
     tied: list[str]  # pairs identical in every seed
     incomplete_seeds: list[int]  # seeds missing a run of some pair
     cells: dict[str, tuple[tuple, tuple]] = dataclasses.field(default_factory=dict)  # label → (better, other)
+    #: every seed with a run of some pair (NaN where a pair's run is missing)
+    partial: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
 
 def pair_label(better: tuple, other: tuple) -> str:
@@ -245,7 +249,7 @@ def match(values: pd.DataFrame, proposition: Proposition, stat: str, drop_ties: 
     frame = pd.DataFrame(columns)
     complete = frame.dropna()
     incomplete = sorted(int(s) for s in frame.index.difference(complete.index))
-    return Matched(proposition, complete.sort_index(), tied, incomplete, cells)
+    return Matched(proposition, complete.sort_index(), tied, incomplete, cells, frame.sort_index())
 
 
 def paired_flags(flags: pd.DataFrame, matched: Matched, column: str) -> pd.DataFrame:
@@ -261,11 +265,14 @@ def paired_flags(flags: pd.DataFrame, matched: Matched, column: str) -> pd.DataF
 
 
 def learnt_log_ratios(matched: Matched, learnt: pd.DataFrame) -> pd.Series:
-    """Per seed, the mean log ratio over the pairs of ``matched`` where both runs learnt (``learnt``:
+    """Per seed, the mean log ratio over the pairs of ``matched`` where both runs exist and learnt (``learnt``:
     :func:`paired_flags` of the ``learnt`` column); seeds with no such pair are left out."""
-    usable = learnt.reindex(index=matched.log_ratios.index, columns=matched.log_ratios.columns).map(
-        lambda v: isinstance(v, tuple) and all(v))
-    return matched.log_ratios.where(usable).mean(axis=1).dropna()
+    return matched.partial.where(_both_learnt(learnt, matched.partial)).mean(axis=1).dropna()
+
+
+def _both_learnt(learnt: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """True where both runs of a (seed, pair) of ``like`` learnt."""
+    return learnt.reindex(index=like.index, columns=like.columns).map(lambda v: isinstance(v, tuple) and all(v))
 
 
 #: The columns of :func:`judge`, in order.
@@ -305,7 +312,8 @@ def judge(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
         failed = learnt.map(lambda v: (not v[0], not v[1]) if isinstance(v, tuple) else v)
         rel = reliability(failed, level)
         left_out = ([f"tied by construction: {', '.join(m.tied)}"] if m.tied else []) + (
-            [f"seeds missing a run: {', '.join(map(str, m.incomplete_seeds))}"] if m.incomplete_seeds else [])
+            [f"seeds with fewer pairs (a run missing): {', '.join(map(str, m.incomplete_seeds))}"]
+            if m.incomplete_seeds else [])
         rows.append({
             "proposition": m.proposition.name,
             "ratio": effect.ratio if effect else math.nan,
@@ -318,9 +326,7 @@ def judge(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
             "hl": math.exp(hl[0]) if math.isfinite(hl[0]) else math.nan,
             "hl lower": math.exp(hl[1]) if math.isfinite(hl[1]) else math.nan,
             "hl upper": math.exp(hl[2]) if math.isfinite(hl[2]) else math.nan,
-            "interaction p": interaction_p(m.log_ratios.where(learnt.reindex(
-                index=m.log_ratios.index, columns=m.log_ratios.columns).map(
-                lambda v: isinstance(v, tuple) and all(v)))),
+            "interaction p": interaction_p(m.log_ratios.where(_both_learnt(learnt, m.log_ratios))),
             "failed better": rel.failed_better, "failed other": rel.failed_other, "comparisons": rel.comparisons,
             "failure delta": rel.delta, "failure lower": rel.lower, "failure upper": rel.upper,
             "failure p": rel.p, "reliability": rel.verdict,
@@ -331,13 +337,14 @@ def judge(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
 
 def pair_effects(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
                  level: float = 1 - ALPHA) -> pd.DataFrame:
-    """Every matched pair behind the propositions on its own: its ratio over seeds and a per-pair t interval
-    (at ``level``, uncorrected; shown to reveal heterogeneity between pairs, never to judge)."""
+    """Every matched pair behind the propositions on its own: its ratio over the seeds that have both of its runs
+    and a per-pair t interval (at ``level``, uncorrected; shown to reveal heterogeneity between pairs, never to
+    judge)."""
     rows = []
     for name in names or list(PROPOSITIONS):
         m = match(values, lookup(PROPOSITIONS, name, "proposition"), stat)
         for label in m.log_ratios.columns:
-            d = m.log_ratios[label]
+            d = m.partial[label].dropna()
             effect = pooled_effect(d, level)
             rows.append({"proposition": name, "pair": label, "ratio": effect.ratio, "lower": effect.lower,
                          "upper": effect.upper, "seeds": effect.seeds})

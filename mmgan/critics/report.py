@@ -12,8 +12,9 @@ The rules the chapter states:
   (:func:`primary_threshold`); the midpoint is shown beside as a second view.
 * **Sanity gate**: a comparison is *not comparable* when one of its critics does not
   separate reals from generated images at its threshold (accuracy below
-  :data:`SEPARATION_BAR`) or when its run did not learn (lowest FDD not at least
-  :data:`LEARNT_FACTOR` times below the first evaluation).
+  :data:`SEPARATION_BAR`) or when its run's FDD never fell to half its first evaluation
+  (:data:`START_FACTOR` of :mod:`mmgan.gan.outcomes`; the committed measurements keep the first, final and
+  lowest FDD but not the history, so a run that stalled and started late still passes this gate).
 * **Dual-norm propositions** (§4: penalising ‖∇f‖_q enlarges the L^p margin, p = dual(q)), in both
   directions, and a scale-free shape test (the L¹/L² margin ratio), judged by the pooled rule of
   :mod:`mmgan.book.propositions`: the seed is the unit, Bonferroni over the three
@@ -39,7 +40,7 @@ from scipy import stats
 
 from mmgan.book.propositions import ALPHA, pooled_effect
 from mmgan.book.verdicts import Verdict, paired_t_interval
-from mmgan.gan.chapter import LEARNT_FACTOR
+from mmgan.gan.outcomes import START_FACTOR
 
 SEPARATION_BAR = 0.6
 KEYS = ["cell", "loss", "q", "g", "seed", "threshold_rule", "p"]
@@ -95,7 +96,7 @@ def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
                       fmn_shorter_share=("fmn_shorter", "mean"), sign_change_share=("sign_change", "mean"),
                       converged_share=("converged", "mean"), final_fdd=("final_fdd", "first"),
                       lowest_fdd=("lowest_fdd", "first"), first_fdd=("first_fdd", "first"), **extra).reset_index()
-    out["learnt"] = out["lowest_fdd"] * LEARNT_FACTOR <= out["first_fdd"]
+    out["learnt"] = out["lowest_fdd"] * START_FACTOR <= out["first_fdd"]
     out["separates"] = out["accuracy"] >= SEPARATION_BAR
     out["score_gap"] = out.pop("real_score") - out.pop("fake_score")
     if "nn_scale" in out:

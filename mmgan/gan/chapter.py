@@ -15,9 +15,10 @@ prose. The page has two parts:
   ``cpu`` or ``paper`` it is the rerun the reader asked for, judged by the same rule and gates.
 
 Gates (:func:`verdict_gate`): no verdict word is shown for runs that cannot carry one, i.e. a
-preset that only checks the pipeline, fewer than two metric evaluations per run, a single seed, or
-a run that did not *learn* (its best metric less than :data:`LEARNT_FACTOR` times below its first
-evaluation); every proposition is then ``not comparable``, with the reason.
+preset that only checks the pipeline, fewer than two metric evaluations per run, or a single seed;
+every proposition is then ``not comparable``, with the reason. A run that stalled, did not start or
+diverged (:mod:`mmgan.gan.outcomes`) is an outcome, not a gate: it counts in the reliability judgement
+of each proposition and is left out of the quality judgement (:func:`mmgan.book.propositions.judge`).
 """
 
 from __future__ import annotations
@@ -37,14 +38,13 @@ from mmgan.base.results import results_root as find_results_root
 from mmgan.base.results import verify_manifest
 from mmgan.book import paper, plots, propositions
 from mmgan.book.verdicts import Verdict, interval_text
+from mmgan.gan import outcomes as gan_outcomes
 from mmgan.gan import protocol, trained
 from mmgan.gan import report as gan_report
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig
 from mmgan.norms import order_text
 
-#: A run has learnt when its best metric is at least this many times lower than its first evaluation.
-LEARNT_FACTOR = 2.0
 #: A run has levelled off when its metric fell by less than this share in the last quarter of training
 #: (smoothed, :func:`mmgan.gan.report.learning`).
 LEVELLED = 0.10
@@ -55,14 +55,22 @@ STUDY_CAPTIONS: dict[str, str | None] = {
     "propositions": None,  # the chapter introduces it in its own words
     "tables": "Cell means ± standard deviation over seeds beside the paper's FIDs, with the rank of each within "
               "its table (`mmgan.gan.report.side_by_side`):",
-    "pairs": "Every matched pair behind the propositions on its own (ratio other / better of the end-of-training "
-             "metric over seeds, with its uncorrected 95% t interval): how much the pairs agree. The verdicts come "
-             "from the pooled ratio above, not from these.",
+    "pairs": "Every matched pair behind the propositions on its own, among runs that learnt (ratio other / better of "
+             "the end-of-training metric over seeds, with its uncorrected 95% t interval): how much the pairs agree. "
+             "The verdicts come from the pooled ratio above, not from these.",
     # the curves are a captioned figure in the chapter (cell metadata): a second output would repeat its label
     "curves": None,
     "levelling": "Have the runs learnt and levelled off? Per cell, mean over seeds of the first and best metric and "
                  "the change of the smoothed metric over the last quarter of training "
                  "(`mmgan.gan.report.learning`; −0.20: it fell by a further 20%; near 0: levelled off):",
+    "over training": "**The verdicts over training.** Each proposition's quality ratio (among runs that learnt) read "
+                     "at every metric evaluation instead of at the end of training, with its {level:.1%} interval "
+                     "(`mmgan.gan.chapter.Run.over_training`): where the band leaves 1 for good is when the verdict "
+                     "is settled; a band that is still moving at the end says the verdict depends on when training "
+                     "stops.",
+    "outcomes": "**Runs that did not learn** (`mmgan.gan.outcomes`): each run that stalled, did not start or diverged, "
+                "when it left its starting level, and what its log lines show over the plateau "
+                "(`mmgan.gan.outcomes.stall_mechanism`):",
     "protocol": "The study's protocol: each setting as the paper states it, as the released code "
                 "(`Code/GAN.py` with the flags of `Code/experiments.sh`) ran it, and as the study has it "
                 "(`mmgan.gan.protocol.protocol_table`); the rows marked \"no\" are where the study departs from the "
@@ -70,7 +78,7 @@ STUDY_CAPTIONS: dict[str, str | None] = {
 }
 
 
-def verdict_gate(preset: str, evaluations: int, seeds: int, not_learnt: list[str]) -> str | None:
+def verdict_gate(preset: str, evaluations: int, seeds: int) -> str | None:
     """Why no verdict can be drawn from a set of runs (None when one can): the rule of the module docstring."""
     if preset == "smoke":
         return "the smoke preset only checks the pipeline"
@@ -78,8 +86,6 @@ def verdict_gate(preset: str, evaluations: int, seeds: int, not_learnt: list[str
         return f"each run has {evaluations} metric evaluation(s); at least 2 are needed to tell whether it learnt"
     if seeds < 2:
         return "one seed: no interval over seeds"
-    if not_learnt:
-        return f"{len(not_learnt)} run(s) did not learn (named under the learning gate)"
     return None
 
 
@@ -139,15 +145,19 @@ class Run:
         """:func:`mmgan.gan.report.learning` of every finished run (companions included)."""
         return gan_report.learning(self.curves)
 
+    @cached_property
+    def outcomes(self) -> pd.DataFrame:
+        """:func:`mmgan.gan.outcomes.run_outcomes` of every run (companions and failed runs included)."""
+        return gan_outcomes.run_outcomes(self.everything, self.curves, self.config.iterations)
+
     def not_learnt(self) -> list[str]:
-        """The runs whose best metric is less than :data:`LEARNT_FACTOR` times below their first evaluation."""
-        rows = self.learning[self.learning["first"] / self.learning["best"] < LEARNT_FACTOR]
-        return [f"{propositions.cell_text(r.loss, r.norm, r.g)}, seed {r.seed}" for r in rows.itertuples()]
+        """The runs that stalled, did not start or diverged, in words."""
+        rows = self.outcomes[~self.outcomes["learnt"]]
+        return [f"{propositions.cell_text(r.loss, r.norm, r.g)}, seed {r.seed}: {r.outcome}" for r in rows.itertuples()]
 
     def gate(self) -> str | None:
         """Why these runs cannot carry a verdict (:func:`verdict_gate`), or None."""
-        return verdict_gate(self.preset, self.evaluations, len(self.seeds),
-                            self.not_learnt() if self.evaluations >= 2 else [])
+        return verdict_gate(self.preset, self.evaluations, len(self.seeds))
 
     @cached_property
     def statistics(self) -> pd.DataFrame:
@@ -155,25 +165,73 @@ class Run:
         return gan_report.run_statistics(self.everything, self.curves)
 
     @cached_property
+    def judged_runs(self) -> pd.DataFrame:
+        """What the propositions are judged on: every run's statistics (NaN for a run that diverged) and whether
+        it learnt (:attr:`outcomes`)."""
+        learnt = self.outcomes[[*propositions.CELL, "seed", "learnt"]]
+        return learnt.merge(self.statistics, on=[*propositions.CELL, "seed"], how="left")
+
+    @cached_property
     def judged(self) -> dict[str, pd.DataFrame]:
         """Statistic → :func:`mmgan.book.propositions.judge` of that statistic, every verdict ``not comparable``
         when :meth:`gate` gives a reason. The primary statistic first, then the table's own statistics."""
         frames = {}
         for stat in dict.fromkeys((PRIMARY, *self.stats)):
-            frame = propositions.judge(self.statistics, stat)
-            frames[stat] = frame if self.gate() is None else frame.assign(verdict=Verdict.NOT_COMPARABLE)
+            frame = propositions.judge(self.judged_runs, stat)
+            frames[stat] = frame if self.gate() is None else frame.assign(verdict=Verdict.NOT_COMPARABLE,
+                                                                           reliability=Verdict.NOT_COMPARABLE)
         return frames
 
     def verdicts(self) -> dict[str, Verdict]:
-        """Proposition → its verdict on the primary statistic."""
+        """Proposition → its quality verdict (among runs that learnt) on the primary statistic."""
         return dict(self.judged[PRIMARY]["verdict"])
 
+    def reliability(self) -> dict[str, Verdict]:
+        """Proposition → its reliability verdict (which level fails less often)."""
+        return dict(self.judged[PRIMARY]["reliability"])
+
+    def matched_pairs(self) -> dict[str, list[tuple[tuple, tuple]]]:
+        """Proposition → the (better cell, other cell) pairs its verdicts are drawn from."""
+        finished = self.judged_runs.dropna(subset=[PRIMARY])
+        return {name: list(propositions.match(finished, propositions.PROPOSITIONS[name], PRIMARY).cells.values())
+                for name in self.judged[PRIMARY].index}
+
     def paper_ratios(self) -> pd.DataFrame:
-        """The paper's direction of each proposition (:func:`mmgan.book.propositions.paper_ratios`), from the paper's
-        tables of this table and of its companions."""
+        """The paper's ratio of each proposition over exactly the pairs our study tests
+        (:func:`mmgan.book.propositions.paper_ratios`), its cells read from the paper's tables of this table and of
+        its companions (a cell our study does not have never enters)."""
         tables = dict.fromkeys([self.table, *gan_tables.companion_tables(self.table)])
         cells = pd.concat([gan_report.paper_cells(t, "final") for t in tables], ignore_index=True)
-        return propositions.paper_ratios(cells, self.judged[PRIMARY].index)
+        return propositions.paper_ratios(cells.drop_duplicates(subset=list(propositions.CELL)), self.matched_pairs())
+
+    def over_training(self) -> pd.DataFrame:
+        """The primary verdicts read at every metric evaluation instead of at the end of training (the statistic:
+        the evaluation at that iteration; the runs that learnt by the end): one row per (iteration, proposition)
+        with the ratio, its interval and the verdict (:func:`mmgan.book.propositions.judge`)."""
+        learnt = self.outcomes[[*propositions.CELL, "seed", "learnt"]]
+        rows = []
+        for iteration, at in self.curves.groupby("iteration"):
+            values = learnt.merge(at[[*propositions.CELL, "seed", "value"]], on=[*propositions.CELL, "seed"])
+            judged = propositions.judge(values, "value", list(self.judged[PRIMARY].index))
+            for name, row in judged.iterrows():
+                rows.append({"iteration": int(iteration), "proposition": name, "ratio": row["ratio"],
+                             "lower": row["lower"], "upper": row["upper"], "verdict": row["verdict"]})
+        return pd.DataFrame(rows, columns=["iteration", "proposition", "ratio", "lower", "upper", "verdict"])
+
+    def stable_since(self) -> dict[str, int | None]:
+        """Proposition → the first evaluation from which its verdict over training (:meth:`over_training`) stays
+        the same up to the end (the last evaluation when it changes there)."""
+        out: dict[str, int | None] = {}
+        for name, rows in self.over_training().groupby("proposition", sort=False):
+            rows = rows.sort_values("iteration")
+            verdicts = rows["verdict"].tolist()
+            since = None
+            for iteration, verdict in zip(reversed(rows["iteration"].tolist()), reversed(verdicts)):
+                if verdict != verdicts[-1]:
+                    break
+                since = iteration
+            out[name] = since
+        return out
 
     def propositions(self) -> pd.DataFrame:
         """The propositions table the chapter opens with (:func:`mmgan.gan.report.proposition_table`)."""
@@ -195,7 +253,28 @@ class Study(Run):
 
     @property
     def learnt(self) -> bool:
-        return not self.not_learnt()
+        """Did every run learn (:mod:`mmgan.gan.outcomes`)?"""
+        return bool(self.outcomes["learnt"].all())
+
+    def outcome_counts(self) -> dict[str, int]:
+        """How many runs (companions included) ended in each :class:`mmgan.gan.outcomes.Outcome`."""
+        counts = self.outcomes["outcome"].value_counts()
+        return {str(o): int(counts.get(o, 0)) for o in gan_outcomes.Outcome}
+
+    def outcome_table(self) -> pd.DataFrame:
+        """Every run that did not learn: its outcome, when it left its starting level and why it sat there
+        (:func:`mmgan.gan.outcomes.stall_mechanism`)."""
+        rows = self.outcomes[~self.outcomes["learnt"]]
+        return pd.DataFrame({
+            "run": [f"{propositions.cell_text(r.loss, r.norm, r.g)}, seed {r.seed}" for r in rows.itertuples()],
+            "outcome": [str(o) for o in rows["outcome"]],
+            "left its starting level at": ["never" if c else f"{int(t):,}" for c, t in zip(rows["censored"],
+                                                                                           rows["time"])],
+            "share of training on the plateau": [f"{x:.0%}" for x in rows["stalled share"]],
+            "why (log lines over the plateau)": [
+                "diverged" if o is gan_outcomes.Outcome.DIVERGED else gan_outcomes.stall_mechanism(r, t)
+                for o, r, t in zip(rows["outcome"], rows["run"], rows["time"])],
+        }).set_index("run")
 
     def levelling(self) -> pd.DataFrame:
         """Per cell (mean over seeds): first and best metric and the smoothed change over the last quarter."""
@@ -225,35 +304,40 @@ class Study(Run):
 
     def values(self) -> dict[str, Any]:
         """The study's numbers as one mapping (glue names ``study_*``, and ``prop_<key>_*`` per proposition)."""
-        means = gan_report.cell_means(self.statistics, PRIMARY)
-        best = means.loc[means["mean"].idxmin()]
-        ratio = self.learning["first"] / self.learning["best"]
+        own = self.statistics.merge(self.results[[*propositions.CELL, "seed"]], on=[*propositions.CELL, "seed"])
+        means = gan_report.cell_means(own, PRIMARY)  # the cells of the table shown, ranked by their medians
+        best, worst = means.loc[means["median"].idxmin()], means.loc[means["median"].idxmax()]
         late = self.learning["late change"]
+        counts = self.outcome_counts()
         values = {"study_runs": len(self.everything), "study_seeds": len(self.seeds),
-                  "study_iterations": int(self.config.iterations), "study_best": float(means["mean"].min()),
-                  "study_worst": float(means["mean"].max()),
+                  "study_iterations": int(self.config.iterations), "study_best": float(best["median"]),
+                  "study_worst": float(worst["median"]),
                   "study_best_cell": propositions.cell_text(best["loss"], best["norm"], best["g"]),
+                  "study_worst_cell": propositions.cell_text(worst["loss"], worst["norm"], worst["g"]),
                   "study_rank_corr": gan_report.rank_agreement(self.statistics, self.table, PRIMARY),
-                  "study_first_to_best_min": float(ratio.min()),
+                  "study_learnt": counts["learnt"], "study_stalled": counts["stalled"],
+                  "study_not_started": counts["did not start"], "study_diverged": counts["diverged"],
                   "study_late_median": float(late.median()), "study_late_min": float(late.min()),
                   "study_levelled": int((late > -LEVELLED).sum())}
+        stable = self.stable_since()
         for name, row in self.judged[PRIMARY].iterrows():
             key = propositions.PROPOSITIONS[name].key
             values.update({f"prop_{key}_ratio": float(row["ratio"]), f"prop_{key}_lower": float(row["lower"]),
-                           f"prop_{key}_upper": float(row["upper"]), f"prop_{key}_verdict": str(row["verdict"])})
+                           f"prop_{key}_upper": float(row["upper"]), f"prop_{key}_verdict": str(row["verdict"]),
+                           f"prop_{key}_reliability": str(row["reliability"]),
+                           f"prop_{key}_failed": f"{int(row['failed better'])} / {int(row['failed other'])} of "
+                                                 f"{int(row['comparisons'])}",
+                           f"prop_{key}_stable_since": stable.get(name)})
         return values
 
     def learning_text(self) -> str:
-        """One or two sentences on the learning gate: passed, or which runs failed it."""
-        metric = self.config.metric.upper()
-        smallest = float((self.learning["first"] / self.learning["best"]).min())
+        """The runs' outcomes in words (:mod:`mmgan.gan.outcomes`): how many learnt, and each that did not."""
+        counts = self.outcome_counts()
         failed = self.not_learnt()
-        if not failed:
-            return (f"Every run lowered its {metric} by a factor of at least {smallest:.1f} from its first "
-                    f"evaluation (gate: {LEARNT_FACTOR:g}; passed).")
-        return (f"{len(self.learning) - len(failed)} of {len(self.learning)} runs lowered their {metric} by at least "
-                f"the gate factor {LEARNT_FACTOR:g} from their first evaluation; {len(failed)} did not "
-                f"({'; '.join(failed)}: smallest factor {smallest:.2f}), so the gate failed and no verdict is drawn.")
+        text = (f"{counts['learnt']} of {sum(counts.values())} runs learnt (left their starting level within the "
+                f"first {gan_outcomes.STALL_SHARE:.0%} of training), {counts['stalled']} stalled, "
+                f"{counts['did not start']} did not start and {counts['diverged']} diverged")
+        return text + (f" ({'; '.join(failed)})." if failed else ".")
 
     def companion_text(self) -> str:
         """Which runs of other studies join the comparisons, in words ('' without companions)."""
@@ -303,10 +387,10 @@ class Study(Run):
             f"**Scale.** {self.scale_text()}.{shrunk}{self.companion_text()} Committed under "
             f"`results/{self.folder.as_posix().split('results/', 1)[-1]}` and loaded without retraining.",
             f"**Did the runs learn and level off?** {self.learning_text()} {levelled}.",
-            f"**Results.** Cell means of the end-of-training {metric} range from {v['study_best']:.1f} "
-            f"(best: {v['study_best_cell']}) to {v['study_worst']:.1f}; the rank correlation with the paper's FIDs "
-            "is " + ("not reported (runs that did not learn would set it)." if not self.learnt else
-                     f"{corr:.2f} (Spearman)." if corr == corr else "not defined (fewer than three cells)."),
+            f"**Results.** Cell medians of the end-of-training {metric} range from {v['study_best']:.1f} "
+            f"(best: {v['study_best_cell']}) to {v['study_worst']:.1f} ({v['study_worst_cell']}); the rank "
+            "correlation of the medians with the paper's FIDs "
+            "is " + (f"{corr:.2f} (Spearman)." if corr == corr else "not defined (fewer than three cells)."),
         ]
         return Markdown("\n\n".join(lines))
 
@@ -345,7 +429,10 @@ class GANChapter:
         curves = plots.gan_metric_curves(study.curves, f"{c.metric.upper()} ({c.dataset} {c.image_size} px, "
                                                        f"preset cpu; lower is better)")
         plt.close(curves)
-        pairs = propositions.pair_effects(study.statistics, PRIMARY, list(study.judged[PRIMARY].index))
+        over_training = plots.verdicts_over_training(study.over_training(), "generator iterations")
+        plt.close(over_training)
+        pairs = propositions.pair_effects(study.judged_runs[study.judged_runs["learnt"]], PRIMARY,
+                                          list(study.judged[PRIMARY].index))
         grids, missing = study.samples()
         samples: list[Any] = []
         if grids:
@@ -358,7 +445,8 @@ class GANChapter:
                                     "logs are committed)."))
         return {
             "samples": (None, samples),
-            "propositions": (STUDY_CAPTIONS["propositions"], [study.propositions()]),
+            "propositions": (STUDY_CAPTIONS["propositions"], [study.propositions(), Markdown(
+                STUDY_CAPTIONS["over training"].format(level=study.judged[PRIMARY]["level"].iloc[0])), over_training]),
             "tables": (STUDY_CAPTIONS["tables"], [study.side_by_side(stat) for stat in
                                                   dict.fromkeys((PRIMARY, *study.stats))]),
             "pairs": (STUDY_CAPTIONS["pairs"], [
@@ -366,7 +454,9 @@ class GANChapter:
                     interval=[interval_text(lo, hi) for lo, hi in zip(pairs["lower"], pairs["upper"])])
                 [["ratio", "interval", "seeds"]].round({"ratio": 2})]),
             "curves": (STUDY_CAPTIONS["curves"], [curves]),
-            "levelling": (STUDY_CAPTIONS["levelling"], [study.levelling()]),
+            "levelling": (STUDY_CAPTIONS["levelling"], [study.levelling(), Markdown(STUDY_CAPTIONS["outcomes"]),
+                                                         study.outcome_table() if not study.learnt
+                                                         else Markdown("(every run learnt)")]),
             "protocol": (STUDY_CAPTIONS["protocol"], [study.protocol()]),
         }
 
@@ -421,7 +511,10 @@ class GANChapter:
                                   "run_failed": int((self.run.results["status"] != "finished").sum()),
                                   "rule_alpha": propositions.ALPHA, "rule_band": propositions.BAND,
                                   "rule_target": propositions.TARGET_HALF_WIDTH,
-                                  "rule_end_share": gan_report.END_SHARE, "rule_learnt": LEARNT_FACTOR}
+                                  "rule_end_share": gan_report.END_SHARE,
+                                  "rule_start_factor": gan_outcomes.START_FACTOR,
+                                  "rule_stall_share": gan_outcomes.STALL_SHARE,
+                                  "rule_reliability_band": propositions.RELIABILITY_BAND}
         if self.study is not None:
             values.update(self.study.values())
         return values

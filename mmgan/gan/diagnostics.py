@@ -60,15 +60,13 @@ def saturated_shares(fake: torch.Tensor) -> torch.Tensor:
     return (fake.detach().abs() > SATURATED).reshape(fake.shape[0], -1).float().mean(1)
 
 
-def diagnostics(grads: dict[str, torch.Tensor], generator: torch.nn.Module, fake: torch.Tensor
+def diagnostics(grads: dict[str, torch.Tensor], generator_norms: torch.Tensor, fake: torch.Tensor
                 ) -> list[dict[str, float]]:
     """Per run, the keys of the module docstring as floats (one host read for all of them).
 
-    ``grads``: :data:`POINTS` → the critic's input gradients (runs, batch, ...); ``fake``: the generator step's
-    batch (runs, batch, ...); ``generator``: after that step, its gradients still held."""
-    runs = fake.shape[0]
+    ``grads``: :data:`POINTS` → the critic's input gradients (runs, batch, ...); ``generator_norms``: (runs,)
+    :func:`parameter_gradient_norms` of the generator step; ``fake``: that step's batch (runs, batch, ...)."""
     rows = input_gradient_norms(grads)
-    generator_norms = parameter_gradient_norms(generator, runs)
     shares = saturated_shares(fake)
     keys = [*rows[0], "generator_grad_norm", "saturated_share"]
     stacked = torch.stack([torch.stack([*row.values(), generator_norms[k].to(fake.device), shares[k]])

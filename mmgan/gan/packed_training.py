@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from mmgan.base.run_folder import CHECKPOINT, LOG, RunLock, check_snapshot_every
 from mmgan.gan.config import GANConfig, resolve_device
-from mmgan.gan.diagnostics import diagnostics
+from mmgan.gan.diagnostics import diagnostics, parameter_gradient_norms
 from mmgan.gan.models import kept_statistics
 from mmgan.gan.packed import (
     PER_RUN_FIELDS,
@@ -166,9 +166,10 @@ def _weights_finite(pack: PackedState) -> list[bool]:
     return finite.tolist()
 
 
-def _gradient_norms(pack: PackedState, real: torch.Tensor, fake: torch.Tensor) -> list[dict[str, float]]:
+def _gradient_norms(pack: PackedState, real: torch.Tensor, fake: torch.Tensor,
+                    generator_norms: torch.Tensor) -> list[dict[str, float]]:
     """:func:`mmgan.gan.train.gradient_norms` of every run of the pack (the same points, the same critic passes;
-    the diagnostics from the pack's generator gradients, one slice per run)."""
+    ``generator_norms``: the runs' generator-gradient norms, taken before any re-packing dropped the gradients)."""
     between = torch.stack([penalty_points(real[k], fake[k], "interpolates",
                                           torch.Generator().manual_seed(pack.iteration)) for k in range(pack.runs)])
     names, values, grads = ("real", "fake", "interpolates"), [], {}
@@ -181,12 +182,16 @@ def _gradient_norms(pack: PackedState, real: torch.Tensor, fake: torch.Tensor) -
             values.append(torch.stack([grad_norm(grad[k], c.q_value).mean() for k, c in enumerate(pack.configs)]))
     rows = torch.stack(values, 1).tolist()
     return [{**{f"grad_norm_{name}": value for name, value in zip(names, row)}, **extra}
-            for row, extra in zip(rows, diagnostics(grads, pack.generator, fake))]
+            for row, extra in zip(rows, diagnostics(grads, generator_norms, fake))]
+
+
+def _select_runs(values: torch.Tensor, keep: list[int]) -> torch.Tensor:
+    """The rows ``keep`` of a per-run tensor (runs first)."""
+    return values.index_select(0, torch.tensor(keep, dtype=torch.long).to(values.device, non_blocking=True))
 
 
 def _select(result: PackedIteration, keep: list[int]) -> PackedIteration:
-    index = torch.tensor(keep, dtype=torch.long).to(result.critic_loss.device, non_blocking=True)
-    return PackedIteration(*(value.index_select(0, index) for value in result))
+    return PackedIteration(*(_select_runs(value, keep) for value in result))
 
 
 def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, extractor, reference,
@@ -216,6 +221,8 @@ def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, ex
             members = [states[k] for k in live]
             for state in members:
                 state.iteration = pack.iteration
+            # the generator step's gradients, read before a re-pack below replaces the packed networks
+            generator_norms = parameter_gradient_norms(pack.generator, pack.runs) if log_due else None
             errors = watch.errors(members, [outs[k] for k in live])
             if metric_due or checkpoint_due:  # the weights, as the single-run loop checks them at these points
                 evaluates = metric_due and (not members[0].metrics or members[0].metrics[-1][0] != pack.iteration)
@@ -232,13 +239,15 @@ def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, ex
                 if not live:
                     break
                 result, watch = _select(result, keep), watch.select(keep)
+                if generator_norms is not None:
+                    generator_norms = _select_runs(generator_norms, keep)
                 members = [states[k] for k in live]
                 pack = pack_states(members)
             if log_due:
                 now = time.perf_counter()
                 rate = (pack.iteration - clock_iteration) / max(now - clock, 1e-9)
                 clock, clock_iteration = now, pack.iteration
-                norms = _gradient_norms(pack, result.real, result.fake)
+                norms = _gradient_norms(pack, result.real, result.fake, generator_norms)
                 losses = torch.stack([result.critic_loss, result.penalty, result.generator_loss], 1).tolist()
                 for i, k in enumerate(live):
                     write_line(logs[k], training_record(pack.iteration, *losses[i], rate, norms[i]))

@@ -24,7 +24,7 @@ from scipy import stats as scipy_stats
 
 from mmgan.base import run_folder
 from mmgan.book.paper import paper_table
-from mmgan.book.propositions import CELL
+from mmgan.book.propositions import ALPHA, CELL
 from mmgan.book.verdicts import interval_text
 from mmgan.norms import order_text
 
@@ -45,40 +45,45 @@ def paper_cells(table: str, stat: str = "final") -> pd.DataFrame:
 
 
 def cell_means(results: pd.DataFrame, stat: str = "final") -> pd.DataFrame:
-    """Mean and standard deviation over seeds of each cell ``(loss, norm, g)`` (with its ``q``)."""
+    """Per cell ``(loss, norm, g)`` (with its ``q``) over seeds: the median and quartiles of ``stat`` (robust to
+    one run that stalled: the chapters rank cells by the median), the mean and standard deviation, and the count."""
     grouped = results.groupby([*CELL, "q"], sort=False)[stat]
-    return grouped.agg(["mean", "std", "count"]).reset_index()
+    out = grouped.agg(["median", "mean", "std", "count"])
+    out["q1"], out["q3"] = grouped.quantile(0.25), grouped.quantile(0.75)
+    return out.reset_index()
 
 
 def side_by_side(results: pd.DataFrame, table: str, stat: str = "final", verdicts: bool = True) -> pd.DataFrame:
-    """Our metric (mean ± sd over seeds, and how many seeds each mean used) beside the paper's FID, with the
-    rank of each within its table; ``verdicts=False`` marks the column "no verdict" (runs that cannot carry one).
+    """Our metric (median [interquartile range] over seeds, and how many seeds) beside the paper's FID, with the
+    rank of each within its table (ours by the median); ``verdicts=False`` marks the column "no verdict" (runs
+    that cannot carry one).
 
     The paper's q = ∞ runs were made with the released code's signed maximum, so its q = ∞ value stands
     beside both our true L^∞ cell and our signed-maximum cell."""
     ours = cell_means(results, stat)
     merged = ours.merge(paper_cells(table, stat).drop(columns="norm"), on=["loss", "q", "g"], how="left")
-    merged["ours rank"] = merged["mean"].rank(method="min").astype(int)
+    merged["ours rank"] = merged["median"].rank(method="min").astype(int)
     merged["paper rank"] = merged["value"].rank(method="min").astype("Int64")  # ties share the better rank
     label = f"{results['metric'].iloc[0].upper()} ({results['dataset'].iloc[0]}, {results['preset'].iloc[0]}, " \
             f"{int(results['iterations'].iloc[0])} it., {stat}{'' if verdicts else '; no verdict'})"
-    merged[f"ours: {label}"] = [f"{m:.2f} ± {s:.2f}" if c > 1 else f"{m:.2f}"
-                                for m, s, c in zip(merged["mean"], merged["std"].fillna(0), merged["count"])]
+    merged[f"ours: {label}, median [IQR]"] = [f"{m:.2f} [{a:.2f}, {b:.2f}]" if c > 1 else f"{m:.2f}"
+                                              for m, a, b, c in zip(merged["median"], merged["q1"], merged["q3"],
+                                                                    merged["count"])]
     merged["seeds"] = merged["count"]
     merged["paper: FID (TF, 100k it.)"] = merged["value"]
-    keep = [*CELL, f"ours: {label}", "seeds", "ours rank", "paper: FID (TF, 100k it.)", "paper rank"]
+    keep = [*CELL, f"ours: {label}, median [IQR]", "seeds", "ours rank", "paper: FID (TF, 100k it.)", "paper rank"]
     return merged[keep].rename(columns={"norm": "q"}).set_index(["loss", "q", "g"])
 
 
 def rank_agreement(results: pd.DataFrame, table: str, stat: str = "final") -> float:
-    """Spearman correlation between our cell means and the paper's values over the cells run with the true
+    """Spearman correlation between our cell medians and the paper's values over the cells run with the true
     norm (NaN if < 3 cells)."""
     means = cell_means(results, stat)
     means = means[means["norm"] == means["q"]]
     merged = means.merge(paper_cells(table, stat).drop(columns="norm"), on=["loss", "q", "g"])
     if len(merged) < 3:
         return math.nan
-    return float(scipy_stats.spearmanr(merged["mean"], merged["value"]).statistic)
+    return float(scipy_stats.spearmanr(merged["median"], merged["value"]).statistic)
 
 
 def end_of_training(curves: pd.DataFrame, share: float = END_SHARE) -> pd.Series:
@@ -182,10 +187,15 @@ def learning(curves: pd.DataFrame, share: float = END_SHARE) -> pd.DataFrame:
 
 def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFrame, primary: str,
                       metric: str) -> pd.DataFrame:
-    """The propositions as a chapter shows them: for the ``primary`` statistic the pooled ratio other / better,
-    its interval and verdict, seeds × pairs, the seeds its spread would need for an interval within ±15%
-    (:func:`mmgan.book.propositions.seeds_needed`); for every other statistic of ``judged`` its ratio, interval and
-    verdict in one column; the paper's ratio and how many of its pairs go the predicted way; what was left out.
+    """The propositions as a chapter shows them, both judgements of :func:`mmgan.book.propositions.judge`:
+
+    * reliability: runs that did not learn at each level (k of the matched comparisons), the difference of
+      failure shares with its interval and sign-flip p, and the verdict;
+    * quality among runs that learnt, for the ``primary`` statistic: the pooled ratio other / better, its
+      interval and verdict (it decides), the Hodges–Lehmann ratio with its interval (the robust companion),
+      seeds × pairs, whether the pairs agree (pair × level interaction), the seeds its spread would need for
+      ±15%; for every other statistic of ``judged`` its ratio, interval and verdict in one column;
+    * the paper's ratio over the same pairs and how many go the predicted way; what was left out.
 
     ``judged``: statistic → :func:`mmgan.book.propositions.judge` frame (verdicts already gated).
     """
@@ -194,20 +204,36 @@ def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFram
     level = main["level"].iloc[0] if len(main) else 0.95
     rows = {}
     for name, row in main.iterrows():
-        out = {f"ratio other / better ({primary} {metric})": f"{row['ratio']:.2f}",
-               f"{level:.1%} interval": interval_text(row["lower"], row["upper"]),
-               "verdict": str(row["verdict"]), "seeds × pairs": f"{row['seeds']} × {row['pairs']}",
-               "seeds for ±15%": f"{row['seeds for ±15%']:.0f}" if math.isfinite(row["seeds for ±15%"]) else "—"}
+        n = int(row["comparisons"])
+        interaction = row["interaction p"]
+        out = {
+            "runs that did not learn (better / other)": f"{int(row['failed better'])} / {int(row['failed other'])} "
+                                                        f"of {n}",
+            "reliability: Δ failure share [interval], p": (
+                f"{row['failure delta']:+.2f} {interval_text(row['failure lower'], row['failure upper'])}, "
+                f"p = {row['failure p']:.2g}"),
+            "reliability verdict": str(row["reliability"]),
+            f"quality among learnt runs: ratio other / better ({primary} {metric})": f"{row['ratio']:.2f}",
+            f"{level:.1%} interval": interval_text(row["lower"], row["upper"]),
+            "verdict": str(row["verdict"]),
+            "robust: Hodges–Lehmann ratio [interval]": (
+                f"{row['hl']:.2f} {interval_text(row['hl lower'], row['hl upper'])}" if math.isfinite(row["hl"])
+                else "—"),
+            "seeds × pairs": f"{row['seeds']} × {row['pairs']}",
+            "pairs agree?": ("—" if not math.isfinite(interaction) else
+                             f"no (interaction p = {interaction:.2g}): see the pairs" if interaction < ALPHA else
+                             f"yes (p = {interaction:.2g})"),
+            "seeds for ±15%": f"{row['seeds for ±15%']:.0f}" if math.isfinite(row["seeds for ±15%"]) else "—"}
         for stat, frame in judged.items():
             if stat != primary and name in frame.index:
                 other = frame.loc[name]
                 out[f"{stat} {metric}: ratio, interval, verdict"] = (
                     f"{other['ratio']:.2f} {interval_text(other['lower'], other['upper'])}, {other['verdict']}")
         if name in paper_ratios.index:
-            out["paper: ratio (pairs the predicted way)"] = (f"{paper_ratios.loc[name, 'paper ratio']:.2f} "
-                                                             f"({paper_ratios.loc[name, 'paper pairs']})")
+            out["paper: FID ratio on the same pairs (pairs the predicted way)"] = (
+                f"{paper_ratios.loc[name, 'paper ratio']:.2f} ({paper_ratios.loc[name, 'paper pairs']})")
         else:
-            out["paper: ratio (pairs the predicted way)"] = "not tested"
+            out["paper: FID ratio on the same pairs (pairs the predicted way)"] = "not tested"
         out["left out"] = row["left out"] or "—"
         rows[name] = out
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("proposition")

@@ -75,7 +75,7 @@ from mmgan.base.run_folder import (
 )
 from mmgan.gan.config import EXECUTION_FIELDS, TRAIN_LOSSES, GANConfig, config_from, resolve_device
 from mmgan.gan.data import load_images
-from mmgan.gan.diagnostics import diagnostics
+from mmgan.gan.diagnostics import diagnostics, parameter_gradient_norms
 from mmgan.gan.metrics import dataset_statistics, frechet_distance, generator_statistics, make_extractor
 from mmgan.gan.models import kept_statistics, make_gan, sampling_mode
 from mmgan.losses import critic_loss, generator_loss, needs_real_scores
@@ -274,7 +274,7 @@ def gradient_norms(state: RunState, real: torch.Tensor, fake: torch.Tensor) -> d
             _, grad = input_gradient(state.critic, x, create_graph=False)
             grads[name] = grad.detach().unsqueeze(0)
             out[f"grad_norm_{name}"] = float(grad_norm(grad.detach(), q).mean())
-    return {**out, **diagnostics(grads, state.generator, fake.unsqueeze(0))[0]}
+    return {**out, **diagnostics(grads, parameter_gradient_norms(state.generator, 1), fake.unsqueeze(0))[0]}
 
 
 def evaluate(state: RunState, extractor, reference, device: torch.device) -> float:
