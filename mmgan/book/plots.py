@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from mmgan.exact import parameter_dtype
 from mmgan.losses import MARGIN_LOSSES
@@ -307,6 +308,8 @@ def sample_grids(samples: Mapping[str, torch.Tensor], title: str, columns: int =
 
 
 VERDICT_COLORS = {"holds": "tab:green", "does not hold": "tab:red"}
+#: The forest plot shows ratios within [1/FOREST_SPAN, FOREST_SPAN]; wider intervals end in an arrow at the edge.
+FOREST_SPAN = 10.0
 
 
 def proposition_forest(overview, xlabel: str) -> Figure:
@@ -325,7 +328,14 @@ def proposition_forest(overview, xlabel: str) -> Figure:
     fig, (ax,) = _figure(7.0, 0.34 * len(rows) + 1.3)
     y = np.arange(len(rows))
     colors = [VERDICT_COLORS.get(v, "0.45") for v in rows["verdict"]]
-    ax.hlines(y, rows["lower"], rows["upper"], colors=colors, lw=2)
+    # an interval beyond [1/FOREST_SPAN, FOREST_SPAN] (a study with two seeds) is drawn up to the edge, arrowed
+    lower = rows["lower"].astype(float).clip(1 / FOREST_SPAN, FOREST_SPAN)
+    upper = rows["upper"].astype(float).clip(1 / FOREST_SPAN, FOREST_SPAN)
+    ax.hlines(y, lower, upper, colors=colors, lw=2)
+    for marker, side, edge in (("<", rows["lower"].astype(float) < 1 / FOREST_SPAN, 1 / FOREST_SPAN),
+                               (">", rows["upper"].astype(float) > FOREST_SPAN, FOREST_SPAN)):
+        if side.any():
+            ax.scatter(np.full(int(side.sum()), edge), y[side.to_numpy()], marker=marker, c="0.45", s=30, zorder=3)
     ax.scatter(rows["ratio"], y, c=colors, s=22, zorder=3, label="ours (dot, interval)")
     paper = rows["paper ratio"].astype(float)
     ax.scatter(paper, y, marker="D", facecolors="none", edgecolors="k", s=26, zorder=4,
@@ -390,21 +400,31 @@ def critic_margins_along_training(summary) -> Figure:
     return fig
 
 
+#: Tick labels of a log axis as plain numbers (0.6, 2) instead of powers of ten.
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
+
+
 def verdicts_over_training(over, xlabel: str, columns: int = 3) -> Figure:
     """Per proposition, its pooled ratio other / better (log scale) and simultaneous interval read at every metric
     evaluation (``over``: :meth:`mmgan.gan.chapter.Run.over_training`), the line at 1 (no effect) dashed; above 1
-    goes the way the paper predicts."""
-    names = list(dict.fromkeys(over["proposition"]))
+    goes the way the paper predicts; propositions without a ratio (no pair of runs that both learnt) are left out,
+    and ``ValueError`` when none is left (an empty figure)."""
+    drawable = over.dropna(subset=["ratio"])
+    names = list(dict.fromkeys(drawable["proposition"]))
+    if not names:
+        raise ValueError("no proposition has a ratio at any evaluation: nothing to draw")
     cols = min(columns, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False, layout="constrained")
     for ax, name in zip(axes.flat, names):
-        part = over[over["proposition"] == name].sort_values("iteration").dropna(subset=["ratio"])
+        part = drawable[drawable["proposition"] == name].sort_values("iteration")
         ax.fill_between(part["iteration"], part["lower"], part["upper"], color="tab:blue", alpha=0.25, lw=0,
                         label="interval")
         ax.plot(part["iteration"], part["ratio"], color="tab:blue", lw=1.5, label="pooled ratio")
         ax.axhline(1.0, color="black", ls="--", lw=0.8)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(PLAIN)
+        ax.yaxis.set_minor_formatter(PLAIN)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(labelsize=8)

@@ -37,6 +37,7 @@ from mmgan.base.registry import lookup
 from mmgan.base.results import results_root as find_results_root
 from mmgan.base.results import verify_manifest
 from mmgan.book import paper, plots, propositions
+from mmgan.book.propositions import PROPOSITIONS as PROPOSITIONS_BY_NAME
 from mmgan.book.verdicts import Verdict, interval_text
 from mmgan.gan import outcomes as gan_outcomes
 from mmgan.gan import protocol, trained
@@ -429,8 +430,12 @@ class GANChapter:
         curves = plots.gan_metric_curves(study.curves, f"{c.metric.upper()} ({c.dataset} {c.image_size} px, "
                                                        f"preset cpu; lower is better)")
         plt.close(curves)
-        over_training = plots.verdicts_over_training(study.over_training(), "generator iterations")
-        plt.close(over_training)
+        over = study.over_training()
+        if over["ratio"].notna().any():
+            over_training = plots.verdicts_over_training(over, "generator iterations")
+            plt.close(over_training)
+        else:
+            over_training = Markdown("(no proposition has a pair of runs that both learnt: no ratio to follow)")
         pairs = propositions.pair_effects(study.judged_runs[study.judged_runs["learnt"]], PRIMARY,
                                           list(study.judged[PRIMARY].index))
         grids, missing = study.samples()
@@ -568,15 +573,32 @@ def overview_table(overview: pd.DataFrame) -> pd.DataFrame:
     judged = ~overview["verdict"].str.startswith("not comparable")
     return pd.DataFrame({
         "table": overview["table"], "proposition": overview["proposition"],
-        "ratio (end FDD)": [f"{r:.2f}" if ok else "—" for r, ok in zip(overview["ratio"], judged)],
+        "runs that did not learn (better / other)": overview["failed"],
+        "reliability": overview["reliability"],
+        "quality ratio (end FDD, runs that learnt)": [f"{r:.2f}" if ok else "—"
+                                                     for r, ok in zip(overview["ratio"], judged)],
         "interval": [interval_text(lo, hi) if ok else "—"
                      for lo, hi, ok in zip(overview["lower"], overview["upper"], judged)],
         "level": [f"{level:.1%}" for level in overview["level"]],
         "seeds × pairs": [f"{s} × {p}" for s, p in zip(overview["seeds"], overview["pairs"])],
-        "verdict": overview["verdict"],
-        "paper ratio (FID)": [f"{r:.2f}" if math.isfinite(r) else "not tested" for r in overview["paper ratio"]],
+        "quality verdict": overview["verdict"],
+        "paper ratio (FID, same pairs)": [f"{r:.2f}" if math.isfinite(r) else "not tested"
+                                          for r in overview["paper ratio"]],
+        "whose claim": ["the paper's" if c else "the book's own" for c in overview["paper claim"]],
         "evidence": overview["evidence"],
     }).set_index(["table", "proposition"])
+
+
+def findings(overview: pd.DataFrame) -> pd.DataFrame:
+    """The distinct findings about the paper's claims in :func:`propositions_overview`: one row per (claim, set
+    of runs). A stand-in re-reads its source table's runs, and the signed-max rows restate the proposal on the
+    runs of the same study, so each is counted once (the row of the runs' own table, the proposal's own row);
+    the book's own propositions are not counted. Each table is one multiplicity family (Bonferroni inside it)."""
+    rows = overview[overview["paper claim"]].copy()
+    rows["claim"] = rows["proposition"].map(lambda n: PROPOSITIONS_BY_NAME[n].restates or n)
+    rows["runs of"] = rows["runs of"].astype(str)
+    rows = rows[rows["proposition"] == rows["claim"]]  # the restating rows go with their claim's own row
+    return rows.drop_duplicates(subset=["claim", "runs of"]).reset_index(drop=True)
 
 
 #: The chapter (notebook name) of each GAN table.
@@ -589,17 +611,19 @@ def status_notes(overview: pd.DataFrame) -> dict[str, str]:
     introduction's status table; the same numbers as :func:`propositions_overview`, so the two agree."""
     notes = {}
     for table, rows in overview.groupby("table", sort=False):
-        parts = [f"{r.proposition}: {r.verdict}" + (
+        parts = [f"{r.proposition}: {r.verdict} among runs that learnt" + (
             f" ({r.ratio:.2f} [{r.lower:.2f}, {r.upper:.2f}])" if not r.verdict.startswith("not comparable")
-            and math.isfinite(r.lower) else "") for r in rows.itertuples()]
+            and math.isfinite(r.lower) else "") + f", {r.reliability} on failures ({r.failed} did not learn)"
+            for r in rows.itertuples()]
         notes[CHAPTERS[table.removeprefix("Table ")]] = "; ".join(parts)
     return notes
 
 
 def propositions_overview(root: Path | str | None = None) -> pd.DataFrame:
-    """Every GAN table (2–8) with a committed study and every proposition it judges: the pooled ratio
-    other / better of the end-of-training metric, its simultaneous interval and verdict, and the paper's own
-    ratio; stand-ins (which re-read another table's runs) are marked, so they are not read as new evidence."""
+    """Every GAN table (2–8) with a committed study and every proposition it judges: runs that did not learn at
+    each level and the reliability verdict, the pooled ratio other / better of the end-of-training metric among
+    runs that learnt, its simultaneous interval and verdict, and the paper's ratio over the same pairs; whose
+    claim it is, and whose runs (stand-ins re-read another table's runs, so they are not new evidence)."""
     rows = []
     for table in (t for t in gan_tables.TABLES if t not in gan_tables.ZERO_CENTRED_TABLES):
         study = load_study(table, root)
@@ -607,13 +631,19 @@ def propositions_overview(root: Path | str | None = None) -> pd.DataFrame:
             continue
         judged, paper_ratios, reason = study.judged[PRIMARY], study.paper_ratios(), study.gate()
         for name, row in judged.iterrows():
+            proposition = propositions.PROPOSITIONS[name]
             rows.append({
                 "table": f"Table {table}", "proposition": name, "ratio": row["ratio"], "lower": row["lower"],
                 "upper": row["upper"], "level": row["level"], "seeds": row["seeds"], "pairs": row["pairs"],
                 "verdict": str(row["verdict"]) if reason is None else f"not comparable: {reason}",
+                "reliability": str(row["reliability"]) if reason is None else f"not comparable: {reason}",
+                "failed": f"{int(row['failed better'])} / {int(row['failed other'])} of {int(row['comparisons'])}",
                 "paper ratio": paper_ratios["paper ratio"].get(name, math.nan),
+                "paper claim": proposition.in_paper,
+                "runs of": study.stand_in.runs_of if study.stand_in else table,
                 "evidence": (f"Table {study.stand_in.runs_of}'s runs (not new evidence)" if study.stand_in
                              else "own runs"),
             })
     return pd.DataFrame(rows, columns=["table", "proposition", "ratio", "lower", "upper", "level", "seeds", "pairs",
-                                       "verdict", "paper ratio", "evidence"])
+                                       "verdict", "reliability", "failed", "paper ratio", "paper claim", "runs of",
+                                       "evidence"])

@@ -213,7 +213,7 @@ def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFram
                 f"{row['failure delta']:+.2f} {interval_text(row['failure lower'], row['failure upper'])}, "
                 f"p = {row['failure p']:.2g}"),
             "reliability verdict": str(row["reliability"]),
-            f"quality among learnt runs: ratio other / better ({primary} {metric})": f"{row['ratio']:.2f}",
+            f"quality among learnt runs: ratio other / better ({primary} {metric})": _number(row["ratio"]),
             f"{level:.1%} interval": interval_text(row["lower"], row["upper"]),
             "verdict": str(row["verdict"]),
             "robust: Hodges–Lehmann ratio [interval]": (
@@ -228,7 +228,7 @@ def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFram
             if stat != primary and name in frame.index:
                 other = frame.loc[name]
                 out[f"{stat} {metric}: ratio, interval, verdict"] = (
-                    f"{other['ratio']:.2f} {interval_text(other['lower'], other['upper'])}, {other['verdict']}")
+                    f"{_number(other['ratio'])} {interval_text(other['lower'], other['upper'])}, {other['verdict']}")
         if name in paper_ratios.index:
             out["paper: FID ratio on the same pairs (pairs the predicted way)"] = (
                 f"{paper_ratios.loc[name, 'paper ratio']:.2f} ({paper_ratios.loc[name, 'paper pairs']})")
@@ -237,3 +237,8 @@ def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFram
         out["left out"] = row["left out"] or "—"
         rows[name] = out
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("proposition")
+
+
+def _number(value: float) -> str:
+    """``'0.63'``, or ``'—'`` where there is no number (no pair of runs that both learnt)."""
+    return f"{value:.2f}" if math.isfinite(value) else "—"

@@ -89,8 +89,9 @@ class GANStudy:
         reason = self.study.gate()
         frames = {}
         for stat in (PRIMARY, "final"):
-            frame = propositions.judge(self.study.statistics, stat, GAN_PROPOSITIONS)
-            frames[stat] = frame if reason is None else frame.assign(verdict=Verdict.NOT_COMPARABLE)
+            frame = propositions.judge(self.study.judged_runs, stat, GAN_PROPOSITIONS)
+            frames[stat] = frame if reason is None else frame.assign(verdict=Verdict.NOT_COMPARABLE,
+                                                                     reliability=Verdict.NOT_COMPARABLE)
         return frames
 
     def propositions_table(self) -> pd.DataFrame:
@@ -98,18 +99,20 @@ class GANStudy:
         empty = pd.DataFrame(columns=["paper ratio", "paper pairs"]).rename_axis("proposition")
         table = gan_report.proposition_table(self.judged, empty, PRIMARY, self.study.config.metric)
         reason = self.study.gate()
-        table = table.drop(columns="paper: ratio (pairs the predicted way)")
+        table = table.drop(columns="paper: FID ratio on the same pairs (pairs the predicted way)")
         return table if reason is None else table.assign(verdict=f"not comparable: {reason}")
 
     def cell_table(self) -> pd.DataFrame:
-        """Per cell: the end-of-training and final metric, mean ± sd over seeds, and its rank (1: lowest)."""
+        """Per cell: the end-of-training and final metric, median [interquartile range] over seeds, and its rank by
+        the median (1: lowest)."""
         metric = self.study.config.metric.upper()
         columns = {}
         for stat in (PRIMARY, "final"):
             means = gan_report.cell_means(self.study.statistics, stat).set_index(list(propositions.CELL))
-            columns[f"{stat} {metric}"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(means["mean"], means["std"])]
+            columns[f"{stat} {metric}, median [IQR]"] = [f"{m:.1f} [{a:.1f}, {b:.1f}]" for m, a, b in
+                                                         zip(means["median"], means["q1"], means["q3"])]
             if stat == PRIMARY:
-                columns["rank"] = means["mean"].rank(method="min").astype(int).tolist()
+                columns["rank"] = means["median"].rank(method="min").astype(int).tolist()
                 columns["seeds"] = means["count"].astype(int).tolist()
                 index = [f"{loss}, {_penalty_text(norm, g)}" for loss, norm, g in means.index]
         return pd.DataFrame(columns, index=pd.Index(index, name="cell"))
@@ -128,14 +131,16 @@ class GANStudy:
         if reason is not None:
             return f"every proposition not comparable ({reason})"
         judged = self.judged[PRIMARY]
-        return "; ".join(f"{name}: {row['verdict']} ({row['ratio']:.2f} "
-                         f"{interval_text(row['lower'], row['upper'])})" for name, row in judged.iterrows())
+        return "; ".join(f"{name}: {row['verdict']} among runs that learnt ({row['ratio']:.2f} "
+                         f"{interval_text(row['lower'], row['upper'])}), {row['reliability']} on how often runs fail "
+                         f"({int(row['failed better'])} vs {int(row['failed other'])} of {int(row['comparisons'])} did "
+                         "not learn)" for name, row in judged.iterrows())
 
     def glue(self) -> dict[str, object]:
         study, judged = self.study, self.judged[PRIMARY]
         late = study.learning["late change"]
         means = gan_report.cell_means(study.statistics, PRIMARY)
-        best = means.loc[means["mean"].idxmin()]
+        best = means.loc[means["median"].idxmin()]
         values: dict[str, object] = {
             "zcg_runs": len(study.results), "zcg_companion_runs": len(study.companions), "zcg_seeds": len(study.seeds),
             "zcg_iterations": f"{study.config.iterations:,}", "zcg_scale": study.scale_text(),
