@@ -28,7 +28,7 @@ def test_rank_agreement_and_side_by_side():
     results = _results(values)
     assert gan_report.rank_agreement(results, "2") == pytest.approx(1.0)
     table = gan_report.side_by_side(results, "2")
-    assert len(table) == 12 and "ours: FDD (digits, cpu, 100 it., final)" in table.columns
+    assert len(table) == 12 and "ours: FDD (digits, cpu, 100 it., final), median [IQR]" in table.columns
     assert math.isnan(gan_report.rank_agreement(results.iloc[:2], "2"))
     # a signed-maximum cell sits beside the true L^inf cell, both beside the paper's (signed) q = inf value
     signed = results[results["q"] == "inf"].assign(norm=SIGNED_MAX)
@@ -111,7 +111,11 @@ def test_proposition_table_shows_every_statistic_the_paper_and_what_was_left_out
     table = gan_report.proposition_table(judged, paper, "end", "fdd")
     row = table.loc["q = ∞ beats q = 2"]
     assert row["verdict"] == "holds" and row["seeds × pairs"] == "6 × 4"
-    assert row["paper: ratio (pairs the predicted way)"] == "1.10 (3 of 4)"
+    assert row["paper: FID ratio on the same pairs (pairs the predicted way)"] == "1.10 (3 of 4)"
+    assert row["runs that did not learn (better / other)"] == "0 / 0 of 24"
+    assert row["reliability: Δ failure share [interval], p"].startswith("+0.00 [") and row["robust: Hodges–Lehmann " \
+        "ratio [interval]"].startswith("1.5")
     assert "final FDD: ratio, interval, verdict" in table.columns
-    assert table.loc["hinge penalty beats LS", "paper: ratio (pairs the predicted way)"] == "not tested"
+    assert table.loc["hinge penalty beats LS", "paper: FID ratio on the same pairs (pairs the predicted way)"] \
+        == "not tested"
     assert verdicts.interval_text(math.nan, math.nan) == "—"

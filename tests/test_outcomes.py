@@ -17,7 +17,7 @@ from mmgan.base.results import results_root
 from mmgan.book import propositions as P
 from mmgan.book.verdicts import Verdict
 from mmgan.gan import diagnostics
-from mmgan.gan.outcomes import STALL_SHARE, Outcome, classify, stall_mechanism
+from mmgan.gan.outcomes import STALL_SHARE, Outcome, classify, count_mechanism, stall_mechanism
 
 PLATEAU = 3500.0
 
@@ -201,3 +201,23 @@ def test_diagnostics_per_run_of_a_pack():
     row = diagnostics.diagnostics(grads, torch.tensor([2.0]), torch.zeros(1, 1, 2))[0]
     assert (row["grad_l1_real"], row["grad_l2_real"], row["grad_linf_real"]) == pytest.approx((7.0, 5.0, 4.0))
     assert (row["grad_l1_fake"], row["grad_linf_fake"], row["generator_grad_norm"]) == pytest.approx((2.0, 1.0, 2.0))
+
+
+def test_the_mechanism_count_and_its_verdict(tmp_path):
+    rows = []
+    for k in range(6):  # six runs that never started: four with a satisfied critic, two with vanishing gradients
+        run = tmp_path / f"run{k}"
+        run.mkdir()
+        satisfied = k < 4
+        (run / "log.jsonl").write_text("".join(json.dumps(
+            {"iteration": 50 * (i + 1), "critic_loss": 0.0 if satisfied else 0.4, "penalty": 0.0,
+             "generator_loss": 1.0, "grad_norm_fake": 0.5 if satisfied else 1e-6}) + "\n" for i in range(10)))
+        rows.append({"run": str(run), "outcome": Outcome.DID_NOT_START, "time": 500})
+    rows.append({"run": "never read", "outcome": Outcome.LEARNT, "time": 250})
+    frame = pd.DataFrame(rows)
+    satisfied = count_mechanism(frame, "critic satisfied")
+    vanishing = count_mechanism(frame, "vanishing gradient at fakes")
+    assert (satisfied.shown, satisfied.runs, vanishing.shown) == (4, 6, 2)
+    assert satisfied.lower == pytest.approx(stats.beta.ppf(0.025, 4, 3))
+    assert satisfied.verdict is Verdict.CANNOT_TELL and vanishing.verdict is Verdict.CANNOT_TELL
+    assert count_mechanism(frame[frame["outcome"] == Outcome.LEARNT], "critic satisfied") is None

@@ -104,8 +104,11 @@ def test_the_study_judges_its_four_propositions_by_the_pooled_rule(tmp_path):
     assert ranks["rpsgan, R1 + R2 penalty"] == 1
 
 
-def test_runs_that_did_not_learn_carry_no_verdict(tmp_path):
-    page = _fake_study(tmp_path, improvement=1.5)  # below the learning gate's factor 2
-    assert set(page.judged["end"]["verdict"]) == {Verdict.NOT_COMPARABLE}
+def test_runs_that_did_not_learn_are_counted_not_compared(tmp_path):
+    page = _fake_study(tmp_path, improvement=1.5)  # no run halves its first FDD: none started
+    assert set(page.judged["end"]["verdict"]) == {Verdict.NOT_COMPARABLE}  # no pair of runs that both learnt
+    assert set(page.judged["end"]["reliability"]) == {Verdict.CANNOT_TELL}  # every run fails at both levels
     assert page.propositions_table()["verdict"].str.startswith("not comparable").all()
-    assert page.verdict_sentence().startswith("every proposition not comparable")
+    sentence = page.verdict_sentence()
+    assert "R1 beats R2: no pair of runs that both learnt, cannot tell at this noise on how often runs fail " \
+           "(8 vs 8 of 8 did not learn)" in sentence and "nan" not in sentence

@@ -124,9 +124,11 @@ class Run:
     def scale_text(self) -> str:
         """What was run, in words: data, networks, length, metric, seeds."""
         c = self.config
-        cells = self.results[list(propositions.CELL)].drop_duplicates().shape[0]
-        seeds = len(self.seeds)
-        return (f"{len(self.results)} runs ({cells} cells × {seeds} seed{'s' if seeds > 1 else ''}): "
+        per_cell = self.results.groupby(list(propositions.CELL), sort=False)["seed"].nunique()
+        counts = per_cell.value_counts().sort_index()
+        shape = (f"{len(per_cell)} cells × {counts.index[0]} seed{'s' if counts.index[0] > 1 else ''}"
+                 if len(counts) == 1 else "; ".join(f"{n} cells with {seeds} seeds" for seeds, n in counts.items()))
+        return (f"{len(self.results)} runs ({shape}): "
                 f"{ARCH_NAMES[c.arch]} of width {c.width} at {c.image_size} px on {c.dataset} "
                 f"({c.channels} channel{'s' if c.channels > 1 else ''}), {c.iterations:,} generator iterations, "
                 f"{c.metric.upper()} of {c.metric_samples:,} samples every {c.metric_every:,} iterations")
@@ -331,6 +333,18 @@ class Study(Run):
                            f"prop_{key}_stable_since": stable.get(name)})
         return values
 
+    def settling_text(self) -> str:
+        """From which evaluation on each quality verdict keeps the word it ends with (:meth:`stable_since`)."""
+        judged = self.judged[PRIMARY]
+        parts = [f"{name}: {judged.loc[name, 'verdict']} since iteration {since:,}" for name, since in
+                 self.stable_since().items() if since is not None and judged.loc[name, "verdict"] is not
+                 Verdict.NOT_COMPARABLE]
+        if not parts:
+            return "No quality verdict to follow over training."
+        return ("Read at every evaluation (the figure under the propositions), each quality verdict has kept the word "
+                f"it ends with ({self.config.iterations:,} iterations) since: " + "; ".join(parts) + ". A verdict "
+                "that settled only near the end would read otherwise after a shorter run.")
+
     def learning_text(self) -> str:
         """The runs' outcomes in words (:mod:`mmgan.gan.outcomes`): how many learnt, and each that did not."""
         counts = self.outcome_counts()
@@ -338,7 +352,7 @@ class Study(Run):
         text = (f"{counts['learnt']} of {sum(counts.values())} runs learnt (left their starting level within the "
                 f"first {gan_outcomes.STALL_SHARE:.0%} of training), {counts['stalled']} stalled, "
                 f"{counts['did not start']} did not start and {counts['diverged']} diverged")
-        return text + (f" ({'; '.join(failed)})." if failed else ".")
+        return text + (f" ({'; '.join(failed)}). {mechanism_sentence(self.outcomes)}" if failed else ".")
 
     def companion_text(self) -> str:
         """Which runs of other studies join the comparisons, in words ('' without companions)."""
@@ -388,6 +402,7 @@ class Study(Run):
             f"**Scale.** {self.scale_text()}.{shrunk}{self.companion_text()} Committed under "
             f"`results/{self.folder.as_posix().split('results/', 1)[-1]}` and loaded without retraining.",
             f"**Did the runs learn and level off?** {self.learning_text()} {levelled}.",
+            f"**When the verdicts settle.** {self.settling_text()}",
             f"**Results.** Cell medians of the end-of-training {metric} range from {v['study_best']:.1f} "
             f"(best: {v['study_best_cell']}) to {v['study_worst']:.1f} ({v['study_worst_cell']}); the rank "
             "correlation of the medians with the paper's FIDs "
@@ -541,7 +556,9 @@ def load_study(table: str, root: Path | str | None = None) -> Study | None:
     for other, extra in sources:  # the committed files are those the manifest lists, before any is read
         verify_manifest(gan_tables.table_folder(other, "cpu", gan_tables.table_configs(other, "cpu", **extra)[1],
                                                 root))
-    results = gan_tables.run_table(source, "cpu", root, load_only=True, **overrides)
+    extensions = gan_tables.extension_sources(table) if source == table else []  # a stand-in keeps its own cells
+    results = pd.concat([gan_tables.run_table(source, "cpu", root, load_only=True, **extra)
+                         for extra in (overrides, *extensions)], ignore_index=True)
     companions = [gan_tables.run_table(other, "cpu", root, load_only=True, **extra) for other, extra in sources[1:]]
     return Study(table, "cpu", results, config, gan_tables.table_folder(source, "cpu", config, root),
                  gan_tables.TABLES[table].stats, pd.concat(companions, ignore_index=True) if companions
@@ -599,6 +616,28 @@ def findings(overview: pd.DataFrame) -> pd.DataFrame:
     rows["runs of"] = rows["runs of"].astype(str)
     rows = rows[rows["proposition"] == rows["claim"]]  # the restating rows go with their claim's own row
     return rows.drop_duplicates(subset=["claim", "runs of"]).reset_index(drop=True)
+
+
+def mechanism_sentence(outcomes: pd.DataFrame) -> str:
+    """Why the runs of ``outcomes`` that stalled or did not start sat on their plateau, counted per mechanism of
+    :mod:`mmgan.gan.outcomes`, with §5.2's (a vanishing gradient at fakes) judged: does it explain most of them?"""
+    counts = [gan_outcomes.count_mechanism(outcomes, m) for m in ("critic satisfied", "vanishing gradient at fakes")]
+    if counts[0] is None:
+        return ""
+    satisfied, vanishing = counts
+    return (f"Over their plateau {satisfied.shown} of {satisfied.runs} of the runs that stalled or did not start show "
+            f"a satisfied critic (critic loss and penalty exactly 0 on most log lines) and {vanishing.shown} of "
+            f"{vanishing.runs} a vanishing input gradient at fakes; that §5.2's vanishing gradient explains most of "
+            f"them: {vanishing.verdict} (share {vanishing.shown / vanishing.runs:.2f}, 95% interval "
+            f"{interval_text(vanishing.lower, vanishing.upper)}).")
+
+
+def stalled_runs_overview(root: Path | str | None = None) -> pd.DataFrame:
+    """The outcome of every run of every committed GAN study (Tables 2–8; a run shared by several studies counted
+    once): :func:`mmgan.gan.outcomes.run_outcomes` rows."""
+    frames = [study.outcomes for study in (load_study(t, root) for t in gan_tables.TABLES
+                                            if t not in gan_tables.ZERO_CENTRED_TABLES) if study is not None]
+    return pd.concat(frames, ignore_index=True).drop_duplicates(subset=["run"]).reset_index(drop=True)
 
 
 #: The chapter (notebook name) of each GAN table.

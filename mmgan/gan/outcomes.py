@@ -37,8 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 from mmgan.base import run_folder
+from mmgan.book.verdicts import Verdict
 
 #: A run has started once its metric is at or below its first evaluation divided by this.
 START_FACTOR = 2.0
@@ -127,19 +129,56 @@ def run_outcomes(results: pd.DataFrame, curves: pd.DataFrame, iterations: int) -
                                        "time", "censored", "stalled share"])
 
 
-def stall_mechanism(run: str | Path, until: int) -> str:
-    """Why a run sat on its starting level up to iteration ``until`` (module docstring), from its log lines
-    up to there."""
+def mechanism_shares(run: str | Path, until: int) -> tuple[dict[str, float], int]:
+    """For each mechanism of the module docstring, the share of the run's log lines up to iteration ``until`` that
+    show it, and how many log lines there are (``generator saturated`` only where the log records it)."""
     lines = [r for r in run_folder.read_log(Path(run) / run_folder.LOG)
              if "critic_loss" in r and r["iteration"] <= until]
     if not lines:
-        return "no log lines in the stall"
+        return {}, 0
     frame = pd.DataFrame(lines)
-    share = {"critic satisfied": ((frame["critic_loss"] == 0) & (frame["penalty"] == 0)).mean(),
-             "vanishing gradient at fakes": (frame["grad_norm_fake"] < VANISHING).mean()}
+    share = {"critic satisfied": float(((frame["critic_loss"] == 0) & (frame["penalty"] == 0)).mean()),
+             "vanishing gradient at fakes": float((frame["grad_norm_fake"] < VANISHING).mean())}
     if "saturated_share" in frame:
-        share["generator saturated"] = (frame["saturated_share"] > MOST).mean()
-    named = [f"{name} ({value:.0%} of {len(frame)} log lines)" for name, value in share.items() if value > MOST]
+        share["generator saturated"] = float((frame["saturated_share"] > MOST).mean())
+    return share, len(frame)
+
+
+def stall_mechanism(run: str | Path, until: int) -> str:
+    """Why a run sat on its starting level up to iteration ``until`` (module docstring), in words."""
+    share, lines = mechanism_shares(run, until)
+    if not lines:
+        return "no log lines in the stall"
+    named = [f"{name} ({value:.0%} of {lines} log lines)" for name, value in share.items() if value > MOST]
     if named:
         return "; ".join(named)
-    return "none of these" + ("" if "saturated_share" in frame else " (saturation not logged by this run)")
+    return "none of these" + ("" if "generator saturated" in share else " (saturation not logged by this run)")
+
+
+@dataclass(frozen=True)
+class MechanismCount:
+    """How many of the runs that did not learn (diverged ones aside) show one mechanism, with the exact
+    (Clopper–Pearson) interval of the share at ``level`` and the verdict on "this mechanism explains most of
+    them": holds when the interval lies above 1/2, does not hold when below, cannot tell otherwise."""
+
+    mechanism: str
+    shown: int
+    runs: int
+    lower: float
+    upper: float
+    verdict: Verdict
+
+
+def count_mechanism(rows: pd.DataFrame, mechanism: str, level: float = 0.95) -> MechanismCount | None:
+    """:class:`MechanismCount` of ``mechanism`` over the runs of ``rows`` (:func:`run_outcomes`) that stalled or
+    did not start; None when there are none."""
+    stuck = rows[rows["outcome"].isin([Outcome.STALLED, Outcome.DID_NOT_START])]
+    if stuck.empty:
+        return None
+    shown = sum(mechanism_shares(run, time)[0].get(mechanism, 0.0) > MOST
+                for run, time in zip(stuck["run"], stuck["time"]))
+    n, alpha = len(stuck), 1 - level
+    lower = 0.0 if shown == 0 else float(stats.beta.ppf(alpha / 2, shown, n - shown + 1))
+    upper = 1.0 if shown == n else float(stats.beta.ppf(1 - alpha / 2, shown + 1, n - shown))
+    verdict = Verdict.HOLDS if lower > 0.5 else Verdict.DOES_NOT_HOLD if upper < 0.5 else Verdict.CANNOT_TELL
+    return MechanismCount(mechanism, int(shown), n, lower, upper, verdict)

@@ -12,6 +12,7 @@ over the propositions of :data:`GAN_PROPOSITIONS`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,10 +132,13 @@ class GANStudy:
         if reason is not None:
             return f"every proposition not comparable ({reason})"
         judged = self.judged[PRIMARY]
-        return "; ".join(f"{name}: {row['verdict']} among runs that learnt ({row['ratio']:.2f} "
-                         f"{interval_text(row['lower'], row['upper'])}), {row['reliability']} on how often runs fail "
-                         f"({int(row['failed better'])} vs {int(row['failed other'])} of {int(row['comparisons'])} did "
-                         "not learn)" for name, row in judged.iterrows())
+        return "; ".join(
+            (f"{name}: {row['verdict']} among runs that learnt ({row['ratio']:.2f} "
+             f"{interval_text(row['lower'], row['upper'])})" if math.isfinite(row["ratio"]) else
+             f"{name}: no pair of runs that both learnt") +
+            f", {row['reliability']} on how often runs fail ({int(row['failed better'])} vs "
+            f"{int(row['failed other'])} of {int(row['comparisons'])} did not learn)"
+            for name, row in judged.iterrows())
 
     def glue(self) -> dict[str, object]:
         study, judged = self.study, self.judged[PRIMARY]
