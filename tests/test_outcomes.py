@@ -221,3 +221,10 @@ def test_the_mechanism_count_and_its_verdict(tmp_path):
     assert satisfied.lower == pytest.approx(stats.beta.ppf(0.025, 4, 3))
     assert satisfied.verdict is Verdict.CANNOT_TELL and vanishing.verdict is Verdict.CANNOT_TELL
     assert count_mechanism(frame[frame["outcome"] == Outcome.LEARNT], "critic satisfied") is None
+
+
+def test_time_to_start_is_compared_seed_by_seed():
+    frame = _runs(set(), set()).assign(start=lambda f: np.where(f["norm"] == "2", 3_000, 1_000) + 250 * f["seed"])
+    row = P.judge(frame, "end").loc["q = ∞ beats q = 2"]
+    assert row["start delay"] == 2_000 and row["start p"] == pytest.approx(2 / 2 ** 8)  # 8 seeds, all one way
+    assert math.isnan(P.judge(_runs(set(), set()), "end").loc["q = ∞ beats q = 2", "start delay"])

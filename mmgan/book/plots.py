@@ -433,3 +433,26 @@ def verdicts_over_training(over, xlabel: str, columns: int = 3) -> Figure:
     axes.flat[0].set_ylabel("ratio other / better (log)", fontsize=8)
     axes.flat[0].legend(fontsize=7, loc="best")
     return fig
+
+
+def start_curves(outcomes, iterations: int) -> Figure:
+    """Per cell (one line each, by loss in panels): the share of its runs that have not yet left their starting
+    level, against generator iterations (``outcomes``: :func:`mmgan.gan.outcomes.run_outcomes`; a run that never
+    started stays in the share to the end, marked by a cross there): a survival curve of the time to start."""
+    losses = list(dict.fromkeys(outcomes["loss"]))
+    fig, axes = _figure(4.2 * len(losses), 4.2, ncols=len(losses))
+    for ax, loss in zip(axes, losses):
+        for (norm, g), runs in outcomes[outcomes["loss"] == loss].groupby(["norm", "g"], sort=False):
+            times = np.sort(runs.loc[~runs["censored"], "time"].to_numpy(dtype=float))
+            steps = np.concatenate([[0.0], times, [float(iterations)]])
+            waiting = 1 - np.concatenate([[0.0], np.arange(1, len(times) + 1), [len(times)]]) / len(runs)
+            line, = ax.step(steps, waiting, where="post", label=f"q = {norm}, {g} ({len(runs)} runs)")
+            if runs["censored"].any():
+                ax.scatter([iterations], [waiting[-1]], marker="x", color=line.get_color(), zorder=3)
+        ax.set_title(loss, fontsize=9)
+        ax.set_xlabel("generator iterations", fontsize=8)
+        ax.set_ylim(-0.03, 1.03)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
+    axes[0].set_ylabel("share of runs not yet started", fontsize=8)
+    return fig

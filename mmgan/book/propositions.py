@@ -255,16 +255,28 @@ def match(values: pd.DataFrame, proposition: Proposition, stat: str, drop_ties: 
     return Matched(proposition, complete.sort_index(), tied, incomplete, cells, frame.sort_index())
 
 
-def paired_flags(flags: pd.DataFrame, matched: Matched, column: str) -> pd.DataFrame:
-    """Per seed (rows) and pair of ``matched`` (columns): the (better, other) values of the boolean ``column``
-    of ``flags`` (one row per run: :data:`CELL`, ``seed``, ``column``); NaN where a run is missing."""
+def paired_flags(flags: pd.DataFrame, matched: Matched, column: str, kind: type = bool) -> pd.DataFrame:
+    """Per seed (rows) and pair of ``matched`` (columns): the (better, other) values of ``column`` of ``flags``
+    (one row per run: :data:`CELL`, ``seed``, ``column``), as ``kind``; NaN where a run is missing."""
     table = flags.set_index([*CELL, "seed"])[column]
     seeds = sorted({int(s) for s in flags["seed"]})
     out = {}
     for label, (better, other) in matched.cells.items():
-        out[label] = [(bool(table[(*better, s)]), bool(table[(*other, s)]))
+        out[label] = [(kind(table[(*better, s)]), kind(table[(*other, s)]))
                       if (*better, s) in table.index and (*other, s) in table.index else math.nan for s in seeds]
     return pd.DataFrame(out, index=pd.Index(seeds, name="seed"))
+
+
+def start_delay(starts: pd.DataFrame) -> tuple[float, float]:
+    """Time to start (``start``: :func:`paired_flags` of the runs' start iterations, a run that never started
+    counted at its last evaluation): the mean over the matched comparisons of other − better (> 0: the predicted-
+    better level starts sooner) and the sign-flip p-value over seeds of the per-seed sums."""
+    per_seed = [[other - better for better, other in (v for v in row if isinstance(v, tuple))]
+                for _, row in starts.iterrows()]
+    differences = [d for seed in per_seed for d in seed]
+    if not differences:
+        return math.nan, math.nan
+    return float(np.mean(differences)), sign_flip_p([sum(seed) for seed in per_seed])
 
 
 def learnt_log_ratios(matched: Matched, learnt: pd.DataFrame) -> pd.Series:
@@ -281,7 +293,8 @@ def _both_learnt(learnt: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
 #: The columns of :func:`judge`, in order.
 JUDGE_COLUMNS = ["ratio", "lower", "upper", "level", "seeds", "pairs", "verdict", "spread", "seeds for ±15%",
                  "hl", "hl lower", "hl upper", "interaction p", "failed better", "failed other", "comparisons",
-                 "failure delta", "failure lower", "failure upper", "failure p", "reliability", "left out"]
+                 "failure delta", "failure lower", "failure upper", "failure p", "reliability", "start delay",
+                 "start p", "left out"]
 
 
 def judge(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
@@ -298,7 +311,8 @@ def judge(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
     ratios), seeds for ±15% (:func:`seeds_needed`), hl, hl lower, hl upper (the Hodges–Lehmann ratio and its
     Wilcoxon interval), interaction p (pair × level), failed better / failed other / comparisons (runs that did
     not learn over the matched comparisons), failure delta / lower / upper / p and reliability
-    (:func:`reliability`), left out (tied pairs and incomplete seeds, in words).
+    (:func:`reliability`), start delay and start p (:func:`start_delay`, with a ``start`` column of the runs' start
+    iterations; NaN without), left out (tied pairs and incomplete seeds, in words).
     """
     chosen = [lookup(PROPOSITIONS, name, "proposition") for name in (names or list(PROPOSITIONS))]
     frame = values if "learnt" in values else values.assign(learnt=True)
@@ -314,6 +328,8 @@ def judge(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
         hl = hodges_lehmann(per_seed, level) if len(per_seed) else (math.nan,) * 3
         failed = learnt.map(lambda v: (not v[0], not v[1]) if isinstance(v, tuple) else v)
         rel = reliability(failed, level)
+        delay, delay_p = (start_delay(paired_flags(frame, m, "start", float)) if "start" in frame
+                          else (math.nan, math.nan))
         left_out = ([f"tied by construction: {', '.join(m.tied)}"] if m.tied else []) + (
             [f"seeds with fewer pairs (a run missing): {', '.join(map(str, m.incomplete_seeds))}"]
             if m.incomplete_seeds else [])
@@ -332,7 +348,7 @@ def judge(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
             "interaction p": interaction_p(m.log_ratios.where(_both_learnt(learnt, m.log_ratios))),
             "failed better": rel.failed_better, "failed other": rel.failed_other, "comparisons": rel.comparisons,
             "failure delta": rel.delta, "failure lower": rel.lower, "failure upper": rel.upper,
-            "failure p": rel.p, "reliability": rel.verdict,
+            "failure p": rel.p, "reliability": rel.verdict, "start delay": delay, "start p": delay_p,
             "left out": "; ".join(left_out),
         })
     return pd.DataFrame(rows, columns=["proposition", *JUDGE_COLUMNS]).set_index("proposition")

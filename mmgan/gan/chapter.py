@@ -69,6 +69,10 @@ STUDY_CAPTIONS: dict[str, str | None] = {
                      "(`mmgan.gan.chapter.Run.over_training`): where the band leaves 1 for good is when the verdict "
                      "is settled; a band that is still moving at the end says the verdict depends on when training "
                      "stops.",
+    "starts": "**When the runs started** (`mmgan.book.plots.start_curves`): per cell, the share of its runs still on "
+              "their starting level (the metric not yet halved) against iterations; a cross at the end marks runs that "
+              "never started. The time to start is compared between the levels of each proposition in its table "
+              "(other − better, sign-flip test over seeds).",
     "outcomes": "**Runs that did not learn** (`mmgan.gan.outcomes`): each run that stalled, did not start or diverged, "
                 "when it left its starting level, and what its log lines show over the plateau "
                 "(`mmgan.gan.outcomes.stall_mechanism`):",
@@ -169,9 +173,9 @@ class Run:
 
     @cached_property
     def judged_runs(self) -> pd.DataFrame:
-        """What the propositions are judged on: every run's statistics (NaN for a run that diverged) and whether
-        it learnt (:attr:`outcomes`)."""
-        learnt = self.outcomes[[*propositions.CELL, "seed", "learnt"]]
+        """What the propositions are judged on: every run's statistics (NaN for a run that diverged), whether it
+        learnt and when it started (its last evaluation if never; :attr:`outcomes`)."""
+        learnt = self.outcomes[[*propositions.CELL, "seed", "learnt", "time"]].rename(columns={"time": "start"})
         return learnt.merge(self.statistics, on=[*propositions.CELL, "seed"], how="left")
 
     @cached_property
@@ -445,6 +449,8 @@ class GANChapter:
         curves = plots.gan_metric_curves(study.curves, f"{c.metric.upper()} ({c.dataset} {c.image_size} px, "
                                                        f"preset cpu; lower is better)")
         plt.close(curves)
+        starts = plots.start_curves(study.outcomes, c.iterations)
+        plt.close(starts)
         over = study.over_training()
         if over["ratio"].notna().any():
             over_training = plots.verdicts_over_training(over, "generator iterations")
@@ -474,7 +480,8 @@ class GANChapter:
                     interval=[interval_text(lo, hi) for lo, hi in zip(pairs["lower"], pairs["upper"])])
                 [["ratio", "interval", "seeds"]].round({"ratio": 2})]),
             "curves": (STUDY_CAPTIONS["curves"], [curves]),
-            "levelling": (STUDY_CAPTIONS["levelling"], [study.levelling(), Markdown(STUDY_CAPTIONS["outcomes"]),
+            "levelling": (STUDY_CAPTIONS["levelling"], [study.levelling(), Markdown(STUDY_CAPTIONS["starts"]),
+                                                         starts, Markdown(STUDY_CAPTIONS["outcomes"]),
                                                          study.outcome_table() if not study.learnt
                                                          else Markdown("(every run learnt)")]),
             "protocol": (STUDY_CAPTIONS["protocol"], [study.protocol()]),

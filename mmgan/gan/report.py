@@ -213,6 +213,8 @@ def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFram
                 f"{row['failure delta']:+.2f} {interval_text(row['failure lower'], row['failure upper'])}, "
                 f"p = {row['failure p']:.2g}"),
             "reliability verdict": str(row["reliability"]),
+            "time to start: other − better (iterations), p": (
+                f"{row['start delay']:+,.0f}, p = {row['start p']:.2g}" if math.isfinite(row["start delay"]) else "—"),
             f"quality among learnt runs: ratio other / better ({primary} {metric})": _number(row["ratio"]),
             f"{level:.1%} interval": interval_text(row["lower"], row["upper"]),
             "verdict": str(row["verdict"]),
