@@ -61,9 +61,10 @@ STUDY_CAPTIONS: dict[str, str | None] = {
              "The verdicts come from the pooled ratio above, not from these.",
     # the curves are a captioned figure in the chapter (cell metadata): a second output would repeat its label
     "curves": None,
-    "levelling": "Have the runs learnt and levelled off? Per cell, mean over seeds of the first and best metric and "
-                 "the change of the smoothed metric over the last quarter of training "
-                 "(`mmgan.gan.report.learning`; −0.20: it fell by a further 20%; near 0: levelled off):",
+    "levelling": "Have the runs learnt and levelled off? Per cell, the median over seeds of the first and best metric "
+                 "and of the change of the smoothed metric over the last quarter of training "
+                 "(`mmgan.gan.report.learning`; −0.20: it fell by a further 20%; near 0: levelled off), and how many "
+                 f"of its runs changed by less than {LEVELLED:.0%} (levelled off):",
     "over training": "**The verdicts over training.** Each proposition's quality ratio (among runs that learnt) read "
                      "at every metric evaluation instead of at the end of training, with its {level:.1%} interval "
                      "(`mmgan.gan.chapter.Run.over_training`): where the band leaves 1 for good is when the verdict "
@@ -284,8 +285,12 @@ class Study(Run):
         }).set_index("run")
 
     def levelling(self) -> pd.DataFrame:
-        """Per cell (mean over seeds): first and best metric and the smoothed change over the last quarter."""
-        means = self.learning.groupby(list(propositions.CELL), sort=False)[["first", "best", "late change"]].mean()
+        """Per cell (median over seeds, so one stalled run does not set it): first and best metric, the smoothed
+        change over the last quarter, and how many of its runs had levelled off (changed by less than
+        :data:`LEVELLED`)."""
+        grouped = self.learning.groupby(list(propositions.CELL), sort=False)
+        means = grouped[["first", "best", "late change"]].median()
+        means["levelled off"] = grouped["late change"].agg(lambda c: f"{int((c > -LEVELLED).sum())} of {len(c)}")
         metric = self.config.metric.upper()
         return means.round({"first": 1, "best": 1, "late change": 3}).rename(columns={
             "first": f"first {metric}", "best": f"best {metric}", "late change": "late change (share)"})
