@@ -134,7 +134,7 @@ def test_the_gate_rule():
 
 def test_verdicts_over_training_end_where_the_run_ends(tmp_path):
     study = _fake_study(tmp_path, improvement=10, seeds=4)
-    over = study.over_training()
+    over = study.over_training
     assert sorted(over["iteration"].unique()) == list(range(250, 250 * 41, 250))
     # the cells part as they learn: barely apart at the first evaluation, (15 + s) / (10 + s) apart at the end
     ratios = over.set_index("iteration")["ratio"]

@@ -69,7 +69,9 @@ def test_training_iteration_never_pairs_a_generator_with_a_device(cuda_generator
     c_loss, penalty, g_loss, real, fake = train.training_iteration(state, digits16, torch.device("cpu"))
     assert math.isfinite(float(c_loss)) and math.isfinite(float(g_loss))
     norms_logged = train.gradient_norms(state, real, fake.detach())
-    assert set(norms_logged) == {"grad_norm_real", "grad_norm_fake", "grad_norm_interpolates"}
+    assert set(norms_logged) == {"grad_norm_real", "grad_norm_fake", "grad_norm_interpolates", "generator_grad_norm",
+                                 "saturated_share", *(f"grad_{n}_{p}" for n in ("l1", "l2", "linf")
+                                                      for p in ("real", "fake"))}
     assert {"randn", "randperm", "rand"} <= set(cuda_generator_rule)
 
 

@@ -228,3 +228,21 @@ def test_time_to_start_is_compared_seed_by_seed():
     row = P.judge(frame, "end").loc["q = ∞ beats q = 2"]
     assert row["start delay"] == 2_000 and row["start p"] == pytest.approx(2 / 2 ** 8)  # 8 seeds, all one way
     assert math.isnan(P.judge(_runs(set(), set()), "end").loc["q = ∞ beats q = 2", "start delay"])
+
+
+def test_run_outcomes_keep_diverged_runs_and_leave_unusable_ones_out():
+    from mmgan.gan.outcomes import run_outcomes
+
+    results = pd.DataFrame([
+        {"loss": "hinge", "norm": "2", "g": "hinge", "seed": 0, "run": "a", "status": "finished", "error": ""},
+        {"loss": "hinge", "norm": "2", "g": "hinge", "seed": 1, "run": "b", "status": "failed",
+         "error": "NonFiniteLoss: critic loss became nan at iteration 9"},
+        {"loss": "hinge", "norm": "2", "g": "hinge", "seed": 2, "run": "c", "status": "failed",
+         "error": "ValueError: summary.json: the field 'final' is nan"},
+    ])
+    curves = pd.DataFrame([{"loss": "hinge", "norm": "2", "g": "hinge", "seed": 0, "iteration": it, "value": v}
+                           for it, v in history(500, iterations=1_000)])
+    rows = run_outcomes(results, curves, 1_000).set_index("seed")
+    assert list(rows.index) == [0, 1]  # the unreadable run is no outcome of training
+    assert rows.loc[0, "outcome"] is Outcome.LEARNT and rows.loc[1, "outcome"] is Outcome.DIVERGED
+    assert not rows.loc[1, "learnt"]

@@ -212,6 +212,7 @@ class Run:
         cells = pd.concat([gan_report.paper_cells(t, "final") for t in tables], ignore_index=True)
         return propositions.paper_ratios(cells.drop_duplicates(subset=list(propositions.CELL)), self.matched_pairs())
 
+    @cached_property
     def over_training(self) -> pd.DataFrame:
         """The primary verdicts read at every metric evaluation instead of at the end of training (the statistic:
         the evaluation at that iteration; the runs that learnt by the end): one row per (iteration, proposition)
@@ -230,7 +231,7 @@ class Run:
         """Proposition → the first evaluation from which its verdict over training (:meth:`over_training`) stays
         the same up to the end (the last evaluation when it changes there)."""
         out: dict[str, int | None] = {}
-        for name, rows in self.over_training().groupby("proposition", sort=False):
+        for name, rows in self.over_training.groupby("proposition", sort=False):
             rows = rows.sort_values("iteration")
             verdicts = rows["verdict"].tolist()
             since = None
@@ -456,7 +457,7 @@ class GANChapter:
         plt.close(curves)
         starts = plots.start_curves(study.outcomes, c.iterations)
         plt.close(starts)
-        over = study.over_training()
+        over = study.over_training
         if over["ratio"].notna().any():
             over_training = plots.verdicts_over_training(over, "generator iterations")
             plt.close(over_training)
@@ -603,14 +604,14 @@ def overview_table(overview: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "table": overview["table"], "proposition": overview["proposition"],
         "runs that did not learn (better / other)": overview["failed"],
-        "reliability": overview["reliability"],
+        "reliability verdict": overview["reliability"],
         "quality ratio (end FDD, runs that learnt)": [f"{r:.2f}" if ok else "—"
                                                      for r, ok in zip(overview["ratio"], judged)],
         "interval": [interval_text(lo, hi) if ok else "—"
                      for lo, hi, ok in zip(overview["lower"], overview["upper"], judged)],
         "level": [f"{level:.1%}" for level in overview["level"]],
         "seeds × pairs": [f"{s} × {p}" for s, p in zip(overview["seeds"], overview["pairs"])],
-        "quality verdict": overview["verdict"],
+        "verdict": overview["verdict"],
         "paper ratio (FID, same pairs)": [f"{r:.2f}" if math.isfinite(r) else "not tested"
                                           for r in overview["paper ratio"]],
         "whose claim": ["the paper's" if c else "the book's own" for c in overview["paper claim"]],

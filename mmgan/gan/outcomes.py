@@ -86,13 +86,18 @@ class RunOutcome:
         return (self.started_at if self.started_at is not None else self.iterations) / self.iterations
 
 
+def diverged(error: str) -> bool:
+    """Does a failed run's error text (``'NonFiniteLoss: ...'``) say that it diverged?"""
+    return error.split(":", 1)[0].strip() in DIVERGED_ERRORS
+
+
 def classify(history: Sequence[tuple[int, float]], iterations: int, error: str = "") -> RunOutcome:
     """The outcome of a run from its metric history ``[(iteration, value)]`` (in order), its length and, for a
     run that failed, its error text (``'NonFiniteLoss: ...'``)."""
     if iterations <= 0:
         raise ValueError(f"iterations must be > 0, got {iterations!r}")
     if error:
-        if error.split(":", 1)[0].strip() not in DIVERGED_ERRORS:
+        if not diverged(error):
             raise ValueError(f"a run that failed with {error!r} did not diverge; only {DIVERGED_ERRORS} count as "
                              "diverged (an unreadable run is not an outcome: repair or rerun it)")
         last = int(history[-1][0]) if history else 0
@@ -111,7 +116,8 @@ def classify(history: Sequence[tuple[int, float]], iterations: int, error: str =
 
 
 def run_outcomes(results: pd.DataFrame, curves: pd.DataFrame, iterations: int) -> pd.DataFrame:
-    """One row per run of ``results`` (:func:`mmgan.gan.tables.run_table`; failed runs included) with its cell,
+    """One row per run of ``results`` (:func:`mmgan.gan.tables.run_table`; runs that diverged included; a run that
+    failed otherwise, e.g. an unreadable results file, is no outcome and is left out) with its cell,
     seed, ``outcome`` (:class:`Outcome`), ``learnt`` (bool), ``started at``, ``time`` (to start, or censored),
     ``censored`` and ``stalled share``; ``curves``: :func:`mmgan.gan.tables.metric_curves` of the same runs;
     ``iterations``: the length every run was configured to train."""
@@ -119,6 +125,8 @@ def run_outcomes(results: pd.DataFrame, curves: pd.DataFrame, iterations: int) -
               for key, run in curves.groupby(["loss", "norm", "g", "seed"], sort=False)} if len(curves) else {}
     rows = []
     for run in results.itertuples():
+        if run.status != "finished" and not diverged(run.error):
+            continue  # unusable (named by the chapter as such), not an outcome of training
         key = (run.loss, run.norm, run.g, run.seed)
         result = classify(by_run.get(key, []), iterations, "" if run.status == "finished" else run.error)
         rows.append({"loss": run.loss, "norm": run.norm, "g": run.g, "seed": run.seed, "run": run.run,

@@ -25,13 +25,17 @@ def tables(page: Path) -> list[list[list[str]]]:
     return out
 
 
-def chapter_verdicts(page: Path) -> dict[str, str]:
-    """Proposition → verdict of a table chapter's propositions table (the first with a 'verdict' column)."""
+#: The two judgements of a proposition, as the columns of both tables name them.
+JUDGEMENTS = ("verdict", "reliability verdict")
+
+
+def chapter_verdicts(page: Path, judgement: str = "verdict") -> dict[str, str]:
+    """Proposition → one judgement of a table chapter's propositions table (the first with a 'verdict' column)."""
     for rows in tables(page):
         header = next((row for row in rows if "verdict" in row), None)
         if header is None or not any("ratio other / better" in cell for cell in header):
             continue
-        column = header.index("verdict")
+        column = header.index(judgement)
         verdicts = {}
         for row in rows:
             if len(row) == len(header) and row[0] not in ("", "proposition") and row != header:
@@ -40,8 +44,8 @@ def chapter_verdicts(page: Path) -> dict[str, str]:
     return {}
 
 
-def overview_verdicts(page: Path) -> dict[tuple[str, str], str]:
-    """(table, proposition) → verdict of the introduction's overview table."""
+def overview_verdicts(page: Path, judgement: str = "verdict") -> dict[tuple[str, str], str]:
+    """(table, proposition) → one judgement of the introduction's overview table."""
     for rows in tables(page):
         header = next((row for row in rows if "verdict" in row and "evidence" in row), None)
         if header is None:
@@ -52,20 +56,23 @@ def overview_verdicts(page: Path) -> dict[tuple[str, str], str]:
                 table = row[0]
                 row = row[1:]
             if table and len(row) == len(header) - 1 and row[0] not in ("proposition",):
-                out[(table.removeprefix("Table "), row[0])] = row[header.index("verdict") - 1]
+                out[(table.removeprefix("Table "), row[0])] = row[header.index(judgement) - 1]
         return out
     return {}
 
 
 def disagreements(html: Path) -> list[str]:
-    overview = overview_verdicts(html / "notebooks" / "intro.html")
-    problems = [] if overview else ["the introduction shows no overview of the propositions"]
-    for (table, proposition), verdict in overview.items():
-        own = chapter_verdicts(html / "notebooks" / f"{CHAPTERS[table]}.html")
-        if own.get(proposition) != verdict and not (verdict.startswith("not comparable")
-                                                    and str(own.get(proposition, "")).startswith("not comparable")):
-            problems.append(f"Table {table}, {proposition}: the introduction says {verdict!r}, the chapter "
-                            f"{own.get(proposition)!r}")
+    problems = []
+    for judgement in JUDGEMENTS:
+        overview = overview_verdicts(html / "notebooks" / "intro.html", judgement)
+        if not overview:
+            problems.append(f"the introduction shows no overview of the propositions' {judgement}")
+        for (table, proposition), verdict in overview.items():
+            own = chapter_verdicts(html / "notebooks" / f"{CHAPTERS[table]}.html", judgement)
+            if own.get(proposition) != verdict and not (verdict.startswith("not comparable")
+                                                        and str(own.get(proposition, "")).startswith("not comparable")):
+                problems.append(f"Table {table}, {proposition}: the introduction's {judgement} is {verdict!r}, the "
+                                f"chapter's {own.get(proposition)!r}")
     intro = (html / "notebooks" / "intro.html").read_text(encoding="utf-8")
     critics = BeautifulSoup((html / "notebooks" / "critic_margins.html").read_text(encoding="utf-8"),
                             "html.parser").get_text(" ")
@@ -92,3 +99,25 @@ def test_the_check_catches_a_chapter_that_says_otherwise(book_html, tmp_path):
     text = page.read_text(encoding="utf-8")
     page.write_text(text.replace(f">{verdict}<", f">{other}<", 1), encoding="utf-8")
     assert any(proposition in problem for problem in disagreements(copy))
+
+
+def test_the_check_catches_a_reliability_verdict_that_differs(book_html, tmp_path):
+    copy = tmp_path / "html"
+    shutil.copytree(book_html, copy)
+    page = copy / "notebooks" / "intro.html"
+    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+    for table in soup.select("main table"):  # the overview: its first row's reliability cell says otherwise
+        rows = table.find_all("tr")
+        header = next(([" ".join(c.get_text(" ", strip=True).split()) for c in r.find_all(["th", "td"])]
+                       for r in rows if "reliability verdict" in r.get_text(" ")), None)
+        if header is not None and "evidence" in header:
+            row = next(r for r in rows if r.find("td"))
+            proposition = " ".join(row.find_all("th")[-1].get_text(" ", strip=True).split())
+            cells = row.find_all("td")  # the data cells; the header row has the index columns in front
+            cell = cells[header.index("reliability verdict") - (len(header) - len(cells))]
+            cell.string = "holds" if cell.get_text(strip=True) != "holds" else "does not hold"
+            break
+    else:
+        pytest.fail("the introduction shows no overview with a reliability column")
+    page.write_text(str(soup), encoding="utf-8")
+    assert any(proposition in problem and "reliability" in problem for problem in disagreements(copy))
