@@ -165,3 +165,16 @@ def test_a_cpu_run_of_one_iteration_carries_no_verdict(tmp_path):
     assert isinstance(shown, Markdown) and "not comparable" in shown.data
     assert "holds" not in shown.data and "cannot tell" not in shown.data
     assert all("no verdict" in frame.columns[0] for frame in page.run_tables())
+
+
+def test_the_papers_ratio_is_taken_over_the_studys_own_pairs():
+    """Table 5's study has one pair (HingeGAN, hinge penalty, q = 2 vs q = ∞): the paper's ratio is that pair's,
+    not the whole table's (which once read 0.74 and flipped the direction)."""
+    from mmgan.gan import report as gan_report
+
+    study = gan_chapter.load_study("5")
+    paper = gan_report.paper_cells("5").set_index(["loss", "q", "g"])["value"]
+    expected = paper[("hinge", "2", "hinge")] / paper[("hinge", "inf", "hinge")]
+    row = study.paper_ratios().loc["q = ∞ beats q = 2"]
+    assert row["paper ratio"] == pytest.approx(expected) and row["paper pairs"] == "1 of 1"
+    assert study.matched_pairs()["q = ∞ beats q = 2"] == [(("hinge", "inf", "hinge"), ("hinge", "2", "hinge"))]
