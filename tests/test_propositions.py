@@ -80,7 +80,8 @@ def test_one_seed_is_not_comparable_and_a_missing_run_keeps_its_seeds_other_pair
     frame = frame.drop(frame[(frame["norm"] == "inf") & (frame["seed"] == 3) & (frame["loss"] == "wgan")
                              & (frame["g"] == "ls")].index)
     row = P.judge(frame, "end").loc["q = ∞ beats q = 2"]
-    assert row["seeds"] == 8 and "seeds with fewer pairs (a run missing): 3" in row["left out"]
+    assert row["seeds"] == 8 and "seeds with fewer pairs (a run missing or not in the study): 3" in row["left out"]
+    assert P.seed_ranges([3, 8, 9, 10, 11, 13]) == "3, 8–11, 13" and P.seed_ranges([]) == ""
     full = P.match(frame, P.PROPOSITIONS["q = ∞ beats q = 2"], "end")
     d = P.learnt_log_ratios(full, P.paired_flags(frame.assign(learnt=True), full, "learnt"))
     assert d[3] == pytest.approx(full.partial.loc[3].dropna().mean()) and full.partial.loc[3].isna().sum() == 1

@@ -331,7 +331,7 @@ def judge(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
         delay, delay_p = (start_delay(paired_flags(frame, m, "start", float)) if "start" in frame
                           else (math.nan, math.nan))
         left_out = ([f"tied by construction: {', '.join(m.tied)}"] if m.tied else []) + (
-            [f"seeds with fewer pairs (a run missing): {', '.join(map(str, m.incomplete_seeds))}"]
+            [f"seeds with fewer pairs (a run missing or not in the study): {seed_ranges(m.incomplete_seeds)}"]
             if m.incomplete_seeds else [])
         rows.append({
             "proposition": m.proposition.name,
@@ -352,6 +352,17 @@ def judge(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
             "left out": "; ".join(left_out),
         })
     return pd.DataFrame(rows, columns=["proposition", *JUDGE_COLUMNS]).set_index("proposition")
+
+
+def seed_ranges(seeds: Sequence[int]) -> str:
+    """``[3, 8, 9, 10, 11]`` as ``'3, 8–11'``."""
+    parts: list[list[int]] = []
+    for seed in sorted(seeds):
+        if parts and seed == parts[-1][-1] + 1:
+            parts[-1].append(seed)
+        else:
+            parts.append([seed])
+    return ", ".join(str(p[0]) if len(p) == 1 else f"{p[0]}–{p[-1]}" for p in parts)
 
 
 def pair_effects(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
