@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from mmgan.exact import parameter_dtype
 from mmgan.losses import MARGIN_LOSSES
@@ -423,8 +423,9 @@ def verdicts_over_training(over, xlabel: str, columns: int = 3) -> Figure:
         ax.plot(part["iteration"], part["ratio"], color="tab:blue", lw=1.5, label="pooled ratio")
         ax.axhline(1.0, color="black", ls="--", lw=0.8)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(PLAIN)
-        ax.yaxis.set_minor_formatter(PLAIN)
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(labelsize=8)
