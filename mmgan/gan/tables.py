@@ -152,7 +152,7 @@ STUDIES: dict[str, dict[str, Any]] = {
 #: per table. The seeds listed are those committed.
 HINGEGAN_Q2_QINF = ["hinge-q2-ls", "hinge-q2-hinge", "hinge-qinf-ls", "hinge-qinf-hinge"]
 EXTENSIONS: dict[str, tuple[dict[str, Any], ...]] = {
-    "2": ({"seeds": list(range(8, 16)), "cells": HINGEGAN_Q2_QINF},),
+    "2": ({"seeds": list(range(8, 24)), "cells": HINGEGAN_Q2_QINF},),
 }
 #: Studies whose FDDs were computed with the first version of the digits classifier, whose initial weights came
 #: from whatever global random state preceded it and were not kept: their values are consistent within the study
