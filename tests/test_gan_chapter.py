@@ -178,3 +178,18 @@ def test_the_papers_ratio_is_taken_over_the_studys_own_pairs():
     row = study.paper_ratios().loc["q = ∞ beats q = 2"]
     assert row["paper ratio"] == pytest.approx(expected) and row["paper pairs"] == "1 of 1"
     assert study.matched_pairs()["q = ∞ beats q = 2"] == [(("hinge", "inf", "hinge"), ("hinge", "2", "hinge"))]
+
+
+def test_the_new_figures_are_not_kept_open_and_refuse_to_be_empty(tmp_path):
+    """A figure pyplot keeps open is shown twice by a notebook (and its caption label twice: a strict build fails)."""
+    import matplotlib.pyplot as plt
+
+    from mmgan.book import plots
+
+    study = _fake_study(tmp_path, improvement=10, seeds=3)
+    before = set(plt.get_fignums())
+    over = plots.verdicts_over_training(study.over_training, "iterations")
+    starts = plots.start_curves(study.outcomes, study.config.iterations)
+    assert set(plt.get_fignums()) == before and over.axes and starts.axes
+    with pytest.raises(ValueError, match="nothing to draw"):
+        plots.verdicts_over_training(study.over_training.assign(ratio=float("nan")), "iterations")

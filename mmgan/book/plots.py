@@ -416,6 +416,7 @@ def verdicts_over_training(over, xlabel: str, columns: int = 3) -> Figure:
     cols = min(columns, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False, layout="constrained")
+    plt.close(fig)  # pyplot does not keep it open, so a notebook shows it exactly once
     for ax, name in zip(axes.flat, names):
         part = drawable[drawable["proposition"] == name].sort_values("iteration")
         ax.fill_between(part["iteration"], part["lower"], part["upper"], color="tab:blue", alpha=0.25, lw=0,
