@@ -17,7 +17,7 @@ from mmgan.base.results import results_root
 from mmgan.book import propositions as P
 from mmgan.book.verdicts import Verdict
 from mmgan.gan import diagnostics
-from mmgan.gan.outcomes import STALL_SHARE, Outcome, classify, count_mechanism, stall_mechanism
+from mmgan.gan.outcomes import STALL_SHARE, Outcome, classify, count_mechanisms, stall_mechanism
 
 PLATEAU = 3500.0
 
@@ -215,12 +215,13 @@ def test_the_mechanism_count_and_its_verdict(tmp_path):
         rows.append({"run": str(run), "outcome": Outcome.DID_NOT_START, "time": 500})
     rows.append({"run": "never read", "outcome": Outcome.LEARNT, "time": 250})
     frame = pd.DataFrame(rows)
-    satisfied = count_mechanism(frame, "critic satisfied")
-    vanishing = count_mechanism(frame, "vanishing gradient at fakes")
+    counts = count_mechanisms(frame)
+    satisfied, vanishing = counts["critic satisfied"], counts["vanishing gradient at fakes"]
     assert (satisfied.shown, satisfied.runs, vanishing.shown) == (4, 6, 2)
     assert satisfied.lower == pytest.approx(stats.beta.ppf(0.025, 4, 3))
     assert satisfied.verdict is Verdict.CANNOT_TELL and vanishing.verdict is Verdict.CANNOT_TELL
-    assert count_mechanism(frame[frame["outcome"] == Outcome.LEARNT], "critic satisfied") is None
+    assert counts["generator saturated"].shown == 0  # not logged by these runs
+    assert count_mechanisms(frame[frame["outcome"] == Outcome.LEARNT]) == {}
 
 
 def test_time_to_start_is_compared_seed_by_seed():

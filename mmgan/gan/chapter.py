@@ -634,10 +634,10 @@ def findings(overview: pd.DataFrame) -> pd.DataFrame:
 def mechanism_sentence(outcomes: pd.DataFrame) -> str:
     """Why the runs of ``outcomes`` that stalled or did not start sat on their plateau, counted per mechanism of
     :mod:`mmgan.gan.outcomes`, with §5.2's (a vanishing gradient at fakes) judged: does it explain most of them?"""
-    counts = [gan_outcomes.count_mechanism(outcomes, m) for m in ("critic satisfied", "vanishing gradient at fakes")]
-    if counts[0] is None:
+    counts = gan_outcomes.count_mechanisms(outcomes)
+    if not counts:
         return ""
-    satisfied, vanishing = counts
+    satisfied, vanishing = counts["critic satisfied"], counts["vanishing gradient at fakes"]
     return (f"Over their plateau {satisfied.shown} of {satisfied.runs} of the runs that stalled or did not start show "
             f"a satisfied critic (critic loss and penalty exactly 0 on most log lines) and {vanishing.shown} of "
             f"{vanishing.runs} a vanishing input gradient at fakes; that §5.2's vanishing gradient explains most of "

@@ -177,16 +177,19 @@ class MechanismCount:
     verdict: Verdict
 
 
-def count_mechanism(rows: pd.DataFrame, mechanism: str, level: float = 0.95) -> MechanismCount | None:
-    """:class:`MechanismCount` of ``mechanism`` over the runs of ``rows`` (:func:`run_outcomes`) that stalled or
-    did not start; None when there are none."""
+def count_mechanisms(rows: pd.DataFrame, level: float = 0.95) -> dict[str, MechanismCount]:
+    """Per mechanism of the module docstring, :class:`MechanismCount` over the runs of ``rows``
+    (:func:`run_outcomes`) that stalled or did not start, each run's log read once; empty when there are none."""
     stuck = rows[rows["outcome"].isin([Outcome.STALLED, Outcome.DID_NOT_START])]
     if stuck.empty:
-        return None
-    shown = sum(mechanism_shares(run, time)[0].get(mechanism, 0.0) > MOST
-                for run, time in zip(stuck["run"], stuck["time"]))
+        return {}
+    shares = [mechanism_shares(run, time)[0] for run, time in zip(stuck["run"], stuck["time"])]
     n, alpha = len(stuck), 1 - level
-    lower = 0.0 if shown == 0 else float(stats.beta.ppf(alpha / 2, shown, n - shown + 1))
-    upper = 1.0 if shown == n else float(stats.beta.ppf(1 - alpha / 2, shown + 1, n - shown))
-    verdict = Verdict.HOLDS if lower > 0.5 else Verdict.DOES_NOT_HOLD if upper < 0.5 else Verdict.CANNOT_TELL
-    return MechanismCount(mechanism, int(shown), n, lower, upper, verdict)
+    out = {}
+    for mechanism in ("critic satisfied", "vanishing gradient at fakes", "generator saturated"):
+        shown = sum(share.get(mechanism, 0.0) > MOST for share in shares)
+        lower = 0.0 if shown == 0 else float(stats.beta.ppf(alpha / 2, shown, n - shown + 1))
+        upper = 1.0 if shown == n else float(stats.beta.ppf(1 - alpha / 2, shown + 1, n - shown))
+        verdict = Verdict.HOLDS if lower > 0.5 else Verdict.DOES_NOT_HOLD if upper < 0.5 else Verdict.CANNOT_TELL
+        out[mechanism] = MechanismCount(mechanism, int(shown), n, lower, upper, verdict)
+    return out
