@@ -181,8 +181,9 @@ def zero_centred_penalty(
     parameters.
     """
     points = lookup(ZERO_CENTRED_PENALTIES, which, "which (zero-centred penalty)")
-    if not (math.isfinite(gamma) and gamma >= 0):
-        raise ValueError(f"gamma must be finite and >= 0, got {gamma!r}")
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma must be a finite number > 0 (γ = 0 is no penalty, not {which.upper()}), "
+                         f"got {gamma!r}")
     total = sum(gradient_penalty(critic, real, fake, q=2, g="zero_centered", at=at) for at in points)
     return 0.5 * gamma * total
 

@@ -38,11 +38,17 @@ def test_rank_agreement_and_side_by_side():
 
 
 def test_results_root(tmp_path, monkeypatch):
+    """The checkout's results/ wherever one stands; for a package installed outside a checkout, the repository
+    around the working directory."""
+    from mmgan.base import paths
+
     monkeypatch.delenv("MMGAN_RESULTS", raising=False)
     (tmp_path / "mmgan").mkdir()
     (tmp_path / "_toc.yml").write_text("root: x\n")
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
+    assert results_root() == Path(__file__).resolve().parents[1] / "results"
+    monkeypatch.setattr(paths, "project_root", lambda: None)
     assert results_root() == tmp_path.resolve() / "results"
     assert results_root("elsewhere") == Path("elsewhere")
     monkeypatch.setenv("MMGAN_RESULTS", str(tmp_path / "r"))

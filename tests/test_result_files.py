@@ -94,8 +94,13 @@ def saved(tmp_path_factory):
     return table1.run_table1(config, tmp_path_factory.mktemp("table1"), progress=False).directory
 
 
-def _copy(directory: Path, tmp_path: Path, name: str | None = None) -> Path:
-    return Path(shutil.copytree(directory, tmp_path / (name or directory.name)))
+def _copy(directory: Path, tmp_path: Path, name: str | None = None, keep_manifest: bool = False) -> Path:
+    """A copy of a Table 1 folder; without its manifest unless asked (the content checks below are those that a
+    user's own results, which no manifest lists, go through)."""
+    copy = Path(shutil.copytree(directory, tmp_path / (name or directory.name)))
+    if not keep_manifest:
+        (copy / "MANIFEST.json").unlink()
+    return copy
 
 
 def _damage(path: Path, how: str) -> None:
@@ -163,10 +168,13 @@ def test_renamed_folder_is_refused_and_device_is_not_part_of_the_key(saved, tmp_
 def test_committed_results_load_and_an_edited_copy_does_not(tmp_path, folder):
     result = table1.load_table1(COMMITTED / folder)
     assert folder == table1.result_directory(result.config, Path()).name
-    copy = _copy(COMMITTED / folder, tmp_path)
+    copy = _copy(COMMITTED / folder, tmp_path, keep_manifest=True)
     meta = json.loads((copy / "meta.json").read_text())
     meta["config"]["iterations"] += 1
     (copy / "meta.json").write_text(json.dumps(meta, indent=2))
+    with pytest.raises(ValueError, match=_names(copy / "meta.json") + ": differs from the file its manifest"):
+        table1.load_table1(copy)
+    (copy / "MANIFEST.json").unlink()  # without it, the configuration itself disagrees with the folder's key
     with pytest.raises(ValueError, match=_names(copy / "meta.json") + f".*expected key {folder[-12:]}"):
         table1.load_table1(copy)
 

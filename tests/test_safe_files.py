@@ -17,8 +17,8 @@ import yaml
 from helpers import tiny_gan
 
 from mmgan.base import run_folder
+from mmgan.gan import convert, train, trained
 from mmgan.gan import tables as gan_tables
-from mmgan.gan import train, trained
 from mmgan.table1 import study as table1
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +84,9 @@ def test_malicious_table1_and_critic_files_are_refused(tmp_path):
                                 restarts=1, max_steps=5, log_every=1)
     directory = table1.run_table1(config, tmp_path / "t1", progress=False).directory
     plant(directory / "model.pt", marker)
+    with pytest.raises(ValueError, match="model.pt: differs from the file its manifest"):  # listed: refused unread
+        table1.load_table1(directory)
+    (directory / "MANIFEST.json").unlink()
     with pytest.raises(ValueError, match="model.pt holds Python objects that only pickle can load"):
         table1.load_table1(directory)
 
@@ -110,7 +113,7 @@ def test_checkpoints_hold_only_plain_types_and_old_ones_convert(tmp_path):
     torch.save(old, run / "checkpoint.pt")
     with pytest.raises(run_folder.UnsafeFile, match=f"mmgan convert {run}"):
         train.train(tiny_gan(iterations=4), run, resume=True, progress=False)
-    assert run_folder.main(["convert", str(run)]) == 0
+    assert convert.main([str(run)]) == 0
     resumed = train.train(tiny_gan(iterations=4), run, resume=True, progress=False)
     whole = train.train(tiny_gan(iterations=4), tmp_path / "whole", progress=False)
     assert resumed["history"] == whole["history"]
@@ -150,6 +153,7 @@ def test_a_non_finite_metric_is_refused_naming_the_file_and_field(tmp_path):
     from mmgan.base.run_folder import read_log, read_summary
 
     _, copy = _copy_table8(tmp_path)
+    (copy / "MANIFEST.json").unlink()  # the checks that a user's own runs, which no manifest lists, go through
     path = next(copy.glob("*-s0")) / "summary.json"
     good = path.read_text()
     read_summary(path)
@@ -181,8 +185,8 @@ def test_a_damaged_study_is_named_by_its_manifest_and_an_unusable_run_shows_as_f
         verify_manifest(copy)
     with pytest.raises(ValueError, match="differ from its manifest"):
         gan_chapter.load_study("8", root.parent)
-    # a study without the manifest check (a user's own runs): the run is failed, the means use what is left
-    monkeypatch.setattr(gan_chapter, "verify_manifest", lambda folder: None)
+    # a study without a manifest (a user's own runs): the run is failed, the means use what is left
+    (copy / "MANIFEST.json").unlink()
     with pytest.warns(UserWarning, match="the field 'final' is nan"):
         study = gan_chapter.load_study("8", root.parent)
     assert len(study.failed()) == 1 and "Unusable runs." in study.summary().data

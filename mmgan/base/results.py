@@ -1,9 +1,9 @@
-"""Result files: atomic writes, content digests, and run keys.
+"""Result files: where they live, run keys, and readers that name the file and check it against its manifest.
 
-Experiment chapters write their results under ``results/`` and read them back,
-so the book does not retrain on every build. Files are written to a temporary
-name and renamed, so an interrupted run never leaves a half-written file, and
-a chapter can pin the digest of the file it shows.
+Experiment chapters write their results under ``results/`` and read them back, so the book does not retrain on
+every build. Files are written atomically (:mod:`mmgan.base.atomic`); every reader below refuses a committed file
+that differs from its manifest (:func:`mmgan.base.manifest.verify_listed`), names a missing, empty, truncated or
+corrupt file with the remedy, and loads nothing that could run code.
 """
 
 from __future__ import annotations
@@ -12,108 +12,25 @@ import functools
 import hashlib
 import io
 import json
-import os
 import platform
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mmgan.base.atomic import atomic_savez, atomic_torch_save, atomic_write_bytes, atomic_write_text
+from mmgan.base.manifest import MANIFEST, file_digest, verify_listed, verify_manifest, write_manifest
+from mmgan.base.paths import project_root, results_root, shown_path
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def atomic_savez(path: Path, compressed: bool = False, **arrays: Any) -> None:
-    """``np.savez`` (or ``np.savez_compressed``) of ``arrays`` to ``path`` atomically."""
-    import numpy as np
-
-    buffer = io.BytesIO()
-    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+__all__ = ["MANIFEST", "atomic_savez", "atomic_torch_save", "atomic_write_bytes", "atomic_write_text", "code_commit",
+           "config_key", "environment", "file_digest", "is_plain_pickle", "project_root", "read_csv", "read_json",
+           "read_npz", "read_torch", "read_yaml", "results_root", "shown_path", "verify_listed", "verify_manifest",
+           "write_manifest"]
 
 
 def config_key(config: dict[str, Any]) -> str:
     """A short stable digest of a JSON-serialisable configuration."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-#: The manifest of a committed study: the SHA-256 of every results file under its folder.
-MANIFEST = "MANIFEST.json"
-#: What a manifest leaves out: files that belong to a machine's own runs, not to the committed results.
-UNLISTED = ("checkpoint.pt", ".lock", MANIFEST)
-
-
-def manifest_files(folder: Path) -> list[Path]:
-    """The results files a manifest of ``folder`` lists (sorted; :data:`UNLISTED` left out)."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in UNLISTED)
-
-
-def write_manifest(folder: Path | str) -> Path:
-    """Write ``folder/MANIFEST.json``: the SHA-256 of every results file under ``folder`` (atomically)."""
-    folder = Path(folder)
-    files = {p.relative_to(folder).as_posix(): file_digest(p) for p in manifest_files(folder)}
-    if not files:
-        raise ValueError(f"{folder} holds no results files to list")
-    path = folder / MANIFEST
-    atomic_write_text(path, json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
-    return path
-
-
-def verify_manifest(folder: Path | str) -> None:
-    """Check every file of ``folder/MANIFEST.json`` against its SHA-256; ``ValueError`` naming each file that is
-    missing or differs (and the command that rewrites the manifest after a deliberate change)."""
-    folder = Path(folder)
-    rewrite = f"if you changed them on purpose, rewrite it with `mmgan manifest {folder}`"
-    manifest = read_json(folder / MANIFEST, f"write one with `mmgan manifest {folder}`")
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, dict) or not files:
-        raise ValueError(f"{folder / MANIFEST}: no 'files' listed; {rewrite}")
-    missing = sorted(name for name in files if not (folder / name).is_file())
-    changed = sorted(name for name in files if (folder / name).is_file() and file_digest(folder / name) != files[name])
-    if missing or changed:
-        raise ValueError(f"{folder}: results files differ from its manifest ({MANIFEST}): "
-                         + "; ".join(([f"missing: {', '.join(missing)}"] if missing else [])
-                                     + ([f"changed: {', '.join(changed)}"] if changed else []))
-                         + f". Restore them (git checkout -- {folder}), or {rewrite}")
 
 
 def environment(device: Any = None) -> dict[str, str]:
@@ -148,22 +65,6 @@ def code_commit() -> str:
     return f"{sha}+dirty" if dirty else sha
 
 
-def results_root(path: str | Path | None = None) -> Path:
-    """Where result files live: ``path`` if given, else ``$MMGAN_RESULTS``, else ``results/`` of the
-    repository that contains the working directory (found by its ``_toc.yml`` and ``mmgan/``), so a
-    chapter finds the same files whether it runs from ``notebooks/`` (the book, nbval) or from the
-    repository root (papermill), and else ``./results``."""
-    if path is not None:
-        return Path(path)
-    if "MMGAN_RESULTS" in os.environ:
-        return Path(os.environ["MMGAN_RESULTS"])
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").is_file() and (folder / "mmgan").is_dir():
-            return folder / "results"
-    return here / "results"
-
-
 # ----------------------------------------------------------------------------- reading result files back
 #
 # A result file can be empty, truncated or corrupt (a disk that filled up, an edit by hand, a copy
@@ -192,6 +93,7 @@ def _check_file(path: Path, remedy: str | None, what: str) -> None:
         raise ValueError(f"{path}: is not a file — {_remedy(path, remedy)}")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: not {what} (the file is empty) — {_remedy(path, remedy)}")
+    verify_listed(path)
 
 
 def _read_bytes(path: Path, remedy: str | None, what: str) -> bytes:
@@ -265,6 +167,7 @@ def read_yaml(path: Path | str, remedy: str | None = None) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
+    verify_listed(path)
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeys)  # noqa: S506 - a SafeLoader subclass
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -295,21 +198,55 @@ def read_npz(path: Path | str, remedy: str | None = None) -> dict[str, Any]:
 
 
 def needs_pickle(error: Exception) -> bool:
-    """Whether a weights-only ``torch.load`` refused a file for holding an object only pickle could build (a
-    damaged file fails the same loader with other reasons: an unknown opcode, a truncated stream)."""
-    return "unsupported global" in str(error).lower()
+    """Whether a weights-only ``torch.load`` refused a file for holding an object only pickle could build: a
+    global it does not allow, or an instance of a class it was not told to allow (a damaged file fails the same
+    loader with other reasons: an unknown opcode, a truncated stream)."""
+    reason = str(error).lower()
+    return "unsupported global" in reason or "allowlisted via `add_safe_globals`" in reason
+
+
+def is_plain_pickle(path: Path | str) -> bool:
+    """Whether ``path`` is a whole plain Python pickle (protocol 2 or above) rather than a torch file.
+
+    ``torch.save`` writes a zip archive (it starts with ``PK``); its legacy format is a series of pickles whose
+    first holds nothing but torch's magic number. The first pickle is decoded opcode by opcode with
+    :mod:`pickletools`, which builds no object and runs nothing; a stream that does not decode up to its end is
+    not called a pickle (it is damaged: the readers' truncated-or-corrupt messages apply).
+    """
+    import pickle
+    import pickletools
+
+    import torch
+
+    with Path(path).open("rb") as stream:
+        head = stream.read(2)
+        if len(head) < 2 or head[0] != pickle.PROTO[0] or not 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
+            return False
+        stream.seek(0)
+        first, count = None, 0
+        try:
+            for opcode, argument, _ in pickletools.genops(stream):
+                if opcode.name not in ("PROTO", "FRAME", "STOP"):
+                    first, count = first or (opcode.name, argument), count + 1
+        except ValueError:  # an unknown opcode, or the stream ends before the pickle's STOP
+            return False
+    return not (count == 1 and first == ("LONG1", torch.serialization.MAGIC_NUMBER))
 
 
 def read_torch(path: Path | str, remedy: str | None = None, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)`` with errors that name ``path``: nothing in the file can run code.
 
     Raises FileNotFoundError when ``path`` is missing and ValueError naming it when it is empty,
-    truncated, corrupt, or holds objects that only pickle could load (refused).
+    truncated, corrupt, a plain Python pickle (:func:`is_plain_pickle`) or a torch file holding objects that
+    only pickle could load (both refused).
     """
     import torch
 
     path = Path(path)
     _check_file(path, remedy, "a valid torch file")
+    if is_plain_pickle(path):
+        raise ValueError(f"{path} is a plain Python pickle, not a torch file: refused (loading it could run code) — "
+                         f"{_remedy(path, remedy)}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # RuntimeError (zip reader), UnpicklingError, EOFError, ...
@@ -318,27 +255,3 @@ def read_torch(path: Path | str, remedy: str | None = None, map_location: Any = 
                              f"could run code — {_remedy(path, remedy)}") from None
         raise ValueError(f"{path}: not a valid torch file ({_reason(error)}; the file is truncated or corrupt) — "
                          f"{_remedy(path, remedy)}") from error
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Results files: write the manifest of a finished study folder.")
-    parser.add_argument("command", choices=["manifest", "verify"])
-    parser.add_argument("folders", type=Path, nargs="+")
-    args = parser.parse_args(argv)
-    for folder in args.folders:
-        try:
-            if args.command == "manifest":
-                print(f"wrote {write_manifest(folder)}")
-            else:
-                verify_manifest(folder)
-                print(f"{folder}: every file matches its manifest")
-        except (OSError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,8 +11,8 @@
   checkpoint is tensors, numbers, strings, lists, tuples and dicts, and nothing in
   it can run code. A file that needs pickle (a file from elsewhere, or a
   checkpoint of this project written before that rule) is refused with an error
-  that says how to convert it knowingly (:func:`convert_checkpoint`,
-  ``mmgan convert DIR``); an empty, truncated or corrupt
+  that says how to convert it (``mmgan convert DIR``, :mod:`mmgan.gan.convert`,
+  which runs no code either); an empty, truncated or corrupt
   checkpoint gives an error naming the file and the remedy.
 * :func:`truncate_log` — on resume, the records written after the checkpoint's
   iteration (by a run that was killed later) are dropped, so ``log.jsonl`` has no
@@ -38,7 +38,8 @@ from typing import Any
 
 import torch
 
-from mmgan.base.results import atomic_torch_save, atomic_write_text, needs_pickle, read_json
+from mmgan.base.manifest import verify_listed
+from mmgan.base.results import atomic_write_text, is_plain_pickle, needs_pickle, read_json
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -116,7 +117,8 @@ def folder_state(folder: Path | str) -> str:
 
 
 class UnsafeFile(ValueError):
-    """A torch file that only an unrestricted pickle could load: refused, since loading it could run code."""
+    """A plain Python pickle, or a torch file that only an unrestricted pickle could load: refused, since loading
+    it could run code."""
 
 
 def refuse_unsafe(path: Path, error: Exception, remedy: str) -> None:
@@ -127,22 +129,26 @@ def refuse_unsafe(path: Path, error: Exception, remedy: str) -> None:
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
-    """The checkpoint's payload (tensors on the CPU), loaded weights-only; a clear error for a missing,
-    unreadable or unsafe file (:class:`UnsafeFile`)."""
+    """The checkpoint's payload (tensors on the CPU), loaded weights-only; a clear error for a missing or
+    unreadable file, and :class:`UnsafeFile` for a plain Python pickle or a torch file that needs pickle."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}; start the run without --resume")
+    start_over = "delete it and rerun with --overwrite to start the run over, or restore the file from a copy"
+    if is_plain_pickle(path):
+        raise UnsafeFile(f"{path} is a plain Python pickle, not a torch file: refused (loading it could run code); "
+                         f"{start_over}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or "iteration" not in payload:
             raise ValueError("not a checkpoint dictionary")
     except Exception as error:  # torch.load raises EOFError, RuntimeError, UnpicklingError, ... on a bad file
-        refuse_unsafe(path, error, f"If it is a checkpoint of this project from a source you trust, convert it once "
-                                   f"with `mmgan convert {path.parent}`.")
+        refuse_unsafe(path, error, f"If it is an older checkpoint of this project, convert it once with "
+                                   f"`mmgan convert {path.parent}` (it loads nothing but a run configuration and "
+                                   "NumPy values, and refuses anything else).")
         raise ValueError(
             f"{path} is not a readable checkpoint ({type(error).__name__}: {error}); it was probably truncated "
-            "(full disk, interrupted copy). Delete it and rerun with --overwrite to start the run over, or "
-            "restore the file from a copy") from error
+            f"(full disk, interrupted copy): {start_over}") from error
     return payload
 
 
@@ -169,22 +175,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, torch.Size):
         return list(value)
     raise TypeError(f"cannot store a {type(value).__name__} in a weights-only checkpoint")
-
-
-def convert_checkpoint(folder: Path | str) -> Path:
-    """Rewrite ``folder/checkpoint.pt`` so that a weights-only load reads it (:func:`plain`), atomically.
-
-    This loads the file with an unrestricted pickle, which runs whatever code the file carries: call it only
-    on a checkpoint from a source you trust (``mmgan convert DIR`` says so)."""
-    path = Path(folder) / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or "iteration" not in payload:
-        raise ValueError(f"{path} is not a checkpoint of this project (no iteration)")
-    atomic_torch_save(plain(payload), path)
-    torch.load(path, map_location="cpu", weights_only=True)  # it now loads weights-only
-    return path
 
 
 #: The fields of a run's ``summary.json`` and their types (bool is not an int here).
@@ -234,6 +224,7 @@ def read_log(path: Path | str) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
+    verify_listed(path)
     records = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:
@@ -268,26 +259,3 @@ def truncate_log(folder: Path | str, iteration: int) -> int:
     if dropped:
         atomic_write_text(path, "".join(line + "\n" for line in kept))
     return dropped
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(description="Rewrite old pickled checkpoints so that they load weights-only.")
-    parser.add_argument("command", choices=["convert"])
-    parser.add_argument("folders", type=Path, nargs="+", metavar="DIR",
-                        help="run folders whose checkpoint.pt to rewrite; this runs the code the old file may carry: "
-                             "only for checkpoints from a source you trust")
-    args = parser.parse_args(argv)
-    for folder in args.folders:
-        try:
-            print(f"converted {convert_checkpoint(folder)}")
-        except (OSError, ValueError, TypeError) as error:
-            print(f"error: {folder}: {error}", file=sys.stderr)
-            return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

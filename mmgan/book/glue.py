@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from numbers import Real
+from pathlib import Path
 from typing import Any
 
 
@@ -131,9 +132,17 @@ def strip_execution_metadata(paths: list[str]) -> list[str]:
     """
     import nbformat
 
+    missing = [str(path) for path in paths if not Path(path).is_file()]
+    if missing:  # before any file is changed
+        raise FileNotFoundError(f"no such notebook: {', '.join(missing)}; give executed chapters, e.g. "
+                                "notebooks/*.ipynb")
     changed = []
     for path in paths:
-        nb = nbformat.read(path, as_version=4)
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except (ValueError, UnicodeDecodeError, nbformat.reader.NotJSONError) as error:
+            raise ValueError(f"{path}: not a notebook ({type(error).__name__}); nothing after it was changed") \
+                from None
         stamped = [cell for cell in nb.cells if "execution" in cell.get("metadata", {})]
         for cell in stamped:
             del cell.metadata["execution"]
@@ -146,8 +155,10 @@ def strip_execution_metadata(paths: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Strip the execution timestamps of executed chapters.")
-    parser.add_argument("notebooks", nargs="+")
+    parser = argparse.ArgumentParser(prog="mmgan strip-timestamps",
+                                     description="Strip the execution timestamps of executed chapters (so that "
+                                                 "re-executing one changes only what its cells output).")
+    parser.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="e.g. notebooks/*.ipynb")
     for name in strip_execution_metadata(parser.parse_args(argv).notebooks):
         print(f"stripped execution timestamps from {name}")
     return 0

@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,14 +57,17 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mmgan.base.manifest import record_in_manifest
 from mmgan.base.processes import available_cores, run_tasks
 from mmgan.base.randomness import normal
-from mmgan.base.registry import check_choice, check_int
+from mmgan.base.registry import check_choice, check_int, lookup
 from mmgan.base.results import (
     atomic_write_text,
     environment,
     read_csv,
     read_json,
+    results_root,
+    shown_path,
 )
 from mmgan.base.run_folder import snapshot_path
 from mmgan.critics.certify import certified_radius
@@ -71,8 +75,8 @@ from mmgan.critics.report import primary_threshold
 from mmgan.exact import parameter_dtype
 from mmgan.gan.data import load_images
 from mmgan.gan.models import Flatten, kept_statistics
-from mmgan.gan.tables import cell_name, study_source, table_configs, table_folder
-from mmgan.gan.trained import NETWORKS, TrainedGAN, export_networks, load_run, weights_file
+from mmgan.gan.tables import STUDIES, cell_name, study_source, table_configs, table_folder
+from mmgan.gan.trained import NETWORKS, TrainedGAN, export_networks, load_run, rerun_advice, weights_file
 from mmgan.margins import MARGIN_ORDERS, boundary_distances, taylor_margin
 from mmgan.penalties import input_gradient
 
@@ -253,9 +257,12 @@ def minimum_norm_attack(critic: nn.Sequential, x: torch.Tensor, threshold: float
 
 
 
-def study_runs(table: str, root: Path | str = "results/gan", cells: Sequence[str] | None = None) -> pd.DataFrame:
-    """The runs of a table's committed CPU study (:data:`mmgan.gan.tables.STUDIES`): cell, seed, folder;
-    ``cells`` keeps those cells only (for a replicate that retrained some cells of a study)."""
+def study_runs(table: str, root: Path | str | None = None, cells: Sequence[str] | None = None) -> pd.DataFrame:
+    """The runs of a table's committed CPU study (:data:`mmgan.gan.tables.STUDIES`) under ``root`` (default:
+    ``gan/`` of the results root): cell, seed, folder; ``cells`` keeps those cells only (for a replicate that
+    retrained some cells of a study)."""
+    lookup(STUDIES, str(table), "table (a committed study)")
+    root = Path(root) if root is not None else results_root() / "gan"
     source, overrides = study_source(str(table))
     if cells is not None:
         overrides = {**overrides, "cells": list(cells)}
@@ -343,7 +350,7 @@ def measure_run(folder: str, images: int, thresholds: Sequence[str], fmn_steps: 
 
 
 def measure_study(table: str, images: int = 32, thresholds: Sequence[str] = THRESHOLDS, fmn_steps: int = 1000,
-                  workers: int = 1, root: Path | str = "results/gan", runs: int | None = None,
+                  workers: int = 1, root: Path | str | None = None, runs: int | None = None,
                   search: dict[str, Any] | None = None, progress: bool = False,
                   iterations: Sequence[int | None] = (None,), cells: Sequence[str] | None = None) -> pd.DataFrame:
     """Margins of every critic of a table's study: one task per run and iteration, over ``workers`` processes.
@@ -364,8 +371,8 @@ def measure_study(table: str, images: int = 32, thresholds: Sequence[str] = THRE
             if iteration is None:
                 weights_file(folder)
             elif not snapshot_path(folder, iteration).is_file():
-                raise FileNotFoundError(f"{folder} has no snapshot of iteration {iteration}: train the study with "
-                                        f"snapshots (run_table(..., snapshot_every=...)) to measure it along training")
+                raise FileNotFoundError(f"{folder} has no snapshot of iteration {iteration}: "
+                                        f"{rerun_advice(folder, iteration)}")
     jobs = [(row, iteration) for _, row in plan.iterrows() for iteration in iterations]
     tasks = [(measure_run, (row["folder"], images, tuple(thresholds), fmn_steps, search, iteration))
              for row, iteration in jobs]
@@ -376,24 +383,29 @@ def measure_study(table: str, images: int = 32, thresholds: Sequence[str] = THRE
 
 
 #: Where the committed measurements live: ``<root>/table<N>.csv`` and ``table<N>.json`` (final critics),
-#: ``table<N>-training.csv`` / ``.json`` (critics along training, :data:`ALONG_TRAINING`).
-RESULTS_ROOT = Path("results/critic_margins")
+#: ``table<N>-training.csv`` / ``.json`` (critics along training, :data:`ALONG_TRAINING`), under the results
+#: root (:func:`mmgan.base.results.results_root`).
+MEASUREMENTS = "critic_margins"
 ALONG_TRAINING = "-training"
 
 
-def save_measurements(frame: pd.DataFrame, table: str, meta: dict[str, Any], root: Path | str = RESULTS_ROOT,
+def save_measurements(frame: pd.DataFrame, table: str, meta: dict[str, Any], root: Path | str | None = None,
                       kind: str = "") -> Path:
-    path = Path(root) / f"table{table}{kind}.csv"
+    """Write ``<root>/table<N><kind>.csv`` and its ``.json`` atomically and record both in ``root``'s manifest
+    (:func:`mmgan.base.manifest.record_in_manifest`: committed measurements are checked wherever they are read)."""
+    root = Path(root) if root is not None else results_root() / MEASUREMENTS
+    path = root / f"table{table}{kind}.csv"
     atomic_write_text(path, frame.to_csv(index=False, float_format="%.7g"))
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str))
+    record_in_manifest(root, [path, path.with_suffix(".json")])
     return path
 
 
-def load_measurements(table: str, root: Path | str = RESULTS_ROOT,
+def load_measurements(table: str, root: Path | str | None = None,
                       kind: str = "") -> tuple[pd.DataFrame, dict[str, Any]]:
     """The committed measurements of a table (``kind``: "" or :data:`ALONG_TRAINING`) and their meta data
     (settings, wall time, environment)."""
-    path = Path(root) / f"table{table}{kind}.csv"
+    path = (Path(root) if root is not None else results_root() / MEASUREMENTS) / f"table{table}{kind}.csv"
     remedy = f"measure them with `mmgan critic-margins {table}" + \
         (" --along-training ITERATION ...`" if kind else "`")
     frame = read_csv(path, remedy, dtype={"cell": str, "loss": str, "q": str, "g": str, "image": str})
@@ -403,23 +415,28 @@ def load_measurements(table: str, root: Path | str = RESULTS_ROOT,
     return frame, read_json(path.with_suffix(".json"), remedy)
 
 
-def default_thresholds(table: str) -> tuple[str, ...]:
+def default_thresholds(table: str, root: Path | str | None = None) -> tuple[str, ...]:
     """The boundaries a study's critics are measured at: its primary one
     (:func:`mmgan.critics.report.primary_threshold`) and our real/fake midpoint."""
-    losses = study_runs(table)["loss"].unique()
+    losses = study_runs(table, root)["loss"].unique()
     return tuple(dict.fromkeys((primary_threshold(list(losses)), "midpoint")))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Measure the margins of the critics of a table's committed study.")
-    parser.add_argument("table")
-    parser.add_argument("--images", type=int, default=32, help="real and generated images per critic")
+    parser = argparse.ArgumentParser(
+        prog="mmgan critic-margins",
+        description="Measure the margins of the critics of a table's committed study and write them to "
+                    "OUT/table<N>.csv and .json (recorded in OUT's manifest).")
+    parser.add_argument("table", help=f"a table with a committed study: {', '.join(STUDIES)}")
+    parser.add_argument("--images", type=int, default=32, help="real and generated images per critic (default 32)")
     parser.add_argument("--fmn-steps", dest="fmn_steps", type=int, default=1000, help="0: no FMN cross-check")
     parser.add_argument("--thresholds", nargs="+", choices=THRESHOLDS,
                         help="default: the study's primary boundary and the midpoint")
-    parser.add_argument("--workers", type=int, default=available_cores())
-    parser.add_argument("--root", default="results/gan")
-    parser.add_argument("--out", default=str(RESULTS_ROOT))
+    parser.add_argument("--workers", type=int, default=available_cores(),
+                        help="CPU processes (default: the available cores)")
+    parser.add_argument("--root", type=Path, help="folder of the GAN tables (default: results/gan of this checkout)")
+    parser.add_argument("--out", type=Path,
+                        help="folder of the measurements (default: results/critic_margins of this checkout)")
     parser.add_argument("--cells", nargs="+", help="these cells of the study only (default: all)")
     parser.add_argument("--export-networks", dest="export", action="store_true",
                         help=f"write {NETWORKS} beside each run's checkpoint.pt (to commit them) and stop")
@@ -427,24 +444,33 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the study's snapshots at these iterations and its end, at its primary "
                              "boundary only")
     args = parser.parse_args(argv)
+    lookup(STUDIES, args.table, "table (a committed study)")
+    check_int(args.images, "--images", minimum=1)
+    check_int(args.workers, "--workers", minimum=1)
+    check_int(args.fmn_steps, "--fmn-steps", minimum=0)
+    root = args.root if args.root is not None else results_root() / "gan"
+    out = args.out if args.out is not None else results_root() / MEASUREMENTS
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the measurements")
+    print(f"runs under {root}; measurements to {out}", file=sys.stderr)
     if args.export:
-        for folder in study_runs(args.table, args.root, args.cells)["folder"]:
+        for folder in study_runs(args.table, root, args.cells)["folder"]:
             print(export_networks(folder))
         return 0
     started = time.perf_counter()
-    thresholds = tuple(args.thresholds or default_thresholds(args.table))
+    thresholds = tuple(args.thresholds or default_thresholds(args.table, root))
     if args.along:
         thresholds, iterations = thresholds[:1], [*args.along, None]
     else:
         iterations = [None]
-    frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, args.root,
+    frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, root,
                           progress=True, iterations=iterations, cells=args.cells)
     meta = {"table": args.table, "cells": args.cells, "images": args.images, "fmn_steps": args.fmn_steps,
             "search": SEARCH,
-            "thresholds": list(thresholds), "iterations": iterations, "runs": str(args.root),
+            "thresholds": list(thresholds), "iterations": iterations, "runs": shown_path(root),
             "certify_steps": CERTIFY_STEPS, "workers": args.workers, "seconds": time.perf_counter() - started,
             "environment": environment(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    path = save_measurements(frame, args.table, meta, args.out, ALONG_TRAINING if args.along else "")
+    path = save_measurements(frame, args.table, meta, out, ALONG_TRAINING if args.along else "")
     print(path, f"{meta['seconds']:.0f} s")
     return 0
 

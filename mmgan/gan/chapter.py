@@ -35,7 +35,6 @@ from IPython.display import Markdown, display
 
 from mmgan.base.registry import lookup
 from mmgan.base.results import results_root as find_results_root
-from mmgan.base.results import verify_manifest
 from mmgan.book import paper, plots, propositions
 from mmgan.book.propositions import PROPOSITIONS as PROPOSITIONS_BY_NAME
 from mmgan.book.verdicts import Verdict, interval_text
@@ -430,6 +429,18 @@ class GANChapter:
     run: Run
     study: Study | None
 
+    def check_runs(self) -> None:
+        """Stop the chapter (``ValueError``) when a run of its own or of the committed study failed or cannot be
+        read, naming each run's folder and its error (the warnings before it said the same, one by one)."""
+        for what, part in (("the chapter's own runs", self.run), ("the committed study", self.study)):
+            if part is None:
+                continue
+            failed = part.everything[part.everything["status"] != "finished"]
+            if not failed.empty:
+                raise ValueError(f"{len(failed)} of {what} failed or cannot be read: " + "; ".join(
+                    f"{row['run']}: {row['error']}" for _, row in failed.iterrows())
+                    + ". Restore the committed files (git checkout -- results/), or rerun the runs named")
+
     def paper_table(self) -> pd.DataFrame:
         """The paper's numbers (FID, lower is better), one row per (stat, q, g), one column per loss."""
         frame = paper.paper_table(self.table)
@@ -557,8 +568,8 @@ def load_study(table: str, root: Path | str | None = None) -> Study | None:
     """The committed ``cpu`` study of a table (None if the table has none in :data:`gan_tables.STUDIES`).
 
     ``root`` defaults to the repository's ``results/`` (or ``$MMGAN_RESULTS``), where studies are committed,
-    whatever folder the chapter's own runs go to. Every study folder read must match its manifest
-    (:func:`mmgan.base.results.verify_manifest`), so an edited or damaged file stops the chapter, named.
+    whatever folder the chapter's own runs go to. Every study folder read must match its manifest (checked by
+    :func:`mmgan.gan.tables.run_table`), so an edited or damaged file stops the chapter, named.
     """
     if table not in gan_tables.STUDIES:
         return None
@@ -566,9 +577,6 @@ def load_study(table: str, root: Path | str | None = None) -> Study | None:
     source, overrides = gan_tables.study_source(table)
     _, config = gan_tables.table_configs(source, "cpu", **overrides)
     sources = [(source, overrides), *gan_tables.companion_sources(table)]
-    for other, extra in sources:  # the committed files are those the manifest lists, before any is read
-        verify_manifest(gan_tables.table_folder(other, "cpu", gan_tables.table_configs(other, "cpu", **extra)[1],
-                                                root))
     extensions = gan_tables.extension_sources(table) if source == table else []  # a stand-in keeps its own cells
     results = pd.concat([gan_tables.run_table(source, "cpu", root, load_only=True, **extra)
                          for extra in (overrides, *extensions)], ignore_index=True)

@@ -121,11 +121,12 @@ class GANConfig:
                              f"dataset={self.dataset!r}: use metric='fid'")
         if self.as_released and self.q not in ("inf", "smax"):
             raise ValueError(f"as_released only applies to q='inf' or q='smax', got q={self.q!r}")
-        for name, ok in (("lam", self.lam >= 0), ("lr", self.lr > 0), ("beta1", 0 <= self.beta1 < 1),
-                         ("beta2", 0 <= self.beta2 < 1), ("paired_critic_scale", self.paired_critic_scale > 0)):
+        for name, rule, ok in (("lam", "> 0 (0 turns the penalty the run is named for off)", self.lam > 0),
+                               ("lr", "> 0", self.lr > 0), ("beta1", "in [0, 1)", 0 <= self.beta1 < 1),
+                               ("beta2", "in [0, 1)", 0 <= self.beta2 < 1),
+                               ("paired_critic_scale", "> 0", self.paired_critic_scale > 0)):
             if not (ok and math.isfinite(getattr(self, name))):
-                raise ValueError(f"invalid {name}={getattr(self, name)!r}: need lam >= 0, lr > 0, "
-                                 "paired_critic_scale > 0 and Adam betas in [0, 1), all finite")
+                raise ValueError(f"invalid {name}={getattr(self, name)!r}: {name} must be a finite number {rule}")
         if self.metric == "fid" and self.metric_samples < FID_MIN_SAMPLES:
             warnings.warn(f"metric_samples={self.metric_samples} is below {FID_MIN_SAMPLES}: the Inception "
                           "covariance is rank-deficient and the FID is biased (the paper used 50,000)", stacklevel=2)
@@ -190,13 +191,43 @@ def coerce_field(name: str, value: Any) -> Any:
                      f"got {value!r} ({type(value).__name__})")
 
 
+#: γ, the weight of the zero-centred penalties in the literature (Mescheder et al., 2018: R1 = γ/2 · E‖∇ₓf(x)‖₂²
+#: at the real data; R2 the same at the fakes): the λ of eq. 6 it means, per ``penalty_at``. With ``data``, one
+#: mean over the real and fake points together, λ = γ gives γ/2 · (R1 + R2). Nowhere else is γ defined.
+GAMMA_TO_LAM: dict[str, float] = {"real": 0.5, "fake": 0.5, "data": 1.0}
+
+
+def lam_from_gamma(gamma: Any, shapes: Any, penalty_at: str) -> float:
+    """The ``lam`` that the zero-centred penalty weight ``gamma`` means (:data:`GAMMA_TO_LAM`) for runs whose
+    penalty shapes are ``shapes`` and whose penalty is taken at ``penalty_at``; ``ValueError`` naming what is
+    wrong when γ is not defined there (another shape, the interpolates) or not a positive number."""
+    shapes = sorted(set(shapes))
+    if shapes != ["zero_centered"] or penalty_at not in GAMMA_TO_LAM:
+        raise ValueError(f"gamma is the weight of the zero-centred penalties R1/R2 (g='zero_centered' with "
+                         f"penalty_at in {sorted(GAMMA_TO_LAM)}); here g={shapes} and penalty_at={penalty_at!r}: "
+                         "set lam, the λ of the paper's eq. 6, instead")
+    value = coerce_field("lam", gamma)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"invalid gamma={gamma!r}: γ must be a finite number > 0 (γ = 0 is no penalty at all, "
+                         "which no run here is named for)")
+    return GAMMA_TO_LAM[penalty_at] * value
+
+
 def config_from(values: dict[str, Any]) -> GANConfig:
     """A validated config from a mapping (YAML, flags, papermill): unknown keys raise ``ValueError`` listing the
-    valid ones; each value is coerced to its field's type (``'2e-4'`` → 2e-4, ``'1e5'`` → 100000 for an int)."""
+    valid ones; each value is coerced to its field's type (``'2e-4'`` → 2e-4, ``'1e5'`` → 100000 for an int).
+    ``gamma`` may stand for ``lam`` with a zero-centred penalty (:func:`lam_from_gamma`; not both)."""
     known = {f.name for f in dataclasses.fields(GANConfig)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - known - {"gamma"})
     if unknown:
-        raise ValueError(f"unknown GAN config key(s) {unknown}; valid keys: {sorted(known)}")
+        raise ValueError(f"unknown GAN config key(s) {unknown}; valid keys: {sorted(known | {'gamma'})}")
+    if "gamma" in values:
+        if "lam" in values:
+            raise ValueError(f"both gamma={values['gamma']!r} and lam={values['lam']!r} were given: give one "
+                             f"(lam = γ/2 for R1 or R2)")
+        values = dict(values)
+        values["lam"] = lam_from_gamma(values.pop("gamma"), [values.get("g", GANConfig.g)],
+                                       values.get("penalty_at", GANConfig.penalty_at))
     return GANConfig(**{name: coerce_field(name, value) for name, value in values.items()}).validate()
 
 

@@ -218,7 +218,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="mmgan gpu-check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="'cuda', 'cuda:<index>' or 'cpu' (default: cuda)")
     parser.add_argument("--iterations", type=int, default=2000, help="length of the paper-width run (default 2000)")
     parser.add_argument("--quick", action="store_true", help="toy widths and lengths (CPU tests)")
@@ -228,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     iterations = 40 if args.quick and args.iterations == 2000 else args.iterations
     if iterations < 4 or iterations % 2:
         parser.error("--iterations must be an even number >= 4")
+    try:
+        resolve_device(args.device)
+    except ValueError as error:
+        raise ValueError(f"{error}; this check needs the GPU it checks — on a machine without one, "
+                         "`mmgan gpu-check --device cpu --quick` tests the check itself (no hours estimate)") from None
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder (it is created if missing)")
     with tempfile.TemporaryDirectory() as scratch:
         root = args.out or Path(scratch)
         os.environ.setdefault("MMGAN_CACHE", str(root / "cache"))

@@ -5,8 +5,10 @@ covariance) → Fréchet distance, with dataset statistics cached on disk.
 
 * **FID** (Heusel et al., 2017) uses pytorch-fid's InceptionV3 (pool3, 2048
   features). Its weights are read from ``$TORCH_HOME/hub/checkpoints/`` as
-  pytorch-fid expects; when they are absent we stop with a message naming the
-  file and where to put it (no download attempt, no random weights). The paper
+  pytorch-fid expects, once the file's SHA-256 matches the one pytorch-fid
+  published, and weights-only (nothing in the file can run code); when they are
+  absent or differ we stop with a message naming the file and where to get it
+  (no download attempt, no random weights). The paper
   used TensorFlow's TTUR implementation with 50k samples against CIFAR-10
   *training* statistics; pytorch-fid reproduces those features closely but not
   bit for bit, so FIDs are comparable only within one implementation.
@@ -25,6 +27,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -32,9 +36,15 @@ from torch import nn
 
 from mmgan.base.randomness import normal
 from mmgan.base.registry import check_int, lookup
-from mmgan.base.results import atomic_savez, atomic_torch_save
+from mmgan.base.results import atomic_savez, atomic_torch_save, read_torch
 
+#: pytorch-fid's Inception weights, as torch hub names them in ``$TORCH_HOME/hub/checkpoints/`` (the 8 hex digits
+#: are the start of the file's SHA-256).
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
+#: Where pytorch-fid publishes :data:`INCEPTION_WEIGHTS`.
+INCEPTION_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_WEIGHTS}"
+#: The SHA-256 of the file pytorch-fid publishes (95,628,359 bytes).
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 
 def cache_dir() -> Path:
@@ -144,8 +154,25 @@ def no_tf32() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def inception_state(path: Path) -> dict[str, torch.Tensor]:
+    """pytorch-fid's Inception weights from ``path``: its SHA-256 is checked against :data:`INCEPTION_SHA256`
+    before the file is read as torch at all, and it is then read weights-only
+    (:func:`~mmgan.base.results.read_torch`), so a damaged, replaced or malicious file is refused and runs
+    nothing (``ValueError`` naming the file, both digests and where to get the right one)."""
+    with path.open("rb") as stream:
+        found = hashlib.file_digest(stream, "sha256").hexdigest()
+    again = f"delete it and download {INCEPTION_WEIGHTS} again from {INCEPTION_URL}"
+    if found != INCEPTION_SHA256:
+        raise ValueError(f"{path} is not pytorch-fid's Inception weights file (its SHA-256 is {found}, expected "
+                         f"{INCEPTION_SHA256}), so it was not read: {again}")
+    return read_torch(path, remedy=again)
+
+
 class InceptionExtractor(Extractor):
-    """pytorch-fid's FID InceptionV3, pool3 features (2048-d)."""
+    """pytorch-fid's FID InceptionV3, pool3 features (2048-d).
+
+    The network is pytorch-fid's own; only the weights come from :func:`inception_state` instead of pytorch-fid's
+    loader (``torch.hub``'s, which neither checks the file's digest nor loads it weights-only)."""
 
     name = "inception-pool3"
     dim = 2048
@@ -160,9 +187,20 @@ class InceptionExtractor(Extractor):
                 f"{os.environ.get('TORCH_HOME', '<unset>')}). Download {INCEPTION_WEIGHTS} from "
                 "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/ on a machine with "
                 "network access and copy it there, or set TORCH_HOME to the folder holding hub/checkpoints/.")
-        from pytorch_fid.inception import InceptionV3
+        from pytorch_fid import inception
 
-        self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True, normalize_input=True)
+        state = inception_state(weights)
+
+        def verified(url: str, **_: Any) -> dict[str, torch.Tensor]:
+            """Stands in for pytorch-fid's download-and-load: the weights checked above."""
+            if url.rsplit("/", 1)[-1] != INCEPTION_WEIGHTS:
+                raise ValueError(f"pytorch-fid asks for the weights {url}, not the {INCEPTION_WEIGHTS} this project "
+                                 "checks: install the pytorch-fid version of requirements-lock.txt")
+            return state
+
+        with mock.patch.object(inception, "load_state_dict_from_url", verified):
+            self.net = inception.InceptionV3([inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True,
+                                             normalize_input=True)
         self.net.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -202,6 +240,33 @@ class DigitsExtractor(Extractor):
         return self.classifier.features(images)
 
 
+def seeded_classifier(channels: int, image_size: int, seed: int) -> DigitsClassifier:
+    """A :class:`DigitsClassifier` with initial weights drawn from ``seed`` (the global random state is left as
+    it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DigitsClassifier(channels, image_size)
+
+
+def cached_classifier(path: Path, channels: int, image_size: int, seed: int) -> DigitsClassifier | None:
+    """The digits classifier cached in ``path``, or None when there is none or it cannot be used: damaged,
+    holding other weights, or needing pickle (read weights-only, so nothing in it runs). An unusable file is
+    reported with a warning naming it and the reason, and is to be rebuilt."""
+    if not path.is_file():
+        return None
+    model = seeded_classifier(channels, image_size, seed)
+    try:
+        model.load_state_dict(read_torch(path, remedy="it is retrained and replaced"))
+    except ValueError as error:  # read_torch: the message names the file, the reason and the remedy
+        warnings.warn(str(error), stacklevel=3)
+        return None
+    except (RuntimeError, TypeError) as error:  # load_state_dict: other keys or shapes, not a mapping
+        warnings.warn(f"{path} does not hold a digits classifier of this shape ({' '.join(str(error).split())}) — "
+                      "it is retrained and replaced", stacklevel=3)
+        return None
+    return model
+
+
 def train_digits_classifier(image_size: int, channels: int, epochs: int = 12,
                             seed: int = 0) -> tuple[DigitsClassifier, float]:
     """Train (or load from the cache) the digits classifier; returns it and its held-out accuracy.
@@ -210,24 +275,22 @@ def train_digits_classifier(image_size: int, channels: int, epochs: int = 12,
     (not from whatever used the global random state before) and it runs on one thread, so every
     machine gets the same classifier up to its kernels' rounding. (Until version 2 the initial
     weights were drawn before seeding: the FDD extractor of a fresh cache was a random one.)
+    A cache file that cannot be used (:func:`cached_classifier`) is retrained, which gives the classifier a
+    fresh cache would hold, and atomically replaced.
     """
     from sklearn.datasets import load_digits
 
     from mmgan.gan.data import digits
 
     path = cache_dir() / f"digits_classifier_v2_{image_size}px_{channels}ch_seed{seed}_e{epochs}.pt"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DigitsClassifier(channels, image_size)
     images = digits(image_size, channels)
     labels = torch.as_tensor(load_digits().target)
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(images), generator=gen)
     test, train = order[:297], order[297:]
-    if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    else:
+    model = cached_classifier(path, channels, image_size, seed)
+    if model is None:
+        model = seeded_classifier(channels, image_size, seed)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +46,20 @@ from typing import Any
 
 import pandas as pd
 
+from mmgan.base.manifest import MANIFEST, verify_manifest
 from mmgan.base.registry import lookup
-from mmgan.base.results import config_key
+from mmgan.base.results import config_key, results_root
 from mmgan.base.run_folder import CHECKPOINT, SUMMARY, check_snapshot_every, read_summary
 from mmgan.book.parameters import as_int_list, as_str_list
 from mmgan.book.propositions import norm_level
-from mmgan.gan.config import EXECUTION_FIELDS, GANConfig, coerce_field, config_from, resolve_device
+from mmgan.gan.config import (
+    EXECUTION_FIELDS,
+    GANConfig,
+    coerce_field,
+    config_from,
+    lam_from_gamma,
+    resolve_device,
+)
 from mmgan.gan.data import load_images
 from mmgan.gan.packed_training import train_packed
 from mmgan.gan.train import train
@@ -277,6 +286,11 @@ def table_configs(table: str, preset: str, **overrides: Any) -> tuple[list[tuple
     if preset in SMALL:
         base["image_size"], base["width"] = SMALL[preset][spec.arch]
     base.update(values)
+    if "gamma" in overrides:  # γ of the zero-centred tables (λ = γ/2 for R1 or R2)
+        if "lam" in overrides:
+            raise ValueError(f"both gamma={overrides['gamma']!r} and lam={overrides['lam']!r} were given: give one")
+        overrides["lam"] = lam_from_gamma(overrides.pop("gamma"), [g for _, g in spec.cells],
+                                          overrides.get("penalty_at", base["penalty_at"]))
     base.update(overrides)
     as_released = coerce_field("as_released", base.pop("as_released", False))
     # as_released applies per cell, to q = inf / smax only; validate the shared fields with the first cell
@@ -304,10 +318,12 @@ def shared_fields(config: GANConfig) -> dict[str, Any]:
             if k not in ("loss", "q", "g", "seed", *EXECUTION_FIELDS)}
 
 
-def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan", progress: bool = False,
+def run_table(table: str, preset: str = "smoke", root: Path | str | None = None, progress: bool = False,
               load_only: bool = False, pack: bool = True, pack_size: int | None = None,
               snapshot_every: int | None = None, runs: Any = None, **overrides: Any) -> pd.DataFrame:
-    """Run (or load) every run of a table; one row per run with its final and lowest metric.
+    """Run (or load) every run of a table under ``root`` (default: ``gan/`` of :func:`mmgan.base.results.results_root`);
+    one row per run with its final and lowest metric. A study folder with a manifest is verified first
+    (:func:`mmgan.base.manifest.verify_manifest`): a changed or missing committed file is refused, never retrained.
 
     ``runs`` (a list of ``(loss, q, g, seed)``) restricts the table to exactly those runs, in that order, where
     ``cells`` × ``seeds`` can only select products (a sweep job trains exactly its pack with it).
@@ -330,10 +346,13 @@ def run_table(table: str, preset: str = "smoke", root: Path | str = "results/gan
                      "cells": sorted({cell_name(*run[:3]) for run in chosen})}
     runs, base = table_configs(table, preset, **overrides)
     runs = runs if chosen is None else list(dict.fromkeys(chosen))  # each is in the product checked above
+    root = Path(root) if root is not None else results_root() / "gan"
     check_snapshot_every(snapshot_every, base.checkpoint_every)
     if not load_only:
         device = resolve_device(base.device)  # before any data is loaded
     folder = table_folder(table, preset, base, root)
+    if (folder / MANIFEST).is_file():  # a committed study: every file it lists as committed, before any is read
+        verify_manifest(folder)
     rows, pending = [], []  # pending: (row, configuration, folder) of the runs to train
     for loss, q, g, seed in runs:
         out = folder / f"{cell_name(loss, q, g)}-s{seed}"
@@ -402,33 +421,61 @@ def metric_curves(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def committed_elsewhere(table: str, preset: str, root: Path | str, **overrides: Any) -> Path | None:
+    """The study folder under the project's results root (:func:`mmgan.base.results.results_root`) that holds
+    finished runs of this table, preset and configuration which ``root`` lacks — runs that a command working in
+    ``root`` would train again although they could be loaded — or None."""
+    runs, base = table_configs(table, preset, **overrides)
+    here, default = table_folder(table, preset, base, root), table_folder(table, preset, base, results_root() / "gan")
+    if here.resolve() == default.resolve():
+        return None
+    names = [f"{cell_name(*run[:3])}-s{run[3]}" for run in runs]
+    if any((default / n / SUMMARY).is_file() and not (here / n / SUMMARY).is_file() for n in names):
+        return default
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Run (or load) every cell of one of Tables 2-8 (or of the "
-                                                 "zero-centred studies r1, r2, r1r2, r3gan) in this process.")
+    parser = argparse.ArgumentParser(
+        prog="mmgan table",
+        description="Run (or load) every cell of one of Tables 2-8 (or of the zero-centred studies r1, r2, r1r2, "
+                    "r3gan) in this process: finished runs under --root are loaded, the others trained.")
     parser.add_argument("table", choices=sorted(TABLES))
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="default: smoke")
-    parser.add_argument("--root", default="results/gan")
+    parser.add_argument("--root", type=Path,
+                        help="folder of the GAN tables (default: results/gan of this checkout, or "
+                             "$MMGAN_RESULTS/gan)")
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--iterations", type=int)
-    parser.add_argument("--cells", nargs="+")
-    parser.add_argument("--data-root", dest="data_root")
-    parser.add_argument("--device")
-    parser.add_argument("--as-released", dest="as_released", action="store_true")
+    parser.add_argument("--cells", nargs="+", help="cells as LOSS-qQ-G, e.g. hinge-q2-hinge (default: all)")
+    parser.add_argument("--data-root", dest="data_root", help="folder of CIFAR-10 or the CAT faces")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the preset's)")
+    parser.add_argument("--as-released", dest="as_released", action="store_true",
+                        help="q = inf and smax as the released code computes them (signed max, pooled smooth max)")
     parser.add_argument("--no-pack", dest="pack", action="store_false",
                         help="train the runs one at a time instead of as one packed network")
     parser.add_argument("--pack-size", dest="pack_size", type=int, help="runs per pack (default: all)")
+    parser.add_argument("--snapshot-every", dest="snapshot_every", type=int, metavar="N",
+                        help="keep both networks every N iterations (a multiple of the checkpoint interval)")
+    parser.add_argument("--train", action="store_true",
+                        help="train here even though the project's results root holds these runs finished")
     args = parser.parse_args(argv)
-    try:
-        frame = run_table(args.table, args.preset, args.root, progress=True, pack=args.pack,
-                          pack_size=args.pack_size, seeds=args.seeds, iterations=args.iterations, cells=args.cells,
-                          data_root=args.data_root, device=args.device, as_released=args.as_released or None)
-    except (ValueError, OSError) as error:  # a bad value or a missing data set: a sentence, not a traceback
-        parser.exit(2, f"error: {error}\n")
+    root = args.root if args.root is not None else results_root() / "gan"
+    overrides = dict(seeds=args.seeds, iterations=args.iterations, cells=args.cells, data_root=args.data_root,
+                     device=args.device, as_released=args.as_released or None)
+    elsewhere = committed_elsewhere(args.table, args.preset, root, **overrides)
+    if elsewhere is not None and not args.train:
+        raise ValueError(f"{root} lacks runs of table {args.table} ({args.preset}) that are finished under "
+                         f"{elsewhere}: load them with --root {elsewhere.parents[1]} (the default), or pass --train "
+                         f"to train them again under {root}")
+    print(f"results root: {root}", file=sys.stderr)
+    frame = run_table(args.table, args.preset, root, progress=True, pack=args.pack, pack_size=args.pack_size,
+                      snapshot_every=args.snapshot_every, **overrides)
     print(frame[["loss", "norm", "g", "seed", "final", "lowest"]].to_string(index=False))
     return 0 if (frame["status"] == "finished").all() else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -395,12 +395,26 @@ def interrupt_at_boundary() -> Iterator[_StopAtBoundary]:
             signal.signal(signum, handler)
 
 
+def check_run_folder_path(out: Path) -> None:
+    """``ValueError`` when ``out`` (or a folder above it) is a file: a run folder is created there."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ValueError(f"the run folder {out} cannot be made: {path} is a file; give a folder path "
+                                 "(it is created if missing)")
+            return
+
+
 def prepare_folder(config: GANConfig, out: Path, resume: bool, overwrite: bool) -> dict[str, Any] | None:
     """Check the run folder before any expensive work: returns the checkpoint payload when resuming.
 
     A folder whose run was killed before its first checkpoint (a log, a config.yaml, no checkpoint) has nothing
     to continue: ``resume`` starts it over."""
     state = folder_state(out)
+    if state == "finished" and not (out / CHECKPOINT).is_file() and not overwrite:
+        raise FileExistsError(f"{out} holds a finished run whose checkpoint was not kept (committed runs keep "
+                              "their summary, log and networks only), so there is nothing to continue: train it "
+                              "again from the start with overwrite=True (--overwrite), or choose another folder")
     if resume and not (out / CHECKPOINT).is_file() and state == "partial":
         print(f"{out} holds no checkpoint yet (the run stopped before its first one): starting it over",
               file=sys.stderr)
@@ -437,6 +451,7 @@ def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bo
     check_snapshot_every(snapshot_every, config.checkpoint_every)
     device = resolve_device(config.device)
     out = Path(out)
+    check_run_folder_path(out)
     with RunLock(out):
         payload = prepare_folder(config, out, resume, overwrite)
         data, extractor, reference = data_and_reference(config, data, device)
@@ -607,6 +622,8 @@ def _parser() -> argparse.ArgumentParser:
         # values stay strings here: mmgan.gan.config.config_from coerces them and names the field on error
         parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
                             help=f"default: {field.default}")
+    parser.add_argument("--gamma", help="γ of a zero-centred penalty (g zero_centered at real, fake or data) "
+                                        "instead of --lam: λ = γ/2 for R1 or R2")
     return parser
 
 
@@ -624,6 +641,10 @@ def main(argv: list[str] | None = None) -> int:
             values.update(loaded)
         values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(GANConfig)
                        if getattr(args, f.name) is not None})
+        if args.gamma is not None:  # the flag stands for lam: it replaces a lam read from a file
+            if args.lam is None:
+                values.pop("lam", None)
+            values["gamma"] = args.gamma
         config = config_from(values)
         summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
                         progress=not args.no_progress)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmgan.base.manifest import MANIFEST, record_in_manifest
 from mmgan.base.randomness import normal
 from mmgan.base.results import atomic_torch_save, read_torch, read_yaml
 from mmgan.base.run_folder import CHECKPOINT, SUMMARY, read_checkpoint, read_summary, snapshot_path
@@ -37,15 +38,30 @@ NETWORKS = "networks.pt"
 
 
 def export_networks(folder: Path | str) -> Path:
-    """Write ``networks.pt`` (generator and critic state dicts) from a run's ``checkpoint.pt``."""
+    """Write ``networks.pt`` (generator and critic state dicts) from a run's ``checkpoint.pt``; when the run
+    belongs to a study with a manifest, the file is recorded there (it is committed with the study)."""
     folder = Path(folder)
     payload = read_checkpoint(folder / CHECKPOINT)
     atomic_torch_save({"iteration": payload["iteration"], "generator": payload["generator"],
                        "critic": payload["critic"]}, folder / NETWORKS)
+    if (folder.parent / MANIFEST).is_file():
+        record_in_manifest(folder.parent, [folder / NETWORKS])
     return folder / NETWORKS
 
 
-RERUN = "rerun the table with `mmgan table TABLE --preset cpu`"
+def rerun_advice(folder: Path | str, snapshot_every: int | None = None) -> str:
+    """The command that trains the run of ``folder`` again (a folder ``<root>/table<N>/<preset>-<key>/<cell>-s<seed>``
+    written by ``mmgan table``), keeping snapshots every ``snapshot_every`` iterations when given (into another
+    root, beside the committed run)."""
+    folder = Path(folder)
+    table, study, (cell, _, seed) = folder.parent.parent.name, folder.parent.name, folder.name.rpartition("-s")
+    if not (table.startswith("table") and "-" in study and cell and seed.isdigit()):
+        return f"train it again with `mmgan train --config {folder / 'config.yaml'} --out {folder} --overwrite`"
+    words = f"mmgan table {table.removeprefix('table')} --preset {study.split('-')[0]} --cells {cell} --seeds {seed}"
+    if snapshot_every is None:
+        return f"train it again with `{words} --root {folder.parents[2]}`"
+    return (f"train a replicate that keeps them with `{words} --snapshot-every {snapshot_every} --root "
+            f"<another folder>` and measure that replicate")
 
 
 def weights_file(folder: Path | str) -> Path:
@@ -54,7 +70,8 @@ def weights_file(folder: Path | str) -> Path:
     for name in (NETWORKS, CHECKPOINT):
         if (folder / name).is_file():
             return folder / name
-    raise FileNotFoundError(f"{folder} has neither {NETWORKS} nor {CHECKPOINT}: its weights were not kept; {RERUN}")
+    raise FileNotFoundError(f"{folder} has neither {NETWORKS} nor {CHECKPOINT}: its weights were not kept; "
+                            f"{rerun_advice(folder)}")
 
 
 def load_run(folder: Path | str, iteration: int | None = None) -> TrainedGAN:
@@ -65,16 +82,17 @@ def load_run(folder: Path | str, iteration: int | None = None) -> TrainedGAN:
     snapshot of that iteration (a study trained with ``snapshot_every``, :func:`mmgan.gan.tables.run_table`).
     """
     folder = Path(folder)
+    rerun = rerun_advice(folder)
     for name in ("config.yaml", SUMMARY):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder} has no {name}: the run is not finished; {RERUN}")
-    summary = read_summary(folder / SUMMARY, RERUN)
+            raise FileNotFoundError(f"{folder} has no {name}: the run is not finished; {rerun}")
+    summary = read_summary(folder / SUMMARY, rerun)
     if iteration is None:
         weights = weights_file(folder)
-        payload = read_torch(weights, RERUN) if weights.name == NETWORKS else read_checkpoint(weights)
-        expected, remedy = summary.get("iterations"), RERUN
+        payload = read_torch(weights, rerun) if weights.name == NETWORKS else read_checkpoint(weights)
+        expected, remedy = summary.get("iterations"), rerun
     else:
-        remedy = f"train a replicate that keeps them: `mmgan critic-margins TABLE --snapshots {iteration}`"
+        remedy = rerun_advice(folder, iteration)
         weights = snapshot_path(folder, iteration)
         if not weights.is_file():
             raise FileNotFoundError(f"{folder} has no snapshot of iteration {iteration}; {remedy}")
@@ -82,7 +100,7 @@ def load_run(folder: Path | str, iteration: int | None = None) -> TrainedGAN:
     if payload.get("iteration") != expected:
         raise ValueError(f"{folder}: the weights are from iteration {payload.get('iteration')}, expected "
                          f"{expected}; {remedy}")
-    config = config_from(read_yaml(folder / "config.yaml", RERUN))
+    config = config_from(read_yaml(folder / "config.yaml", rerun))
     generator, critic = make_gan(config.arch, config.image_size, config.channels, config.z_dim, config.width,
                                  config.leaky_slope, config.critic_batchnorm)
     generator.load_state_dict(payload["generator"])

@@ -20,7 +20,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mmgan.base.results import results_root as find_results_root
-from mmgan.base.results import verify_manifest
 from mmgan.book import plots, propositions
 from mmgan.book.verdicts import Verdict, interval_text
 from mmgan.gan import protocol
@@ -53,8 +52,9 @@ def _shared_without_penalty(config: gan_tables.GANConfig) -> dict[str, object]:
 
 def load_gan_study(root: Path | str | None = None) -> Study | None:
     """The committed zero-centred runs (relabelled with :data:`PENALTY_LEVELS`) with Table 2's one-centred runs as
-    companions; None when a zero-centred table has no committed runs. Every folder read must match its manifest,
-    and each zero-centred table must train what Table 2's study trains but for the penalty (``ValueError``)."""
+    companions; None when a zero-centred table has no committed runs. Every folder read must match its manifest
+    (checked by :func:`mmgan.gan.tables.run_table`), and each zero-centred table must train what Table 2's study
+    trains but for the penalty (``ValueError``)."""
     root = find_results_root(root) / "gan"
     _, table2 = gan_tables.table_configs("2", "cpu", **gan_tables.STUDIES["2"])
     frames, configs = [], []
@@ -65,12 +65,10 @@ def load_gan_study(root: Path | str | None = None) -> Study | None:
         folder = gan_tables.table_folder(table, "cpu", config, root)
         if not folder.is_dir():
             return None
-        verify_manifest(folder)
         frame = gan_tables.run_table(table, "cpu", root, load_only=True, seeds=list(SEEDS),
                                      cells=[STUDY_CELLS[table]])
         frames.append(frame.assign(norm="2", g=level))
         configs.append(config)
-    verify_manifest(gan_tables.table_folder("2", "cpu", table2, root))
     companions = gan_tables.run_table("2", "cpu", root, load_only=True, seeds=list(SEEDS),
                                       cells=list(ONE_CENTRED_CELLS))
     r1r2 = configs[list(PENALTY_LEVELS).index("r1r2")]

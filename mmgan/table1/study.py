@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import pandas as pd
 import torch
 
 from mmgan import exact
+from mmgan.base.manifest import record_in_manifest, write_manifest
 from mmgan.base.processes import available_cores, check_workers, run_tasks
 from mmgan.base.registry import check_choice, check_int, lookup
 from mmgan.base.results import (
@@ -43,6 +45,7 @@ from mmgan.base.results import (
     read_json,
     read_npz,
     read_torch,
+    results_root,
 )
 from mmgan.margins import MARGIN_ORDERS, BoundarySearch, boundary_distance, pool_boundary_points
 from mmgan.mlp import BatchedMLP
@@ -119,8 +122,12 @@ class Table1Config:
             raise ValueError(f"seeds must be a non-empty tuple of distinct integers, got {self.seeds!r}")
         for seed in self.seeds:
             check_int(seed, "seeds[i]", minimum=0)
-        if not (self.lam >= 0 and self.lr > 0 and self.tol > 0 and self.noise >= 0):
-            raise ValueError("lam >= 0, lr > 0, tol > 0 and noise >= 0 are required")
+        for name, rule, ok in (("lam", "> 0 (0 trains every penalised row without its penalty)", self.lam > 0),
+                               ("lr", "> 0", self.lr > 0), ("tol", "> 0", self.tol > 0),
+                               ("noise", ">= 0", self.noise >= 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and ok):
+                raise ValueError(f"invalid {name}={value!r}: {name} must be a finite number {rule}")
         return self
 
     def key(self) -> str:
@@ -151,7 +158,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def make_config(preset: str = "quick", **overrides: Any) -> Table1Config:
-    """A validated configuration: a preset plus overrides (``None`` values are ignored)."""
+    """A validated configuration: a preset plus overrides (``None`` values are ignored); its device must be
+    usable on this machine (checked here, before a chapter loads or trains anything)."""
     base = dict(lookup(PRESETS, preset, "preset"))
     known = {f.name for f in dataclasses.fields(Table1Config)}
     unknown = sorted(set(overrides) - known)
@@ -160,7 +168,9 @@ def make_config(preset: str = "quick", **overrides: Any) -> Table1Config:
     base.update({k: v for k, v in overrides.items() if v is not None})
     if "seeds" in base:
         base["seeds"] = tuple(base["seeds"])
-    return Table1Config(preset=preset, **base).validate()
+    config = Table1Config(preset=preset, **base).validate()
+    _resolve_device(config.device)
+    return config
 
 
 @dataclass
@@ -181,10 +191,13 @@ class Table1Result:
 
 
 def _resolve_device(name: str) -> torch.device:
+    """The device ``name`` means here; ``ValueError`` naming the valid choices when it is not usable."""
+    check_choice(name, DEVICES, "device")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but torch.cuda.is_available() is False")
+        raise ValueError("device='cuda' was requested but no CUDA device is available here; valid choices on "
+                         "this machine: 'cpu', 'auto'")
     return torch.device(name)
 
 
@@ -424,7 +437,7 @@ def result_directory(config: Table1Config, root: Path) -> Path:
     return Path(root) / f"{config.preset}-dim{config.dim}-{config.scale}{rows}-{config.key()}"
 
 
-def run_table1(config: Table1Config, root: Path | str = "results/table1", force: bool = False,
+def run_table1(config: Table1Config, root: Path | str, force: bool = False,
                progress: bool = True, workers: int = 1) -> Table1Result:
     """Train, measure and save one variant, or load it if ``root`` already holds this configuration.
 
@@ -522,13 +535,15 @@ def remeasure(directory: Path | str, root: Path | str, workers: int = 1, **chang
 
 
 def save_table1(result: Table1Result, directory: Path) -> None:
-    """Write summary.csv, curves.csv, samples.npz, model.pt and meta.json atomically (meta last)."""
+    """Write summary.csv, curves.csv, samples.npz, model.pt and meta.json atomically (meta last), then the
+    folder's manifest (:mod:`mmgan.base.manifest`: every reader checks these files against it)."""
     atomic_write_text(directory / "summary.csv", result.summary.to_csv(index=False))
     atomic_write_text(directory / "curves.csv", result.curves.to_csv(index=False, float_format="%.6g"))
     atomic_savez(directory / "samples.npz", compressed=True,
                  **{k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in result.samples.items()})
     atomic_torch_save(result.model.state_dict(), directory / "model.pt")
     atomic_write_text(directory / "meta.json", json.dumps(result.meta, indent=2, default=str))
+    write_manifest(directory)
 
 
 RESULT_FILES = ("summary.csv", "curves.csv", "samples.npz", "model.pt", "meta.json")
@@ -686,7 +701,10 @@ def load_book_variants(root: Path | str, digests: dict[str, str]) -> dict[str, T
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train and measure one variant of Table 1.")
+    parser = argparse.ArgumentParser(
+        prog="mmgan table1",
+        description="Train and measure one variant of Table 1 (classifiers on the swiss roll), or load it when "
+                    "--root already holds it.")
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     parser.add_argument("--dim", type=int, choices=(2, 3))
     parser.add_argument("--scale", choices=SCALES)
@@ -694,34 +712,50 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--width", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--lam", type=float, help="penalty weight λ of every row (default: the preset's)")
+    weight = parser.add_mutually_exclusive_group()
+    weight.add_argument("--lam", type=float, help="penalty weight λ of every row (default: the preset's)")
+    weight.add_argument("--gamma", type=float,
+                        help="with --rows zero_centred: γ of R1/R2 instead of --lam (λ = γ/2)")
     parser.add_argument("--penalty-at", dest="penalty_at", choices=CLASSIFIER_PENALTY_POINTS)
     parser.add_argument("--rows", choices=sorted(ROW_SETS), help="which penalties to train (default: Table 1's)")
     parser.add_argument("--device", choices=DEVICES)
     parser.add_argument("--workers", type=int,
                         help="CPU processes sharing the work (default: the available cores with --device cpu, else 1)")
-    parser.add_argument("--root", default="results/table1")
+    parser.add_argument("--root", type=Path,
+                        help="folder of the Table 1 variants (default: results/table1 of this checkout)")
     parser.add_argument("--force", action="store_true", help="retrain even if results exist")
     parser.add_argument("--remeasure", metavar="DIR", help="measure the networks saved in DIR again (no training)")
     parser.add_argument("--probe", action="store_true",
                         help=f"train only and append the held-out accuracies to ROOT/{PROBE_FILE}")
     args = parser.parse_args(argv)
-    workers = args.workers or (available_cores() if _resolve_device(args.device or "cpu").type == "cpu" else 1)
+    root = args.root if args.root is not None else results_root() / "table1"
+    if args.gamma is not None:
+        if args.rows != "zero_centred":
+            parser.error("--gamma is the weight of the zero-centred penalties R1/R2: give it with --rows "
+                         "zero_centred, or give --lam")
+        if not (math.isfinite(args.gamma) and args.gamma > 0):
+            parser.error(f"--gamma {args.gamma!r}: γ must be a finite number > 0 (γ = 0 is no penalty)")
+        args.lam = args.gamma / 2
+    device = _resolve_device(args.device or "cpu")
+    workers = args.workers if args.workers is not None else (available_cores() if device.type == "cpu" else 1)
+    check_workers(workers, device)
+    print(f"results root: {root}", file=sys.stderr)
     if args.remeasure:
-        result = remeasure(args.remeasure, args.root, workers=workers)
+        result = remeasure(args.remeasure, root, workers=workers)
         print(json.dumps(result.meta["seconds"]), result.directory)
         return
     overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("preset", "root", "force", "remeasure", "probe", "workers")}
+                 if k not in ("preset", "root", "force", "remeasure", "probe", "workers", "gamma")}
     config = make_config(args.preset, **overrides)
     if args.probe:
         frame = probe_accuracy(config, workers)
-        path = Path(args.root) / PROBE_FILE
+        path = root / PROBE_FILE
         old = read_csv(path, "delete it to start the search afresh") if path.exists() else None
         atomic_write_text(path, pd.concat([old, frame]).to_csv(index=False, float_format="%.6g"))
+        record_in_manifest(path.parent, [path])
         print(frame.groupby("row", sort=False)["held_out_accuracy"].mean().round(3).to_string())
         return
-    result = run_table1(config, args.root, force=args.force, workers=workers)
+    result = run_table1(config, root, force=args.force, workers=workers)
     print(json.dumps(result.meta["seconds"]), result.directory)
 
 
