@@ -175,7 +175,7 @@ def test_a_snapshot_along_training_is_measured_with_the_fdd_of_its_iteration(smo
     final = cm.measure_run(smoke_run, 2, ("midpoint",), fmn_steps=0, search=dict(max_steps=20))
     assert (final["iteration"] == 40).all() and (final["fdd_at_iteration"] == history[40]).all()
     assert not np.allclose(frame["score"], final["score"])  # other weights
-    with pytest.raises(FileNotFoundError, match="no snapshot of iteration 30.*--snapshots 30"):
+    with pytest.raises(FileNotFoundError, match="no snapshot of iteration 30.*--snapshot-every 30"):
         trained.load_run(smoke_run, 30)
 
 

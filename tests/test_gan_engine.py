@@ -143,7 +143,7 @@ def test_command_line_rejects_bad_values_and_reads_yaml(tmp_path, capsys):
     assert (tmp_path / "run" / "summary.json").is_file()
 
 
-def test_missing_data_and_weights_give_the_documented_errors(tmp_path):
+def test_missing_data_and_weights_give_the_documented_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
         images.load_images("cifar10", 32, 3, str(tmp_path))
     with pytest.raises(FileNotFoundError, match="CAT data set was not found"):
@@ -151,7 +151,7 @@ def test_missing_data_and_weights_give_the_documented_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05-6726825d.pth"):
         from mmgan.gan.metrics import make_extractor
 
-        torch.hub.set_dir(str(tmp_path / "hub"))
+        monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))  # restored after the test
         make_extractor("fid", 32, 3)
 
 

@@ -61,6 +61,7 @@ def _float32():
 def inception_file(tmp_path, monkeypatch) -> Path:
     """Where the FID extractor looks for pytorch-fid's weights, under a ``TORCH_HOME`` of this test's own."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # a folder set earlier in this process would win over TORCH_HOME
     path = Path(torch.hub.get_dir()) / "checkpoints" / metrics.INCEPTION_WEIGHTS
     path.parent.mkdir(parents=True)
     return path

@@ -70,38 +70,63 @@ Cluster recipe (SLURM):
 ``--executor local`` runs the same jobs on this machine through submitit's
 ``LocalExecutor`` (one subprocess per job, ``--array-parallelism`` at a time, default
 one), and ``--executor debug`` in this process (``DebugExecutor``); both wait for the
-jobs and print the collected table.
+jobs and print the collected table. While they wait:
+
+* the sweep holds the study's folder ``<root>/table<N>/<preset>-<key>/`` (its ``.lock``,
+  a :class:`~mmgan.base.run_folder.RunLock`; hidden, so no manifest lists it): a second
+  local or debug sweep of the same study stops at once and names the holder.
+  ``--dry-run`` and ``--collect`` only read, and take no lock. A SLURM submission takes
+  none either: it returns as soon as the array is queued, so there is no parent left to
+  hold a lock while the jobs run; each run's own lock keeps two jobs from training it;
+* SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop the sweep without losing work. Each local job
+  runs in a session of its own, so a Ctrl-C at the terminal reaches the sweep alone
+  (submitit's job controller would otherwise kill its job a second later). The sweep
+  sends each running job one SIGTERM: its training loop writes a checkpoint at the
+  next iteration boundary and stops (the sweep stops them at once if it gets the
+  signal again). It waits for the jobs (at most :data:`STOP_GRACE_S`, then kills
+  what is left), says where their runs stopped, and exits with 128 + the signal's
+  number (143, 130, 129): no job outlives it, and no run stays locked. With the debug
+  executor the job runs in the sweep's own process, whose training loop gets the
+  signal itself. The same command resumes the runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import multiprocessing
 import os
 import shlex
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import submitit
+import torch
 from submitit.helpers import Checkpointable, DelayedSubmission
+from submitit.local.local import LocalExecutor, LocalJob
 
+from mmgan.base.paths import results_root
 from mmgan.base.processes import available_cores, run_tasks
 from mmgan.base.registry import check_choice, check_int, lookup
-from mmgan.base.run_folder import CHECKPOINT, LOG, SUMMARY, RunFolderBusy
+from mmgan.base.run_folder import CHECKPOINT, LOCK, LOG, SUMMARY, RunFolderBusy, RunLock
 from mmgan.gan.tables import PRESETS, TABLES, cell_name, run_table, table_configs, table_folder
 
-__all__ = ["EXECUTORS", "FAILURE_RECORD", "Sweep", "SweepSettings", "TableJob", "check_settings",
-           "check_shared_path", "collect", "collect_command", "collect_report", "group_runs", "local_roots", "main",
-           "make_executor", "plan_jobs", "submit", "sweep"]
+__all__ = ["EXECUTORS", "FAILURE_RECORD", "STOP_GRACE_S", "STOP_SIGNALS", "Sweep", "SweepSettings", "SweepStopped",
+           "TableJob", "check_settings", "check_shared_path", "collect", "collect_command", "collect_report",
+           "group_runs", "local_roots", "main", "make_executor", "plan_jobs", "submit", "sweep"]
 
 Run = tuple[str, str, str, int]  # (loss, q, g, seed), as table_configs lists them
 
@@ -114,6 +139,12 @@ FAILURE_RECORD = "sweep-error.json"
 STATUSES = ("finished", "failed", "incomplete", "missing")
 SELECTION = ("cells", "seeds")  # overrides that select runs rather than configure them
 DATA_ON_DISK = ("cifar10", "cat")  # data sets read from data_root (digits and shapes are built in)
+#: The signals that stop a local or debug sweep (its jobs checkpoint first); it then exits with 128 + the number.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: Seconds a stopped local sweep gives its jobs to reach an iteration boundary and write their checkpoints (a
+#: metric evaluation under way finishes first) before it kills them.
+STOP_GRACE_S = 300
+POLL_S = 0.2  # how often a local sweep looks at its jobs
 
 
 # ----------------------------------------------------------------------------- the runs of a job
@@ -138,10 +169,49 @@ def _job_id() -> str:
         return ""
 
 
+def _job_cluster() -> str:
+    """The submitit executor running this process as a job ('local', 'slurm', 'debug'; '' outside a job)."""
+    try:
+        return submitit.JobEnvironment().cluster
+    except RuntimeError:
+        return ""
+
+
+def _stop_job(signum: int, frame: Any) -> None:
+    """SIGTERM in a local job: pass it on to the job's worker processes (``--processes``), then stop.
+
+    Inside a training loop the loop's own handler gets the signal first, stops at the next iteration boundary
+    with its checkpoint written, then hands the signal here."""
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signum)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """In a job of the local executor, SIGTERM (what a stopped sweep sends its jobs) stops the job
+    (:func:`_stop_job`), where submitit would ignore it outside a training loop: a job still loading its data
+    would otherwise train on until the sweep kills it. Elsewhere (SLURM, not a job) nothing changes."""
+    if _job_cluster() != "local" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _stop_job)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _study_folder(table: str, preset: str, root: Path | str, overrides: dict[str, Any]) -> Path:
+    """The folder holding the run folders of the study (what ``mmgan table`` writes to)."""
+    _, base = table_configs(table, preset, **_config_overrides(overrides))
+    return table_folder(table, preset, base, root)
+
+
 def _run_folders(table: str, preset: str, root: Path | str, runs: Sequence[Run],
                  overrides: dict[str, Any]) -> dict[Run, Path]:
-    _, base = table_configs(table, preset, **_config_overrides(overrides))
-    folder = table_folder(table, preset, base, root)
+    folder = _study_folder(table, preset, root, overrides)
     return {run: folder / f"{cell_name(*run[:3])}-s{run[3]}" for run in runs}
 
 
@@ -153,8 +223,9 @@ def _record_failure(folder: Path, error: str) -> None:
 
 def train_pack_of_runs(table: str, preset: str, root: str, runs: list[Run], overrides: dict[str, Any]) -> pd.DataFrame:
     """``run_table`` on exactly ``runs``, trained as one pack (the work of a job, or of one of its processes)."""
-    return run_table(table, preset, root, progress=False, runs=runs, pack=len(runs) > 1, pack_size=len(runs),
-                     **overrides)
+    with _stop_on_sigterm():
+        return run_table(table, preset, root, progress=False, runs=runs, pack=len(runs) > 1, pack_size=len(runs),
+                         **overrides)
 
 
 class TableJob(Checkpointable):
@@ -189,8 +260,9 @@ class TableJob(Checkpointable):
         try:  # exactly this job's runs: one pack, or one pack per process
             parts = [part for part in (self.runs[k::self.processes] for k in range(self.processes)) if part]
             cores = min(available_cores(), self.cpus or available_cores())
-            frames = run_tasks([(train_pack_of_runs, (self.table, self.preset, self.root, part, self.overrides))
-                                for part in parts], workers=len(parts), threads=max(1, cores // len(parts)))
+            with _stop_on_sigterm():
+                frames = run_tasks([(train_pack_of_runs, (self.table, self.preset, self.root, part, self.overrides))
+                                    for part in parts], workers=len(parts), threads=max(1, cores // len(parts)))
             result = pd.concat(frames, ignore_index=True)
         except Exception as error:  # the whole job failed (data missing, ...): say so in every unfinished run
             for run in self.runs:
@@ -337,17 +409,44 @@ def cpus_per_job(settings: SweepSettings) -> int:
     return settings.cpus_per_job or 2 * settings.processes
 
 
+class _SessionLocalExecutor(LocalExecutor):
+    """submitit's ``LocalExecutor`` with each job (its controller, the job and the job's workers) in a session of
+    its own.
+
+    A Ctrl-C at the terminal sends SIGINT to every process of the foreground process group: submitit's job
+    controller would then stop its job with SIGINT and SIGKILL it a second later, before the job has written its
+    checkpoint. In a session of its own, the job gets only what the sweep forwards (:func:`_stop_local_jobs`).
+    """
+
+    def _submit_command(self, command: str) -> LocalJob:
+        # submitit.local.local.start_controller (one task, no shell set-up), the controller in a new session
+        gpus = ",".join(str(k) for k in range(self.parameters.get("gpus_per_node", 0)))
+        env = dict(os.environ, SUBMITIT_LOCAL_NTASKS="1", SUBMITIT_LOCAL_COMMAND=command,
+                   SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * self.parameters.get("timeout_min", 2.0))),
+                   SUBMITIT_LOCAL_SIGNAL_DELAY_S=str(int(self.parameters.get("signal_delay_s", 30))),
+                   SUBMITIT_LOCAL_NODEID="0", SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_STDERR_TO_STDOUT="",
+                   SUBMITIT_EXECUTOR="local", CUDA_VISIBLE_DEVICES=gpus, SUBMITIT_LOCAL_WITH_SHELL="")
+        process = subprocess.Popen([sys.executable, "-m", "submitit.local._local", str(self.folder)], env=env,
+                                   start_new_session=True)
+        return LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
+
+
 def make_executor(settings: SweepSettings, log_folder: Path, name: str) -> submitit.Executor:
-    """A submitit executor for ``settings.executor`` writing its pickles and logs to ``log_folder``."""
+    """A submitit executor for ``settings.executor`` writing its pickles and logs to ``log_folder`` (local: a
+    :class:`_SessionLocalExecutor`)."""
     if settings.executor == "slurm" and shutil.which("sbatch") is None:
         raise RuntimeError("executor='slurm' needs the SLURM commands (sbatch, srun) on PATH: submit from the "
                            "cluster's login node, or use --executor local")
     cluster = settings.executor
-    options = {} if cluster == "debug" else {f"{cluster}_max_num_timeout": settings.max_timeouts}
-    executor = submitit.AutoExecutor(folder=log_folder, cluster=cluster, **options)
     parameters: dict[str, Any] = dict(name=name, timeout_min=settings.timeout_min, nodes=1, tasks_per_node=1,
                                       gpus_per_node=settings.gpus_per_job, cpus_per_task=cpus_per_job(settings),
                                       mem_gb=settings.mem_gb)
+    if cluster == "local":  # what AutoExecutor would pass it: the shared parameters that are set
+        executor: submitit.Executor = _SessionLocalExecutor(log_folder, max_num_timeout=settings.max_timeouts)
+        executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+        return executor
+    options = {} if cluster == "debug" else {f"{cluster}_max_num_timeout": settings.max_timeouts}
+    executor = submitit.AutoExecutor(folder=log_folder, cluster=cluster, **options)
     if cluster == "slurm":
         parameters.update(slurm_partition=settings.partition, slurm_account=settings.account,
                           slurm_qos=settings.qos, slurm_array_parallelism=settings.array_parallelism,
@@ -363,8 +462,139 @@ def submit(executor: submitit.Executor, jobs: Sequence[TableJob]) -> list[submit
     return handles
 
 
-def _wait(handles: Sequence[submitit.Job]) -> list[str]:
-    """Wait for local jobs; the error of each job that failed as a whole (its runs' own failures are recorded)."""
+class SweepStopped(KeyboardInterrupt):
+    """A local or debug sweep stopped by the signal ``signum``, after its jobs stopped; the message says where the
+    runs stopped. The command line prints it and exits with 128 + ``signum``."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class _StopSignals:
+    """The handler of :data:`STOP_SIGNALS` while a local or debug sweep runs its jobs.
+
+    It keeps the first signal (``signum``) and counts them (``count``) for :func:`_wait`, which forwards them to
+    the jobs. With the debug executor (``at_once``) the job runs in this process and the handler raises
+    KeyboardInterrupt at once; inside a training loop the loop gets the signal first, and hands it on here once
+    it has stopped at an iteration boundary with its checkpoint written.
+    """
+
+    def __init__(self, at_once: bool) -> None:
+        self.at_once = at_once
+        self.signum: int | None = None
+        self.count = 0
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.signum = self.signum or signum
+        self.count += 1
+        if self.at_once:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_StopSignals]:
+        """This handler for :data:`STOP_SIGNALS` (in the main thread; elsewhere signals act as usual)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {signum: signal.signal(signum, self) for signum in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _say(text: str) -> None:
+    """``text`` on stderr, unless stderr has gone with its terminal (SIGHUP)."""
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def _plural(count: int, word: str) -> str:
+    """``count`` and ``word``, in the plural unless ``count`` is 1."""
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _checkpoint_iteration(folder: Path) -> int | None:
+    """The iteration of the run's checkpoint (None without one), read without loading its tensors."""
+    if not (folder / CHECKPOINT).is_file():
+        return None
+    try:
+        return int(torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)["iteration"])
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is named when the run resumes; here: none
+        return None
+
+
+def _stopped_message(signum: int, what: str, jobs: Sequence[TableJob], later: int) -> str:
+    """What a stopped sweep says: ``what`` it did, where the unfinished runs of ``jobs`` stand, and how to go on
+    (``later``: jobs not submitted yet)."""
+    iterations, fresh = [], 0
+    for job in jobs:
+        for folder in _run_folders(job.table, job.preset, job.root, job.runs, job.overrides).values():
+            if not (folder / SUMMARY).is_file():
+                iteration = _checkpoint_iteration(folder)
+                fresh += iteration is None
+                iterations += [] if iteration is None else [iteration]
+    parts = []
+    if iterations:
+        low, high = min(iterations), max(iterations)
+        parts.append(f"{len(iterations)} checkpointed at iteration {low}" if low == high
+                     else f"{len(iterations)} checkpointed at iterations {low} to {high}")
+    if fresh:
+        parts.append(f"{fresh} without a checkpoint yet")
+    steps = (["resumes them"] if parts else []) + ([f"starts the {_plural(later, 'job')} not started yet"] if later
+                                                   else [])
+    runs = f"unfinished runs: {' and '.join(parts)}" if parts else "every run has finished"
+    then = f"; the same command {' and '.join(steps)}" if steps else ""
+    return f"stopped by {signal.Signals(signum).name}: {what}; {runs}{then}."
+
+
+def _stop_local_jobs(handles: Sequence[submitit.Job], stop: _StopSignals) -> tuple[int, int]:
+    """Stop the running local jobs and wait for them; returns (jobs asked to stop, jobs killed).
+
+    Each running job's controller (its pid is the job id; it leads the job's session) gets one SIGTERM for each
+    signal the sweep got, and passes it on to the job: the first stops the job's training loop at its next
+    iteration boundary, after its checkpoint; a second stops it at once. A job still running after
+    :data:`STOP_GRACE_S` is killed with every process of its session.
+    """
+    running = [handle for handle in handles if not handle.done()]
+    if running:
+        _say(f"{signal.Signals(stop.signum).name}: asking {_plural(len(running), 'running job')} to write a "
+             f"checkpoint and stop (waiting up to {STOP_GRACE_S} s; send the signal again to stop at once)")
+    forwarded, deadline = 0, time.monotonic() + STOP_GRACE_S
+    while not all(handle.done() for handle in running) and time.monotonic() < deadline:
+        if forwarded < stop.count:
+            for handle in running:
+                if not handle.done():  # not reaped yet: its pid is still its own
+                    os.kill(int(handle.job_id), signal.SIGTERM)
+            forwarded = stop.count
+        time.sleep(POLL_S)
+    killed = [handle for handle in running if not handle.done()]
+    for handle in killed:  # the controller is not reaped yet, so its session (the job's processes) is still its own
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(handle.job_id), signal.SIGKILL)
+    while not all(handle.done() for handle in killed):
+        time.sleep(POLL_S)
+    return len(running), len(killed)
+
+
+def _wait(handles: Sequence[submitit.Job], jobs: Sequence[TableJob], stop: _StopSignals, later: int) -> list[str]:
+    """Wait for the jobs of one wave; the error of each job that failed as a whole (its runs' own failures are
+    recorded). With the local executor a stop signal (:class:`_StopSignals`) stops the jobs first
+    (:func:`_stop_local_jobs`), then raises :class:`SweepStopped`; the debug executor runs each job here, when
+    its result is asked for, and the signal stops it in this process."""
+    if not stop.at_once:
+        while not stop.signum and not all(handle.done() for handle in handles):
+            time.sleep(POLL_S)
+        if stop.signum:  # also when the signal came as the last job ended: no further wave starts
+            asked, killed = _stop_local_jobs(handles, stop)
+            what = (f"asked {_plural(asked, 'running job')} to write a checkpoint and stop" if asked
+                    else "no job was running")
+            if killed:
+                were = "was" if killed == 1 else "were"
+                what += f" ({killed} did not stop within {STOP_GRACE_S} s and {were} killed)"
+            raise SweepStopped(_stopped_message(stop.signum, what, jobs, later), stop.signum)
     errors = []
     for handle in handles:
         try:
@@ -373,6 +603,33 @@ def _wait(handles: Sequence[submitit.Job]) -> list[str]:
             last = str(error).strip().splitlines()[-1:] or [type(error).__name__]
             errors.append(f"job {handle.job_id}: {last[0]}")
     return errors
+
+
+def _busy(folder: Path) -> str:
+    """The sentence for a study held by another sweep (its pid and host, from the lock file)."""
+    try:
+        holder = json.loads((folder / LOCK).read_text(encoding="utf-8"))
+        who, how = f"pid {holder['pid']} on {holder['host']}", f"`kill -TERM {holder['pid']}` on {holder['host']}"
+    except (OSError, ValueError, KeyError, TypeError):  # released meanwhile, or being written
+        who, how = "another process", "SIGTERM"
+    return (f"{folder} is busy: another sweep ({who}) is running the runs of this study (lock file {folder / LOCK}); "
+            f"wait for it to finish, or stop it with {how} (its runs write a checkpoint and resume with the same "
+            f"command), then run this command again")
+
+
+@contextlib.contextmanager
+def _study_lock(folder: Path) -> Iterator[None]:
+    """Hold the study's folder (:class:`~mmgan.base.run_folder.RunLock`) while a local or debug sweep runs its jobs;
+    :class:`~mmgan.base.run_folder.RunFolderBusy` (:func:`_busy`) when another sweep holds it."""
+    lock = RunLock(folder)
+    try:
+        lock.__enter__()
+    except RunFolderBusy:
+        raise RunFolderBusy(_busy(folder)) from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 @dataclass
@@ -390,35 +647,53 @@ class Sweep:
     errors: list[str] = field(default_factory=list)  # local/debug: jobs that failed as a whole
 
 
-def sweep(table: str, preset: str = "paper", root: Path | str = "results/gan",
+def sweep(table: str, preset: str = "paper", root: Path | str | None = None,
           settings: SweepSettings | None = None, dry_run: bool = False, **overrides: Any) -> Sweep:
     """Check everything, then submit the runs of ``table`` as jobs of ``settings.pack`` runs each.
 
     ``overrides`` are those of :func:`mmgan.gan.tables.table_configs` (``cells``, ``seeds``, any
     GANConfig field such as ``iterations`` or ``data_root``). Nothing is submitted (nor any folder
-    made) until every value has been checked. With the local and debug executors the call waits for
-    the jobs; with SLURM it returns once the array is queued.
+    made) until every value has been checked. With the local and debug executors the call holds the
+    study's folder (:class:`~mmgan.base.run_folder.RunFolderBusy` when another sweep holds it) and waits
+    for the jobs; SIGTERM, SIGINT or SIGHUP meanwhile stops the jobs at an iteration boundary and raises
+    :class:`SweepStopped` (see the module's docstring). With SLURM it returns once the array is queued,
+    and takes no lock: nothing of it is left running to hold one, and each run's own lock keeps two jobs
+    from training the same run.
     """
     settings = check_settings(settings or SweepSettings())
     overrides = {k: v for k, v in overrides.items() if v is not None}
     table = str(table)
     lookup(TABLES, table, "table")
     lookup(PRESETS, preset, "preset")
+    root = Path(root) if root is not None else results_root() / "gan"
     root, log_folder = _check_run_inputs(settings, table, preset, root, overrides)
     jobs = plan_jobs(table, preset, root, settings.pack, processes=settings.processes, cpus=cpus_per_job(settings),
                      **overrides)
     result = Sweep(table, preset, root, overrides, settings, log_folder, jobs)
     if dry_run or not jobs:  # nothing to submit when every run has finished
         return result
-    executor = make_executor(settings, log_folder, f"mmgan-table{table}-{preset}")
+    name = f"mmgan-table{table}-{preset}"
     if settings.executor == "slurm":
-        result.handles = submit(executor, jobs)
+        result.handles = submit(make_executor(settings, log_folder, name), jobs)
         return result
-    wave = settings.array_parallelism or 1
-    for start in range(0, len(jobs), wave):
-        handles = submit(executor, jobs[start:start + wave])
-        result.handles += handles
-        result.errors += _wait(handles)
+    wave, stop = settings.array_parallelism or 1, _StopSignals(at_once=settings.executor == "debug")
+    chosen: list[TableJob] = []
+    later = len(jobs)  # jobs not submitted yet
+    try:
+        with _study_lock(_study_folder(table, preset, root, overrides)), stop.installed():
+            executor = make_executor(settings, log_folder, name)
+            for start in range(0, len(jobs), wave):
+                chosen = jobs[start:start + wave]
+                later -= len(chosen)
+                handles = submit(executor, chosen)
+                result.handles += handles
+                result.errors += _wait(handles, chosen, stop, later)
+    except SweepStopped:
+        raise
+    except KeyboardInterrupt as interrupt:  # debug: the job in this process has stopped (its loop at a boundary)
+        signum = stop.signum or getattr(interrupt, "signum", signal.SIGINT)
+        raise SweepStopped(_stopped_message(signum, "the job running in this process has stopped", chosen, later),
+                           signum) from None
     return result
 
 
@@ -453,7 +728,7 @@ def _unfinished_row(run: Run, folder: Path, metric: str) -> dict[str, Any]:
             "final": math.nan, "lowest": math.nan, "lowest_at": math.nan, "iterations": math.nan, "metric": metric}
 
 
-def collect(table: str, preset: str = "paper", root: Path | str = "results/gan", **overrides: Any) -> pd.DataFrame:
+def collect(table: str, preset: str = "paper", root: Path | str | None = None, **overrides: Any) -> pd.DataFrame:
     """The table assembled from its run folders: one row per run, as :func:`~mmgan.gan.tables.run_table` gives it.
 
     Finished runs are read with ``run_table(..., load_only=True)``; every other run gets NaN metrics and
@@ -462,6 +737,7 @@ def collect(table: str, preset: str = "paper", root: Path | str = "results/gan",
     each run's log records. ``overrides`` must be those the sweep was submitted with (they choose the
     table's folder); :func:`collect_report` summarises the result.
     """
+    root = Path(root) if root is not None else results_root() / "gan"
     runs, base = table_configs(table, preset, **overrides)
     folders = _run_folders(str(table), preset, root, runs, overrides)
     done = [run for run in runs if (folders[run] / SUMMARY).is_file()]
@@ -540,7 +816,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--qos")
     parser.add_argument("--slurm-arg", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="any other sbatch option, e.g. gres=gpu:a100:1 (repeatable)")
-    parser.add_argument("--root", default="results/gan")
+    parser.add_argument("--root", type=Path,
+                        help="folder of the GAN tables (default: results/gan of this checkout, or $MMGAN_RESULTS/gan)")
     parser.add_argument("--log-folder", type=Path, help="submitit's folder (default output/submitit/table<N>-<preset>)")
     parser.add_argument("--seeds", nargs="+")
     parser.add_argument("--cells", nargs="+")
@@ -597,17 +874,27 @@ def _print_table(frame: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; 0 when done (all runs finished for --collect and the local executors), 1 when runs
-    are missing or failed, 2 for a bad parameter."""
+    are missing or failed, 2 for a bad parameter or a study another sweep is running, 128 + the signal's number
+    for a local or debug sweep stopped by a signal (:class:`SweepStopped`)."""
     args = _parser().parse_args(argv)
     overrides = _overrides(args)
     try:
         if args.collect:
-            frame = collect(args.table, args.preset, args.root, **overrides)
+            root = args.root if args.root is not None else results_root() / "gan"
+            print(f"runs under {root}", file=sys.stderr)
+            frame = collect(args.table, args.preset, root, **overrides)
             _print_table(frame)
             return 0 if (frame["status"] == "finished").all() else 1
         result = sweep(args.table, args.preset, args.root, _settings(args), dry_run=args.dry_run, **overrides)
-    except (ValueError, RuntimeError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except SweepStopped as stopped:
+        _say(str(stopped))
+        return 128 + stopped.signum
+    except (ValueError, RuntimeError) as error:
+        print(f"mmgan sweep: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a folder that cannot be made or read, or a missing file named in the message
+        print(f"mmgan sweep: error: {error.filename}: {error.strerror}; give --root and --log-folder folders this "
+              "user can create and write" if error.filename else f"mmgan sweep: error: {error}", file=sys.stderr)
         return 2
     _print_plan(result)
     if args.dry_run:

@@ -649,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
                         progress=not args.no_progress)
     except (ValueError, OSError, RuntimeError) as error:  # OSError: FileExistsError, FileNotFoundError, a full disk
-        print(f"error: {error}", file=sys.stderr)
+        print(f"mmgan train: error: {error}", file=sys.stderr)
         return 2
     print(json.dumps({k: summary[k] for k in ("iterations", "metric", "final", "lowest", "lowest_at")}))
     return 0
