@@ -7,16 +7,27 @@ list of the parameters with their help text, so a reader can regenerate what the
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from docutils import nodes
 from sphinx.application import Sphinx
+
+from mmgan.book.commands import rerun_command
 
 
 def _parameters(path: Path) -> dict:
     import papermill
 
     return papermill.inspect_notebook(str(path))
+
+
+def _value(default: str) -> object:
+    """A parameter's default as papermill reports it (Python source) turned back into its value."""
+    try:
+        return ast.literal_eval(default)
+    except (ValueError, SyntaxError):
+        return default
 
 
 def _append_snippet(app: Sphinx, doctree: nodes.document) -> None:
@@ -30,12 +41,9 @@ def _append_snippet(app: Sphinx, doctree: nodes.document) -> None:
     section = nodes.section(ids=["rerun-this-chapter"])
     section += nodes.title(text="Rerun this chapter")
     section += nodes.paragraph(text="From the repository root, with the environment of the README:")
-    command = f"papermill notebooks/{name}.ipynb output/{name}.ipynb"
     params = _parameters(path)
-    if params:
-        first = next(iter(params.values()))
-        command += f" -p {first['name']} {first['default']}"
-    section += nodes.literal_block(text=command, language="bash")
+    first = [(info["name"], _value(info["default"])) for info in list(params.values())[:1]]
+    section += nodes.literal_block(text=rerun_command(name, first), language="bash")
     if params:
         section += nodes.paragraph(text="Parameters (defaults as executed on this page):")
         items = nodes.bullet_list()

@@ -6,6 +6,8 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
+from mmgan.book.commands import rerun_command
+
 
 def glue_number(name: str, value: Any) -> int | float:
     """Glue a computed scalar under ``name`` for ``{glue:text}`name:.3f``` in the prose.
@@ -89,7 +91,7 @@ def figure_index(notebooks: str = ".") -> Any:
             rows.append({"figure": figure.get("name", ""), "chapter": path.stem,
                          "drawn by": ", ".join(f"mmgan.book.plots.{name}" for name in drawn_by) or "—",
                          "caption": plain_caption(figure.get("caption", ""))[:110] + "…",
-                         "regenerate": f"papermill notebooks/{path.name} out.ipynb"})
+                         "regenerate": rerun_command(path.name)})
     return pd.DataFrame(rows)
 
 

@@ -69,7 +69,7 @@ from mmgan.base.results import (
     results_root,
     shown_path,
 )
-from mmgan.base.run_folder import snapshot_path
+from mmgan.base.run_folder import CHECKPOINT, snapshot_path
 from mmgan.critics.certify import certified_radius
 from mmgan.critics.report import primary_threshold
 from mmgan.exact import parameter_dtype
@@ -438,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path,
                         help="folder of the measurements (default: results/critic_margins of this checkout)")
     parser.add_argument("--cells", nargs="+", help="these cells of the study only (default: all)")
+    parser.add_argument("--runs", type=int, metavar="N",
+                        help="the first N runs only: a quick check of the command, not a study")
     parser.add_argument("--export-networks", dest="export", action="store_true",
                         help=f"write {NETWORKS} beside each run's checkpoint.pt (to commit them) and stop")
     parser.add_argument("--along-training", dest="along", type=int, nargs="+", metavar="ITERATION",
@@ -453,9 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the measurements")
     print(f"runs under {root}; measurements to {out}", file=sys.stderr)
+    if args.runs is not None:
+        check_int(args.runs, "--runs", minimum=1)
     if args.export:
-        for folder in study_runs(args.table, root, args.cells)["folder"]:
-            print(export_networks(folder))
+        for folder in map(Path, study_runs(args.table, root, args.cells)["folder"]):
+            if (folder / NETWORKS).is_file() and not (folder / CHECKPOINT).is_file():
+                print(f"{folder / NETWORKS}: kept already (committed with the study; no checkpoint.pt to export "
+                      "from)")
+            else:
+                print(f"wrote {export_networks(folder)}")
         return 0
     started = time.perf_counter()
     thresholds = tuple(args.thresholds or default_thresholds(args.table, root))
@@ -464,8 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         iterations = [None]
     frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, root,
-                          progress=True, iterations=iterations, cells=args.cells)
-    meta = {"table": args.table, "cells": args.cells, "images": args.images, "fmn_steps": args.fmn_steps,
+                          runs=args.runs, progress=True, iterations=iterations, cells=args.cells)
+    meta = {"table": args.table, "cells": args.cells, "runs_measured": args.runs, "images": args.images,
+            "fmn_steps": args.fmn_steps,
             "search": SEARCH,
             "thresholds": list(thresholds), "iterations": iterations, "runs": shown_path(root),
             "certify_steps": CERTIFY_STEPS, "workers": args.workers, "seconds": time.perf_counter() - started,

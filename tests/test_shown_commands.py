@@ -1,0 +1,189 @@
+"""Every command the README and the chapters show runs from a fresh clone (issue 35): each is found on its page
+(:func:`mmgan.book.commands.shown_commands`) and run from a folder that holds only links to the chapters and the
+benchmarks (no ``output/``), in the order its page gives them. Where a command would train for hours, need a GPU, a
+data set or SLURM, one rule below says how it is run instead, and every command must match a rule: a new command
+cannot go untested."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmgan.book.commands import rerun_command, shown_commands
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+#: Commands not run here, and why (CI runs the first two itself; the third downloads a browser).
+NOT_RUN = {
+    "make book": "the README's set-up command: CI builds the book with `make test`",
+    "make test": "the README's test command: CI's .ci/run runs it",
+    "python -m playwright install chromium": "downloads a browser (no network here); CI installs Chromium",
+}
+
+
+def _papermill(command: str, tmp: Path) -> str:
+    """Reruns of chapters: prepared (parameters injected, output written where the command says), not executed
+    (nbval executes every chapter); the GPU presets and paths are the command's own."""
+    return re.sub(r"\bpapermill (notebooks/\S+ \S+)", r"papermill --prepare-only \1", command)
+
+
+def _no_slurm(command: str, tmp: Path) -> str:
+    """A SLURM submission: its plan only (no SLURM here), with every value it was given. A SLURM sweep refuses
+    node-local folders such as /tmp, where tests (and perhaps this clone) live, so its log folder and runs are
+    named in a folder under the home directory (nothing is written on a dry run)."""
+    shared = Path.home() / ".cache" / "mmgan-shown-commands"
+    command += f" --root {shared / 'runs'} --log-folder {shared / 'logs'}"
+    return command if "--dry-run" in command else command + " --dry-run"
+
+
+def _here(command: str, tmp: Path) -> str:
+    """A local sweep or a table that would train: a few iterations of one cell into a folder of the test's own."""
+    return command + f" --cells hinge-q2-hinge --iterations 2 --root {tmp / 'runs'}"
+
+
+def _paper_table(command: str, tmp: Path) -> str:
+    """`mmgan table` at the paper's preset needs CIFAR-10 and a GPU: the same command at the smoke preset."""
+    command = command.replace("--preset paper", "--preset smoke").replace("--data-root /data", "")
+    return _here(command, tmp)
+
+
+def _few_images(command: str, tmp: Path) -> str:
+    """Critic margins of a committed study (seconds per image, boundary and critic): the first run only, one image,
+    one boundary, no FMN cross-check, into a folder of the test's own; in a loop over tables, the first table so."""
+    loop = re.match(r"^for (\w+) in (\S+)[^;]*; do (.*); done$", command)
+    if loop:  # the same command for each table: the first table stands for the others
+        return f"for {loop.group(1)} in {loop.group(2)}; do {_few_images(loop.group(3), tmp)}; done"
+    command = re.sub(r"--images \d+", "", command)
+    return command + f" --runs 1 --images 1 --fmn-steps 0 --thresholds midpoint --workers 1 --out {tmp / 'margins'}"
+
+
+def _probe(command: str, tmp: Path) -> str:
+    """The protocol search trains 35 networks for 10k iterations: the same flags, 20 iterations, one seed."""
+    return command + f" --iterations 20 --seeds 0 --root {tmp / 'table1'}"
+
+
+def _gpu_check(command: str, tmp: Path) -> str:
+    """Without a GPU the check must refuse at once, in one sentence that offers its CPU self-test (which
+    ``tests/test_gan_protocol.py`` runs); with one, it runs as shown."""
+    if torch.cuda.is_available():
+        return command
+    return f"! {command} 2> {tmp / 'gpu.err'} && grep -q 'gpu-check --device cpu --quick' {tmp / 'gpu.err'}"
+
+
+def _train(command: str, tmp: Path) -> str:
+    """The README's one-run example is CIFAR-10 on a GPU: the same command with a digits configuration of a few
+    iterations, into a folder of the test's own."""
+    config = tmp / "run.yaml"
+    config.write_text("dataset: digits\nchannels: 1\nimage_size: 16\nwidth: 4\nmetric: fdd\nmetric_samples: 64\n"
+                      "metric_every: 2\niterations: 2\ncheckpoint_every: 2\nlog_every: 1\ndevice: cpu\n")
+    return command.replace("--config run.yaml", f"--config {config}").replace("--out runs/x", f"--out {tmp / 'x'}")
+
+
+def _as_is(command: str, tmp: Path) -> str:
+    """Loads committed results, checks, lists or prepares: run exactly as shown."""
+    return command
+
+
+#: (pattern of a shown command, how it is run here); the first match decides.
+RULES: list[tuple[str, Callable[[str, Path], str]]] = [
+    (r"^mkdir -p output$", _as_is),
+    (r"^papermill --help-notebook", _as_is),
+    (r"^(mkdir -p output && )?papermill notebooks/", _papermill),
+    (r"^mmgan sweep .*--executor slurm", _no_slurm),
+    (r"^mmgan sweep .*--collect", _as_is),
+    (r"^mmgan sweep .*--executor local", _here),
+    (r"^mmgan table \d --preset paper", _paper_table),
+    (r"^(for .*; do )?mmgan table \S+ --preset cpu", _as_is),
+    (r"^(for .*; do )?mmgan critic-margins \S+ .*--export-networks", _as_is),
+    (r"^(for .*; do )?mmgan critic-margins ", _few_images),
+    (r"^mmgan table1 --probe", _probe),
+    (r"^mmgan table1 --preset (fitted|paper|long) ", _as_is),
+    (r"^mmgan gpu-check$", _gpu_check),
+    (r"^(mmgan|python -m mmgan) --help$", _as_is),
+    (r"^mmgan verify$", _as_is),
+    (r"^mmgan train --config run\.yaml", _train),
+]
+
+
+def _rule(command: str) -> Callable[[str, Path], str]:
+    for pattern, rule in RULES:
+        if re.search(pattern, command):
+            return rule
+    raise AssertionError(f"no rule says how to run the shown command {command!r}: add one to RULES")
+
+
+SHOWN = shown_commands(ROOT)
+SOURCES = sorted({shown.source for shown in SHOWN})
+
+
+def _first_showing() -> set[tuple[str, str]]:
+    """(source, command) of the first page showing each command: a command shown on several pages runs once."""
+    first: dict[str, str] = {}
+    for shown in SHOWN:
+        first.setdefault(shown.command, shown.source)
+    return {(source, command) for command, source in first.items()}
+
+
+FIRST = _first_showing()
+
+
+@pytest.fixture
+def fresh_folder(tmp_path):
+    """A working folder like a fresh clone's root for these commands: the chapters and benchmarks, no output/."""
+    work = tmp_path / "clone"
+    work.mkdir()
+    for name in ("notebooks", "benchmarks", "mmgan", "results"):  # results/: read only by these commands
+        (work / name).symlink_to(ROOT / name)
+    return work
+
+
+def test_every_shown_command_has_a_rule_and_the_list_is_not_empty():
+    assert len(SHOWN) > 30 and {"README.md", "intro.ipynb", "table2_cifar10.ipynb"} <= set(SOURCES)
+    for shown in SHOWN:
+        if shown.command not in NOT_RUN:
+            _rule(shown.command)
+
+
+def test_the_rerun_command_makes_its_output_folder():
+    assert rerun_command("table2_cifar10.ipynb", [("preset", "paper"), ("as_released", False)]) == (
+        "mkdir -p output && papermill notebooks/table2_cifar10.ipynb output/table2_cifar10.ipynb -p preset paper "
+        "-p as_released False")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_command_of_a_page_runs_from_a_fresh_clone(source, fresh_folder, tmp_path):
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
+               MMGAN_CACHE=os.environ.get("MMGAN_CACHE", str(tmp_path / "cache")))
+    env.pop("MMGAN_RESULTS", None)
+    ran = 0
+    for shown in (s for s in SHOWN if s.source == source):
+        if shown.command in NOT_RUN or ((source, shown.command) not in FIRST and not shown.command.startswith("mkdir")):
+            continue
+        command = _rule(shown.command)(shown.command, tmp_path)
+        done = subprocess.run(["bash", "-c", f"set -eo pipefail; {command}"], cwd=fresh_folder, env=env,
+                              capture_output=True, text=True, timeout=600)
+        ok = done.returncode == 0 or (done.returncode == 1 and "--collect" in command)  # 1: runs still missing
+        assert ok, f"{source}: `{shown.command}` (run as `{command}`) exited {done.returncode}:\n{done.stderr[-2000:]}"
+        assert "Traceback" not in done.stderr, done.stderr[-2000:]
+        ran += 1
+    assert ran or all((source, s.command) not in FIRST for s in SHOWN if s.source == source)
+    shutil.rmtree(fresh_folder / "output", ignore_errors=True)
+
+
+def test_the_check_fails_on_a_command_as_it_was_printed_before(fresh_folder):
+    """papermill does not make the output folder: the rerun command the pages printed before failed from a fresh
+    clone, and the way this test runs a command sees it."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    old = _rule("papermill notebooks/x")("papermill notebooks/intro.ipynb out/intro.ipynb", fresh_folder)
+    done = subprocess.run(["bash", "-c", f"set -eo pipefail; {old}"], cwd=fresh_folder, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0 and "out" in done.stderr
