@@ -193,3 +193,40 @@ def test_the_new_figures_are_not_kept_open_and_refuse_to_be_empty(tmp_path):
     assert set(plt.get_fignums()) == before and over.axes and starts.axes
     with pytest.raises(ValueError, match="nothing to draw"):
         plots.verdicts_over_training(study.over_training.assign(ratio=float("nan")), "iterations")
+
+
+@pytest.mark.parametrize("table", ["2", "3", "4", "5", "6", "7", "8"])
+def test_the_results_sentence_states_the_range_of_the_table_shown_under_it(table):
+    """Issue 35: the best and worst cell medians of the "Results" sentence are those of the first table the page
+    shows (the end-of-training statistic, the study's own cells), named by their cells."""
+    import re
+
+    study = gan_chapter.load_study(table)
+    sentence = re.search(r"range from ([\d.]+) \(best: ([^)]+)\) to ([\d.]+) \(([^)]+)\)", study.summary().data)
+    shown = study.side_by_side(gan_chapter.PRIMARY)
+    medians = shown[next(c for c in shown.columns if c.startswith("ours"))].str.split(" ").str[0].astype(float)
+    assert float(sentence.group(1)) == pytest.approx(medians.min(), abs=0.051)
+    assert float(sentence.group(3)) == pytest.approx(medians.max(), abs=0.051)
+    for (loss, _q, g), cell in ((medians.idxmin(), sentence.group(2)), (medians.idxmax(), sentence.group(4))):
+        assert cell.startswith(f"{loss}, q = ") and f"{g} penalty" in cell
+
+
+def test_the_forest_plot_stands_alone():
+    """Issue 35: the paper's propositions and the book's own in separate panels, a colour key for the verdicts, the
+    paper's markers named with their metric and seed count, the paper's side named, readable ticks and text."""
+    from matplotlib.text import Text
+
+    from mmgan.book import plots
+
+    overview = gan_chapter.propositions_overview()
+    own = overview[overview["evidence"] == "own runs"]
+    fig = plots.proposition_forest(own, "ratio other / predicted better")
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles[0] == "the paper's propositions"
+    assert titles[1:] == (["the book's own propositions"] if (~own["paper claim"]).any() else [])
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert {"holds", "does not hold"} <= set(labels) and any("one run (seed) per cell" in t for t in labels)
+    assert "as the paper predicts →" in fig.axes[-1].get_xlabel()
+    assert [t.get_text() for t in fig.axes[-1].get_xticklabels()] == ["0.1", "0.2", "0.5", "1", "2", "5", "10"]
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
+    assert min(sizes) >= 10

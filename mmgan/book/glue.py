@@ -97,7 +97,7 @@ def figure_index(notebooks: str = ".") -> Any:
 
 #: How each status is written in the status table (a symbol makes the column easy to scan).
 STATUS_MARKS = {"holds": "✓ holds", "holds with a correction": "✓ holds with a correction",
-                "does not hold": "✗ does not hold", "cannot tell": "? cannot tell",
+                "does not hold": "✗ does not hold", "cannot tell": "? cannot tell at this noise",
                 "per proposition": "▤ per proposition", "not tested here": "– not tested here"}
 #: How each kind of evidence is written (its strength).
 EVIDENCE_MARKS = {"exact": "exact check", "toy": "toy example", "study": "study (seeds, paired)"}

@@ -7,6 +7,7 @@ number that the book reports.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -308,44 +309,68 @@ def sample_grids(samples: Mapping[str, torch.Tensor], title: str, columns: int =
 
 
 VERDICT_COLORS = {"holds": "tab:green", "does not hold": "tab:red"}
+#: The colour of every other verdict (cannot tell, no effect larger than the band).
+OTHER_VERDICT_COLOR = "0.45"
 #: The forest plot shows ratios within [1/FOREST_SPAN, FOREST_SPAN]; wider intervals end in an arrow at the edge.
 FOREST_SPAN = 10.0
 
 
 def proposition_forest(overview, xlabel: str) -> Figure:
     """One row per (table, proposition) of :func:`mmgan.gan.chapter.propositions_overview`: the pooled ratio
-    other / better (dot) with its interval (line) on a log axis, coloured by verdict (green: holds, red: does
-    not hold, grey: anything else), and the paper's own ratio (open diamond) where its table has one.
+    other / better (dot) with its interval (line) on a log axis, coloured by verdict (a colour key says which), and
+    the paper's own ratio (open diamond: its FIDs, one run per cell) where its table has one. The paper's
+    propositions and the book's own (``paper claim`` false) are drawn in separate panels; the axis label says on
+    which side the paper's prediction holds.
 
     Rows without an interval or judged ``not comparable`` are not drawn (their interval would say nothing);
     raises ``ValueError`` when no row is left (an empty figure)."""
+    from matplotlib.lines import Line2D
+
     drawable = (np.isfinite(overview["lower"].astype(float)) & np.isfinite(overview["upper"].astype(float))
                 & ~overview["verdict"].str.startswith("not comparable"))
     rows = overview[drawable]
     if rows.empty:
         raise ValueError("no proposition has an interval and a verdict: nothing to draw")
-    rows = rows.iloc[::-1]  # the first row on top
-    fig, (ax,) = _figure(7.0, 0.34 * len(rows) + 1.3)
-    y = np.arange(len(rows))
-    colors = [VERDICT_COLORS.get(v, "0.45") for v in rows["verdict"]]
-    # an interval beyond [1/FOREST_SPAN, FOREST_SPAN] (a study with two seeds) is drawn up to the edge, arrowed
-    lower = rows["lower"].astype(float).clip(1 / FOREST_SPAN, FOREST_SPAN)
-    upper = rows["upper"].astype(float).clip(1 / FOREST_SPAN, FOREST_SPAN)
-    ax.hlines(y, lower, upper, colors=colors, lw=2)
-    for marker, side, edge in (("<", rows["lower"].astype(float) < 1 / FOREST_SPAN, 1 / FOREST_SPAN),
-                               (">", rows["upper"].astype(float) > FOREST_SPAN, FOREST_SPAN)):
-        if side.any():
-            ax.scatter(np.full(int(side.sum()), edge), y[side.to_numpy()], marker=marker, c="0.45", s=30, zorder=3)
-    ax.scatter(rows["ratio"], y, c=colors, s=22, zorder=3, label="ours (dot, interval)")
-    paper = rows["paper ratio"].astype(float)
-    ax.scatter(paper, y, marker="D", facecolors="none", edgecolors="k", s=26, zorder=4,
-               label="the paper (one run per cell)")
-    ax.axvline(1, color="0.5", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_yticks(y, [f"{t}: {p}" for t, p in zip(rows["table"], rows["proposition"])], fontsize=9)
-    ax.set_xlabel(xlabel, fontsize=9)
-    ax.tick_params(axis="x", labelsize=9)
-    ax.legend(frameon=False, fontsize=9, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2)
+    panels = [(title, part.iloc[::-1]) for title, part in (("the paper's propositions", rows[rows["paper claim"]]),
+                                                            ("the book's own propositions", rows[~rows["paper claim"]]))
+              if not part.empty]
+    heights = [len(part) + 1.2 for _, part in panels]
+    fig = plt.figure(figsize=(6.0, 0.32 * sum(heights) + 2.0), layout="constrained")
+    plt.close(fig)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, (title, part) in zip(axes, panels):
+        y = np.arange(len(part))
+        colors = [VERDICT_COLORS.get(v, OTHER_VERDICT_COLOR) for v in part["verdict"]]
+        # an interval beyond [1/FOREST_SPAN, FOREST_SPAN] (a study with two seeds) is drawn up to the edge, arrowed
+        lower = part["lower"].astype(float).clip(1 / FOREST_SPAN, FOREST_SPAN)
+        upper = part["upper"].astype(float).clip(1 / FOREST_SPAN, FOREST_SPAN)
+        ax.hlines(y, lower, upper, colors=colors, lw=2.2)
+        for marker, side, edge in (("<", part["lower"].astype(float) < 1 / FOREST_SPAN, 1 / FOREST_SPAN),
+                                   (">", part["upper"].astype(float) > FOREST_SPAN, FOREST_SPAN)):
+            if side.any():
+                ax.scatter(np.full(int(side.sum()), edge), y[side.to_numpy()], marker=marker, c=OTHER_VERDICT_COLOR,
+                           s=34, zorder=3)
+        ax.scatter(part["ratio"], y, c=colors, s=30, zorder=3)
+        ax.scatter(part["paper ratio"].astype(float), y, marker="D", facecolors="none", edgecolors="k", s=34,
+                   zorder=4)
+        ax.axvline(1, color="0.5", lw=0.9, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlim(1 / FOREST_SPAN / 1.15, FOREST_SPAN * 1.15)
+        labels = [f"{t}: {p}".replace("L^∞", r"$L^\infty$") for t, p in zip(part["table"], part["proposition"])]
+        ax.set_yticks(y, labels, fontsize=10)
+        ax.set_ylim(-0.7, len(part) - 0.3)
+        ax.set_title(title, fontsize=10, loc="left")
+    ticks = [0.1, 0.2, 0.5, 1, 2, 5, 10]
+    axes[-1].set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=10)
+    axes[-1].xaxis.set_minor_formatter(NullFormatter())
+    axes[-1].set_xlabel(textwrap.fill(xlabel, 45) + "\n← the other level better  |  as the paper predicts →",
+                        fontsize=10)
+    key = [Line2D([], [], color=color, marker="o", lw=2.2, label=verdict)
+           for verdict, color in (*VERDICT_COLORS.items(), ("cannot tell / no effect larger than the band",
+                                                               OTHER_VERDICT_COLOR))]
+    key.append(Line2D([], [], color="k", marker="D", markerfacecolor="none", lw=0,
+                      label="the paper: FID ratio over the same pairs of cells, one run (seed) per cell"))
+    fig.legend(handles=key, loc="outside lower center", ncols=1, frameon=False, fontsize=10)
     return fig
 
 

@@ -83,6 +83,14 @@ def interval_text(lower: float, upper: float) -> str:
     return f"[{lower:.2f}, {upper:.2f}]" if math.isfinite(lower) and math.isfinite(upper) else "—"
 
 
+def effect_text(verdict: str, ratio: float, lower: float, upper: float) -> str:
+    """``' (1.23 [1.05, 1.44])'`` to put after a verdict: its effect and interval; nothing after a verdict that is
+    *not comparable* (its runs cannot carry a number) or without a finite ratio."""
+    if str(verdict).startswith(Verdict.NOT_COMPARABLE.value) or not math.isfinite(ratio):
+        return ""
+    return f" ({ratio:.2f} {interval_text(lower, upper)})"
+
+
 def interval_verdict(interval: Interval, threshold: float) -> Verdict:
     """HOLDS if the interval lies above ``threshold``, DOES_NOT_HOLD if below, else CANNOT_TELL."""
     if not (math.isfinite(interval.lower) and math.isfinite(interval.upper)):

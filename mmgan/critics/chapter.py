@@ -217,16 +217,16 @@ class CriticMarginsPage:
         return pd.concat([report.seed_growth(self.training, measure) for measure in measures], ignore_index=True)
 
     def growth_sentence(self, measure: str) -> str:
-        """Per order, the ratio last / first iteration of ``measure`` pooled over seeds, its interval and verdict."""
+        """Per order, the verdict on "the margins grow along training" (the book's one vocabulary) with the ratio
+        last / first iteration of ``measure`` pooled over seeds and its interval."""
         frame = self.training_growth[self.training_growth["measure"] == measure]
         if frame.empty:
             return (f"not measured: the committed measurements along training predate the {measure} margins; "
                     f"`mmgan critic-margins {self.table} --along-training ITERATION ...` adds them")
-        words = {Verdict.HOLDS: "they grow", Verdict.DOES_NOT_HOLD: "they shrink",
-                 Verdict.NO_LARGE_EFFECT: "no change larger than 10%", Verdict.CANNOT_TELL: "cannot tell at this noise",
-                 Verdict.NOT_COMPARABLE: "not comparable"}
-        parts = [f"{ORDER_NAMES[row['p']]}: {row['ratio']:.2f}× {interval_text(row['lower'], row['upper'])} "
-                 f"({row['critics']} of {row['of']} critics, {row['seeds']} seeds), {words[row['verdict']]}"
+        parts = [f"{ORDER_NAMES[row['p']]}: {str(row['verdict'])}"
+                 + ("" if row["verdict"] == Verdict.NOT_COMPARABLE else
+                    f", {row['ratio']:.2f}× {interval_text(row['lower'], row['upper'])} ({row['critics']} of "
+                    f"{row['of']} critics, {row['seeds']} seeds)")
                  for row in frame.to_dict("records")]
         first, last = int(frame["from"].iloc[0]), int(frame["to"].iloc[0])
         return f"from iteration {first:,} to {last:,}, " + "; ".join(parts)

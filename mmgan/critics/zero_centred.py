@@ -33,7 +33,7 @@ import pandas as pd
 from mmgan.base.results import results_root as find_results_root
 from mmgan.base.results import verify_manifest
 from mmgan.book.propositions import ALPHA
-from mmgan.book.verdicts import interval_text
+from mmgan.book.verdicts import effect_text, interval_text
 from mmgan.critics import measure as cm
 from mmgan.critics import report
 from mmgan.gan import tables as gan_tables
@@ -151,10 +151,11 @@ def cell_table(critics: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict_sentence(judged: pd.DataFrame) -> str:
-    """The verdicts in one sentence, each with its ratio and interval where it has one."""
-    return "; ".join(f"{row['proposition']}: {row['verdict']}" + (
-        f" ({row['ratio']:.2f} {interval_text(row['lower'], row['upper'])})" if math.isfinite(row["ratio"]) else "")
-        for _, row in judged.iterrows())
+    """The verdicts in one sentence, each with its ratio and interval where it has one (none beside *not
+    comparable*, :func:`mmgan.book.verdicts.effect_text`)."""
+    return "; ".join(f"{row['proposition']}: {row['verdict']}"
+                     + effect_text(row["verdict"], row["ratio"], row["lower"], row["upper"])
+                     for _, row in judged.iterrows())
 
 
 def _shown(judged: pd.DataFrame) -> pd.DataFrame:

@@ -37,7 +37,7 @@ from mmgan.base.registry import lookup
 from mmgan.base.results import results_root as find_results_root
 from mmgan.book import paper, plots, propositions
 from mmgan.book.propositions import PROPOSITIONS as PROPOSITIONS_BY_NAME
-from mmgan.book.verdicts import Verdict, interval_text
+from mmgan.book.verdicts import Verdict, effect_text, interval_text
 from mmgan.gan import outcomes as gan_outcomes
 from mmgan.gan import protocol, trained
 from mmgan.gan import report as gan_report
@@ -611,14 +611,16 @@ def overview_table(overview: pd.DataFrame) -> pd.DataFrame:
     judged = ~overview["verdict"].str.startswith("not comparable")
     return pd.DataFrame({
         "table": overview["table"], "proposition": overview["proposition"],
-        "runs that did not learn (better / other)": overview["failed"],
+        "runs that did not learn (better / other)": [f if not str(r).startswith("not comparable") else "—"
+                                                     for f, r in zip(overview["failed"], overview["reliability"])],
         "reliability verdict": overview["reliability"],
         "quality ratio (end FDD, runs that learnt)": [f"{r:.2f}" if ok else "—"
                                                      for r, ok in zip(overview["ratio"], judged)],
         "interval": [interval_text(lo, hi) if ok else "—"
                      for lo, hi, ok in zip(overview["lower"], overview["upper"], judged)],
-        "level": [f"{level:.1%}" for level in overview["level"]],
-        "seeds × pairs": [f"{s} × {p}" for s, p in zip(overview["seeds"], overview["pairs"])],
+        "level": [f"{level:.1%}" if ok else "—" for level, ok in zip(overview["level"], judged)],
+        "seeds × pairs": [f"{s} × {p}" if ok else "—"
+                          for s, p, ok in zip(overview["seeds"], overview["pairs"], judged)],
         "verdict": overview["verdict"],
         "paper ratio (FID, same pairs)": [f"{r:.2f}" if math.isfinite(r) else "not tested"
                                           for r in overview["paper ratio"]],
@@ -671,10 +673,10 @@ def status_notes(overview: pd.DataFrame) -> dict[str, str]:
     introduction's status table; the same numbers as :func:`propositions_overview`, so the two agree."""
     notes = {}
     for table, rows in overview.groupby("table", sort=False):
-        parts = [f"{r.proposition}: {r.verdict} among runs that learnt" + (
-            f" ({r.ratio:.2f} [{r.lower:.2f}, {r.upper:.2f}])" if not r.verdict.startswith("not comparable")
-            and math.isfinite(r.lower) else "") + f", {r.reliability} on failures ({r.failed} did not learn)"
-            for r in rows.itertuples()]
+        parts = [f"{r.proposition}: {r.verdict} among runs that learnt"
+                 + effect_text(r.verdict, r.ratio, r.lower, r.upper) + f", {r.reliability} on failures"
+                 + ("" if str(r.reliability).startswith("not comparable") else f" ({r.failed} did not learn)")
+                 for r in rows.itertuples()]
         notes[CHAPTERS[table.removeprefix("Table ")]] = "; ".join(parts)
     return notes
 

@@ -231,6 +231,13 @@ def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFram
                 other = frame.loc[name]
                 out[f"{stat} {metric}: ratio, interval, verdict"] = (
                     f"{_number(other['ratio'])} {interval_text(other['lower'], other['upper'])}, {other['verdict']}")
+        quality = [f"quality among learnt runs: ratio other / better ({primary} {metric})", f"{level:.1%} interval",
+                   "robust: Hodges–Lehmann ratio [interval]", "seeds × pairs", "pairs agree?", "seeds for ±15%"]
+        reliability = ["runs that did not learn (better / other)", "reliability: Δ failure share [interval], p",
+                       "time to start: other − better (iterations), p"]
+        for verdict, columns in ((row["verdict"], quality), (row["reliability"], reliability)):
+            if str(verdict).startswith("not comparable"):  # no number beside a verdict its runs cannot carry
+                out.update(dict.fromkeys(columns, "—"))
         if name in paper_ratios.index:
             out["paper: FID ratio on the same pairs (pairs the predicted way)"] = (
                 f"{paper_ratios.loc[name, 'paper ratio']:.2f} ({paper_ratios.loc[name, 'paper pairs']})")

@@ -28,7 +28,7 @@ import torch
 from mmgan.base.registry import check_int
 from mmgan.base.results import results_root
 from mmgan.book.propositions import ALPHA, pooled_effect
-from mmgan.book.verdicts import Verdict, interval_text
+from mmgan.book.verdicts import Verdict, effect_text, interval_text
 from mmgan.margins import taylor_margin
 from mmgan.table1 import study as table1
 from mmgan.table1.report import ACCURACY_BAR, MIN_PAIRS, statistics
@@ -207,7 +207,7 @@ class ZeroCentredPage:
                 f"zc_{name}_learnt_zero": int(zero["seeds learnt"].sum()),
                 f"zc_{name}_first_order_one": _range(one["first order / distance"], "{:.2f}"),
                 f"zc_{name}_first_order_zero": _range(zero["first order / distance"], "{:.2f}"),
-                f"zc_{name}_first_order_word": ("confirmed" if first_order_overstates(rows) else "not confirmed"),
+                f"zc_{name}_first_order_word": ("holds" if first_order_overstates(rows) else "does not hold"),
                 f"zc_{name}_gradient_zero": _range(zero["‖∇f‖₂ at test points"], "{:.3g}"),
                 f"zc_{name}_gradient_one": _range(one["‖∇f‖₂ at test points"], "{:.3g}"),
             })
@@ -223,7 +223,7 @@ class ZeroCentredPage:
                 parts.append(f"at λ = {variant.lam:g} no zero-centred classifier fits the roll (not comparable)")
             else:
                 parts.append(f"at λ = {variant.lam:g}, L² margin ratio better / other: " + "; ".join(
-                    f"{name}: {row['verdict']} ({row['ratio']:.2f} {interval_text(row['lower'], row['upper'])})"
+                    f"{name}: {row['verdict']}{effect_text(row['verdict'], row['ratio'], row['lower'], row['upper'])}"
                     for name, row in comparable.iterrows()))
         config = self.variants[0].result.config
         return f"swiss roll, Table 1's headline protocol ({len(config.seeds)} seeds): " + "; ".join(parts)
