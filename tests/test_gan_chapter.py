@@ -230,3 +230,24 @@ def test_the_forest_plot_stands_alone():
     assert [t.get_text() for t in fig.axes[-1].get_xticklabels()] == ["0.1", "0.2", "0.5", "1", "2", "5", "10"]
     sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
     assert min(sizes) >= 10
+
+
+def test_sample_grids_show_every_run_apart_and_mark_those_that_did_not_learn():
+    """Issue 35: one row per run, gaps between images, a run that did not learn labelled in red, at most four
+    cells per row of panels (a figure no wider than a page's column)."""
+    import torch
+
+    from mmgan.book import plots
+
+    images = torch.ones(3, 1, 4, 4)  # white digits: the gaps between them are grey
+    strip = plots._strips([images, images])
+    assert strip.shape == (4 + 2 + 4, 3 * 4 + 2 * 2, 1)
+    assert strip[0, 4, 0] == pytest.approx((plots.SAMPLE_GAP_LEVEL + 1) / 2) and strip[0, 0, 0] == 1.0
+    cells = {f"cell {k}": [("seed 0", True, images), ("seed 1: stalled", False, images)] for k in range(6)}
+    fig = plots.sample_grids(cells, "t")
+    ticks = fig.axes[0].get_yticklabels()
+    assert [t.get_text() for t in ticks] == ["seed 0", "seed 1: stalled"]
+    assert ticks[0].get_color() == "k" and ticks[1].get_color() == "tab:red"
+    assert fig.get_size_inches()[0] <= 2.3 * plots.SAMPLE_COLUMNS
+    with pytest.raises(ValueError, match="no samples"):
+        plots.sample_grids({}, "t")

@@ -281,30 +281,56 @@ def gan_metric_curves(curves, ylabel: str) -> Figure:
     return fig
 
 
-def sample_grids(samples: Mapping[str, torch.Tensor], title: str, columns: int = 4) -> Figure:
-    """One panel per cell: its images (N, C, H, W in [−1, 1]) tiled in a square grid, grey levels or colour.
+#: Grey level (in [−1, 1]) of the gaps between sample images, so that neighbouring digits do not run together.
+SAMPLE_GAP_LEVEL = 0.0
+#: Cells per row of :func:`sample_grids` (a wider figure would not fit a page's column).
+SAMPLE_COLUMNS = 4
 
-    Raises ``ValueError`` when there is nothing to draw."""
-    if not samples:
+
+def _strips(rows: Sequence[torch.Tensor], gap: int = 2) -> np.ndarray:
+    """Images (one (N, C, H, W) tensor in [−1, 1] per row) laid out row by row with ``gap`` pixels of
+    :data:`SAMPLE_GAP_LEVEL` between them, as an (H', W', C) array in [0, 1]."""
+    n = max(len(images) for images in rows)
+    _, c, h, w = rows[0].shape
+    canvas = torch.full((c, len(rows) * (h + gap) - gap, n * (w + gap) - gap), SAMPLE_GAP_LEVEL)
+    for r, images in enumerate(rows):
+        for k, image in enumerate(images.detach().float().clamp(-1, 1)):
+            canvas[:, r * (h + gap):r * (h + gap) + h, k * (w + gap):k * (w + gap) + w] = image
+    return ((canvas.permute(1, 2, 0) + 1) / 2).numpy()
+
+
+def sample_grids(samples: Mapping[str, Sequence[tuple[str, bool, torch.Tensor]]], title: str) -> Figure:
+    """One panel per cell, at most :data:`SAMPLE_COLUMNS` panels per row: one row of images per run (its label,
+    e.g. ``"seed 3"``, at the left; in red when the run did not learn), the images (N, C, H, W in [−1, 1]) separated
+    by gaps so that each is seen on its own.
+
+    ``samples`` maps a cell's name to its runs as (label, learnt, images). Raises ``ValueError`` when there is
+    nothing to draw."""
+    if not samples or not all(samples.values()):
         raise ValueError("no samples to draw")
     panels = len(samples)
+    columns = min(SAMPLE_COLUMNS, panels)
     rows = math.ceil(panels / columns)
-    fig, axes = plt.subplots(rows, min(columns, panels), figsize=(2.6 * min(columns, panels), 3.0 * rows + 0.4),
+    runs = max(len(r) for r in samples.values())
+    fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, (0.25 * runs + 0.6) * rows + 0.5),
                              squeeze=False, layout="constrained")
     plt.close(fig)
-    for ax, (name, images) in zip(axes.flat, samples.items()):
-        n, c, h, w = images.shape
-        side = math.ceil(math.sqrt(n))
-        tiles = torch.ones(side * side, c, h, w) * -1
-        tiles[:n] = images.detach().float().clamp(-1, 1)
-        grid = tiles.reshape(side, side, c, h, w).permute(0, 3, 1, 4, 2).reshape(side * h, side * w, c)
-        grid = ((grid + 1) / 2).numpy()
-        ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    for ax, (name, cell) in zip(axes.flat, samples.items()):
+        grid = _strips([images for _, _, images in cell])
+        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray" if grid.shape[-1] == 1 else None,
+                  vmin=0, vmax=1, interpolation="nearest")
+        height = grid.shape[0] / len(cell)
+        ax.set_yticks([height * (k + 0.5) for k in range(len(cell))], [label for label, _, _ in cell], fontsize=9)
+        for tick, (_, learnt, _) in zip(ax.get_yticklabels(), cell):
+            tick.set_color("k" if learnt else "tab:red")
+        ax.set_xticks([])
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
         ax.set_title(name, fontsize=9)
-        ax.set_axis_off()
     for ax in list(axes.flat)[panels:]:
         ax.set_axis_off()
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title + " (a red label: the run did not learn)", fontsize=10)
     return fig
 
 

@@ -50,6 +50,8 @@ from mmgan.norms import order_text
 LEVELLED = 0.10
 #: The statistic the verdicts are drawn from (:data:`mmgan.gan.report.STATISTICS`); the others are shown beside.
 PRIMARY = "end"
+#: Runs per cell whose samples a study page shows (those that did not learn first).
+SAMPLE_RUNS = 6
 ARCH_NAMES = {"dcgan": "DCGAN", "standard_cnn": "standard CNN"}
 STUDY_CAPTIONS: dict[str, str | None] = {
     "propositions": None,  # the chapter introduces it in its own words
@@ -299,19 +301,24 @@ class Study(Run):
         return protocol.protocol_table(self.config, gan_tables.TABLES[self.table].losses, self.seeds,
                                        tuple(self.results["q"].unique())).set_index("setting")
 
-    def samples(self, n: int = 16) -> tuple[dict[str, Any], list[str]]:
-        """Per cell of the study, ``n`` samples of its first seed whose networks are committed
-        (:func:`mmgan.gan.trained.samples`), and the cells with none."""
+    def samples(self, n: int = 8, runs: int = SAMPLE_RUNS) -> tuple[dict[str, list[tuple[str, bool, Any]]], list[str]]:
+        """Per cell of the study, ``n`` samples of each of up to ``runs`` of its runs whose networks are committed
+        (:func:`mmgan.gan.trained.samples`) as (label, learnt, images): every run that did not learn first (so a
+        stalled seed is never hidden), then the others by seed; and the cells with no committed networks."""
         grids, missing = {}, []
+        outcomes = self.outcomes.set_index([*propositions.CELL, "seed"])
         finished = gan_tables.finished(self.results).sort_values("seed")
-        for cell, runs in finished.groupby(list(propositions.CELL), sort=False):
-            kept = [run for run in runs.itertuples() if (Path(run.run) / trained.NETWORKS).is_file()]
+        for cell, cell_runs in finished.groupby(list(propositions.CELL), sort=False):
+            kept = [run for run in cell_runs.itertuples() if (Path(run.run) / trained.NETWORKS).is_file()]
             if not kept:
                 missing.append(propositions.cell_text(*cell))
                 continue
+            rows = [(run.seed, outcomes.loc[(*cell, run.seed)]) for run in kept]
+            rows = sorted(rows, key=lambda r: (bool(r[1]["learnt"]), r[0]))[:runs]
             loss, norm, g = cell
-            grids[f"{loss}, q = {norm}\n{g} penalty, seed {kept[0].seed}"] = trained.samples(
-                trained.load_run(kept[0].run), n)
+            grids[f"{loss}, q = {norm}, {g} penalty"] = [
+                (f"seed {seed}" + ("" if row["learnt"] else f": {row['outcome']}"), bool(row["learnt"]),
+                 trained.samples(trained.load_run(row["run"]), n)) for seed, row in sorted(rows, key=lambda r: r[0])]
         return grids, missing
 
     def values(self) -> dict[str, Any]:
