@@ -44,6 +44,23 @@ def _figure(width: float = 6.0, height: float = 3.6, ncols: int = 1) -> tuple[Fi
     return fig, axes[0]
 
 
+#: The widest figure (inches) drawn: a page's column on a desktop; wider sets of panels wrap onto more rows.
+MAX_FIGURE_WIDTH = 9.0
+
+
+def _panels(count: int, panel_width: float, panel_height: float) -> tuple[Figure, list]:
+    """A figure of ``count`` panels of the given size, as many per row as :data:`MAX_FIGURE_WIDTH` allows (the
+    rest wrap onto further rows; unused cells of the last row are hidden), not kept open by pyplot."""
+    columns = max(1, min(count, int(MAX_FIGURE_WIDTH // panel_width)))
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(panel_width * columns, panel_height * rows), squeeze=False,
+                             layout="constrained")
+    plt.close(fig)
+    for ax in axes.flat[count:]:
+        ax.set_axis_off()
+    return fig, list(axes.flat[:count])
+
+
 def margin_losses(z_min: float = -2.5, z_max: float = 2.5) -> Figure:
     """The margin losses L(z) of eq. 6 against the functional margin z = y·f(x)."""
     fig, (ax,) = _figure()
@@ -134,7 +151,7 @@ def decision_boundaries(nets: Sequence[tuple[str, torch.nn.Module]], x: np.ndarr
                         closest: Sequence[np.ndarray], accuracy: Sequence[float], resolution: int = 400) -> Figure:
     """Each classifier's boundary {f = 0} over the data, with the L² closest points of a few samples."""
     n = len(nets)
-    cols = 4
+    cols = min(n, int(MAX_FIGURE_WIDTH // 3.0))
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False, layout="constrained")
     plt.close(fig)
@@ -175,7 +192,7 @@ def training_curves(curves, metrics: Sequence[str] = ("loss", "penalty", "accura
 
     The penalty panel leaves out the unpenalised row: it logs g(‖∇f‖) but is trained with λ = 0.
     """
-    fig, axes = _figure(3.2 * len(metrics), 3.0, ncols=len(metrics))
+    fig, axes = _panels(len(metrics), 3.2, 3.0)
     mean = curves.groupby(["row", "iteration"])[list(metrics)].mean().reset_index()
     for ax, metric in zip(axes, metrics):
         for label, part in mean.groupby("row", sort=False):
@@ -186,7 +203,7 @@ def training_curves(curves, metrics: Sequence[str] = ("loss", "penalty", "accura
         ax.set(xlabel="iteration", title=metric.replace("_", " "))
         if metric == "penalty":
             ax.set_yscale("symlog", linthresh=1e-3)
-    axes[0].legend(frameon=False, fontsize=7)
+    axes[0].legend(frameon=False, fontsize=9)
     return fig
 
 
@@ -214,7 +231,7 @@ def sigmoid_example_figure(cases: Mapping[str, tuple[float, float]]) -> Figure:
 
 def line_gan_curves(curves) -> Figure:
     """Toy GAN: distance to the real line and discriminator gradient at fakes, per (loss, λ) and seed."""
-    fig, (ax_d, ax_g) = _figure(9.5, 3.6, ncols=2)
+    fig, (ax_d, ax_g) = _figure(MAX_FIGURE_WIDTH, 3.6, ncols=2)
     settings = list(curves.groupby(["generator_loss", "lam"]).groups)
     palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
     for (loss, lam), color in zip(settings, palette):
@@ -265,7 +282,7 @@ def gan_metric_curves(curves, ylabel: str) -> Figure:
         raise ValueError("no run has two metric evaluations: nothing to draw "
                          "(lengthen the runs or evaluate more often)")
     losses = list(dict.fromkeys(curves["loss"]))
-    fig, axes = _figure(4.2 * len(losses), 3.4, ncols=len(losses))
+    fig, axes = _panels(len(losses), 4.2, 3.4)
     mean = curves.groupby(["loss", "q", "g", "iteration"])["value"].agg(["mean", "min", "max"]).reset_index()
     styles = {"ls": "--", "hinge": "-", "R1": ":", "R2": "-.", "R1 + R2": "-"}
     # colour by q; the zero-centred penalties (all q = 2) by their own colour
@@ -277,7 +294,7 @@ def gan_metric_curves(curves, ylabel: str) -> Figure:
             ax.plot(part["iteration"], part["mean"], ls=styles.get(g, "-"), color=color, label=f"q={q}, g={g}")
             ax.fill_between(part["iteration"], part["min"], part["max"], color=color, alpha=0.12)
         ax.set(xlabel="generator iteration", ylabel=ylabel, title=loss, yscale="log")
-    axes[0].legend(frameon=False, fontsize=7)
+    axes[0].legend(frameon=False, fontsize=9)
     return fig
 
 
@@ -408,7 +425,7 @@ def critic_margin_scatter(critics) -> Figure:
     if not len(critics):
         raise ValueError("no critic to draw")
     rules, orders = list(dict.fromkeys(critics["threshold_rule"])), sorted(critics["p"].unique())
-    fig, axes = plt.subplots(len(rules), len(orders), figsize=(3.2 * len(orders), 2.8 * len(rules)), squeeze=False,
+    fig, axes = plt.subplots(len(rules), len(orders), figsize=(2.9 * len(orders), 2.8 * len(rules)), squeeze=False,
                              layout="constrained")
     plt.close(fig)  # shown once, by the notebook's display of the returned figure
     cells = list(dict.fromkeys(critics["cell"]))
@@ -432,8 +449,7 @@ def critic_margins_along_training(summary) -> Figure:
     if not len(summary):
         raise ValueError("no margin along training to draw")
     orders = sorted(summary["p"].unique())
-    fig, axes = plt.subplots(1, len(orders) + 1, figsize=(3.0 * (len(orders) + 1), 2.8), layout="constrained")
-    plt.close(fig)  # shown once, by the notebook's display of the returned figure
+    fig, axes = _panels(len(orders) + 1, 3.0, 2.8)
     cells = list(dict.fromkeys(summary["cell"]))
     colors = dict(zip(cells, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for ax, p in zip(axes, orders):
@@ -447,7 +463,7 @@ def critic_margins_along_training(summary) -> Figure:
     for cell, part in fdd.groupby("cell", sort=False):
         axes[-1].plot(part["iteration"], part["FDD"], marker="o", ms=3, color=colors[cell], label=cell)
     axes[-1].set(xscale="log", yscale="log", title="FDD (mean over seeds)", xlabel="generator iteration")
-    axes[0].legend(frameon=False, fontsize=7)
+    axes[0].legend(frameon=False, fontsize=9)
     return fig
 
 
@@ -466,7 +482,7 @@ def verdicts_over_training(over, xlabel: str, columns: int = 3) -> Figure:
         raise ValueError("no proposition has a ratio at any evaluation: nothing to draw")
     cols = min(columns, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(2.95 * cols, 2.6 * rows), squeeze=False, layout="constrained")
     plt.close(fig)  # pyplot does not keep it open, so a notebook shows it exactly once
     for ax, name in zip(axes.flat, names):
         part = drawable[drawable["proposition"] == name].sort_values("iteration")
@@ -493,7 +509,7 @@ def start_curves(outcomes, iterations: int) -> Figure:
     level, against generator iterations (``outcomes``: :func:`mmgan.gan.outcomes.run_outcomes`; a run that never
     started stays in the share to the end, marked by a cross there): a survival curve of the time to start."""
     losses = list(dict.fromkeys(outcomes["loss"]))
-    fig, axes = _figure(4.2 * len(losses), 4.2, ncols=len(losses))
+    fig, axes = _panels(len(losses), 4.2, 4.2)
     for ax, loss in zip(axes, losses):
         for (norm, g), runs in outcomes[outcomes["loss"] == loss].groupby(["norm", "g"], sort=False):
             times = np.sort(runs.loc[~runs["censored"], "time"].to_numpy(dtype=float))
