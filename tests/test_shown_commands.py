@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -58,11 +58,13 @@ def _paper_table(command: str, tmp: Path) -> str:
 
 def _few_images(command: str, tmp: Path) -> str:
     """Critic margins of a committed study (seconds per image, boundary and critic): the first run only, one image,
-    one boundary, no FMN cross-check, into a folder of the test's own; in a loop over tables, the first table so."""
+    one boundary, no FMN cross-check, along training the first snapshot listed, into a folder of the test's own; in
+    a loop over tables, the first table so."""
     loop = re.match(r"^for (\w+) in (\S+)[^;]*; do (.*); done$", command)
     if loop:  # the same command for each table: the first table stands for the others
         return f"for {loop.group(1)} in {loop.group(2)}; do {_few_images(loop.group(3), tmp)}; done"
     command = re.sub(r"--images \d+", "", command)
+    command = re.sub(r"--along-training (\d+)( \d+)*", r"--along-training \1", command)  # its first snapshot
     return command + f" --runs 1 --images 1 --fmn-steps 0 --thresholds midpoint --workers 1 --out {tmp / 'margins'}"
 
 
@@ -136,14 +138,52 @@ def _first_showing() -> set[tuple[str, str]]:
 FIRST = _first_showing()
 
 
-@pytest.fixture
-def fresh_folder(tmp_path):
+def make_fresh_folder(where: Path) -> Path:
     """A working folder like a fresh clone's root for these commands: the chapters and benchmarks, no output/."""
-    work = tmp_path / "clone"
-    work.mkdir()
+    work = where / "clone"
+    work.mkdir(parents=True)
     for name in ("notebooks", "benchmarks", "mmgan", "results"):  # results/: read only by these commands
         (work / name).symlink_to(ROOT / name)
     return work
+
+
+@pytest.fixture
+def fresh_folder(tmp_path):
+    return make_fresh_folder(tmp_path)
+
+
+def run_page(source: str, where: Path) -> list[tuple[str, str, subprocess.CompletedProcess]]:
+    """Run the commands of one page in order, from a fresh folder of its own under ``where``, up to the first that
+    fails: (command as shown, command as run, its result) each."""
+    fresh = make_fresh_folder(where)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
+               MMGAN_CACHE=os.environ.get("MMGAN_CACHE", str(where / "cache")))
+    env.pop("MMGAN_RESULTS", None)
+    done = []
+    for shown in (s for s in SHOWN if s.source == source):
+        if shown.command in NOT_RUN or ((source, shown.command) not in FIRST and not shown.command.startswith("mkdir")):
+            continue
+        command = _rule(shown.command)(shown.command, where)
+        result = subprocess.run(["bash", "-c", f"set -eo pipefail; {command}"], cwd=fresh, env=env,
+                                capture_output=True, text=True, timeout=600)
+        done.append((shown.command, command, result))
+        if not _succeeded(command, result):
+            break
+    return done
+
+
+def _succeeded(command: str, result: subprocess.CompletedProcess) -> bool:
+    ok = result.returncode == 0 or (result.returncode == 1 and "--collect" in command)  # 1: runs still missing
+    return ok and "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def page_runs(tmp_path_factory) -> dict[str, list[tuple[str, str, subprocess.CompletedProcess]]]:
+    """Every page's commands, two pages at a time (the machine's two cores; each page's own commands in order)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {source: pool.submit(run_page, source, tmp_path_factory.mktemp(Path(source).stem))
+                   for source in SOURCES}
+        return {source: future.result() for source, future in futures.items()}
 
 
 def test_every_shown_command_has_a_rule_and_the_list_is_not_empty():
@@ -160,23 +200,12 @@ def test_the_rerun_command_makes_its_output_folder():
 
 
 @pytest.mark.parametrize("source", SOURCES)
-def test_every_command_of_a_page_runs_from_a_fresh_clone(source, fresh_folder, tmp_path):
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
-               MMGAN_CACHE=os.environ.get("MMGAN_CACHE", str(tmp_path / "cache")))
-    env.pop("MMGAN_RESULTS", None)
-    ran = 0
-    for shown in (s for s in SHOWN if s.source == source):
-        if shown.command in NOT_RUN or ((source, shown.command) not in FIRST and not shown.command.startswith("mkdir")):
-            continue
-        command = _rule(shown.command)(shown.command, tmp_path)
-        done = subprocess.run(["bash", "-c", f"set -eo pipefail; {command}"], cwd=fresh_folder, env=env,
-                              capture_output=True, text=True, timeout=600)
-        ok = done.returncode == 0 or (done.returncode == 1 and "--collect" in command)  # 1: runs still missing
-        assert ok, f"{source}: `{shown.command}` (run as `{command}`) exited {done.returncode}:\n{done.stderr[-2000:]}"
-        assert "Traceback" not in done.stderr, done.stderr[-2000:]
-        ran += 1
-    assert ran or all((source, s.command) not in FIRST for s in SHOWN if s.source == source)
-    shutil.rmtree(fresh_folder / "output", ignore_errors=True)
+def test_every_command_of_a_page_runs_from_a_fresh_clone(source, page_runs):
+    done = page_runs[source]
+    for shown, command, result in done:
+        assert _succeeded(command, result), (f"{source}: `{shown}` (run as `{command}`) exited {result.returncode}:"
+                                             f"\n{result.stderr[-2000:]}")
+    assert done or all((source, s.command) not in FIRST or s.command in NOT_RUN for s in SHOWN if s.source == source)
 
 
 def test_the_check_fails_on_a_command_as_it_was_printed_before(fresh_folder):
