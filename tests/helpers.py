@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import torch
 
@@ -36,3 +38,13 @@ def small_mlp(dim: int, seed: int = 0, width: int = 16) -> torch.nn.Module:
         torch.nn.Linear(width, width), torch.nn.Tanh(),
         torch.nn.Linear(width, 1),
     ).double()
+
+
+class Payload:
+    """Unpickling this runs ``touch <marker>``: what a shared file could do to whoever loads it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)

@@ -4,7 +4,6 @@ before it runs, and checkpoints need no pickle (issue 23)."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import tiny_gan
+from helpers import Payload, tiny_gan
 
 from mmgan.base import run_folder
 from mmgan.gan import convert, train, trained
@@ -22,16 +21,6 @@ from mmgan.gan import tables as gan_tables
 from mmgan.table1 import study as table1
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Payload:
-    """Unpickling this runs ``touch <marker>``: what a shared file could do to whoever loads it."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def plant(path: Path, marker: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -16,21 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_gan
+from helpers import Payload, tiny_gan
 
 from mmgan.base import run_folder
 from mmgan.base.results import read_torch
 from mmgan.gan import convert, metrics
-
-
-class Payload:
-    """Unpickling this runs ``touch <marker>``: what a shared file could do to whoever loads it."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def plant(path: Path, marker: Path) -> None:
