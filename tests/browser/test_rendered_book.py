@@ -102,3 +102,11 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
                      "figure shown small"):
         assert any(expected in p for p in table_problems), (expected, table_problems)
     assert any("beside a number that cannot carry one" in p for p in table_problems), table_problems
+
+
+def test_the_sideways_check_catches_a_page_wider_than_a_phone(broken_copy, chromium):
+    page = broken_copy / "notebooks" / "taylor_margin.html"
+    page.write_text(page.read_text().replace("</main>", "<p style='white-space:nowrap'>" + "x" * 200 + "</p></main>",
+                                             1))
+    reports = check_pages(broken_copy, None, {"phone": (390, 844)}, only={"notebooks/taylor_margin.html"})
+    assert any("scrolls sideways" in p for p in reports[0].problems), reports[0].problems
