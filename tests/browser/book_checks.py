@@ -7,7 +7,8 @@ output of a cell whose table reports numbers that cannot carry one (smoke preset
 verdict"), no object repr (``<... at 0x...>``) in an output, no unrendered ``$`` in a
 table, no table wider than its column unless it scrolls inside its frame, no figure shown
 at less than :data:`MIN_FIGURE_SCALE` of its size (its text would fall below 9 pt), and every
-internal link pointing at an existing file and anchor; on a phone, no page that scrolls sideways.
+internal link pointing at an existing file and anchor; on a phone, no page that scrolls sideways and every figure
+a link to its own image (tap to see it at the size it was drawn).
 Screenshots at desktop and phone widths are written to a folder for people to look at.
 """
 
@@ -191,6 +192,12 @@ async () => {
       out.small.push(`${img.getAttribute('src')} at ${Math.round(100 * img.clientWidth / img.naturalWidth)}%`);
     }
   }
+  // every figure opens at the size it was drawn (a phone shrinks it, and its text, to the column)
+  out.unlinked = [];
+  for (const img of main.querySelectorAll('.cell_output img')) {
+    const link = img.closest('a');
+    if (!link || link.href !== img.currentSrc && link.href !== img.src) out.unlinked.push(img.getAttribute('src'));
+  }
   // the page itself must not scroll sideways (checked on a phone, where a long heading or code would push it)
   out.sideways = document.documentElement.scrollWidth - window.innerWidth;
   return out;
@@ -239,8 +246,11 @@ def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = V
                         for match in RAW_MATH.finditer(found["raw"] or ""):
                             context_text = found["raw"][max(0, match.start() - 30): match.end() + 30]
                             report.problems.append(f"raw markup in the text: {context_text!r}")
-                    elif found["sideways"] > 1:
-                        report.problems.append(f"the page scrolls sideways by {found['sideways']} px on a {label}")
+                    else:
+                        if found["sideways"] > 1:
+                            report.problems.append(f"the page scrolls sideways by {found['sideways']} px on a {label}")
+                        report.problems += [f"figure that does not open at full size on a {label}: {src}"
+                                            for src in found["unlinked"]]
                     if screenshots is not None:
                         screenshots.mkdir(parents=True, exist_ok=True)
                         shot = screenshots / f"{name.replace('/', '__')}-{label}.png"

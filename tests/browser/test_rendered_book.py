@@ -110,3 +110,12 @@ def test_the_sideways_check_catches_a_page_wider_than_a_phone(broken_copy, chrom
                                              1))
     reports = check_pages(broken_copy, None, {"phone": (390, 844)}, only={"notebooks/taylor_margin.html"})
     assert any("scrolls sideways" in p for p in reports[0].problems), reports[0].problems
+
+
+def test_the_phone_check_catches_a_figure_that_does_not_open(broken_copy, chromium):
+    page = broken_copy / "notebooks" / "intro.html"  # it shows figures
+    text = page.read_text()
+    assert "<img" in text and "mmgan.js" in text
+    page.write_text(text.replace("mmgan.js", "missing.js"))  # the script that makes figures links is gone
+    reports = check_pages(broken_copy, None, {"phone": (390, 844)}, only={"notebooks/intro.html"})
+    assert any("does not open at full size" in p for p in reports[0].problems), reports[0].problems
