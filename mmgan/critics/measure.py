@@ -446,7 +446,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the study's snapshots at these iterations and its end, at its primary "
                              "boundary only")
     args = parser.parse_args(argv)
-    lookup(STUDIES, args.table, "table (a committed study)")
     check_int(args.images, "--images", minimum=1)
     check_int(args.workers, "--workers", minimum=1)
     check_int(args.fmn_steps, "--fmn-steps", minimum=0)

@@ -442,10 +442,11 @@ class GANChapter:
         for what, part in (("the chapter's own runs", self.run), ("the committed study", self.study)):
             if part is None:
                 continue
-            failed = part.everything[part.everything["status"] != "finished"]
+            failed = part.failed()
             if not failed.empty:
+                folders = part.everything.loc[failed.index, "run"]
                 raise ValueError(f"{len(failed)} of {what} failed or cannot be read: " + "; ".join(
-                    f"{row['run']}: {row['error']}" for _, row in failed.iterrows())
+                    f"{folder}: {error}" for folder, error in zip(folders, failed["error"]))
                     + ". Restore the committed files (git checkout -- results/), or rerun the runs named")
 
     def paper_table(self) -> pd.DataFrame:

@@ -197,10 +197,17 @@ def coerce_field(name: str, value: Any) -> Any:
 GAMMA_TO_LAM: dict[str, float] = {"real": 0.5, "fake": 0.5, "data": 1.0}
 
 
-def lam_from_gamma(gamma: Any, shapes: Any, penalty_at: str) -> float:
-    """The ``lam`` that the zero-centred penalty weight ``gamma`` means (:data:`GAMMA_TO_LAM`) for runs whose
-    penalty shapes are ``shapes`` and whose penalty is taken at ``penalty_at``; ``ValueError`` naming what is
-    wrong when γ is not defined there (another shape, the interpolates) or not a positive number."""
+def gamma_as_lam(values: dict[str, Any], shapes: Any, penalty_at: str) -> dict[str, Any]:
+    """``values`` with ``gamma``, the zero-centred penalty weight, replaced by the ``lam`` it means
+    (:data:`GAMMA_TO_LAM`) for runs whose penalty shapes are ``shapes`` and whose penalty is taken at
+    ``penalty_at`` (``values`` itself when it holds no ``gamma``); ``ValueError`` naming what is wrong when both
+    are given, when γ is not defined there (another shape, the interpolates) or is not a positive number."""
+    if "gamma" not in values:
+        return values
+    gamma = values["gamma"]
+    if "lam" in values:
+        raise ValueError(f"both gamma={gamma!r} and lam={values['lam']!r} were given: give one "
+                         "(lam = γ/2 for R1 or R2)")
     shapes = sorted(set(shapes))
     if shapes != ["zero_centered"] or penalty_at not in GAMMA_TO_LAM:
         raise ValueError(f"gamma is the weight of the zero-centred penalties R1/R2 (g='zero_centered' with "
@@ -210,24 +217,18 @@ def lam_from_gamma(gamma: Any, shapes: Any, penalty_at: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"invalid gamma={gamma!r}: γ must be a finite number > 0 (γ = 0 is no penalty at all, "
                          "which no run here is named for)")
-    return GAMMA_TO_LAM[penalty_at] * value
+    return {**{k: v for k, v in values.items() if k != "gamma"}, "lam": GAMMA_TO_LAM[penalty_at] * value}
 
 
 def config_from(values: dict[str, Any]) -> GANConfig:
     """A validated config from a mapping (YAML, flags, papermill): unknown keys raise ``ValueError`` listing the
     valid ones; each value is coerced to its field's type (``'2e-4'`` → 2e-4, ``'1e5'`` → 100000 for an int).
-    ``gamma`` may stand for ``lam`` with a zero-centred penalty (:func:`lam_from_gamma`; not both)."""
+    ``gamma`` may stand for ``lam`` with a zero-centred penalty (:func:`gamma_as_lam`; not both)."""
     known = {f.name for f in dataclasses.fields(GANConfig)}
     unknown = sorted(set(values) - known - {"gamma"})
     if unknown:
         raise ValueError(f"unknown GAN config key(s) {unknown}; valid keys: {sorted(known | {'gamma'})}")
-    if "gamma" in values:
-        if "lam" in values:
-            raise ValueError(f"both gamma={values['gamma']!r} and lam={values['lam']!r} were given: give one "
-                             f"(lam = γ/2 for R1 or R2)")
-        values = dict(values)
-        values["lam"] = lam_from_gamma(values.pop("gamma"), [values.get("g", GANConfig.g)],
-                                       values.get("penalty_at", GANConfig.penalty_at))
+    values = gamma_as_lam(values, [values.get("g", GANConfig.g)], values.get("penalty_at", GANConfig.penalty_at))
     return GANConfig(**{name: coerce_field(name, value) for name, value in values.items()}).validate()
 
 

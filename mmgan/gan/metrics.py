@@ -36,7 +36,7 @@ from torch import nn
 
 from mmgan.base.randomness import normal
 from mmgan.base.registry import check_int, lookup
-from mmgan.base.results import atomic_savez, atomic_torch_save, read_torch
+from mmgan.base.results import atomic_savez, atomic_torch_save, file_digest, read_torch
 
 #: pytorch-fid's Inception weights, as torch hub names them in ``$TORCH_HOME/hub/checkpoints/`` (the 8 hex digits
 #: are the start of the file's SHA-256).
@@ -159,8 +159,7 @@ def inception_state(path: Path) -> dict[str, torch.Tensor]:
     before the file is read as torch at all, and it is then read weights-only
     (:func:`~mmgan.base.results.read_torch`), so a damaged, replaced or malicious file is refused and runs
     nothing (``ValueError`` naming the file, both digests and where to get the right one)."""
-    with path.open("rb") as stream:
-        found = hashlib.file_digest(stream, "sha256").hexdigest()
+    found = file_digest(path)
     again = f"delete it and download {INCEPTION_WEIGHTS} again from {INCEPTION_URL}"
     if found != INCEPTION_SHA256:
         raise ValueError(f"{path} is not pytorch-fid's Inception weights file (its SHA-256 is {found}, expected "
@@ -184,8 +183,7 @@ class InceptionExtractor(Extractor):
         if not weights.is_file():
             raise FileNotFoundError(
                 f"FID needs pytorch-fid's Inception weights at {weights} (TORCH_HOME="
-                f"{os.environ.get('TORCH_HOME', '<unset>')}). Download {INCEPTION_WEIGHTS} from "
-                "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/ on a machine with "
+                f"{os.environ.get('TORCH_HOME', '<unset>')}). Download {INCEPTION_URL} on a machine with "
                 "network access and copy it there, or set TORCH_HOME to the folder holding hub/checkpoints/.")
         from pytorch_fid import inception
 

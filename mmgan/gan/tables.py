@@ -57,7 +57,7 @@ from mmgan.gan.config import (
     GANConfig,
     coerce_field,
     config_from,
-    lam_from_gamma,
+    gamma_as_lam,
     resolve_device,
 )
 from mmgan.gan.data import load_images
@@ -286,12 +286,8 @@ def table_configs(table: str, preset: str, **overrides: Any) -> tuple[list[tuple
     if preset in SMALL:
         base["image_size"], base["width"] = SMALL[preset][spec.arch]
     base.update(values)
-    if "gamma" in overrides:  # γ of the zero-centred tables (λ = γ/2 for R1 or R2)
-        if "lam" in overrides:
-            raise ValueError(f"both gamma={overrides['gamma']!r} and lam={overrides['lam']!r} were given: give one")
-        overrides["lam"] = lam_from_gamma(overrides.pop("gamma"), [g for _, g in spec.cells],
-                                          overrides.get("penalty_at", base["penalty_at"]))
-    base.update(overrides)
+    # γ of the zero-centred tables (λ = γ/2 for R1 or R2)
+    base.update(gamma_as_lam(overrides, [g for _, g in spec.cells], overrides.get("penalty_at", base["penalty_at"])))
     as_released = coerce_field("as_released", base.pop("as_released", False))
     # as_released applies per cell, to q = inf / smax only; validate the shared fields with the first cell
     config = config_from({**base, "loss": spec.losses[0], "q": spec.cells[0][0], "g": spec.cells[0][1]})
