@@ -218,8 +218,9 @@ class _Job:
 
 def test_a_job_that_does_not_stop_in_time_is_killed_with_every_process_of_its_session(monkeypatch):
     deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
-    code = f"import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', {deaf!r}]); print(child.pid, " \
-           f"flush=True); {deaf}"
+    # deaf before it says it is ready (its pid), so the SIGTERM below cannot arrive first; the child inherits that
+    code = f"{deaf.removesuffix('time.sleep(120)')}import subprocess, sys; " \
+           f"child = subprocess.Popen([sys.executable, '-c', {deaf!r}]); print(child.pid, flush=True); time.sleep(120)"
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                                start_new_session=True)
     child = int(process.stdout.readline())
