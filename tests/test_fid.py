@@ -147,3 +147,30 @@ def test_the_slabbed_covariance_is_the_sample_covariance():
     np.testing.assert_allclose(result.mu, x.mean(0), rtol=1e-12)
     np.testing.assert_allclose(result.sigma, np.cov(x, rowvar=False), rtol=1e-10, atol=1e-10)
     assert result.n == 700 and np.array_equal(result.sigma, result.sigma.T)
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e5])
+def test_a_large_mean_offset_costs_no_digits(offset):
+    """Features far from the origin (here 1e4 or 1e5 times their spread) give pytorch-fid's statistics and distance.
+
+    A one-pass covariance, E[xxᵀ] − μμᵀ, cancels offset² against the spread: at 1e5 it was off by 2e-5 here
+    (and by more on 2048-d features, where the distance refused the result as no covariance). Tolerances:
+    absolute 1e-6 for μ and Σ (in units of the features' spread, whose entries are of order 1), relative 1e-6
+    for the distance (about 15 here)."""
+    rng = np.random.default_rng(0)
+    mix = rng.normal(size=(64, 64)) / 8
+    drawn = (rng.normal(size=(300, 64)) @ mix + offset, (rng.normal(size=(300, 64)) * 1.2 + 0.3) @ mix + offset)
+    ours, theirs = [], []
+    for features in drawn:
+        running = fid.RunningStatistics(64)
+        for batch in np.array_split(features, [100, 101]):
+            running.update(batch)
+        ours.append(running.result())
+        theirs.append((np.mean(features, axis=0), np.cov(features, rowvar=False)))
+    for stats, (mu, sigma) in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(stats.mu, mu, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(stats.sigma, sigma, rtol=0, atol=1e-6)
+    (m1, s1), (m2, s2) = theirs
+    expected = calculate_frechet_distance(m1, s1, m2, s2)
+    distance = fid.frechet_distance(ours[0].mu, ours[0].sigma, ours[1].mu, ours[1].sigma)
+    assert distance == pytest.approx(expected, rel=1e-6)
