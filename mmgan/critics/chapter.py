@@ -21,8 +21,13 @@ from mmgan.base.results import results_root as find_results_root
 from mmgan.book.verdicts import Verdict, interval_text
 from mmgan.critics import measure as cm
 from mmgan.critics import report
+from mmgan.gan.tables import STUDIES
 
 ORDER_NAMES = {1.0: "L1", 2.0: "L2", math.inf: "L∞"}
+#: How the chapter writes each order in its sentences.
+ORDER_TEXT = {1.0: "L¹", 2.0: "L²", math.inf: "L^∞"}
+#: How the chapter writes each FDD statistic a margin is set against.
+FDD_NAMES = {"end_fdd": "end-of-training FDD", "final_fdd": "final FDD", "lowest_fdd": "lowest FDD"}
 #: How the chapter writes each threshold rule, and whose it is.
 RULE_NAMES = {"relativistic": "relativistic average (the paper's, App. C.1)", "zero": "zero (the hinge loss's)",
               "midpoint": "real/fake midpoint (ours)"}
@@ -38,6 +43,11 @@ class CriticMarginsPage:
     #: report.per_critic of the critics measured along training (primary threshold), None when not measured
     training: pd.DataFrame | None = None
     training_meta: dict[str, Any] | None = None
+    #: the column of ``critics`` the margins are set against: the GAN chapters' primary statistic
+    #: (:data:`mmgan.critics.report.FDD_STATISTIC`), or the final FDD when the runs' histories are not at hand
+    fdd: str = report.FDD_STATISTIC
+    #: why ``fdd`` is not the primary statistic ("" when it is)
+    fdd_note: str = ""
 
     @property
     def paper_boundary(self) -> str:
@@ -60,6 +70,8 @@ class CriticMarginsPage:
             notes.append(f"The committed measurements predate the paper's {RULE_NAMES[self.paper_boundary]} "
                          f"boundary: the verdicts are drawn at the {RULE_NAMES[self.primary]} boundary until "
                          f"`mmgan critic-margins {self.table}` re-measures them.")
+        if self.fdd_note:
+            notes.append(self.fdd_note)
         runs = (self.training_meta or {}).get("runs", "results/gan")
         if self.training is not None and runs != "results/gan":
             notes.append(f"The critics along training are those of a retrained replicate of the study (`{runs}`), "
@@ -104,13 +116,15 @@ class CriticMarginsPage:
 
     @cached_property
     def correlations(self) -> pd.DataFrame:
-        rows = [report.fdd_correlation(self.critics, rule, p)
+        """Per rule and order: does a larger signed margin go with a lower FDD (``fdd``) among the critics of one
+        cell? (:func:`mmgan.critics.report.within_cell_correlation`, the pooled ρ beside as a second view)."""
+        rows = [report.within_cell_correlation(self.critics, rule, p, "signed", self.fdd)
                 for rule in self.rules for p in sorted(self.critics["p"].unique())]
         return pd.DataFrame(rows)
 
     def margins_table(self) -> pd.DataFrame:
         """Per boundary and cell: the signed margin of each order (mean over seeds [95% t interval]), the
-        unsigned L¹ margin, accuracy, real–fake score gap and final FDD."""
+        unsigned L¹ margin, accuracy, real–fake score gap and FDD (the statistic the margins are set against)."""
         rows = []
         ordered = self.critics.assign(rank=self.critics["threshold_rule"].map(self.rules.index))
         for (_, rule, cell), group in ordered.groupby(["rank", "threshold_rule", "cell"], sort=True):
@@ -122,7 +136,7 @@ class CriticMarginsPage:
             row["L1 unsigned margin"] = f"{group[group['p'] == 1.0]['margin'].mean():.3g}"
             row["accuracy"] = round(float(group["accuracy"].mean()), 2)
             row["score gap (real − fake)"] = round(float(group["score_gap"].mean()), 2)
-            row["final FDD"] = round(float(group["final_fdd"].mean()), 1)
+            row[FDD_NAMES[self.fdd]] = round(float(group[self.fdd].mean()), 1)
             row["seeds"] = group["seed"].nunique()
             rows.append(row)
         return pd.DataFrame(rows).set_index(["boundary", "cell"])
@@ -164,13 +178,21 @@ class CriticMarginsPage:
                                      "score_gap_train": "score gap, train mode"})
 
     def correlations_table(self) -> pd.DataFrame:
+        """Per boundary and order: the within-cell ρ between the signed margin and the FDD with its bootstrap
+        interval and verdict, each cell's own ρ, and the pooled ρ (between + within cells, a second view)."""
         frame = self.correlations
-        text = [("—" if math.isnan(rho) else f"{rho:.2f} [{lo:.2f}, {hi:.2f}]")
-                for rho, lo, hi in zip(frame["rho"], frame["rho CI low"], frame["rho CI high"])]
-        return pd.DataFrame({"boundary": frame["threshold"].map(RULE_NAMES), "order": frame["p"].map(ORDER_NAMES),
-                             "critics passing the gate": [f"{k} of {n}" for k, n in zip(frame["critics"], frame["of"])],
-                             "Spearman ρ [95% bootstrap interval]": text,
-                             "verdict": frame["verdict"].map(str)}).set_index(["boundary", "order"])
+        rows = []
+        for row in frame.to_dict("records"):
+            level = f"{row['level']:.0%}"
+            rows.append({
+                "boundary": RULE_NAMES[row["threshold"]], "order": ORDER_NAMES[row["p"]],
+                "critics (cells)": f"{row['critics']} of {row['of']} ({row['cells']})",
+                f"within-cell ρ [{level} interval]": _rho_text(row["rho"], row["rho CI low"], row["rho CI high"]),
+                "verdict": str(row["verdict"]),
+                "each cell's ρ": ", ".join(f"{cell}: {rho:.2f}" for cell, rho in row["per cell"].items()) or "—",
+                f"pooled ρ, between + within cells [{level} interval]":
+                    _rho_text(row["pooled rho"], row["pooled CI low"], row["pooled CI high"])})
+        return pd.DataFrame(rows).set_index(["boundary", "order"])
 
     # ------------------------------------------------------------------------- along training
 
@@ -189,8 +211,8 @@ class CriticMarginsPage:
         return critic_margins_along_training(self.training_summary)
 
     def training_table(self) -> pd.DataFrame | str:
-        """Per cell and iteration: the signed margins [95% interval], the L¹ margin over the nearest-training-image
-        scale, the score gap, accuracy and FDD at that iteration."""
+        """Per cell and iteration: the signed margins [95% interval], the signed L¹ margin of the fixed real images,
+        the score gap, accuracy and FDD at that iteration."""
         if self.training is None:
             return f"No critic of Table {self.table} was measured along training."
         summary = self.training_summary.assign(order=lambda f: f["p"].map(ORDER_NAMES))
@@ -200,30 +222,61 @@ class CriticMarginsPage:
                                     aggfunc="first", sort=False)[list(ORDER_NAMES.values())]
         table.columns = [f"{c} signed margin" for c in table.columns]
         l1 = summary[summary["p"] == 1.0].set_index(["cell", "iteration"])
-        if "normalised" in l1:
-            table["L1 margin / NN distance"] = l1["normalised"].round(3)
+        table["L1 signed margin, real images"] = l1["real margin"].map(lambda v: f"{v:.3g}")
         table["score gap"] = l1["score gap"].round(2)
         table["accuracy"] = l1["accuracy"].round(2)
         table["FDD"] = l1["FDD"].round(1)
         return table
 
+    #: What the growth along training is read on: the signed margin over every measured image, and the scale
+    #: control, the signed margin of the fixed real images alone (the unsigned one beside).
+    GROWTH_MEASURES = ("signed", "real_signed", "real_margin")
+
     @cached_property
     def training_growth(self) -> pd.DataFrame:
-        """Growth from the first to the last measured iteration, raw and normalised
-        (:func:`mmgan.critics.report.seed_growth`)."""
+        """Growth from the first to the last measured iteration, per order (:func:`mmgan.critics.report.seed_growth`)
+        of each of :attr:`GROWTH_MEASURES`."""
         if self.training is None:
             return pd.DataFrame()
-        measures = [m for m in ("margin", "normalised") if m in self.training]
-        return pd.concat([report.seed_growth(self.training, measure) for measure in measures], ignore_index=True)
+        return pd.concat([report.seed_growth(self.training, measure) for measure in self.GROWTH_MEASURES],
+                         ignore_index=True)
+
+    @cached_property
+    def scale_control(self) -> pd.DataFrame:
+        """The scale control per order and per cell: growth of the signed margin of the fixed real images from the
+        first to the last measured iteration (:func:`mmgan.critics.report.seed_growth` with ``by_cell``)."""
+        if self.training is None:
+            return pd.DataFrame()
+        return report.seed_growth(self.training, "real_signed", by_cell=True)
+
+    def scale_control_table(self) -> pd.DataFrame | str:
+        """Per order: the ratio last / first iteration of the real images' signed margin, pooled over seeds, over all
+        cells (the verdict) and per cell, with its interval; the unsigned one and all images' beside."""
+        if self.training is None:
+            return f"No critic of Table {self.table} was measured along training."
+        growth = {(row["measure"], row["p"]): row for row in self.training_growth.to_dict("records")}
+        level = f"{1 - report.ALPHA / self.training['p'].nunique():.1%}"
+        rows = []
+        for p in sorted(self.training["p"].unique()):
+            real = growth.get(("real_signed", p))
+            row = {"order": ORDER_NAMES[p], f"real images, signed: ratio [{level} interval]": _ratio_text(real),
+                   "verdict": str(real["verdict"] if real else Verdict.NOT_COMPARABLE)}
+            for cell in self.scale_control[self.scale_control["p"] == p].to_dict("records"):
+                row[cell["cell"]] = _ratio_text(cell)
+            row["real images, unsigned"] = _ratio_text(growth.get(("real_margin", p)))
+            row["all images, signed"] = _ratio_text(growth.get(("signed", p)))
+            row["critics"] = "—" if real is None else f"{real['critics']} of {real['of']}, {real['seeds']} seeds"
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("order")
 
     def growth_sentence(self, measure: str) -> str:
         """Per order, the verdict on "the margins grow along training" (the book's one vocabulary) with the ratio
         last / first iteration of ``measure`` pooled over seeds and its interval."""
         frame = self.training_growth[self.training_growth["measure"] == measure]
         if frame.empty:
-            return (f"not measured: the committed measurements along training predate the {measure} margins; "
-                    f"`mmgan critic-margins {self.table} --along-training ITERATION ...` adds them")
-        parts = [f"{ORDER_NAMES[row['p']]}: {str(row['verdict'])}"
+            return (f"not measured: no critic passes the sanity gate at both ends, or the committed measurements "
+                    f"along training predate the {measure} margins")
+        parts = [f"{ORDER_TEXT[row['p']]}: {str(row['verdict'])}"
                  + ("" if row["verdict"] == Verdict.NOT_COMPARABLE else
                     f", {row['ratio']:.2f}× {interval_text(row['lower'], row['upper'])} ({row['critics']} of "
                     f"{row['of']} critics, {row['seeds']} seeds)")
@@ -243,13 +296,17 @@ class CriticMarginsPage:
     # ------------------------------------------------------------------------- glue
 
     def status_note(self) -> str:
-        """The introduction's status note for this chapter: the verdicts at the primary boundary, in words."""
+        """The introduction's status note for this chapter: the verdicts at the primary boundary, in words, and
+        whether a larger L¹ margin goes with a better GAN within cells."""
         chosen = self.propositions[(self.propositions["threshold"] == self.primary)
                                    & (self.propositions["measure"] == "signed")]
         return (f"Table {self.table}'s critics ({self.critics[['cell', 'seed']].drop_duplicates().shape[0]}), "
                 f"{RULE_NAMES[self.primary]} boundary, signed margins: " + "; ".join(
                     f"{r.proposition}: {r.verdict} ({r.ratio:.2f} {interval_text(r.lower, r.upper)})"
-                    for r in chosen.itertuples())) + (" " + self.stale_note() if self.stale_note() else "")
+                    for r in chosen.itertuples())
+                + f"; a larger signed L¹ margin goes with a lower {FDD_NAMES[self.fdd]} among the critics of one "
+                  f"cell: {self.correlation_sentence(self.primary, short=True)}"
+                + (" " + self.stale_note() if self.stale_note() else ""))
 
     def glue(self) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -266,8 +323,14 @@ class CriticMarginsPage:
         values["cm_certified_ratio"] = f"{gap.min():.1f}–{gap.max():.1f}"
         values["cm_sign_failures"] = int((~measured["sign_change"]).sum())
         values["cm_sign_total"] = len(measured)
+        values["cm_fdd_name"] = FDD_NAMES[self.fdd]
+        primary_l1 = self.correlations.set_index(["threshold", "p"]).loc[(self.primary, 1.0)]
+        values["cm_fdd_cells"] = ", ".join(f"{cell} {rho:.2f}" for cell, rho in primary_l1["per cell"].items())
+        values["cm_fdd_min_cell"] = report.MIN_CELL_CRITICS
+        values["cm_fdd_resamples"] = f"{report.RESAMPLES:,}"
         for rule in self.rules:
             values[f"cm_fdd_{rule}"] = self.correlation_sentence(rule)
+            values[f"cm_fdd_pooled_{rule}"] = self.pooled_sentence(rule)
             at_rule = self.critics[self.critics["threshold_rule"] == rule]
             values[f"cm_accuracy_{rule}"] = f"{at_rule['accuracy'].min():.2f}–{at_rule['accuracy'].max():.2f}"
             values[f"cm_wrong_side_{rule}"] = float(1 - at_rule["accuracy"].mean())
@@ -277,20 +340,33 @@ class CriticMarginsPage:
                           cm_training_images=int(self.training_meta["images"]),
                           cm_training_minutes=self.training_meta["seconds"] / 60,
                           cm_training_verdicts=self.training_verdicts(),
-                          cm_training_growth=self.growth_sentence("margin"),
-                          cm_training_growth_normalised=self.growth_sentence("normalised"))
+                          cm_growth_level=f"{1 - report.ALPHA / self.training['p'].nunique():.1%}",
+                          cm_training_growth=self.growth_sentence("signed"),
+                          cm_training_growth_real=self.growth_sentence("real_signed"),
+                          cm_training_growth_real_unsigned=self.growth_sentence("real_margin"))
         return values
 
-    def correlation_sentence(self, rule: str) -> str:
-        """The L¹ margin–FDD correlation at one threshold rule, as the chapter states it."""
+    def correlation_sentence(self, rule: str, short: bool = False) -> str:
+        """At one threshold rule, the within-cell correlation between the signed L¹ margin and the FDD as the chapter
+        states it (the verdict last); ``short``: the verdict first, then ρ and its interval."""
         row = self.correlations.set_index(["threshold", "p"]).loc[(rule, 1.0)]
-        if math.isnan(row["rho"]):
-            return f"no verdict: {row['critics']} of {row['of']} critics pass the sanity gate ({row['verdict']})"
-        return (f"ρ = {row['rho']:.2f} [{row['rho CI low']:.2f}, {row['rho CI high']:.2f}] over {row['critics']} "
-                f"of {row['of']} critics: {row['verdict']}")
+        if row["verdict"] == Verdict.NOT_COMPARABLE:
+            return (f"{row['verdict']}: no cell has {report.MIN_CELL_CRITICS} critics that pass the sanity gate "
+                    f"({row['critics']} of {row['of']} critics kept)")
+        rho = f"ρ = {_rho_text(row['rho'], row['rho CI low'], row['rho CI high'])}"
+        if short:
+            return f"{row['verdict']} ({rho}, {row['cells']} cells)"
+        return (f"signed L¹ margin against the {FDD_NAMES[self.fdd]}, ranked within each of {row['cells']} cells: "
+                f"{rho} over {row['critics']} of {row['of']} critics: {row['verdict']}")
+
+    def pooled_sentence(self, rule: str) -> str:
+        """The pooled ρ (between + within cells) of the same critics at one rule, the second view."""
+        row = self.correlations.set_index(["threshold", "p"]).loc[(rule, 1.0)]
+        return f"ρ = {_rho_text(row['pooled rho'], row['pooled CI low'], row['pooled CI high'])}"
 
     def scatter(self):
-        """The critics' margins against their runs' final FDD (:func:`mmgan.book.plots.critic_margin_scatter`)."""
+        """The critics' unsigned margins against their runs' final FDD, one colour per cell
+        (:func:`mmgan.book.plots.critic_margin_scatter`)."""
         from mmgan.book.plots import critic_margin_scatter
 
         return critic_margin_scatter(self.critics)
@@ -301,6 +377,38 @@ class CriticMarginsPage:
         critics = report.per_critic(self.check)
         return critics[["cell", "seed", "threshold_rule", "p", "margin", "signed", "lower", "certified",
                         "accuracy"]].round(4)
+
+
+def _rho_text(rho: float, low: float, high: float) -> str:
+    """``'-0.01 [-0.53, 0.47]'``, or ``'—'`` without a ρ."""
+    return "—" if math.isnan(rho) else f"{rho:.2f} {interval_text(low, high)}"
+
+
+def _ratio_text(row: dict[str, Any] | None) -> str:
+    """A growth row's ratio with its interval (``'0.43× [0.33, 0.55]'``), or *not comparable* (also without a row: no
+    critic passed the sanity gate at both ends)."""
+    if row is None or row["verdict"] == Verdict.NOT_COMPARABLE:
+        return str(Verdict.NOT_COMPARABLE)
+    return f"{row['ratio']:.2f}× {interval_text(row['lower'], row['upper'])}"
+
+
+def _end_of_training_fdd(critics: pd.DataFrame, table: str, meta: dict[str, Any],
+                         root: Path) -> tuple[pd.DataFrame, str, str]:
+    """``critics`` with the GAN chapters' primary FDD statistic of their runs
+    (:func:`mmgan.critics.report.with_end_fdd`), that column's name and "" — or, when the measured runs are not at
+    hand under ``root`` (the folder the measurement names, ``meta['runs']``), ``critics`` unchanged, ``final_fdd``
+    and a note saying so."""
+    runs = Path(meta.get("runs", "results/gan"))
+    folder = runs if runs.is_absolute() else root.joinpath(*(runs.parts[1:] if runs.parts[0] == "results"
+                                                             else runs.parts))
+    if table in STUDIES:
+        try:
+            listed = cm.study_runs(table, folder, meta.get("cells"))
+            return report.with_end_fdd(critics, listed), report.FDD_STATISTIC, ""
+        except FileNotFoundError:
+            pass
+    return critics, "final_fdd", (f"The histories of the measured runs (`{runs}`) are not at hand, so the margins are "
+                                  f"set against the runs' final FDD instead of the GAN chapters' end-of-training FDD.")
 
 
 def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: int = 50,
@@ -320,7 +428,7 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     check_int(check_runs, "check_runs", minimum=0)
     check_int(fmn_steps, "fmn_steps", minimum=0)
     measurements, meta = cm.load_measurements(table, results_root)
-    critics = report.per_critic(measurements)
+    critics, fdd, fdd_note = _end_of_training_fdd(report.per_critic(measurements), table, meta, root)
     training = training_meta = None
     if (Path(results_root) / f"table{table}{cm.ALONG_TRAINING}.csv").is_file():
         along, training_meta = cm.load_measurements(table, results_root, cm.ALONG_TRAINING)
@@ -329,4 +437,4 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     if check_runs:
         check = cm.measure_study(table, images=images, fmn_steps=fmn_steps, root=gan_root, runs=check_runs,
                                  search=dict(max_steps=30, polish_steps=1), thresholds=cm.default_thresholds(table))
-    return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta)
+    return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta, fdd, fdd_note)
