@@ -16,9 +16,12 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from mmgan.book.figure_text import BookFigure, record_text_sizes_in_outputs
 from mmgan.exact import parameter_dtype
 from mmgan.losses import MARGIN_LOSSES
 from mmgan.penalties import PENALTY_SHAPES
+
+record_text_sizes_in_outputs()
 
 ORDER_LABELS = {1.0: "$p=1$", 2.0: "$p=2$", math.inf: r"$p=\infty$"}
 ORDER_COLORS = {1.0: "tab:blue", 2.0: "tab:orange", math.inf: "tab:green"}
@@ -39,7 +42,8 @@ SHAPE_LABELS = {
 
 def _figure(width: float = 6.0, height: float = 3.6, ncols: int = 1) -> tuple[Figure, np.ndarray]:
     """A new figure that pyplot does not keep open (so a notebook shows it exactly once)."""
-    fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False,
+                             layout="constrained", FigureClass=BookFigure)
     plt.close(fig)
     return fig, axes[0]
 
@@ -54,7 +58,7 @@ def _panels(count: int, panel_width: float, panel_height: float) -> tuple[Figure
     columns = max(1, min(count, int(MAX_FIGURE_WIDTH // panel_width)))
     rows = math.ceil(count / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(panel_width * columns, panel_height * rows), squeeze=False,
-                             layout="constrained")
+                             layout="constrained", FigureClass=BookFigure)
     plt.close(fig)
     for ax in axes.flat[count:]:
         ax.set_axis_off()
@@ -153,7 +157,8 @@ def decision_boundaries(nets: Sequence[tuple[str, torch.nn.Module]], x: np.ndarr
     n = len(nets)
     cols = min(n, int(MAX_FIGURE_WIDTH // 3.0))
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False,
+                             layout="constrained", FigureClass=BookFigure)
     plt.close(fig)
     pad = 0.15 * np.abs(x).max()
     lo, hi = x.min(0) - pad, x.max(0) + pad
@@ -221,11 +226,11 @@ def sigmoid_example_figure(cases: Mapping[str, tuple[float, float]]) -> Figure:
         sig = 1 / (1 + np.exp(-z))
         ax_b.plot(x1, np.abs(w1) * sig * (1 - sig), color=color, label=name)
     ax_a.set(xlim=(-2, 2), ylim=(-1.5, 1.5), xlabel="$x_{(1)}$", ylabel="$x_{(2)}$", title="(a) data and boundaries")
-    ax_a.legend(frameon=False, fontsize=7, loc="lower center")
+    ax_a.legend(frameon=False, fontsize=8, loc="lower center")
     for x in (-1, 1):
         ax_b.axvline(x, color="0.7", lw=0.8)
     ax_b.set(xlabel="$x_{(1)}$", ylabel=r"$\|\nabla_x f(x)\|$", title=r"(b) gradient of sigmoid$(w_1x_{(1)}+w_0)$")
-    ax_b.legend(frameon=False, fontsize=7)
+    ax_b.legend(frameon=False, fontsize=8)
     return fig
 
 
@@ -242,7 +247,7 @@ def line_gan_curves(curves) -> Figure:
             ax_g.semilogy(run.iteration, run.fake_disc_grad, color=color, lw=0.8, label=label if k == 0 else None)
     ax_d.set(xlabel="iteration", ylabel=r"$|\theta - 1|$", title="generator's distance to the real line")
     ax_g.set(xlabel="iteration", ylabel=r"$\|\nabla_x D\|$ at fakes", title="discriminator gradient at the fakes")
-    ax_d.legend(frameon=False, fontsize=7)
+    ax_d.legend(frameon=False, fontsize=8)
     return fig
 
 
@@ -252,7 +257,8 @@ def relativistic_boundaries(nets: Sequence[torch.nn.Module], titles: Sequence[st
     (three panels a row, so the figure fits a page column at its drawn size)."""
     cols = min(3, len(nets))
     rows = -(-len(nets) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.1 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.1 * rows), squeeze=False,
+                             layout="constrained", FigureClass=BookFigure)
     plt.close(fig)
     for ax in axes.ravel()[len(nets):]:
         ax.set_visible(False)
@@ -330,7 +336,7 @@ def sample_grids(samples: Mapping[str, Sequence[tuple[str, bool, torch.Tensor]]]
     rows = math.ceil(panels / columns)
     runs = max(len(r) for r in samples.values())
     fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, (0.25 * runs + 0.6) * rows + 0.5),
-                             squeeze=False, layout="constrained")
+                             squeeze=False, layout="constrained", FigureClass=BookFigure)
     plt.close(fig)
     for ax, (name, cell) in zip(axes.flat, samples.items()):
         grid = _strips([images for _, _, images in cell])
@@ -378,7 +384,7 @@ def proposition_forest(overview, xlabel: str) -> Figure:
                                                             ("the book's own propositions", rows[~rows["paper claim"]]))
               if not part.empty]
     heights = [len(part) + 1.2 for _, part in panels]
-    fig = plt.figure(figsize=(6.0, 0.32 * sum(heights) + 2.0), layout="constrained")
+    fig = plt.figure(figsize=(6.0, 0.32 * sum(heights) + 2.0), layout="constrained", FigureClass=BookFigure)
     plt.close(fig)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False, height_ratios=heights)[:, 0]
     for ax, (title, part) in zip(axes, panels):
@@ -426,7 +432,7 @@ def critic_margin_scatter(critics) -> Figure:
         raise ValueError("no critic to draw")
     rules, orders = list(dict.fromkeys(critics["threshold_rule"])), sorted(critics["p"].unique())
     fig, axes = plt.subplots(len(rules), len(orders), figsize=(2.9 * len(orders), 2.8 * len(rules)), squeeze=False,
-                             layout="constrained")
+                             layout="constrained", FigureClass=BookFigure)
     plt.close(fig)  # shown once, by the notebook's display of the returned figure
     cells = list(dict.fromkeys(critics["cell"]))
     colors = dict(zip(cells, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
@@ -439,7 +445,7 @@ def critic_margin_scatter(critics) -> Figure:
             order = "∞" if math.isinf(p) else f"{p:g}"
             ax.set(xscale="log", yscale="log", title=f"threshold {rule}, L{order}", xlabel=f"L{order} margin",
                    ylabel="final FDD" if j == 0 else None)
-    axes[0, 0].legend(frameon=False, fontsize=7)
+    axes[0, 0].legend(frameon=False, fontsize=8)
     return fig
 
 
@@ -482,7 +488,8 @@ def verdicts_over_training(over, xlabel: str, columns: int = 3) -> Figure:
         raise ValueError("no proposition has a ratio at any evaluation: nothing to draw")
     cols = min(columns, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.95 * cols, 2.6 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(2.95 * cols, 2.6 * rows), squeeze=False,
+                             layout="constrained", FigureClass=BookFigure)
     plt.close(fig)  # pyplot does not keep it open, so a notebook shows it exactly once
     for ax, name in zip(axes.flat, names):
         part = drawable[drawable["proposition"] == name].sort_values("iteration")
@@ -500,7 +507,7 @@ def verdicts_over_training(over, xlabel: str, columns: int = 3) -> Figure:
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     axes.flat[0].set_ylabel("ratio other / better (log)", fontsize=8)
-    axes.flat[0].legend(fontsize=7, loc="best")
+    axes.flat[0].legend(fontsize=8, loc="best")
     return fig
 
 
@@ -522,6 +529,6 @@ def start_curves(outcomes, iterations: int) -> Figure:
         ax.set_xlabel("generator iterations", fontsize=8)
         ax.set_ylim(-0.03, 1.03)
         ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
     axes[0].set_ylabel("share of runs not yet started", fontsize=8)
     return fig

@@ -5,10 +5,12 @@ every math element typeset by MathJax (no raw $$ or \\[ left in the text), no
 unpasted glue roles, no missing value (NaN) shown in a table, no verdict word in the
 output of a cell whose table reports numbers that cannot carry one (smoke preset, "no
 verdict"), no object repr (``<... at 0x...>``) in an output, no unrendered ``$`` in a
-table, no table wider than its column unless it scrolls inside its frame, no figure shown
-at less than :data:`MIN_FIGURE_SCALE` of its size (its text would fall below 9 pt), and every
+table, no table wider than its column unless it scrolls inside its frame, no figure wider than its column (clipped)
+on a desktop, and every
 internal link pointing at an existing file and anchor; on a phone, no page that scrolls sideways and every figure
-a link to its own image (tap to see it at the size it was drawn).
+a link to its own image (tap to see it at the size it was drawn). At both widths, the smallest text of every
+figure, as shown (its size in the drawn image, recorded in the notebook's output by
+:mod:`mmgan.book.figure_text`, times the shown / drawn width), is at least :data:`MIN_TEXT_CSS_PX` CSS px.
 Screenshots at desktop and phone widths are written to a folder for people to look at.
 """
 
@@ -31,6 +33,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
+#: The executed chapters the book was rendered from (their outputs record each figure's text size).
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def _playwright_chromium() -> str | None:
@@ -134,9 +138,44 @@ class PageReport:
 RAW_MATH = re.compile(r"\$\$|\\\[|\\begin\{|\{glue:|\*\*[A-Za-z][^*\n]{0,80}\*\*")
 #: An object's default repr in an output (``<torch._C.Generator at 0x7f...>``): housekeeping that leaked.
 OBJECT_REPR = re.compile(r"<[\w.]+(?: object)? at 0x[0-9a-f]+>")
-#: Figures are drawn with text of at least 9 pt at their natural size (mmgan.book.plots); shown smaller than this
-#: share of it, their text falls below about 9 pt on the page.
-MIN_FIGURE_SCALE = 0.8
+#: The smallest text a figure may show, in CSS px, on a desktop and on a phone (issue 35).
+MIN_TEXT_CSS_PX = {"desktop": 9.0, "phone": 7.0}
+
+
+def recorded_text_sizes(notebooks: Path) -> dict[str, float]:
+    """Image file name as the book names it (SHA-256 of the PNG, as myst-nb writes it) → the size in image pixels
+    of the figure's smallest text, recorded in the chapters' outputs (:mod:`mmgan.book.figure_text`)."""
+    import base64
+    import hashlib
+    import json
+
+    from mmgan.book.figure_text import SMALLEST_TEXT_KEY
+
+    sizes = {}
+    for path in sorted(notebooks.glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            for output in cell.get("outputs", []):
+                png = output.get("data", {}).get("image/png")
+                size = output.get("metadata", {}).get("image/png", {}).get(SMALLEST_TEXT_KEY)
+                if png and size is not None:
+                    sizes[hashlib.sha256(base64.b64decode(png)).hexdigest() + ".png"] = float(size)
+    return sizes
+
+
+def small_text(figures: list[dict], sizes: dict[str, float], label: str) -> list[str]:
+    """Problems of the figures of one page at one width: text shown smaller than the width's minimum, or a
+    figure whose text size no chapter recorded."""
+    problems = []
+    for figure in figures:
+        name = figure["src"].rsplit("/", 1)[-1]
+        if name not in sizes:
+            problems.append(f"figure with no recorded text size (not drawn by mmgan.book.plots?): {name}")
+            continue
+        shown = sizes[name] * figure["shown"] / figure["drawn"]
+        if shown < MIN_TEXT_CSS_PX[label]:
+            problems.append(f"figure text shown at {shown:.1f} CSS px on a {label} (at least "
+                            f"{MIN_TEXT_CSS_PX[label]:g}): {name} at {figure['shown']} of {figure['drawn']} px")
+    return problems
 
 CHECK_SCRIPT = """
 async () => {
@@ -185,12 +224,14 @@ async () => {
       }
     }
   }
-  // figures shown much smaller than drawn: their text falls below the size they were drawn at
-  out.small = [];
-  for (const img of main.querySelectorAll('img')) {
-    if (img.naturalWidth > 200 && img.clientWidth > 0 && img.clientWidth < img.naturalWidth * SCALE) {
-      out.small.push(`${img.getAttribute('src')} at ${Math.round(100 * img.clientWidth / img.naturalWidth)}%`);
-    }
+  // every figure of an output: shown and drawn widths (its text is shown at drawn text size × shown / drawn)
+  // and whether it is wider than its output's frame (clipped, to be scrolled), which a desktop must never need
+  out.figures = [];
+  for (const img of main.querySelectorAll('.cell_output img')) {
+    if (img.naturalWidth > 0) out.figures.push({src: img.getAttribute('src'), shown: img.getBoundingClientRect().width,
+                                                drawn: img.naturalWidth,
+                                                clipped: img.getBoundingClientRect().width
+                                                         > img.closest('.cell_output').clientWidth + 1});
   }
   // every figure opens at the size it was drawn (a phone shrinks it, and its text, to the column)
   out.unlinked = [];
@@ -206,12 +247,13 @@ async () => {
 
 
 def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = VIEWPORTS,
-                only: set[str] | None = None) -> list[PageReport]:
+                only: set[str] | None = None, notebooks: Path = NOTEBOOKS) -> list[PageReport]:
     """Open every page (or the pages named in ``only``, relative to ``root``) in headless Chromium and collect
-    what a reader would see go wrong."""
+    what a reader would see go wrong; the figures' text sizes are read from the chapters in ``notebooks``."""
     from playwright.sync_api import sync_playwright
 
     reports = []
+    text_sizes = recorded_text_sizes(notebooks)
     with serve(root) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
@@ -229,7 +271,7 @@ def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = V
                     page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
                     page.goto(urljoin(base, name), wait_until="load")
                     page.wait_for_load_state("networkidle")
-                    found = page.evaluate(CHECK_SCRIPT.replace("SCALE", str(MIN_FIGURE_SCALE)))
+                    found = page.evaluate(CHECK_SCRIPT)
                     if label == "desktop":
                         report.problems += [f"console error: {e}" for e in errors]
                         report.problems += [f"image did not load: {src}" for src in found["images"]]
@@ -240,7 +282,8 @@ def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = V
                         report.problems += [f"table wider than its column, not framed: {text!r}"
                                             for text in found["wide"]]
                         report.problems += [f"unrendered $ in a table: {text!r}" for text in found["dollars"]]
-                        report.problems += [f"figure shown small (text below 9 pt): {text}" for text in found["small"]]
+                        report.problems += [f"figure wider than its column (clipped): {f['src']}"
+                                            for f in found["figures"] if f["clipped"]]
                         report.problems += [f"object repr in an output: {m.group(0)!r}"
                                             for m in OBJECT_REPR.finditer(found["raw"] or "")]
                         for match in RAW_MATH.finditer(found["raw"] or ""):
@@ -251,6 +294,7 @@ def check_pages(root: Path, screenshots: Path | None = None, viewports: dict = V
                             report.problems.append(f"the page scrolls sideways by {found['sideways']} px on a {label}")
                         report.problems += [f"figure that does not open at full size on a {label}: {src}"
                                             for src in found["unlinked"]]
+                    report.problems += small_text(found["figures"], text_sizes, label)
                     if screenshots is not None:
                         screenshots.mkdir(parents=True, exist_ok=True)
                         shot = screenshots / f"{name.replace('/', '__')}-{label}.png"

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
+from mmgan.book.verdicts import Verdict
+
 CHAPTERS = {"2": "table2_cifar10", "3": "table3_relativistic", "4": "table4_adam", "5": "table5_standard_cnn",
             "6": "table6_cat32", "7": "table7_cat64", "8": "table8_smax"}
 
@@ -61,6 +63,56 @@ def overview_verdicts(page: Path, judgement: str = "verdict") -> dict[tuple[str,
     return {}
 
 
+#: The verdict words of the book (mmgan.book.verdicts.Verdict), longest first so that a clause takes the whole.
+VERDICT_WORDS = sorted((str(verdict) for verdict in Verdict), key=len, reverse=True)
+#: The chapters of the studies beyond the paper whose verdicts the introduction's status table repeats.
+BEYOND = ("critic_margins", "zero_centred")
+
+
+#: Norm names as inline maths (before MathJax: ``\(L^2\)``) and as the Unicode the status notes print (``L²``).
+SUPERSCRIPTS = {"1": "¹", "2": "²", "\\infty": "^∞", "q": "^q", "p": "^p"}
+
+
+def _text(node) -> str:
+    """A node's text with its whitespace collapsed and its norm names written one way (``L²``, ``L^∞``)."""
+    text = " ".join(node.get_text(" ", strip=True).split())
+    text = re.sub(r"\\\(\s*L\^\{?(1|2|\\infty|q|p)\}?\s*\\\)", lambda m: "L" + SUPERSCRIPTS[m.group(1)], text)
+    return text.replace("L^\\infty", "L^∞")
+
+
+def status_claims(intro: Path, chapter: str) -> list[tuple[str, str]]:
+    """(proposition, verdict) of each "proposition: verdict" clause in the introduction's status row of a chapter."""
+    soup = BeautifulSoup(intro.read_text(encoding="utf-8"), "html.parser")
+    row = next((tr for tr in soup.select("main table tr") if tr.select_one(f"a[href*='{chapter}']")
+                and "Computed:" in tr.get_text()), None)
+    if row is None:
+        return []
+    words = "|".join(re.escape(word) for word in VERDICT_WORDS)
+    return [(proposition.strip(), verdict)
+            for proposition, verdict in re.findall(rf"([^:;.]+?): ({words})\b", _text(row))]
+
+
+def chapter_states(page: Path, proposition: str, verdict: str) -> bool:
+    """Whether a chapter page says ``proposition: verdict`` in its text or in one row of one of its tables."""
+    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+    if f"{proposition}: {verdict}" in _text(soup.select_one("main") or soup):
+        return True
+    return any(proposition in _text(row) and verdict in _text(row) for row in soup.select("main table tr"))
+
+
+def status_disagreements(html: Path) -> list[str]:
+    """Every verdict the introduction's status table gives for a study beyond the paper, missing from its chapter."""
+    problems = []
+    for chapter in BEYOND:
+        claims = status_claims(html / "notebooks" / "intro.html", chapter)
+        if not claims:
+            problems.append(f"the introduction's status row of {chapter} states no verdict")
+        page = html / "notebooks" / f"{chapter}.html"
+        problems += [f"{chapter}: the introduction says {proposition!r}: {verdict!r}, the chapter does not"
+                     for proposition, verdict in claims if not chapter_states(page, proposition, verdict)]
+    return problems
+
+
 def disagreements(html: Path) -> list[str]:
     problems = []
     for judgement in JUDGEMENTS:
@@ -73,13 +125,7 @@ def disagreements(html: Path) -> list[str]:
                                                         and str(own.get(proposition, "")).startswith("not comparable")):
                 problems.append(f"Table {table}, {proposition}: the introduction's {judgement} is {verdict!r}, the "
                                 f"chapter's {own.get(proposition)!r}")
-    intro = (html / "notebooks" / "intro.html").read_text(encoding="utf-8")
-    critics = BeautifulSoup((html / "notebooks" / "critic_margins.html").read_text(encoding="utf-8"),
-                            "html.parser").get_text(" ")
-    for verdict in re.findall(r"q = ∞ gives larger L¹ margins than q = 2: ([a-z ]+?) \(", intro)[:1]:
-        if f"q = ∞ gives larger L¹ margins than q = 2 {verdict}" not in " ".join(critics.split()) and \
-                verdict not in critics:
-            problems.append(f"critic margins: the introduction says {verdict!r}, the chapter does not")
+    problems += status_disagreements(html)
     return problems
 
 
@@ -121,3 +167,17 @@ def test_the_check_catches_a_reliability_verdict_that_differs(book_html, tmp_pat
         pytest.fail("the introduction shows no overview with a reliability column")
     page.write_text(str(soup), encoding="utf-8")
     assert any(proposition in problem and "reliability" in problem for problem in disagreements(copy))
+
+
+@pytest.mark.parametrize("chapter", BEYOND)
+def test_the_check_catches_a_study_verdict_the_chapter_does_not_give(book_html, tmp_path, chapter):
+    copy = tmp_path / "html"
+    shutil.copytree(book_html, copy)
+    claims = status_claims(copy / "notebooks" / "intro.html", chapter)
+    assert claims, f"the introduction states no verdict for {chapter}"
+    proposition, verdict = claims[0]
+    page = copy / "notebooks" / "intro.html"
+    other = "holds" if verdict != "holds" else "does not hold"
+    page.write_text(page.read_text(encoding="utf-8").replace(f"{proposition}: {verdict}", f"{proposition}: {other}", 1),
+                    encoding="utf-8")
+    assert any(chapter in problem and proposition in problem for problem in status_disagreements(copy))

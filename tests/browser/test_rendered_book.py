@@ -48,7 +48,7 @@ def _first_page_with(root: Path, needle: str) -> Path:
 
 
 def _a_wide_image(root) -> str:
-    """The name of a figure of the book wider than 200 px (what the shrunk-figure check looks at)."""
+    """The name of a figure of the book wider than 400 px."""
     import struct
 
     for path in sorted((root / "_images").glob("*.png")):
@@ -84,7 +84,11 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
                    # a table wider than the column and not framed, with raw math; an object repr; a shrunk figure
                    "<table style='width:4000px'><tr><td>$x^2$ raw</td></tr></table>"
                    "<pre>&lt;torch._C.Generator at 0x7fb0dfd3b2b0&gt;</pre>"
-                   f"<img src='../_images/{_a_wide_image(broken_copy)}' style='width:60px'></main>", 1))
+                   f"<div class='cell_output'><img src='../_images/{_a_wide_image(broken_copy)}' "
+                   "style='width:60px;min-width:0'></div>"
+                   # a figure wider than the column
+                   f"<div class='cell_output'><img src='../_images/{_a_wide_image(broken_copy)}' "
+                   "style='width:3000px;max-width:none'></div></main>", 1))
 
     links = dead_links(broken_copy)
     assert any("no_such_page.html" in p for p in links)
@@ -99,7 +103,7 @@ def test_checks_catch_a_broken_image_raw_math_and_a_dead_link(broken_copy, chrom
     assert any("missing value" in p for p in table_problems), table_problems
     assert sum("cannot carry one" in p for p in table_problems) == 2, table_problems
     for expected in ("table wider than its column", "unrendered $ in a table", "object repr in an output",
-                     "figure shown small"):
+                     "figure text shown at", "figure wider than its column"):
         assert any(expected in p for p in table_problems), (expected, table_problems)
     assert any("beside a number that cannot carry one" in p for p in table_problems), table_problems
 
@@ -119,3 +123,11 @@ def test_the_phone_check_catches_a_figure_that_does_not_open(broken_copy, chromi
     page.write_text(text.replace("mmgan.js", "missing.js"))  # the script that makes figures links is gone
     reports = check_pages(broken_copy, None, {"phone": (390, 844)}, only={"notebooks/intro.html"})
     assert any("does not open at full size" in p for p in reports[0].problems), reports[0].problems
+    # without the script, figures also shrink to the column, and their text below 7 CSS px
+    assert any("figure text shown at" in p and "on a phone" in p for p in reports[0].problems), reports[0].problems
+
+
+def test_the_text_size_check_needs_every_figure_to_record_its_text(book_html, chromium, tmp_path):
+    reports = check_pages(book_html, None, {"desktop": (1280, 900)}, only={"notebooks/intro.html"},
+                          notebooks=tmp_path)  # no chapter here: no figure's text size is known
+    assert any("no recorded text size" in p for p in reports[0].problems), reports[0].problems
