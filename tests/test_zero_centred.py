@@ -177,3 +177,25 @@ def test_equal_margins_are_no_large_effect_and_noisy_ones_cannot_tell():
                            (MarginProposition("a beats b", "a", "b"), MarginProposition("c beats a", "c", "a")))
     assert judged.loc["a beats b", "verdict"] is Verdict.NO_LARGE_EFFECT
     assert judged.loc["c beats a", "verdict"] is Verdict.CANNOT_TELL
+
+
+def test_growth_with_lambda_pairs_each_row_with_itself_seed_by_seed():
+    """The SVM reading's 'the margin grows with λ' as a proposition: row r at the larger λ against row r at the
+    smaller one, by the same rule and gate as within one λ."""
+    from mmgan.book.verdicts import Verdict
+    from mmgan.table1.zero_centred import judge_growth
+
+    base = [1.0, 2.0, 0.5, 1.5, 0.8]
+    jitter = (1.004, 0.996, 1.003, 0.997, 1.0)
+    small = _stats({"r1": base, "r2": base, "r1+r2": base})
+    large = _stats({"r1": [2 * v * j for v, j in zip(base, jitter)], "r2": [v * j for v, j in zip(base, jitter)],
+                    "r1+r2": [3 * v for v in base]}, accuracy={"r1+r2": [1.0, 1.0, 0.7, 0.7, 0.7]})
+    growth = tuple((f"{row} grows", row, 1.0, 0.1) for row in ("r1", "r2", "r1+r2"))
+    judged = judge_growth({0.1: small, 1.0: large}, growth)
+    assert judged.loc["r1 grows", "verdict"] is Verdict.HOLDS
+    assert judged.loc["r1 grows", "ratio"] == pytest.approx(2.0, rel=0.01)
+    assert judged.loc["r2 grows", "verdict"] is Verdict.NO_LARGE_EFFECT
+    assert judged.loc["r1+r2 grows", "verdict"] is Verdict.NOT_COMPARABLE  # underfits at the larger λ on 3 seeds
+    assert judged["level"].iloc[0] == pytest.approx(1 - 0.05 / 3)
+    reversed_ = judge_growth({0.1: large, 1.0: small}, growth)
+    assert reversed_.loc["r1 grows", "verdict"] is Verdict.DOES_NOT_HOLD

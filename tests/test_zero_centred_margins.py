@@ -18,7 +18,8 @@ def _critics(l2: dict[str, float], first_order: dict[str, float] | None = None,
              fdd: dict[str, float] | None = None) -> pd.DataFrame:
     """per_critic-like rows: HingeGAN critics of each penalty (q = 2; 'inf' for the L^∞ hinge cell), 8 seeds, both
     boundaries, orders 1, 2, ∞; the L² signed margin of a penalty is ``l2[penalty]`` times a seed factor shared by
-    every penalty (± 1% by penalty and seed)."""
+    every penalty (± 1% by penalty and seed); its final and end-of-training FDD fall with the seed (so within each
+penalty a larger margin goes with a lower FDD)."""
     rows = []
     first_order = first_order or {}
     fdd = fdd or {}
@@ -32,7 +33,8 @@ def _critics(l2: dict[str, float], first_order: dict[str, float] | None = None,
                     rows.append({"cell": f"hinge-q{q}-{g}", "loss": "hinge", "q": q, "g": g, "seed": seed,
                                  "threshold_rule": rule, "p": p, "margin": abs(value), "signed": value,
                                  "taylor": abs(value) * first_order.get(penalty, 1.0), "learnt": True,
-                                 "separates": True, "accuracy": 0.9, "final_fdd": fdd.get(penalty, 10.0) - 0.1 * seed})
+                                 "separates": True, "accuracy": 0.9, "final_fdd": fdd.get(penalty, 10.0) - 0.1 * seed,
+                                 "end_fdd": fdd.get(penalty, 10.0) - 0.1 * seed})
     return pd.DataFrame(rows)
 
 
@@ -69,15 +71,15 @@ def test_a_critic_that_fails_its_gate_or_sits_on_the_wrong_side_carries_no_verdi
     assert _verdicts(wrong)["the L² hinge penalty gives larger L² margins than R2"] == Verdict.NOT_COMPARABLE
 
 
-def test_a_critic_flattened_at_the_data_is_judged_on_its_separation_not_its_margins():
+def test_a_critic_that_does_not_separate_its_images_is_judged_on_its_separation_not_its_margins():
     critics = _critics({"hinge": 1.0, "R1": 0.5, "R2": 1.0, "R1 + R2": 2.0})
-    flat = critics["g"] == "R1 + R2"
-    critics.loc[flat, "accuracy"] = 0.5 + 0.01 * (critics.loc[flat, "seed"] % 2)  # every image on one side
-    critics.loc[flat, "separates"] = False
+    apart = critics["g"] == "R1 + R2"
+    critics.loc[apart, "accuracy"] = 0.5 + 0.01 * (critics.loc[apart, "seed"] % 2)  # every image on one side
+    critics.loc[apart, "separates"] = False
     verdicts = _verdicts(critics)
     assert verdicts["the L² hinge penalty gives larger L² margins than R1 + R2"] == Verdict.NOT_COMPARABLE
     assert verdicts["the L² hinge penalty's critics separate their images better than R1 + R2's"] == Verdict.HOLDS
-    critics.loc[flat & (critics["seed"] == 2), "learnt"] = False  # a run that did not learn: nothing to compare
+    critics.loc[apart & (critics["seed"] == 2), "learnt"] = False  # a run that did not learn: nothing to compare
     assert _verdicts(critics)["the L² hinge penalty's critics separate their images better than R1 + R2's"] \
         == Verdict.NOT_COMPARABLE
 
@@ -102,3 +104,19 @@ def test_the_paper_dual_norm_claim_is_judged_on_the_one_centred_critics_only():
 def test_the_chapter_waits_for_every_measurement(tmp_path):
     (tmp_path / "critic_margins").mkdir()
     assert zero_centred.load_critics(tmp_path) is None
+
+
+def test_the_score_range_and_gradient_norms_come_from_the_measured_images():
+    """Per critic the lowest and highest measured score and the midpoint gradient norm; the score range is read over
+    the zero-centred HingeGAN critics only (f = 0 means nothing for them when every score lies inside (−1, 1))."""
+    measurements = pd.DataFrame({
+        "cell": ["hinge-q2-zero_centered"] * 4 + ["hinge-q2-hinge"] * 2, "seed": [0, 0, 1, 1, 0, 0],
+        "score": [0.3, 0.9, 0.2, 0.5, -0.8, 0.4], "grad_norm_eval": [0.6, 0.6, 0.2, 0.2, 1.3, 1.3]})
+    extras = zero_centred.critic_extras(measurements).set_index(["cell", "seed"])
+    assert extras.loc[("hinge-q2-zero_centered", 1)].tolist() == [0.2, 0.5, 0.2]
+    critics = pd.DataFrame({"cell": ["hinge, R1", "hinge, R1", "hinge, q = 2, hinge"], "loss": "hinge",
+                            "g": ["R1", "R1", "hinge"], "seed": [0, 1, 0], "score_min": [0.3, 0.2, -0.8],
+                            "score_max": [0.9, 0.5, 0.4], "grad_norm": [0.6, 0.2, 1.3]})
+    margins = zero_centred.ZeroCentredMargins(critics, {})
+    assert margins.score_range() == (0.2, 0.9, 2)
+    assert margins.gradient_norms().to_dict() == pytest.approx({"hinge, R1": 0.4, "hinge, q = 2, hinge": 1.3})

@@ -1,5 +1,5 @@
-"""The zero-centred chapter (issue 28), and the margins of its critics: R1, R2 and R1 + R2 set beside the paper's
-one-centred penalty.
+"""The zero-centred chapter (issues 28 and 36), and the margins of its critics: R1, R2 and R1 + R2 set beside the
+one-centred hinge penalty of the paper's GAN experiments.
 
 :func:`chapter` sets three parts side by side: the swiss-roll check (:mod:`mmgan.table1.zero_centred`), the GAN
 study (:mod:`mmgan.gan.zero_centred`) and the margins of that study's critics (this module).
@@ -13,13 +13,16 @@ so the replicate has its own FDDs), kept under :data:`REPLICATE_ROOT` and measur
 ``results/critic_margins/table2.csv`` by
 ``mmgan critic-margins 2 --root results/replicates/gan --cells hinge-q2-hinge hinge-qinf-hinge --images 8``.
 
-What the margin view predicts (the zero-centred chapter's theory section): a zero-centred penalty flattens the
-critic at the penalised points and constrains nothing between them, so (1) its L² margins should be smaller than
-those of the one-centred L² hinge penalty, and (2) the first-order estimate |f(x) − t| / ‖∇f(x)‖₂ of §3 should
-overstate its distances more. :data:`MARGIN_PROPOSITIONS` test both, seed by seed, by the pooled rule of the
-critic-margins chapter (:func:`mmgan.critics.report.paired_effect`, Bonferroni over the family), at the
-real/fake midpoint (:data:`RULE`); whether the margin still ranks the GANs is
-Spearman's ρ between a critic's L² margin and its run's final FDD (:func:`mmgan.critics.report.fdd_correlation`).
+What the margin view says (the zero-centred chapter's theory section): R1, R2 and R1 + R2 are eq. 6 with §4.1's
+standard g (z² − 1 with a fixed λ, i.e. ‖∇f‖₂² up to a constant) at the data, and the one-centred hinge penalty
+is one of §4.1's soft alternatives, here at interpolates (WGAN-GP's points); with the hinge loss and a linear critic
+R1 + R2 is the soft-margin SVM. The framework does not rank the two kinds at the γ and λ these GANs use, so
+:data:`MARGIN_PROPOSITIONS` are questions, not predictions: is the L² margin of the one-centred L² hinge penalty's
+critics larger, does the first-order estimate |f(x) − t| / ‖∇f(x)‖₂ of §3 overstate R1 + R2's distances more, do
+they separate their images better? Each is judged seed by seed, by the pooled rule of the critic-margins chapter
+(:func:`mmgan.critics.report.paired_effect`, Bonferroni over the family), at the real/fake midpoint (:data:`RULE`);
+whether the margin still ranks the GANs is Spearman's ρ between a critic's L² margin and its run's final FDD
+(:func:`mmgan.critics.report.fdd_correlation`).
 """
 
 from __future__ import annotations
@@ -48,13 +51,15 @@ ONE_CENTRED_CELLS: tuple[str, ...] = gan_zero_centred.ONE_CENTRED_CELLS
 ONE_CENTRED_LEVEL = "hinge"
 #: The boundary the critics are compared at: the real/fake midpoint, the one boundary every critic here is measured
 #: at (R3GAN's paired loss and Table 2's measurement, which includes WGAN, have no zero boundary). The zero-centred
-#: HingeGAN critics are also measured at f = 0, where they put every image on one side (the cell table shows it).
+#: HingeGAN critics are also measured at f = 0, which means nothing for them: they score every measured image inside
+#: (−1, 1), on the linear part of the hinge for both classes, where the critic loss 2 − E f(real) + E f(fake) does
+#: not change when a constant is added to f; nothing pins f to 0, so where their images fall against 0 is an
+#: artefact of the threshold (:meth:`ZeroCentredMargins.score_range`).
 RULE = "midpoint"
 #: name: (better penalty, other penalty, value); each value a ratio better / other of per-critic values at q = 2,
 #: matched on the loss and the seed. ``L2``: the mean signed L² margin; ``first order / L2``: the first-order
 #: estimate over the L² margin (mean over the critic's images); ``accuracy``: the share of the critic's images on
-#: their class's side of the boundary (how well it separates real from generated images, which a critic flattened
-#: at the data may not do at all).
+#: their class's side of the boundary (how well it separates real from generated images).
 MARGIN_PROPOSITIONS: dict[str, tuple[str, str, str]] = {
     "the L² hinge penalty gives larger L² margins than R1": ("hinge", "R1", "L2"),
     "the L² hinge penalty gives larger L² margins than R2": ("hinge", "R2", "L2"),
@@ -84,7 +89,9 @@ def load_critics(root: Path | str | None = None) -> tuple[pd.DataFrame, dict[str
     frames, metas = [], {}
     for table in measured_tables():
         measurements, metas[table] = cm.load_measurements(table, root / "critic_margins")
-        critics = report.per_critic(measurements)
+        critics = report.per_critic(measurements).merge(critic_extras(measurements), on=["cell", "seed"], how="left")
+        gan_root = root / (REPLICATE_ROOT if table == ONE_CENTRED_TABLE else "gan")
+        critics = report.with_end_fdd(critics, cm.study_runs(table, gan_root, metas[table].get("cells")))
         if table == ONE_CENTRED_TABLE:
             critics = critics[critics["cell"].isin(ONE_CENTRED_CELLS)]
             verify_manifest(_study_folder(table, root / REPLICATE_ROOT))
@@ -100,6 +107,14 @@ def load_critics(root: Path | str | None = None) -> tuple[pd.DataFrame, dict[str
                           for q, g in zip(critics["q"], critics["g"])]
     critics["cell"] = critics["loss"] + ", " + critics["penalty"]
     return critics, metas
+
+
+def critic_extras(measurements: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, seed): the lowest and highest score of the critic's measured images (eval mode, as measured) and
+    its mean L² input-gradient norm at the midpoints between its real and generated images, in eval mode
+    (``grad_norm_eval`` of :func:`mmgan.critics.measure.batchnorm_views`)."""
+    return measurements.groupby(["cell", "seed"], sort=False).agg(
+        score_min=("score", "min"), score_max=("score", "max"), grad_norm=("grad_norm_eval", "first")).reset_index()
 
 
 def _study_folder(table: str, gan_root: Path) -> Path:
@@ -137,7 +152,8 @@ def margin_propositions(critics: pd.DataFrame, alpha: float = ALPHA, rule: str =
 
 def cell_table(critics: pd.DataFrame) -> pd.DataFrame:
     """Per cell and boundary: the mean signed margin of each order over the seeds, the first-order estimate over
-    the L² margin, accuracy, the critics that pass the gate, and the mean final FDD of their runs."""
+    the L² margin, accuracy, the critics that pass the gate, the mean final FDD of their runs and, where measured,
+    the mean ‖∇f‖₂ at the real/fake midpoints (eval mode)."""
     rows = []
     for (cell, rule), group in critics.groupby(["cell", "threshold_rule"], sort=False):
         by_p = group.groupby("p")
@@ -146,7 +162,8 @@ def cell_table(critics: pd.DataFrame) -> pd.DataFrame:
         rows.append({"cell": cell, "boundary": rule, "critics": f"{int(gate.sum())} of {len(gate)}",
                      **{f"{report_name(p)} margin": by_p["signed"].mean()[p] for p in sorted(by_p.groups)},
                      "first order / L2": float((l2["taylor"] / l2["margin"]).mean()),
-                     "accuracy": float(group["accuracy"].mean()), "final FDD": float(l2["final_fdd"].mean())})
+                     "accuracy": float(group["accuracy"].mean()), "final FDD": float(l2["final_fdd"].mean()),
+                     **({"‖∇f‖₂ at midpoints": float(l2["grad_norm"].mean())} if "grad_norm" in group else {})})
     return pd.DataFrame(rows).set_index(["cell", "boundary"])
 
 
@@ -195,12 +212,24 @@ class ZeroCentredMargins:
         return _shown(self.dual_norm())
 
     def ranking(self) -> dict[str, object]:
-        """Does a larger L² margin go with a lower final FDD over the HingeGAN critics of every penalty? (*holds*:
-        ρ < 0 with its bootstrap interval below 0)."""
-        return report.fdd_correlation(self.critics[self.critics["loss"] == "hinge"], RULE, 2.0)
+        """Does a larger signed L² margin go with a lower end-of-training FDD among the HingeGAN critics of one
+        penalty? The within-cell ρ of :func:`mmgan.critics.report.within_cell_correlation` (*holds*: its bootstrap
+        interval below 0), so that penalties that differ in both margin and FDD do not make a correlation."""
+        return report.within_cell_correlation(self.critics[self.critics["loss"] == "hinge"], RULE, 2.0)
 
     def cells(self) -> pd.DataFrame:
         return cell_table(self.critics).round(3)
+
+    def score_range(self) -> tuple[float, float, int]:
+        """The lowest and highest score over every measured image of the zero-centred HingeGAN critics (eval mode),
+        and how many critics that is: inside (−1, 1), the critic loss sees only E f(real) − E f(fake)."""
+        zero = self.critics[(self.critics["loss"] == "hinge") & (self.critics["g"] != ONE_CENTRED_LEVEL)]
+        return float(zero["score_min"].min()), float(zero["score_max"].max()), zero.groupby(["g", "seed"]).ngroups
+
+    def gradient_norms(self) -> pd.Series:
+        """Per cell: the mean over its critics of ‖∇f‖₂ at the real/fake midpoints (eval mode)."""
+        per = self.critics.groupby(["cell", "seed"], sort=False)["grad_norm"].first()
+        return per.groupby(level="cell", sort=False).mean()
 
     def glue(self) -> dict[str, object]:
         judged = self.propositions()
@@ -217,6 +246,15 @@ class ZeroCentredMargins:
             "zcm_rho_verdict": str(ranking["verdict"]),
             "zcm_rho_critics": f"{ranking['critics']} of {ranking['of']}",
         }
+        if "score_min" not in self.critics:  # constructed critics without the measurement's extras
+            return values
+        low, high, count = self.score_range()
+        norms = self.gradient_norms()
+        values.update({
+            "zcm_score_low": f"{low:.2f}", "zcm_score_high": f"{high:.2f}", "zcm_score_critics": count,
+            "zcm_score_linear": "inside" if -1 < low and high < 1 else "not inside",
+            "zcm_gradient_norms": "; ".join(f"{cell} {value:.3g}" for cell, value in norms.items()),
+        })
         return values
 
     def status_note(self) -> str:
@@ -224,7 +262,7 @@ class ZeroCentredMargins:
         ranking = self.ranking()
         return ("Critic margins (L², at the real/fake midpoint, against a replicate of Table 2's L² hinge-penalty "
                 "critics): "
-                + verdict_sentence(primary) + f"; a larger L² margin goes with a lower final FDD: {ranking['verdict']} "
+                + verdict_sentence(primary) + f"; within a penalty, a larger L² margin goes with a lower end-of-training FDD: {ranking['verdict']} "
                   f"(ρ = {ranking['rho']:.2f} {interval_text(ranking['rho CI low'], ranking['rho CI high'])})")
 
 

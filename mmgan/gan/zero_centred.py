@@ -2,11 +2,12 @@
 sets this study beside the swiss-roll check and the critics' margins is :mod:`mmgan.critics.zero_centred`.
 
 The study trains HingeGAN on Table 2's DCGAN at preset ``cpu`` with each zero-centred penalty of
-:data:`mmgan.gan.tables.ZERO_CENTRED_TABLES` (eq. 6 with g(z) = z², q = 2, at the real batch, the fake batch or
-both, γ = 10), and R3GAN's relativistic pairing loss with R1 + R2 (``r3gan``); it judges them against Table 2's
-committed HingeGAN runs with the paper's one-centred hinge penalty (q = 2 and the true L^∞ norm), seed by seed (the
-same seeds: the same data order, noise and initial weights), by the pooled rule of :mod:`mmgan.book.propositions`
-over the propositions of :data:`GAN_PROPOSITIONS`.
+:data:`mmgan.gan.tables.ZERO_CENTRED_TABLES` (eq. 6 with §4.1's standard g, z² − 1 with a fixed λ, less its constant:
+g(z) = z², q = 2, at the real batch, the fake batch or both, γ = 10), and R3GAN's relativistic pairing loss with
+R1 + R2 (``r3gan``); it judges them against Table 2's committed HingeGAN runs with the paper's hinge penalty
+max(0, z − 1) at interpolates (one of §4.1's one-centred soft alternatives; q = 2 and the true L^∞ norm), seed by
+seed (the same seeds: the same data order, noise and initial weights), by the pooled rule of
+:mod:`mmgan.book.propositions` over the propositions of :data:`GAN_PROPOSITIONS`.
 """
 
 from __future__ import annotations

@@ -80,24 +80,34 @@ def _text(node) -> str:
     return text.replace("L^\\infty", "L^∞")
 
 
-def status_claims(intro: Path, chapter: str) -> list[tuple[str, str]]:
-    """(proposition, verdict) of each "proposition: verdict" clause in the introduction's status row of a chapter."""
+def _numbers(text: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"-?\d+\.\d+", text.replace("−", "-")))
+
+
+def status_claims(intro: Path, chapter: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(proposition, verdict, its numbers) of each "proposition: verdict (ratio [interval])" clause in the
+    introduction's status row of a chapter. The numbers tell apart one proposition judged at several settings (R1
+    at λ = 0.1 and at λ = 1)."""
     soup = BeautifulSoup(intro.read_text(encoding="utf-8"), "html.parser")
     row = next((tr for tr in soup.select("main table tr") if tr.select_one(f"a[href*='{chapter}']")
                 and "Computed:" in tr.get_text()), None)
     if row is None:
         return []
     words = "|".join(re.escape(word) for word in VERDICT_WORDS)
-    return [(proposition.strip(), verdict)
-            for proposition, verdict in re.findall(rf"([^:;.]+?): ({words})\b", _text(row))]
+    return [(proposition.strip(), verdict, _numbers(numbers))
+            for proposition, verdict, numbers in re.findall(rf"([^:;.]+?): ({words})\b(?: \(([^()]*)\))?", _text(row))]
 
 
-def chapter_states(page: Path, proposition: str, verdict: str) -> bool:
-    """Whether a chapter page says ``proposition: verdict`` in its text or in one row of one of its tables."""
+def chapter_states(page: Path, proposition: str, verdict: str, numbers: tuple[str, ...] = ()) -> bool:
+    """Whether a chapter page says ``proposition: verdict`` with the same numbers, in a sentence or in one row of one
+    of its tables."""
     soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
-    if f"{proposition}: {verdict}" in _text(soup.select_one("main") or soup):
-        return True
-    return any(proposition in _text(row) and verdict in _text(row) for row in soup.select("main table tr"))
+    text = _text(soup.select_one("main") or soup)
+    for match in re.finditer(re.escape(f"{proposition}: {verdict}"), text):
+        if set(numbers) <= set(_numbers(text[match.end(): match.end() + 80])):
+            return True
+    return any(proposition in row and verdict in row and set(numbers) <= set(_numbers(row))
+               for row in map(_text, soup.select("main table tr")))
 
 
 def status_disagreements(html: Path) -> list[str]:
@@ -108,8 +118,9 @@ def status_disagreements(html: Path) -> list[str]:
         if not claims:
             problems.append(f"the introduction's status row of {chapter} states no verdict")
         page = html / "notebooks" / f"{chapter}.html"
-        problems += [f"{chapter}: the introduction says {proposition!r}: {verdict!r}, the chapter does not"
-                     for proposition, verdict in claims if not chapter_states(page, proposition, verdict)]
+        problems += [f"{chapter}: the introduction says {proposition!r}: {verdict!r} {numbers}, the chapter does not"
+                     for proposition, verdict, numbers in claims if not chapter_states(page, proposition, verdict,
+                                                                                       numbers)]
     return problems
 
 
@@ -175,7 +186,7 @@ def test_the_check_catches_a_study_verdict_the_chapter_does_not_give(book_html, 
     shutil.copytree(book_html, copy)
     claims = status_claims(copy / "notebooks" / "intro.html", chapter)
     assert claims, f"the introduction states no verdict for {chapter}"
-    proposition, verdict = claims[0]
+    proposition, verdict, _ = claims[0]
     page = copy / "notebooks" / "intro.html"
     other = "holds" if verdict != "holds" else "does not hold"
     page.write_text(page.read_text(encoding="utf-8").replace(f"{proposition}: {verdict}", f"{proposition}: {other}", 1),
