@@ -1,8 +1,9 @@
 """Every command the README and the chapters show runs from a fresh clone (issue 35): each is found on its page
 (:func:`mmgan.book.commands.shown_commands`) and run from a folder that holds only links to the chapters and the
-benchmarks (no ``output/``), in the order its page gives them. Where a command would train for hours, need a GPU, a
-data set or SLURM, one rule below says how it is run instead, and every command must match a rule: a new command
-cannot go untested."""
+benchmarks (no ``output/``), in the order its page gives them, and must produce what its page says it does
+(:data:`PRODUCES`: the notebook, runs, measurements or table it names). Where a command would train for hours, need
+a GPU, a data set or SLURM, one rule below says how it is run instead, and every command must match a rule: a new
+command cannot go untested."""
 
 from __future__ import annotations
 
@@ -116,6 +117,58 @@ RULES: list[tuple[str, Callable[[str, Path], str]]] = [
 ]
 
 
+def _written(where: str, pattern: str) -> Callable[[str, subprocess.CompletedProcess, Path, Path], str | None]:
+    """The command wrote a file matching ``pattern`` under ``where`` ("tmp": the test's own folder, "fresh": the
+    folder it ran in)."""
+    def check(shown: str, result: subprocess.CompletedProcess, tmp: Path, fresh: Path) -> str | None:
+        folder = tmp if where == "tmp" else fresh
+        return None if any(folder.rglob(pattern)) else f"no {pattern} written under {folder}"
+    return check
+
+
+def _printed(*needles: str) -> Callable[[str, subprocess.CompletedProcess, Path, Path], str | None]:
+    """The command printed every one of ``needles`` (standard output and error together)."""
+    def check(shown: str, result: subprocess.CompletedProcess, tmp: Path, fresh: Path) -> str | None:
+        missing = [needle for needle in needles if needle not in result.stdout + result.stderr]
+        return f"it did not print {missing}" if missing else None
+    return check
+
+
+def _notebook_written(shown: str, result: subprocess.CompletedProcess, tmp: Path, fresh: Path) -> str | None:
+    """papermill wrote the output notebook the command names."""
+    output = re.search(r"papermill notebooks/\S+ (\S+)", shown).group(1)
+    return None if (fresh / output).is_file() else f"no notebook at {output}"
+
+
+#: (pattern of a shown command, what its page says it produces, checked on what it did); every command that a rule
+#: runs has one (the first match decides).
+PRODUCES: list[tuple[str, Callable[[str, subprocess.CompletedProcess, Path, Path], str | None]]] = [
+    (r"^mkdir -p output$", lambda shown, result, tmp, fresh: None if (fresh / "output").is_dir() else "no output/"),
+    (r"^papermill --help-notebook", _printed("Parameters inferred")),
+    (r"^(mkdir -p output && )?papermill notebooks/", _notebook_written),
+    (r"^mmgan sweep .*--executor slurm", _printed("dry run: nothing submitted", "job 0:")),
+    (r"^mmgan sweep .*--collect", _printed("runs finished")),
+    (r"^mmgan sweep .*--executor local", _written("tmp", "summary.json")),
+    (r"^mmgan table \d --preset paper", _written("tmp", "summary.json")),
+    (r"^(for .*; do )?mmgan table \S+ --preset cpu", _printed("results root:", " final ", " lowest")),
+    (r"^(for .*; do )?mmgan critic-margins \S+ .*--export-networks", _printed("networks.pt")),
+    (r"^(for .*; do )?mmgan critic-margins ", _written("tmp", "*.csv")),
+    (r"^mmgan table1 --probe", _written("tmp", "protocol-search.csv")),
+    (r"^mmgan table1 --preset (fitted|paper|long) ", _printed('"margins":')),
+    (r"^mmgan gpu-check$", lambda shown, result, tmp, fresh: None),  # its rule checks the refusal's sentence
+    (r"^(mmgan|python -m mmgan) --help$", _printed("usage:")),
+    (r"^mmgan verify$", _printed("files match")),
+    (r"^mmgan train --config run\.yaml", _written("tmp", "summary.json")),
+]
+
+
+def _produces(command: str) -> Callable[[str, subprocess.CompletedProcess, Path, Path], str | None]:
+    for pattern, check in PRODUCES:
+        if re.search(pattern, command):
+            return check
+    raise AssertionError(f"nothing says what the shown command {command!r} produces: add it to PRODUCES")
+
+
 def _rule(command: str) -> Callable[[str, Path], str]:
     for pattern, rule in RULES:
         if re.search(pattern, command):
@@ -166,6 +219,8 @@ def run_page(source: str, where: Path) -> list[tuple[str, str, subprocess.Comple
         command = _rule(shown.command)(shown.command, where)
         result = subprocess.run(["bash", "-c", f"set -eo pipefail; {command}"], cwd=fresh, env=env,
                                 capture_output=True, text=True, timeout=600)
+        if _succeeded(command, result) and (missing := _produces(shown.command)(shown.command, result, where, fresh)):
+            result.returncode, result.stderr = 99, f"{result.stderr}\nran, but {missing}"
         done.append((shown.command, command, result))
         if not _succeeded(command, result):
             break
@@ -191,6 +246,7 @@ def test_every_shown_command_has_a_rule_and_the_list_is_not_empty():
     for shown in SHOWN:
         if shown.command not in NOT_RUN:
             _rule(shown.command)
+            _produces(shown.command)
 
 
 def test_the_rerun_command_makes_its_output_folder():
@@ -216,3 +272,19 @@ def test_the_check_fails_on_a_command_as_it_was_printed_before(fresh_folder):
     done = subprocess.run(["bash", "-c", f"set -eo pipefail; {old}"], cwd=fresh_folder, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode != 0 and "out" in done.stderr
+
+
+def test_a_command_that_runs_but_does_not_produce_what_its_page_says_fails(tmp_path):
+    """Exit 0 is not enough: a prepared rerun that wrote no notebook, a sweep that wrote no run, a table that printed
+    nothing are each reported."""
+    done = subprocess.CompletedProcess([], 0, stdout="", stderr="")
+    fresh = make_fresh_folder(tmp_path)
+    rerun = "mkdir -p output && papermill notebooks/intro.ipynb output/intro.ipynb"
+    assert "no notebook at output/intro.ipynb" in _produces(rerun)(rerun, done, tmp_path, fresh)
+    sweep = "mmgan sweep 2 --preset smoke --executor local"
+    assert "summary.json" in _produces(sweep)(sweep, done, tmp_path, fresh)
+    table = "mmgan table 3 --preset cpu"
+    assert "did not print" in _produces(table)(table, done, tmp_path, fresh)
+    (fresh / "output").mkdir()
+    (fresh / "output" / "intro.ipynb").write_text("{}")
+    assert _produces(rerun)(rerun, done, tmp_path, fresh) is None
