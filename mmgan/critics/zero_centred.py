@@ -262,7 +262,8 @@ class ZeroCentredMargins:
         ranking = self.ranking()
         return ("Critic margins (L², at the real/fake midpoint, against a replicate of Table 2's L² hinge-penalty "
                 "critics): "
-                + verdict_sentence(primary) + f"; within a penalty, a larger L² margin goes with a lower end-of-training FDD: {ranking['verdict']} "
+                + verdict_sentence(primary) + "; within a penalty, a larger L² margin goes with a lower "
+                  f"end-of-training FDD: {ranking['verdict']} "
                   f"(ρ = {ranking['rho']:.2f} {interval_text(ranking['rho CI low'], ranking['rho CI high'])})")
 
 

@@ -11,7 +11,11 @@ rescale a vanishing gradient) on either
   D(G(z))·∇C and vanishes when the discriminator is confident, or
 * the non-saturating loss, minimise −E log D(G(z)) (eq. 2 with f₃ = −f₁).
 
-All runs (settings × seeds) train side by side as one batched model.
+All runs (settings × seeds) train side by side as one batched model: the critics
+are one :class:`mmgan.mlp.BatchedMLP` under one Adam (elementwise, so each run's
+update is its own) and the generators one vector of positions θ. A run's critic
+starts from its seed's weights; the samples of all runs come from one random
+stream, row by row, so a run's samples depend on its place in the batch.
 
 The claim under test (§5.2.3): a penalised critic keeps a stable, non-vanishing
 gradient at the fake samples, so the generator keeps moving.
@@ -29,7 +33,7 @@ from mmgan.base.registry import check_choice, check_int
 from mmgan.losses import margin_loss
 from mmgan.mlp import BatchedMLP
 from mmgan.penalties import batched_gradient_penalty
-from mmgan.toys.sigmoid import FAKE_X1, REAL_X1
+from mmgan.toys.sigmoid import FAKE_X1, REAL_X1, one_thread
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,12 @@ def train_line_gans(config: LineGANConfig, lams: list[float], seeds: list[int],
     for name in generator_losses:
         check_choice(name, GENERATOR_LOSSES, "generator_losses[i]")
     runs = [(loss, lam, seed) for loss in generator_losses for lam in lams for seed in seeds]
+    with one_thread():
+        return pd.DataFrame(_train(config, runs, sum(seeds) + 7))
+
+
+def _train(config: LineGANConfig, runs: list[tuple[str, float, int]], stream_seed: int) -> list[dict]:
+    """The curves' rows of ``runs`` trained as one batch, their samples drawn from ``stream_seed``."""
     m, b = len(runs), config.batch_size
     critic = BatchedMLP([seed for _, _, seed in runs], 2, config.width)
     dtype = critic.weights[0].dtype
@@ -67,7 +77,7 @@ def train_line_gans(config: LineGANConfig, lams: list[float], seeds: list[int],
     minimax = torch.tensor([loss == "minimax" for loss, _, _ in runs])
     opt_c = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, betas=(0.5, 0.999))
     opt_g = torch.optim.SGD([theta], lr=config.generator_lr)
-    gen = torch.Generator().manual_seed(sum(seeds) + 7)
+    gen = torch.Generator().manual_seed(stream_seed)
     L = margin_loss("sgan")
 
     def line(x1: torch.Tensor) -> torch.Tensor:
@@ -92,7 +102,7 @@ def train_line_gans(config: LineGANConfig, lams: list[float], seeds: list[int],
         opt_g.step()
         if it % config.log_every == 0 or it == 1:
             rows.extend(_log(critic, line(theta.detach()), theta.detach(), runs, it))
-    return pd.DataFrame(rows)
+    return rows
 
 
 def _log(critic: BatchedMLP, fake: torch.Tensor, theta: torch.Tensor, runs, it: int) -> list[dict]:
@@ -103,10 +113,11 @@ def _log(critic: BatchedMLP, fake: torch.Tensor, theta: torch.Tensor, runs, it: 
         d = torch.sigmoid(c)
         critic_grad = grad_c.norm(dim=2).mean(1)
         disc_grad = (d * (1 - d) * grad_c.norm(dim=2)).mean(1)
+        columns = zip(theta.tolist(), critic_grad.tolist(), disc_grad.tolist(), d.mean(1).tolist())
     return [{"generator_loss": loss, "lam": lam, "seed": seed, "iteration": it,
-             "distance": abs(float(theta[i]) - REAL_X1), "fake_critic_grad": float(critic_grad[i]),
-             "fake_disc_grad": float(disc_grad[i]), "fake_disc_value": float(d[i].mean())}
-            for i, (loss, lam, seed) in enumerate(runs)]
+             "distance": abs(position - REAL_X1), "fake_critic_grad": critic, "fake_disc_grad": disc,
+             "fake_disc_value": value}
+            for (loss, lam, seed), (position, critic, disc, value) in zip(runs, columns)]
 
 
 def summarise_line_gans(curves: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,9 @@ them, with and without a gradient penalty.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -103,6 +105,25 @@ def gradient_summary(f, x: torch.Tensor) -> dict[str, float]:
             "disc_value": float(torch.sigmoid(c).mean())}
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op thread count set to 1 while the block runs, restored after.
+
+    The toy models train as one batch of small matrix products (tens of networks of
+    width 16–32): a product takes a fraction of a millisecond, too little to share
+    between threads, and with more threads than free cores every product waits for a
+    descheduled thread (two threads on two busy cores: 6–8× slower at the chapter's
+    defaults, ``benchmarks/toys.py``). The numbers are the same with any thread count
+    (tested).
+    """
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def learned_discriminators(lams: tuple[float, ...], specs, seeds: tuple[int, ...], iterations: int = 1000,
                            width: int = 16, lr: float = 1e-3, n: int = 1000):
     """Train sigmoid discriminators (logit critics) on the segments with eq. 6 and measure them.
@@ -111,6 +132,10 @@ def learned_discriminators(lams: tuple[float, ...], specs, seeds: tuple[int, ...
     interpolates between real and fake points (as in WGAN-GP). Returns one row per
     model: the boundary crossing on the x₁ axis, the critic and discriminator
     gradient norms and the discriminator value at the fake and the real segment.
+
+    A model's initial weights, data, minibatches and interpolation weights come from
+    its seed alone, so its row does not depend on which other models share the batch
+    (bit for bit in batches of two models or more; tested).
     """
     import pandas as pd
 
@@ -119,19 +144,20 @@ def learned_discriminators(lams: tuple[float, ...], specs, seeds: tuple[int, ...
 
     runs = [(PenaltySpec(None, None), 0.0)] + [(spec, lam) for spec in specs for lam in lams if lam > 0]
     models = [(spec, lam, s) for spec, lam in runs for s in range(len(seeds))]
-    batched = BatchedMLP([seeds[s] for *_, s in models], 2, width)
-    data = [segments(n, seed) for seed in seeds]
-    train_penalized_classifiers(batched, [m[0] for m in models], [m[2] for m in models],
-                                [(x.float(), y.float()) for x, y in data], iterations, stream_seeds=list(seeds),
-                                lam=[m[1] for m in models], lr=lr, penalty_at="interpolates",
-                                log_every=iterations, progress=False)
-    probe, _ = segments(200, 99)  # 200 real then 200 fake points
-    rows = []
-    for i, (spec, lam, s) in enumerate(models):
-        net = batched.model(i)
-        at_fake, at_real = gradient_summary(net, probe[200:].float()), gradient_summary(net, probe[:200].float())
-        rows.append({"penalty": spec.label, "lam": lam, "seed": seeds[s], "boundary x1": boundary_crossing(net),
-                     "critic grad at fake": at_fake["critic_grad"], "D grad at fake": at_fake["disc_grad"],
-                     "D grad at real": at_real["disc_grad"], "D at fake": at_fake["disc_value"],
-                     "D at real": at_real["disc_value"]})
+    with one_thread():
+        batched = BatchedMLP([seeds[s] for *_, s in models], 2, width)
+        data = [segments(n, seed) for seed in seeds]
+        train_penalized_classifiers(batched, [m[0] for m in models], [m[2] for m in models],
+                                    [(x.float(), y.float()) for x, y in data], iterations, stream_seeds=list(seeds),
+                                    lam=[m[1] for m in models], lr=lr, penalty_at="interpolates",
+                                    log_every=iterations, progress=False)
+        probe, _ = segments(200, 99)  # 200 real then 200 fake points
+        rows = []
+        for i, (spec, lam, s) in enumerate(models):
+            net = batched.model(i)
+            at_fake, at_real = gradient_summary(net, probe[200:].float()), gradient_summary(net, probe[:200].float())
+            rows.append({"penalty": spec.label, "lam": lam, "seed": seeds[s], "boundary x1": boundary_crossing(net),
+                         "critic grad at fake": at_fake["critic_grad"], "D grad at fake": at_fake["disc_grad"],
+                         "D grad at real": at_real["disc_grad"], "D at fake": at_fake["disc_value"],
+                         "D at real": at_real["disc_value"]})
     return pd.DataFrame(rows)
