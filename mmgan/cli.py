@@ -3,6 +3,7 @@
     mmgan train --config run.yaml --out runs/x          one GAN run (--resume, --overwrite)
     mmgan table 2 --preset paper --data-root /data       every cell of a GAN table, in this process
     mmgan sweep 2 --preset paper --executor slurm ...    the cells of a GAN table as cluster jobs
+    mmgan reproduce RUN_FOLDER --iterations 50          a finished run trained again in its pack, log compared
     mmgan table1 --preset fitted                         Table 1 on the swiss roll
     mmgan critic-margins 3                               margins of the critics of a committed study
     mmgan gpu-check                                      the GAN engine on a GPU, end to end
@@ -28,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("mmgan.gan.train", "main", "train (or resume) one GAN run in a run folder"),
     "table": ("mmgan.gan.tables", "main", "run or load every cell of one of Tables 2-8 in this process"),
     "sweep": ("mmgan.gan.sweep", "main", "run the cells of a GAN table as jobs (SLURM, local) and collect them"),
+    "reproduce": ("mmgan.gan.reproduce", "main",
+                  "train a finished GAN run again as it trained (its pack, threads) and compare its log line by line"),
     "table1": ("mmgan.table1.study", "main", "Table 1: margins of classifiers on the swiss roll"),
     "critic-margins": ("mmgan.critics.measure", "main", "measure the margins of the critics of a committed study"),
     "gpu-check": ("mmgan.gan.gpu_check", "main", "check the GAN engine on a GPU and estimate each table's hours"),

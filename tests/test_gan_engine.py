@@ -97,6 +97,47 @@ def test_resume_refuses_a_different_configuration(tmp_path, digits16):
         train.train(tiny(iterations=4), tmp_path / "empty", resume=True, progress=False, data=digits16)
 
 
+def _execution(run) -> dict:
+    return json.loads((run / "summary.json").read_text())["execution"]
+
+
+def test_the_command_sets_records_and_keeps_the_thread_count(tmp_path, capsys, monkeypatch):
+    """Another thread count rounds differently (issue 37): `mmgan train` trains a new run with 1 thread unless told
+    (or $OMP_NUM_THREADS says otherwise), records it (and the rest of the execution record) in the checkpoint and
+    summary, resumes with the recorded count, refuses another unless --inexact, which records the change; the
+    process's own count is restored."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = torch.get_num_threads()
+    config, run = tmp_path / "run.yaml", tmp_path / "run"
+    config.write_text("dataset: digits\nimage_size: 16\nchannels: 1\nwidth: 4\nmetric: fdd\nmetric_samples: 64\n"
+                      "iterations: 2\ncheckpoint_every: 2\nmetric_every: 2\nbatch_size: 8\ndevice: cpu\n")
+    try:
+        torch.set_num_threads(2)
+        assert train.main(["--config", str(config), "--out", str(run), "--no-progress"]) == 0
+        assert torch.get_num_threads() == 2
+        record = _execution(run)
+        assert record["threads"] == 1 and not record["packed"] and record["pack"] == [] and record["dtype"] == "float32"
+        assert record["platform"] == train.platform_record("cpu") and record["commit"] and record["reason"] == "start"
+        assert torch.load(run / "checkpoint.pt", weights_only=True)["execution"] == record
+        capsys.readouterr()
+        assert train.main(["--out", str(run), "--resume", "--iterations", "4", "--threads", "2", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "trained with 1 thread(s); --threads 2 would continue it with other rounding" in err
+        assert "leave --threads out (it resumes with 1)" in err and "--inexact" in err
+        assert train.main(["--out", str(run), "--resume", "--iterations", "4", "--no-progress"]) == 0
+        assert _execution(run) == record  # the same arrangement: nothing to add
+        assert train.main(["--out", str(run), "--resume", "--iterations", "6", "--threads", "2", "--inexact",
+                           "--no-progress"]) == 0
+        changed = _execution(run)
+        assert changed["threads"] == 2 and changed["from_iteration"] == 4 and changed["reason"] == "resume"
+        assert changed["earlier"] == [record]
+        assert train.main(["--out", str(tmp_path / "other"), "--config", str(config), "--threads", "0"]) == 2
+        assert "threads must be a whole number >= 1" in capsys.readouterr().err
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, digits16, monkeypatch):
     config = tiny(iterations=4, checkpoint_every=2)
     train.train(dataclasses.replace(config, iterations=2), tmp_path, progress=False, data=digits16)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import signal
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
@@ -173,21 +175,73 @@ def test_sigterm_checkpoints_every_packed_run_then_hands_the_signal_on(tmp_path,
     _assert_same_runs(_table(tmp_path / "split"), whole, exact=True)
 
 
-def test_checkpoints_are_shared_by_the_packed_and_the_single_run_path(tmp_path, monkeypatch):
-    """A packed run interrupted and continued one at a time, and a single run interrupted and continued
-    packed (beside a fresh run, i.e. runs at different iterations), end like the uninterrupted runs."""
+def _configs(folders) -> list:
+    return [train.config_from(yaml.safe_load((Path(f) / "config.yaml").read_text())) for f in folders]
+
+
+def test_a_packed_run_resumes_only_as_its_pack(tmp_path, monkeypatch):
+    """A packed run continues bit for bit only in its pack (issue 37): resumed by a table with pack_size=1 it is
+    packed again with its recorded pack (exact); resumed alone (pack=False, train) or with part of its pack, it is
+    refused with the way to resume it, and nothing of it changes; with inexact=True it continues alone, to
+    rounding, and its summary records both arrangements."""
     whole = _table(tmp_path / "whole")
+    split = tmp_path / "split"
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         _interrupt_in_iteration(patch, packed, 3, len(CELLS))
-        _table(tmp_path / "packed-then-single")
-    _assert_same_runs(_table(tmp_path / "packed-then-single", pack=False), whole, exact=False)
+        _table(split)
+    folders = [split / Path(r).relative_to(tmp_path / "whole") for r in whole["run"]]
+    names = [f.name for f in folders]
+    kept = {f: (f / CHECKPOINT).read_bytes() for f in folders}
+    record = _checkpoint(folders[0])["execution"]  # the checkpoint carries the arrangement
+    assert record["packed"] and record["pack"] == names and record["position"] == 0 and record["threads"] == 1
+    assert record["from_iteration"] == 0 and record["platform"]["device"] == "cpu"
 
+    with pytest.warns(UserWarning, match="failed: ValueError: .* trained at position 0 of a pack of 2 "
+                                         r"\(wgan-q1-ls-s0, hinge-qinf-hinge-s0\), 1 thread\(s\); continued alone .* "
+                                         "not bit for bit. Resume its pack instead"):
+        alone = _table(split, pack=False)
+    assert list(alone["status"]) == ["failed", "failed"] and "--inexact" in alone["error"][0]
+    with pytest.raises(ValueError, match="position 1 of a pack of 2.*--inexact"):
+        train.train(_configs(folders[1:])[0], folders[1], resume=True, progress=False)
+    with pytest.warns(UserWarning, match="its checkpoint \\(iteration 3\\) continues bit for bit only in that pack, "
+                                         "but hinge-qinf-hinge-s0 is not among the runs given"):
+        part = _table(split, cells=CELLS[:1])
+    assert list(part["status"]) == ["failed"]
+    assert {f: (f / CHECKPOINT).read_bytes() for f in folders} == kept  # nothing written by the refusals
+
+    _assert_same_runs(_table(split, pack_size=1), whole, exact=True)  # packed again as recorded
+
+    # inexact: the packed run continued alone, to rounding; the record keeps where it trained before
+    again = tmp_path / "again"
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        _interrupt_in_iteration(patch, packed, 3, len(CELLS))
+        _table(again)
+    folders = [again / Path(r).relative_to(tmp_path / "whole") for r in whole["run"]]
+    for config, folder in zip(_configs(folders), folders):
+        train.train(config, folder, resume=True, progress=False, inexact=True)
+    _assert_same_runs(_table(again), whole, exact=False)
+    execution = _summary(folders[1])["execution"]
+    assert not execution["packed"] and execution["from_iteration"] == 3 and execution["reason"] == "resume"
+    assert [(e["packed"], e["pack"], e["position"], e["from_iteration"]) for e in execution["earlier"]] == \
+        [(True, names, 1, 0)]
+
+
+def test_a_single_run_resumes_only_alone(tmp_path, monkeypatch):
+    """A run checkpointed by the single-run loop is refused by a packed table (the fresh run beside it trains);
+    with inexact=True it continues packed, to rounding, and runs at different iterations train as separate packs."""
+    whole = _table(tmp_path / "whole")
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt, match="iteration 5; the checkpoint in"):
         _interrupt_in_iteration(patch, train, 5, 1)  # in the first run: stops the table there
-        _table(tmp_path / "single-then-packed", pack=False)
-    folders = [Path(r) for r in whole["run"]]
-    mixed = [tmp_path / "single-then-packed" / f.relative_to(tmp_path / "whole") for f in folders]
-    assert _checkpoint(mixed[0])["iteration"] == 5 and not mixed[1].exists()
+        _table(tmp_path / "mixed", pack=False)
+    folders = [tmp_path / "mixed" / Path(r).relative_to(tmp_path / "whole") for r in whole["run"]]
+    assert _checkpoint(folders[0])["iteration"] == 5 and not folders[1].exists()
+    assert _checkpoint(folders[0])["execution"]["packed"] is False
+    with pytest.warns(UserWarning, match="trained at alone \\(plain layers\\), 1 thread\\(s\\); in a pack .* resume it "
+                                         "alone"):
+        refused = _table(tmp_path / "mixed")
+    assert list(refused["status"]) == ["failed", "finished"]
+    assert _checkpoint(folders[0])["iteration"] == 5
+    shutil.rmtree(folders[1])
     trained = []
     original = packed_training._train_pack
 
@@ -196,9 +250,11 @@ def test_checkpoints_are_shared_by_the_packed_and_the_single_run_path(tmp_path, 
         return original(states, *args, **kwargs)
 
     monkeypatch.setattr(packed_training, "_train_pack", recording)
-    result = _table(tmp_path / "single-then-packed")
+    results = packed_training.train_packed(_configs([folders[0]]) + _configs([Path(whole["run"][1])]), folders,
+                                           inexact=True)
+    assert not any(isinstance(r, Exception) for r in results)
     assert sorted(trained) == [[0], [5]]  # one pack per iteration
-    _assert_same_runs(result, whole, exact=False)
+    _assert_same_runs(_table(tmp_path / "mixed"), whole, exact=False)
 
 
 # ----------------------------------------------------------------------------- (c) a failing run

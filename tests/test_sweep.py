@@ -132,13 +132,13 @@ def _run_and_hang_at_a_checkpoint(job: sweep.TableJob, marker: Path) -> None:
         return original(obj, *args, **kwargs)
 
     torch.save = save
-    torch.set_num_threads(1)  # the parent's OpenMP threads do not survive the fork
+    torch.set_num_threads(1)  # the parent's OpenMP threads do not survive the fork (the job keeps 1: planned so)
     job()
 
 
 def test_a_job_killed_mid_run_and_resubmitted_by_its_checkpoint_gives_the_uninterrupted_result(tmp_path, reference):
     root, marker = tmp_path / "runs", tmp_path / "hanging"
-    (job,) = sweep.plan_jobs("2", "smoke", root, pack=2, cells=CELLS[0], seeds=SEEDS, **TINY)
+    (job,) = sweep.plan_jobs("2", "smoke", root, pack=2, cells=CELLS[0], seeds=SEEDS, threads=1, **TINY)
     assert len(job.runs) == 2
     pid = os.fork()  # a child process without a second start-up (imports, data); SIGKILLed like a lost node
     if pid == 0:
@@ -376,9 +376,28 @@ def test_a_job_uses_the_cores_it_was_given(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sweep, "run_tasks", recording)
     monkeypatch.setattr(sweep, "available_cores", lambda: 8)
-    for cpus, processes, expected in ((1, 1, 1), (None, 1, 8), (4, 2, 2), (1, 2, 1)):
+    for cpus, processes, threads, expected in ((1, 1, None, 1), (None, 1, None, 8), (4, 2, None, 2), (1, 2, None, 1),
+                                               (1, 1, 3, 3), (None, 2, 1, 1)):
         calls.clear()
-        jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=2, processes=processes, cpus=cpus, seeds=[0],
-                               cells=["wgan-q2-ls", "hinge-q2-ls"], iterations=2)
+        jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=2, processes=processes, cpus=cpus, threads=threads,
+                               seeds=[0], cells=["wgan-q2-ls", "hinge-q2-ls"], iterations=2)
         jobs[0]()
-        assert calls == [(processes, expected)], (cpus, processes)
+        assert calls == [(processes, expected)], (cpus, processes, threads)
+
+
+def test_runs_checkpointed_in_a_pack_stay_in_their_pack(tmp_path):
+    """A run continues bit for bit only in the pack it trained in (issue 37): the unfinished runs of a pack that
+    their checkpoints record form one job, whatever --pack and --processes say now; the others are grouped as
+    usual. (Here the pack of a table trained with --pack 2 after its first run failed alone.)"""
+    cells = ["wgan-q2-ls", "wgan-q2-hinge", "hinge-q2-ls", "hinge-q2-hinge"]
+    runs, _ = gan_tables.table_configs("2", "smoke", seeds=[0], cells=cells)
+    folders = sweep._run_folders("2", "smoke", tmp_path, runs, {"seeds": [0], "cells": cells})
+    names = [folders[run].name for run in runs]
+    for run in runs[1:3]:  # the pack of the 2nd and 3rd runs, checkpointed
+        folders[run].mkdir(parents=True)
+        torch.save({"iteration": 2, "execution": {"packed": True, "pack": names[1:3], "position": 0, "threads": 1}},
+                   folders[run] / "checkpoint.pt")
+    jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=2, processes=2, seeds=[0], cells=cells, threads=1)
+    assert [[folders[run].name for run in job.runs] for job in jobs] == [names[1:3], [names[0], names[3]]]
+    assert jobs[0].packs == [list(runs[1:3])] and jobs[0].processes == 1  # one pack, as recorded
+    assert jobs[1].packs == [[runs[0]], [runs[3]]] and all(job.threads == 1 for job in jobs)

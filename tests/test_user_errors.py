@@ -96,6 +96,9 @@ def test_bad_yaml_names_the_file(tmp_path, text, expected):
 def test_the_table_command_line_answers_bad_values_with_a_sentence(tmp_path):
     done = cli("mmgan", "table", "2", "--preset", "smoke", "--cells", "hinge-q3-hinge", "--root", str(tmp_path))
     assert done.returncode == 2 and "valid cells of table 2" in done.stderr and "Traceback" not in done.stderr
+    threads = cli("mmgan", "table", "2", "--preset", "smoke", "--threads", "0", "--root", str(tmp_path))
+    assert threads.returncode == 2 and "threads must be a whole number >= 1" in threads.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything was made
 
 
 def test_the_digits_metric_is_refused_for_other_data_sets():

@@ -6,8 +6,7 @@ The runs (configurations differing only in :data:`mmgan.gan.packed.PER_RUN_FIELD
 loss, q, g, seed, ...) train as one packed network, and every run keeps what
 :func:`mmgan.gan.train.train` gives it: its folder, locked while the pack trains
 (:class:`mmgan.base.run_folder.RunLock`); its ``checkpoint.pt`` in the single-run
-format (a packed run can be continued by ``train(..., resume=True)`` and the other
-way round); its ``log.jsonl`` lines (the same keys, on the same cadence; the
+format; its ``log.jsonl`` lines (the same keys, on the same cadence; the
 iterations/s is the pack's, i.e. each run's own progress per wall-clock second);
 its metric evaluations and ``summary.json``. The loop is :func:`mmgan.gan.train._loop`
 with the helpers of :mod:`mmgan.gan.train` (cadence, log lines, evaluation,
@@ -19,11 +18,20 @@ Choices:
 * each run continues from the checkpoint in its folder, or starts over when its
   folder holds none (at most a log cut short before the first checkpoint), as
   :func:`mmgan.gan.tables.run_table` always did;
-* runs at different iterations (e.g. a table interrupted while one pack was
-  running) are never advanced alone: the runs are grouped by iteration and each
-  group trains as its own packs (of ``pack_size`` runs, default the whole group);
-  after an interruption of packed runs every run of the pack is at the same
-  iteration anyway, as Ctrl-C checkpoints them all;
+* a run continues bit for bit only in the arrangement it trained in (the same
+  pack, members and order, and thread count: a grouped convolution sums in another
+  order than a plain one, and the sums depend on the pack), which its checkpoint
+  records (:func:`mmgan.gan.train.execution_record`). A resumed run whose checkpoint
+  records a pack is packed again with exactly that pack's runs, in their order and
+  with their thread count (``pack_size`` and ``threads`` concern new packs); when a
+  run of its pack is missing from the call or at another iteration, or its
+  checkpoint was written by a single run, it is refused (it fails alone, the error
+  says how) unless ``inexact=True``, which packs it like a new run and records the
+  change in its summary. After an interruption every run of a pack is at the same
+  iteration, as Ctrl-C checkpoints them all;
+* new runs (and, with ``inexact``, resumed ones) at different iterations are never
+  advanced together: they are grouped by iteration and each group trains as its
+  own packs (of ``pack_size`` runs, default the whole group);
 * a run whose loss or weights go non-finite fails like a single run (the same
   :class:`~mmgan.gan.train.NonFiniteLoss` text, found at the same points) and leaves
   the pack, which is re-packed with the others, who go on unchanged (the runs of a
@@ -50,7 +58,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mmgan.base.run_folder import CHECKPOINT, LOG, RunLock, check_snapshot_every
+from mmgan.base.run_folder import CHECKPOINT, LOG, SUMMARY, RunLock, check_snapshot_every
 from mmgan.gan.config import GANConfig, resolve_device
 from mmgan.gan.diagnostics import diagnostics, parameter_gradient_norms
 from mmgan.gan.models import kept_statistics
@@ -68,6 +76,9 @@ from mmgan.gan.packed import (
 from mmgan.gan.train import (
     LossWatch,
     RunState,
+    arrangement,
+    check_threads,
+    continued_execution,
     data_and_reference,
     due,
     evaluate_and_log,
@@ -79,14 +90,16 @@ from mmgan.gan.train import (
     save_checkpoint,
     start_state,
     stopped,
+    threads_to_use,
     training_record,
+    using_threads,
     write_line,
     write_summary,
 )
 from mmgan.norms import grad_norm
 from mmgan.penalties import penalty_points
 
-__all__ = ["train_packed"]
+__all__ = ["recorded_execution", "train_packed"]
 
 
 def _check_loop_shared(configs: list[GANConfig]) -> None:
@@ -100,10 +113,16 @@ def _check_loop_shared(configs: list[GANConfig]) -> None:
 
 
 def train_packed(configs: Sequence[GANConfig], outs: Sequence[Path | str], data: torch.Tensor | None = None,
-                 progress: bool = False, pack_size: int | None = None,
-                 snapshot_every: int | None = None) -> list[dict[str, Any] | Exception]:
+                 progress: bool = False, pack_size: int | None = None, snapshot_every: int | None = None,
+                 threads: int | None = None, inexact: bool = False,
+                 evaluate: bool = True) -> list[dict[str, Any] | Exception]:
     """Train (or continue) runs ``configs[k]`` in folders ``outs[k]`` as packs; per run its summary or the error
     that failed it (see the module's docstring). ``data`` and ``snapshot_every`` as in :func:`mmgan.gan.train.train`.
+
+    ``threads``: torch's thread count while new packs train (default: this process's); a resumed pack trains with
+    the count its checkpoints recorded (a given other count refuses its runs unless ``inexact``). ``inexact``:
+    continue resumed runs in whatever pack they fall into, recording the change, where they would be refused.
+    ``evaluate=False``: no metric, no summary (as :func:`mmgan.gan.train.train`).
 
     ``ValueError`` if the runs cannot share a pack (architecture, optimiser, loop); ``KeyboardInterrupt``
     (Ctrl-C) after checkpointing the pack in training.
@@ -114,6 +133,8 @@ def train_packed(configs: Sequence[GANConfig], outs: Sequence[Path | str], data:
         raise ValueError(f"{len(configs)} configurations for {len(outs)} folders")
     if pack_size is not None and pack_size < 1:
         raise ValueError(f"pack_size must be >= 1, got {pack_size}")
+    if threads is not None:
+        check_threads(threads)
     for config in configs:
         check_snapshot_every(snapshot_every, config.checkpoint_every)
     if not configs:
@@ -130,9 +151,12 @@ def train_packed(configs: Sequence[GANConfig], outs: Sequence[Path | str], data:
                 payloads[k] = prepare_folder(config, out, resume=resume, overwrite=not resume)
             except Exception as error:  # noqa: BLE001 - this run fails, the others go on
                 results[k] = error
+        packs, refused = _plan_packs(payloads, outs, pack_size, threads, inexact)
+        results = [refused.get(k, result) for k, result in enumerate(results)]
+        payloads = {k: payload for k, payload in payloads.items() if k not in refused}
         if not payloads:
             return results
-        data, extractor, reference = data_and_reference(configs[0], data, device)
+        data, extractor, reference = data_and_reference(configs[0], data, device, evaluate)
         states: dict[int, RunState] = {}
         for k, payload in payloads.items():
             try:
@@ -140,23 +164,97 @@ def train_packed(configs: Sequence[GANConfig], outs: Sequence[Path | str], data:
             except Exception as error:  # noqa: BLE001
                 results[k] = error
         del payloads
-        by_iteration: dict[int, list[int]] = {}
-        for k, state in states.items():
-            by_iteration.setdefault(state.iteration, []).append(k)
-        for _, group in sorted(by_iteration.items()):
-            size = pack_size or len(group)
-            for start in range(0, len(group), size):
-                members = group[start:start + size]
-                done: dict[int, dict[str, Any] | Exception] = {}
-                try:
-                    with execution_settings(configs[0], device):
-                        _train_pack([states[k] for k in members], [outs[k] for k in members], data, extractor,
-                                    reference, device, progress, done, snapshot_every)
-                except Exception as error:  # noqa: BLE001 - the pack failed: every run still in it
-                    done.update({i: error for i in range(len(members)) if i not in done})
-                for i, result in done.items():
-                    results[members[i]] = result
+        for members, count in packs:
+            members = [k for k in members if k in states]
+            if not members:
+                continue
+            done: dict[int, dict[str, Any] | Exception] = {}
+            try:
+                with using_threads(count), execution_settings(configs[0], device):
+                    _train_pack([states[k] for k in members], [outs[k] for k in members], data, extractor,
+                                reference, device, progress, done, snapshot_every)
+            except Exception as error:  # noqa: BLE001 - the pack failed: every run still in it
+                done.update({i: error for i in range(len(members)) if i not in done})
+            for i, result in done.items():
+                results[members[i]] = result
     return results
+
+
+def recorded_execution(folder: Path | str) -> dict[str, Any] | None:
+    """The execution record (:func:`mmgan.gan.train.execution_record`) of the checkpoint in ``folder``, read without
+    its tensors; None without a checkpoint, for an unreadable one (named when the run resumes) or one older than
+    the record."""
+    path = Path(folder) / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("execution")
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is named when the run resumes
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _plan_packs(payloads: dict[int, dict[str, Any] | None], outs: list[Path], pack_size: int | None,
+                threads: int | None, inexact: bool) -> tuple[list[tuple[list[int], int]], dict[int, Exception]]:
+    """The packs to train, in order ([(run indices in pack order, thread count)]), and the runs refused
+    ({index: error}), from each run's checkpoint payload (None: a new run). See the module's docstring."""
+    iteration = {k: (payload["iteration"] if payload is not None else 0) for k, payload in payloads.items()}
+    previous = {k: (payload.get("execution") if payload is not None else None) for k, payload in payloads.items()}
+    where = {(outs[k].parent, outs[k].name): k for k in payloads}
+    refused: dict[int, Exception] = {}
+    recorded: dict[tuple[Path, tuple[str, ...], int], list[int]] = {}
+    free: list[int] = []
+    for k in payloads:
+        record = previous[k]
+        if record is None or inexact:
+            free.append(k)
+        elif not record.get("packed"):
+            refused[k] = ValueError(
+                f"{outs[k]} trained at {arrangement(record)}; in a pack it would compute with grouped instead of "
+                f"plain convolutions (different rounding), not bit for bit: resume it alone (run_table(..., "
+                f"pack=False), `mmgan table ... --no-pack`, or `mmgan train --out {outs[k]} --resume`), or pass "
+                "inexact=True to continue it packed anyway (recorded in its summary)")
+        else:
+            recorded.setdefault((outs[k].parent, tuple(record.get("pack", [])), iteration[k]), []).append(k)
+    packs: list[tuple[int, list[int], int]] = []  # (iteration, members, threads)
+    for (parent, names, at), members in recorded.items():
+        present = {outs[k].name: k for k in members}
+        if sorted(present) != sorted(names) or len(members) != len(names):
+            missing = [_whereabouts(parent, name, where, iteration) for name in names if name not in present]
+            for k in members:
+                refused[k] = ValueError(
+                    f"{outs[k]} trained at {arrangement(previous[k])}; its checkpoint (iteration {at}) continues "
+                    f"bit for bit only in that pack, but {'; '.join(missing)}: resume the {len(names)} runs "
+                    "together from the same iteration (the command that trained them, or run_table(..., runs=[...]) "
+                    "or train_packed on their folders), start this run over (delete its folder), or continue it in "
+                    "another pack with train_packed(..., inexact=True) (recorded in its summary)")
+            continue
+        ordered = [present[name] for name in names]
+        try:
+            count = threads_to_use(previous[ordered[0]], threads, f"the pack of {', '.join(names)}", False,
+                                   "threads=")
+        except ValueError as error:
+            refused.update({k: error for k in ordered})
+            continue
+        packs.append((at, ordered, count))
+    count = threads if threads is not None else torch.get_num_threads()
+    by_iteration: dict[int, list[int]] = {}
+    for k in free:
+        by_iteration.setdefault(iteration[k], []).append(k)
+    for at, group in by_iteration.items():
+        size = pack_size or len(group)
+        packs += [(at, group[start:start + size], count) for start in range(0, len(group), size)]
+    packs.sort(key=lambda pack: (pack[0], pack[1][0]))
+    return [(members, count) for _, members, count in packs], refused
+
+
+def _whereabouts(parent: Path, name: str, where: dict[tuple[Path, str], int], iteration: dict[int, int]) -> str:
+    """Why the run ``name`` of a recorded pack is not resumed with the others, in words."""
+    if (parent, name) in where:
+        return f"{name} is at iteration {iteration[where[parent, name]]}"
+    if (parent / name / SUMMARY).is_file():
+        return f"{name} has finished"
+    return f"{name} is not among the runs given"
 
 
 def _weights_finite(pack: PackedState) -> list[bool]:
@@ -201,7 +299,10 @@ def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, ex
     {index into states: summary or error} as the runs finish or fail."""
     config = states[0].config
     live = list(range(len(states)))  # the runs still in the pack, in its order
-    pack_members = list(outs)  # the pack as it started (recorded in each summary: it fixes the arithmetic)
+    names = [out.name for out in outs]  # the pack (recorded in each checkpoint and summary: it fixes the arithmetic)
+    for i, state in enumerate(states):
+        state.execution = continued_execution(state.execution, execution_record(
+            config, names, i, device, state.iteration, "start" if state.saved_at is None else "resume"))
     pack = pack_states(states)
     watch = LossWatch(pack.runs, device)
     bar = tqdm(total=config.iterations, initial=pack.iteration, disable=not progress,
@@ -242,6 +343,9 @@ def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, ex
                 if generator_norms is not None:
                     generator_norms = _select_runs(generator_norms, keep)
                 members = [states[k] for k in live]
+                for i, state in enumerate(members):  # the others go on in a smaller pack
+                    state.execution = continued_execution(state.execution, execution_record(
+                        config, [names[j] for j in live], i, device, pack.iteration, "repack"))
                 pack = pack_states(members)
             if log_due:
                 now = time.perf_counter()
@@ -268,6 +372,6 @@ def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, ex
                                                f"{', '.join(str(outs[k]) for k in live)} are saved",
                                "the same run_table call")
     for k in live:
-        results[k] = write_summary(states[k], outs[k], device, execution_record(
-            config, [out.name for out in pack_members], pack_members.index(outs[k])))
+        results[k] = write_summary(states[k], outs[k], device) if extractor is not None else \
+            {"iterations": states[k].iteration}
 

@@ -122,7 +122,9 @@ from mmgan.base.paths import results_root
 from mmgan.base.processes import available_cores, run_tasks
 from mmgan.base.registry import check_choice, check_int, lookup
 from mmgan.base.run_folder import CHECKPOINT, LOCK, LOG, SUMMARY, RunFolderBusy, RunLock
+from mmgan.gan.packed_training import recorded_execution
 from mmgan.gan.tables import PRESETS, TABLES, cell_name, run_table, table_configs, table_folder
+from mmgan.gan.train import using_threads
 
 __all__ = ["EXECUTORS", "FAILURE_RECORD", "STOP_GRACE_S", "STOP_SIGNALS", "Sweep", "SweepSettings", "SweepStopped",
            "TableJob", "check_settings", "check_shared_path", "collect", "collect_command", "collect_report",
@@ -221,9 +223,11 @@ def _record_failure(folder: Path, error: str) -> None:
     (folder / FAILURE_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
 
 
-def train_pack_of_runs(table: str, preset: str, root: str, runs: list[Run], overrides: dict[str, Any]) -> pd.DataFrame:
-    """``run_table`` on exactly ``runs``, trained as one pack (the work of a job, or of one of its processes)."""
-    with _stop_on_sigterm():
+def train_pack_of_runs(table: str, preset: str, root: str, runs: list[Run], overrides: dict[str, Any],
+                       threads: int | None = None) -> pd.DataFrame:
+    """``run_table`` on exactly ``runs``, trained as one pack (the work of a job, or of one of its processes), with
+    ``threads`` torch threads (default: this process's; a resumed pack keeps the count it recorded)."""
+    with _stop_on_sigterm(), using_threads(threads):
         return run_table(table, preset, root, progress=False, runs=runs, pack=len(runs) > 1, pack_size=len(runs),
                          **overrides)
 
@@ -237,7 +241,8 @@ class TableJob(Checkpointable):
     """
 
     def __init__(self, table: str, preset: str, root: Path | str, runs: Sequence[Run],
-                 overrides: dict[str, Any] | None = None, processes: int = 1, cpus: int | None = None) -> None:
+                 overrides: dict[str, Any] | None = None, processes: int = 1, cpus: int | None = None,
+                 threads: int | None = None, packs: Sequence[Sequence[Run]] | None = None) -> None:
         self.table, self.preset, self.root = str(table), preset, str(root)
         self.runs = [tuple(run) for run in runs]
         self.overrides = _config_overrides(dict(overrides or {}))
@@ -246,6 +251,13 @@ class TableJob(Checkpointable):
         #: the CPU cores the job was given (``--cpus-per-job``; None: every core it may run on). The local executor
         #: does not confine a job to them, so several jobs at once would otherwise each use every core
         self.cpus = None if cpus is None else check_int(cpus, "cpus", minimum=1)
+        #: torch threads per process (``--threads``; None: the job's cores shared among its processes), recorded by
+        #: every run; a resumed pack trains with the count it recorded
+        self.threads = None if threads is None else check_int(threads, "threads", minimum=1)
+        #: the packs, one per process: those the runs' checkpoints recorded (:func:`plan_jobs`), else ``runs``
+        #: dealt out over ``processes``
+        self.packs = ([[tuple(run) for run in pack] for pack in packs] if packs is not None else
+                      [part for part in (self.runs[k::self.processes] for k in range(self.processes)) if part])
         self.attempt = 1  # incremented by each requeue (the state travels in the pickle)
 
     def __repr__(self) -> str:
@@ -258,11 +270,15 @@ class TableJob(Checkpointable):
         for run in self.runs:  # the run starts again: an earlier failure no longer describes it
             (folders[run] / FAILURE_RECORD).unlink(missing_ok=True)
         try:  # exactly this job's runs: one pack, or one pack per process
-            parts = [part for part in (self.runs[k::self.processes] for k in range(self.processes)) if part]
+            # a job pickled by an older version (requeued across an update) has neither packs nor threads
+            parts = getattr(self, "packs", None) or [part for part in (self.runs[k::self.processes]
+                                                                      for k in range(self.processes)) if part]
             cores = min(available_cores(), self.cpus or available_cores())
+            threads = getattr(self, "threads", None) or max(1, cores // len(parts))
             with _stop_on_sigterm():
-                frames = run_tasks([(train_pack_of_runs, (self.table, self.preset, self.root, part, self.overrides))
-                                    for part in parts], workers=len(parts), threads=max(1, cores // len(parts)))
+                frames = run_tasks([(train_pack_of_runs, (self.table, self.preset, self.root, part, self.overrides,
+                                                          threads))
+                                    for part in parts], workers=len(parts), threads=threads)
             result = pd.concat(frames, ignore_index=True)
         except Exception as error:  # the whole job failed (data missing, ...): say so in every unfinished run
             for run in self.runs:
@@ -288,16 +304,35 @@ class TableJob(Checkpointable):
 
 
 def plan_jobs(table: str, preset: str, root: Path | str, pack: int = 1, skip_finished: bool = True,
-              processes: int = 1, cpus: int | None = None, **overrides: Any) -> list[TableJob]:
+              processes: int = 1, cpus: int | None = None, threads: int | None = None,
+              **overrides: Any) -> list[TableJob]:
     """The jobs of a sweep: the runs of the table (``overrides`` may select ``cells`` and ``seeds``) in groups of
     ``pack``, without the runs already finished under ``root`` (unless ``skip_finished=False``), each job
-    splitting its runs over ``processes`` processes on its device and its ``cpus`` cores. Every override is checked here
-    (:func:`mmgan.gan.tables.table_configs`), before anything runs."""
+    splitting its runs over ``processes`` processes on its device and its ``cpus`` cores, with ``threads`` torch
+    threads each. Every override is checked here (:func:`mmgan.gan.tables.table_configs`), before anything runs.
+
+    A run whose checkpoint records the pack it trained in continues bit for bit only in that pack
+    (:mod:`mmgan.gan.packed_training`): the unfinished runs of each recorded pack form a job of their own, one
+    pack, whatever ``pack`` and ``processes`` say now; the other runs are grouped as above."""
     runs, _ = table_configs(table, preset, **overrides)
+    folders = _run_folders(table, preset, root, runs, overrides)
     if skip_finished:
-        folders = _run_folders(table, preset, root, runs, overrides)
         runs = [run for run in runs if not (folders[run] / SUMMARY).is_file()]
-    return [TableJob(table, preset, root, group, overrides, processes, cpus) for group in group_runs(runs, pack)]
+    by_name = {folders[run].name: run for run in runs}
+    recorded: dict[tuple[str, ...], list[Run]] = {}
+    for run in runs:
+        record = recorded_execution(folders[run])
+        if record is not None and record.get("packed") and folders[run].name in record.get("pack", []):
+            names = tuple(record["pack"])
+            recorded.setdefault(names, []).append(run)
+    jobs, taken = [], set()
+    for names, members in recorded.items():
+        ordered = [by_name[name] for name in names if name in by_name and by_name[name] in members]
+        jobs.append(TableJob(table, preset, root, ordered, overrides, 1, cpus, threads, packs=[ordered]))
+        taken.update(ordered)
+    rest = [run for run in runs if run not in taken]
+    return jobs + [TableJob(table, preset, root, group, overrides, processes, cpus, threads)
+                   for group in group_runs(rest, pack)]
 
 
 # ----------------------------------------------------------------------------- settings and checks
@@ -317,6 +352,8 @@ class SweepSettings:
     timeout_min: int = 24 * 60
     max_timeouts: int = 5
     cpus_per_job: int | None = None
+    #: torch threads per process of a job (None: the job's cores shared among its processes); recorded by every run
+    threads: int | None = None
     mem_gb: int | None = None
     account: str | None = None
     qos: str | None = None
@@ -359,7 +396,7 @@ def check_settings(settings: SweepSettings) -> SweepSettings:
         raise ValueError(f"processes={settings.processes} is more than the pack={settings.pack} runs of a job")
     check_int(settings.timeout_min, "timeout_min", minimum=1)
     check_int(settings.max_timeouts, "max_timeouts", minimum=0)
-    for name in ("array_parallelism", "cpus_per_job", "mem_gb"):
+    for name in ("array_parallelism", "cpus_per_job", "threads", "mem_gb"):
         if getattr(settings, name) is not None:
             check_int(getattr(settings, name), name, minimum=1)
     for name in ("partition", "account", "qos"):
@@ -668,7 +705,7 @@ def sweep(table: str, preset: str = "paper", root: Path | str | None = None,
     root = Path(root) if root is not None else results_root() / "gan"
     root, log_folder = _check_run_inputs(settings, table, preset, root, overrides)
     jobs = plan_jobs(table, preset, root, settings.pack, processes=settings.processes, cpus=cpus_per_job(settings),
-                     **overrides)
+                     threads=settings.threads, **overrides)
     result = Sweep(table, preset, root, overrides, settings, log_folder, jobs)
     if dry_run or not jobs:  # nothing to submit when every run has finished
         return result
@@ -811,6 +848,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit per job in minutes")
     parser.add_argument("--max-timeouts", type=int, default=5, help="requeues after time-outs (default 5)")
     parser.add_argument("--cpus-per-job", type=int)
+    parser.add_argument("--threads", type=int,
+                        help="torch threads per process of a job (default: its cores shared among its processes); "
+                             "recorded by every run, and a resumed pack keeps the count it recorded")
     parser.add_argument("--mem-gb", type=int)
     parser.add_argument("--account")
     parser.add_argument("--qos")
@@ -845,7 +885,8 @@ def _settings(args: argparse.Namespace) -> SweepSettings:
     return SweepSettings(executor=args.executor, partition=args.partition, gpus_per_job=args.gpus_per_job,
                          pack=args.pack, processes=args.processes, array_parallelism=args.array_parallelism,
                          timeout_min=args.timeout_min,
-                         max_timeouts=args.max_timeouts, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
+                         max_timeouts=args.max_timeouts, cpus_per_job=args.cpus_per_job, threads=args.threads,
+                         mem_gb=args.mem_gb,
                          account=args.account, qos=args.qos, log_folder=args.log_folder, extra=dict(args.slurm_arg))
 
 

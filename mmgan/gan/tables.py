@@ -62,7 +62,7 @@ from mmgan.gan.config import (
 )
 from mmgan.gan.data import load_images
 from mmgan.gan.packed_training import train_packed
-from mmgan.gan.train import train
+from mmgan.gan.train import check_threads, default_threads, train, using_threads
 from mmgan.penalties import DEFAULT_GAMMA
 
 CELLS_Q3_G2 = tuple((q, g) for q in ("1", "2", "inf") for g in ("ls", "hinge"))
@@ -316,7 +316,8 @@ def shared_fields(config: GANConfig) -> dict[str, Any]:
 
 def run_table(table: str, preset: str = "smoke", root: Path | str | None = None, progress: bool = False,
               load_only: bool = False, pack: bool = True, pack_size: int | None = None,
-              snapshot_every: int | None = None, runs: Any = None, **overrides: Any) -> pd.DataFrame:
+              snapshot_every: int | None = None, runs: Any = None, threads: int | None = None,
+              inexact: bool = False, **overrides: Any) -> pd.DataFrame:
     """Run (or load) every run of a table under ``root`` (default: ``gan/`` of :func:`mmgan.base.results.results_root`);
     one row per run with its final and lowest metric. A study folder with a manifest is verified first
     (:func:`mmgan.base.manifest.verify_manifest`): a changed or missing committed file is refused, never retrained.
@@ -335,7 +336,13 @@ def run_table(table: str, preset: str = "smoke", root: Path | str | None = None,
     networks every that many iterations (see :func:`mmgan.gan.train.train`).
     A run that raises is recorded with ``status='failed'`` and its ``error`` (its metric is NaN),
     and the table goes on; interrupting (Ctrl-C) still stops the whole table.
+
+    ``threads``: torch's thread count for new runs (default: this process's), recorded in each run's summary;
+    a resumed run keeps the count it recorded (another count is refused unless ``inexact``, as is a packed run
+    resumed alone: :func:`mmgan.gan.train.refuse_alone`).
     """
+    if threads is not None:
+        check_threads(threads)
     chosen = None if runs is None else [tuple(run) for run in runs]
     if chosen is not None:  # the cells and seeds they name, checked like the chapter's parameters
         overrides = {**overrides, "seeds": sorted({run[3] for run in chosen}),
@@ -366,7 +373,7 @@ def run_table(table: str, preset: str = "smoke", root: Path | str | None = None,
         data = load_images(base.dataset, base.image_size, base.channels, base.data_root).to(device)
         if pack:
             outcomes = train_packed([c for _, c, _ in pending], [o for _, _, o in pending], data, progress,
-                                    pack_size, snapshot_every)
+                                    pack_size, snapshot_every, threads=threads, inexact=inexact)
             for (row, _, out), outcome in zip(pending, outcomes):
                 if isinstance(outcome, Exception):
                     _failed(row, outcome, table, out, base.metric)
@@ -376,7 +383,7 @@ def run_table(table: str, preset: str = "smoke", root: Path | str | None = None,
                 try:
                     # a folder without a checkpoint holds at most a log cut short before the first checkpoint
                     train(config, out, resume=resume, overwrite=not resume, progress=progress, data=data,
-                          snapshot_every=snapshot_every)
+                          snapshot_every=snapshot_every, threads=threads, inexact=inexact)
                 except Exception as error:  # noqa: BLE001 - one failing cell must not stop the table
                     _failed(row, error, table, out, base.metric)
     for row in rows:
@@ -457,7 +464,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep both networks every N iterations (a multiple of the checkpoint interval)")
     parser.add_argument("--train", action="store_true",
                         help="train here even though the project's results root holds these runs finished")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads for new runs, recorded in each summary (default: $OMP_NUM_THREADS, else "
+                             "1, what the committed studies used); a resumed run keeps its recorded count")
+    parser.add_argument("--inexact", action="store_true",
+                        help="continue a resumed run with another thread count or outside its pack (not bit for "
+                             "bit; recorded in its summary)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        check_threads(args.threads)
     root = args.root if args.root is not None else results_root() / "gan"
     overrides = dict(seeds=args.seeds, iterations=args.iterations, cells=args.cells, data_root=args.data_root,
                      device=args.device, as_released=args.as_released or None)
@@ -467,8 +482,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"{elsewhere}: load them with --root {elsewhere.parents[1]} (the default), or pass --train "
                          f"to train them again under {root}")
     print(f"results root: {root}", file=sys.stderr)
-    frame = run_table(args.table, args.preset, root, progress=True, pack=args.pack, pack_size=args.pack_size,
-                      snapshot_every=args.snapshot_every, **overrides)
+    with using_threads(args.threads or default_threads()):  # new runs; a resumed one keeps its recorded count
+        frame = run_table(args.table, args.preset, root, progress=True, pack=args.pack, pack_size=args.pack_size,
+                          snapshot_every=args.snapshot_every, threads=args.threads, inexact=args.inexact,
+                          **overrides)
     print(frame[["loss", "norm", "g", "seed", "final", "lowest"]].to_string(index=False))
     return 0 if (frame["status"] == "finished").all() else 1
 

@@ -35,8 +35,17 @@ Never losing work:
   before its update (one host synchronisation per step).
 
 All random draws come from one CPU generator (:mod:`mmgan.base.randomness`), so a
-run is reproducible and resumable on any device. ``log.jsonl`` gets one line per
-``log_every`` iterations (losses, penalty, gradient norms at real, fake and
+run is reproducible and resumable on any device, up to rounding. Bit for bit it
+repeats only in the same arrangement: the same pack (:mod:`mmgan.gan.packed_training`;
+a grouped convolution sums in another order than a plain one), thread count, dtype,
+code and platform (CPU instruction sets, torch, oneDNN, MKL, GPU). The checkpoint
+and summary record them (:func:`execution_record`); ``--threads`` sets the count
+(``$OMP_NUM_THREADS`` or 1 for a new run, the recorded one on ``--resume``); a run
+checkpointed in a pack, or with another thread count, is not continued otherwise
+unless ``--inexact`` (the change is recorded); ``mmgan reproduce``
+(:mod:`mmgan.gan.reproduce`) regenerates a finished run and compares its log.
+
+``log.jsonl`` gets one line per ``log_every`` iterations (losses, penalty, gradient norms at real, fake and
 interpolated points, iterations/s and the diagnostics of :mod:`mmgan.gan.diagnostics`) and one per metric
 evaluation.
 """
@@ -47,6 +56,9 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
+import platform
+import re
 import signal
 import sys
 import threading
@@ -83,10 +95,12 @@ from mmgan.norms import grad_norm
 from mmgan.penalties import gradient_penalty, input_gradient, penalty_points
 
 #: The public pieces of the loop, shared with the packed loop (:mod:`mmgan.gan.packed_training`).
-__all__ = ["GANConfig", "LossWatch", "NonFiniteLoss", "STOP_SIGNALS", "Stopped", "TRAIN_LOSSES", "config_from",
-           "data_and_reference", "due", "evaluate_and_log", "execution_record", "execution_settings", "gradient_norms",
-           "interrupt_at_boundary", "main", "new_state", "prepare_folder", "resolve_device", "save_checkpoint",
-           "start_state", "stopped", "train", "training_iteration", "training_record", "write_line", "write_summary"]
+__all__ = ["ARITHMETIC_FIELDS", "GANConfig", "LossWatch", "NonFiniteLoss", "STOP_SIGNALS", "Stopped",
+           "TRAIN_LOSSES", "arrangement", "check_threads", "config_from", "continued_execution",
+           "data_and_reference", "due", "evaluate_and_log", "execution_record", "execution_settings",
+           "gradient_norms", "interrupt_at_boundary", "main", "new_state", "platform_record", "prepare_folder",
+           "resolve_device", "save_checkpoint", "start_state", "stopped", "threads_to_use", "train",
+           "training_iteration", "training_record", "using_threads", "write_line", "write_summary"]
 
 
 # ----------------------------------------------------------------------------- state
@@ -103,6 +117,9 @@ class RunState:
     iteration: int = 0
     metrics: list = dataclasses.field(default_factory=list)  # [(iteration, value)]
     saved_at: int | None = None  # iteration of the checkpoint in the run folder, None if there is none
+    #: what fixes the run's arithmetic (:func:`execution_record`, continued by :func:`continued_execution`); kept in
+    #: its checkpoint and summary. Restored from a checkpoint it is the record the run was saved with.
+    execution: dict[str, Any] | None = None
 
 
 def new_state(config: GANConfig, device: torch.device) -> RunState:
@@ -139,6 +156,8 @@ def save_checkpoint(state: RunState, out: Path, snapshot_every: int | None = Non
         "rng": state.rng.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
+    if state.execution is not None:
+        payload["execution"] = state.execution
     try:
         atomic_torch_save(payload, out / CHECKPOINT)
     except OSError as error:  # a full disk, a lost mount: the temporary file failed, the old checkpoint stands
@@ -173,6 +192,7 @@ def restore_state(config: GANConfig, payload: dict[str, Any], device: torch.devi
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
     state.iteration = state.saved_at = payload["iteration"]
     state.metrics = [tuple(m) for m in payload["metrics"]]
+    state.execution = payload.get("execution")  # None in a checkpoint older than the record
     return state
 
 
@@ -436,7 +456,8 @@ def prepare_folder(config: GANConfig, out: Path, resume: bool, overwrite: bool) 
 
 def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bool = True,
           data: torch.Tensor | None = None, overwrite: bool = False,
-          snapshot_every: int | None = None) -> dict[str, Any]:
+          snapshot_every: int | None = None, threads: int | None = None, inexact: bool = False,
+          evaluate: bool = True) -> dict[str, Any]:
     """Train (or continue) one GAN run in folder ``out``; returns its summary (also in summary.json).
 
     ``snapshot_every`` (a multiple of ``checkpoint_every``) keeps the networks at those iterations in
@@ -446,6 +467,15 @@ def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bo
     of a table; otherwise they are loaded from ``config``. They are moved to the run's device once. The
     configuration, the device, the folder (lock, resume or overwrite) and the checkpoint are checked before
     the data and the data set's statistics are loaded.
+
+    ``threads``: torch's thread count while the run trains (restored after); default: on resume the count its
+    checkpoint recorded, else this process's. The run's checkpoint and summary record it with the rest of
+    :func:`execution_record`. A run whose checkpoint was written in a pack, or with another thread count than
+    ``threads``, would not continue bit for bit: refused (``ValueError`` saying how) unless ``inexact``, which
+    continues it anyway and records the change (:func:`continued_execution`).
+
+    ``evaluate=False`` (:mod:`mmgan.gan.reproduce`, comparing training lines only) builds no metric extractor,
+    evaluates nothing and writes no summary (the run looks unfinished); it returns ``{"iterations": ...}``.
     """
     config.validate()
     check_snapshot_every(snapshot_every, config.checkpoint_every)
@@ -454,20 +484,28 @@ def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bo
     check_run_folder_path(out)
     with RunLock(out):
         payload = prepare_folder(config, out, resume, overwrite)
-        data, extractor, reference = data_and_reference(config, data, device)
-        state = start_state(config, payload, out, device)
-        with execution_settings(config, device):
-            _loop(state, data, extractor, reference, device, out, progress, snapshot_every)
-    return write_summary(state, out, device)
+        previous = payload.get("execution") if payload is not None else None
+        refuse_alone(previous, out, inexact)
+        threads = threads_to_use(previous, threads, str(out), inexact)
+        with using_threads(threads):
+            data, extractor, reference = data_and_reference(config, data, device, evaluate)
+            state = start_state(config, payload, out, device)
+            state.execution = continued_execution(previous, execution_record(
+                config, None, 0, device, state.iteration, "start" if payload is None else "resume"))
+            with execution_settings(config, device):
+                _loop(state, data, extractor, reference, device, out, progress, snapshot_every)
+            return write_summary(state, out, device) if evaluate else {"iterations": state.iteration}
 
 
-def data_and_reference(config: GANConfig, data: torch.Tensor | None, device: torch.device):
+def data_and_reference(config: GANConfig, data: torch.Tensor | None, device: torch.device, evaluate: bool = True):
     """The training images on ``device`` (loaded unless given), the metric's feature extractor and the data
-    set's reference statistics."""
+    set's reference statistics (both None unless ``evaluate``: :func:`evaluate_and_log` then evaluates nothing)."""
     if data is None:
         data = load_images(config.dataset, config.image_size, config.channels, config.data_root)
     check_batch_size(config, len(data))
     data = data.to(device, memory_format=config.memory_format) if data.dim() == 4 else data.to(device)
+    if not evaluate:
+        return data, None, None
     extractor = make_extractor(config.metric, config.image_size, config.channels, device)
     reference = dataset_statistics(extractor, data, f"{config.dataset}-{config.image_size}px-"
                                    f"{config.channels}ch", device)
@@ -531,9 +569,9 @@ def training_record(iteration: int, critic_loss: float, penalty: float, generato
 
 
 def evaluate_and_log(state: RunState, extractor, reference, device: torch.device, out: Path, log) -> float | None:
-    """The metric at ``state.iteration`` (unless already evaluated there), appended to the history and the log;
-    the weights are checked first."""
-    if state.metrics and state.metrics[-1][0] == state.iteration:
+    """The metric at ``state.iteration`` (unless already evaluated there, or no ``extractor``), appended to the
+    history and the log; the weights are checked first."""
+    if extractor is None or state.metrics and state.metrics[-1][0] == state.iteration:
         return None
     _check_parameters(state, out, "before a metric evaluation")
     value = evaluate(state, extractor, reference, device)
@@ -584,24 +622,172 @@ def _loop(state: RunState, data: torch.Tensor, extractor, reference, device: tor
             bar.close()
 
 
-def execution_record(config: GANConfig, pack: list[str] | None = None, position: int = 0) -> dict[str, Any]:
-    """What fixes a run's arithmetic beyond its configuration and versions: the pack it trained in (the folder
-    names of its runs, in order, and its position; a single run is a pack of one, trained with plain layers),
-    the thread count, the memory layout and the code's commit (with ``dirty`` if the work tree had changes)."""
-    return {"pack": pack or [], "position": position if pack else 0, "packed": pack is not None,
-            "threads": torch.get_num_threads(), "channels_last": config.channels_last, "commit": code_commit()}
+#: The record fields that fix a run's arithmetic: a run continued with any of them changed is no longer the
+#: same computation (:func:`continued_execution` keeps the earlier arrangement beside the new one).
+ARITHMETIC_FIELDS: tuple[str, ...] = ("packed", "pack", "position", "threads", "dtype", "channels_last", "commit",
+                                      "platform")
+#: Environment variables that change which instruction set oneDNN, MKL or ATen use (recorded when set).
+ISA_VARIABLES: tuple[str, ...] = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR",
+                                  "ATEN_CPU_CAPABILITY")
+
+
+def _cpu() -> tuple[str, list[str]]:
+    """The CPU's model name and its vector instruction-set flags (Linux: /proc/cpuinfo; elsewhere the name only):
+    oneDNN and MKL choose their kernels from these, so two CPUs with other flags may round differently."""
+    name, flags = platform.processor() or platform.machine(), []
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+        found = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.MULTILINE)
+        name = model.group(1).strip() if model else name
+        flags = sorted({f for f in (found.group(1).split() if found else [])
+                        if re.match(r"^(avx|amx|fma|f16c|sse4|asimd|sve|neon)", f)})
+    return name, flags
+
+
+def _library_versions() -> dict[str, str]:
+    """oneDNN's and MKL's versions as torch reports its build (``torch.__config__.show()``)."""
+    shown, out = torch.__config__.show(), {}
+    onednn = re.search(r"MKL-DNN v([\w.]+)", shown) or re.search(r"oneDNN v([\w.]+)", shown)
+    mkl = re.search(r"Math Kernel Library Version ([\w.]+)", shown)
+    out["onednn"] = onednn.group(1) if onednn else "none"
+    out["mkl"] = mkl.group(1) if mkl else "none"
+    return out
+
+
+def platform_record(device: torch.device | str | None = None) -> dict[str, Any]:
+    """What of the machine and libraries fixes a run's rounding: the device, torch, the CPU (model, vector
+    instruction-set flags, ATen's capability), oneDNN and MKL, the instruction-set variables when set, and on
+    CUDA the GPU, CUDA and cuDNN. Two runs agree bit for bit only where these agree (and threads, pack, code)."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    name, flags = _cpu()
+    out: dict[str, Any] = {"device": device.type, "torch": str(torch.__version__), "machine": platform.machine(),
+                           "cpu": name, "cpu_flags": flags,
+                           "cpu_capability": str(torch.backends.cpu.get_cpu_capability()), **_library_versions()}
+    variables = {k: os.environ[k] for k in ISA_VARIABLES if k in os.environ}
+    if variables:
+        out["isa_variables"] = variables
+    if device.type == "cuda":
+        out.update({"gpu": torch.cuda.get_device_name(device), "cuda": str(torch.version.cuda),
+                    "cudnn": str(torch.backends.cudnn.version())})
+    return out
+
+
+def execution_record(config: GANConfig, pack: list[str] | None = None, position: int = 0,
+                     device: torch.device | str | None = None, iteration: int = 0,
+                     reason: str = "start") -> dict[str, Any]:
+    """What fixes a run's arithmetic beyond its configuration: the pack it trains in (the folder names of its
+    runs, in order, and its position; a single run has ``pack=[]``, ``packed=False``: plain layers, where a pack
+    even of one has grouped ones), the thread count, torch's default dtype (the networks'), the memory layout,
+    the code's commit (with ``dirty`` if the work tree had changes) and :func:`platform_record`; from generator
+    iteration ``iteration`` on, for ``reason`` (``'start'``, ``'resume'``, or ``'repack'``: a run of its pack failed
+    and the others went on without it)."""
+    return {"pack": list(pack or []), "position": position if pack else 0, "packed": pack is not None,
+            "threads": torch.get_num_threads(), "dtype": str(torch.get_default_dtype()).removeprefix("torch."),
+            "channels_last": config.channels_last, "commit": code_commit(),
+            "platform": platform_record(device if device is not None else resolve_device(config.device)),
+            "from_iteration": iteration, "reason": reason}
+
+
+def continued_execution(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any]:
+    """The record of a run that continues (``current``: its arrangement now) after ``previous`` (its checkpoint's
+    record; None for a fresh run or a checkpoint older than the record): ``previous`` itself when nothing of
+    :data:`ARITHMETIC_FIELDS` changed, else ``current`` with the earlier arrangements in ``earlier`` (oldest first;
+    ``{"recorded": False}`` stands for an arrangement nothing recorded)."""
+    if previous is None:
+        if current["from_iteration"] == 0:
+            return current
+        return {**current, "earlier": [{"from_iteration": 0, "recorded": False}]}
+    if all(previous.get(name) == current.get(name) for name in ARITHMETIC_FIELDS):
+        return previous
+    earlier = [*previous.get("earlier", []), {k: v for k, v in previous.items() if k != "earlier"}]
+    return {**current, "earlier": earlier}
+
+
+def arrangement(record: dict[str, Any] | None) -> str:
+    """A record's arrangement in words: 'alone' or 'position P in a pack of K (names)', and its threads."""
+    if record is None or record.get("recorded") is False:
+        return "an arrangement nothing recorded"
+    if not record.get("packed"):
+        where = "alone (plain layers)"
+    else:
+        pack = record.get("pack", [])
+        where = f"position {record.get('position', 0)} of a pack of {len(pack)} ({', '.join(pack)})"
+    return f"{where}, {record.get('threads', '?')} thread(s)"
+
+
+def threads_to_use(previous: dict[str, Any] | None, threads: int | None, what: str, inexact: bool,
+                   how: str = "--threads") -> int:
+    """The thread count a run (``what``) continues with: ``threads`` when given, else the one its checkpoint
+    recorded (``previous``), else this process's. A given count other than the recorded one is refused
+    (``ValueError`` saying how) unless ``inexact``."""
+    if threads is not None:
+        check_threads(threads)
+    recorded = previous.get("threads") if previous else None
+    if threads is not None and recorded is not None and threads != recorded and not inexact:
+        raise ValueError(f"{what} trained with {recorded} thread(s); {how} {threads} would continue it with other "
+                         f"rounding, not bit for bit: leave {how} out (it resumes with {recorded}) or give "
+                         f"{recorded}, or pass --inexact (inexact=True) to continue with {threads} anyway (recorded "
+                         "in its summary)")
+    return threads if threads is not None else recorded if recorded is not None else torch.get_num_threads()
+
+
+def default_threads() -> int:
+    """The thread count of a new run started from the command line: ``$OMP_NUM_THREADS`` when it is a whole
+    number >= 1, else 1 (what the committed studies used)."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else 1
+
+
+def check_threads(threads: Any) -> int:
+    """``threads`` if it is a positive integer (``ValueError`` naming the valid values otherwise)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a whole number >= 1 (torch's intra-op threads; 1 is what the committed "
+                         f"studies used), got {threads!r}")
+    return threads
+
+
+@contextlib.contextmanager
+def using_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` (when given) while the block runs, restored after."""
+    if threads is None or threads == torch.get_num_threads():
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def refuse_alone(previous: dict[str, Any] | None, out: Path, inexact: bool) -> None:
+    """A run whose checkpoint was written in a pack continues bit for bit only in that pack: ``ValueError`` that
+    says how, unless ``inexact``."""
+    if previous is None or not previous.get("packed") or inexact:
+        return
+    pack = previous.get("pack", [])
+    raise ValueError(
+        f"{out} trained at {arrangement(previous)}; continued alone it would compute with plain instead of grouped "
+        f"convolutions (different rounding from the first step, growing with training), not bit for bit. Resume "
+        f"its pack instead: the command that trained it (`mmgan table ...`, the same `mmgan sweep ...`) resumes "
+        f"all {len(pack)} runs together, as does run_table(..., runs=[...]) or train_packed on the {len(pack)} "
+        f"folders (siblings of {out.name}); or pass --inexact (inexact=True) to continue it alone anyway (the "
+        f"change is recorded in its summary)")
 
 
 def write_summary(state: RunState, out: Path, device: torch.device,
                   execution: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's summary.json: its metric statistics and history, environment, configuration and
-    :func:`execution_record` (``execution``; the single-run one by default)."""
+    :func:`execution_record` (``execution``; by default the run's own, ``state.execution``, else a single run's)."""
     config = state.config
     values = [v for _, v in state.metrics]
+    if execution is None:
+        execution = state.execution if state.execution is not None else execution_record(config, device=device)
     summary = {"iterations": state.iteration, "metric": config.metric, "final": values[-1],
                "lowest": min(values), "lowest_at": state.metrics[values.index(min(values))][0],
                "history": state.metrics, "environment": environment(device), "config": dataclasses.asdict(config),
-               "execution": execution if execution is not None else execution_record(config)}
+               "execution": execution}
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return summary
 
@@ -624,6 +810,12 @@ def _parser() -> argparse.ArgumentParser:
                             help=f"default: {field.default}")
     parser.add_argument("--gamma", help="γ of a zero-centred penalty (g zero_centered at real, fake or data) "
                                         "instead of --lam: λ = γ/2 for R1 or R2")
+    parser.add_argument("--threads", type=int, help="torch threads while training (default: $OMP_NUM_THREADS or 1 for "
+                                                    "a new run, the recorded count on --resume); recorded: other "
+                                                    "counts round differently")
+    parser.add_argument("--inexact", action="store_true",
+                        help="with --resume: continue a run trained in a pack alone, or with another --threads, "
+                             "knowing it no longer continues bit for bit (recorded in its summary)")
     return parser
 
 
@@ -646,8 +838,11 @@ def main(argv: list[str] | None = None) -> int:
                 values.pop("lam", None)
             values["gamma"] = args.gamma
         config = config_from(values)
+        # the thread count is always explicit: for a new run $OMP_NUM_THREADS when set, else 1 (what the committed
+        # studies used); for a resumed run the recorded one (None: train reads it from the checkpoint)
+        threads = args.threads if args.threads is not None else None if args.resume else default_threads()
         summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, threads=threads, inexact=args.inexact)
     except (ValueError, OSError, RuntimeError) as error:  # OSError: FileExistsError, FileNotFoundError, a full disk
         print(f"mmgan train: error: {error}", file=sys.stderr)
         return 2

@@ -52,14 +52,16 @@ def export_networks(folder: Path | str) -> Path:
 def rerun_advice(folder: Path | str, snapshot_every: int | None = None) -> str:
     """The command that trains the run of ``folder`` again (a folder ``<root>/table<N>/<preset>-<key>/<cell>-s<seed>``
     written by ``mmgan table``), keeping snapshots every ``snapshot_every`` iterations when given (into another
-    root, beside the committed run)."""
+    root, beside the committed run); without, also the :mod:`mmgan.gan.reproduce` command that trains it in its
+    pack."""
     folder = Path(folder)
     table, study, (cell, _, seed) = folder.parent.parent.name, folder.parent.name, folder.name.rpartition("-s")
     if not (table.startswith("table") and "-" in study and cell and seed.isdigit()):
         return f"train it again with `mmgan train --config {folder / 'config.yaml'} --out {folder} --overwrite`"
     words = f"mmgan table {table.removeprefix('table')} --preset {study.split('-')[0]} --cells {cell} --seeds {seed}"
     if snapshot_every is None:
-        return f"train it again with `{words} --root {folder.parents[2]}`"
+        return (f"train it again with `{words} --root {folder.parents[2]}` (alone, so to rounding), or as it trained, "
+                f"in its pack, with `mmgan reproduce {folder} --out <another folder>`")
     return (f"train a replicate that keeps them with `{words} --snapshot-every {snapshot_every} --root "
             f"<another folder>` and measure that replicate")
 
