@@ -10,17 +10,14 @@ caused its own bugs; here every function takes the gradient-norm order ``q``.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-from mmgan.base.registry import format_choices
+from mmgan.base.registry import Registry, format_choices
 
 Order = float | int
-GradNormOrder = float | int | Literal["smax"]
-
-#: The gradient norms of the paper: L^1, L^2, L^∞ and the smooth maximum of App. B.
-GRAD_NORM_CHOICES: tuple[GradNormOrder, ...] = (1, 2, math.inf, "smax")
 
 
 def _check_order(p: object, parameter: str) -> float:
@@ -37,9 +34,77 @@ def _check_order(p: object, parameter: str) -> float:
     return float(p)
 
 
-def order_text(q: GradNormOrder | str) -> str:
-    """Short name of a norm order for labels and keys: ``'1'``, ``'2'``, ``'inf'`` or ``'smax'``."""
-    return "smax" if q == "smax" else f"{float(q):g}"
+@dataclass(frozen=True)
+class GradNorm:
+    """A gradient norm q of eq. 6, as registered in :data:`NORMS`.
+
+    Attributes:
+        name: its one spelling everywhere: config files, run folders, cell names, tables (``'1'``, ``'2'``,
+            ``'inf'``, ``'smax'``); the text committed ``summary.json`` files hold, so folder keys do not move.
+        order: the order as a number (``math.inf`` for ∞), or None where the norm is no L^q norm (smooth max).
+        compute: ``(flat, beta) -> (B,)``, the per-sample norm of gradients flattened to (B, D); ``beta`` is the
+            smooth maximum's inverse temperature (ignored by the others).
+        released: the released code's variant of ``compute`` (see :func:`grad_norm`), or None where it was right.
+    """
+
+    name: str
+    order: float | None
+    compute: Callable[[torch.Tensor, float], torch.Tensor]
+    released: Callable[[torch.Tensor, float], torch.Tensor] | None = None
+
+
+#: What every function taking a gradient norm accepts: a :class:`GradNorm`, its name or its order as a number.
+GradNormOrder = GradNorm | str | float | int
+
+
+def _check_norm(name: str, entry: GradNorm) -> None:
+    """A registered norm is named by its order's text (``order_text`` must give the name back) and computes."""
+    if entry.name != name:
+        raise ValueError(f"gradient norm registered as {name!r} carries the name {entry.name!r}")
+    if entry.order is not None:
+        _check_order(entry.order, f"order of gradient norm {name!r}")
+        if f"{entry.order:g}" != name:
+            raise ValueError(f"gradient norm of order {entry.order!r} must be registered as {entry.order:g}, "
+                             f"not {name!r}")
+    for what in ("compute", "released"):
+        if what == "compute" or entry.released is not None:
+            if not callable(getattr(entry, what)):
+                raise TypeError(f"gradient norm {name!r}: {what} must be callable (flat, beta) -> (B,)")
+
+
+#: The gradient norms q by name: L^1, L^2, L^∞ and the smooth maximum of App. B (a new one: one entry).
+NORMS: Registry[GradNorm] = Registry("gradient norm q", GradNorm, _check_norm)
+# L^1 written out: several times faster than vector_norm(ord=1) on CPU
+NORMS.register("1", GradNorm("1", 1.0, lambda flat, beta: flat.abs().sum(dim=1)))
+NORMS.register("2", GradNorm("2", 2.0, lambda flat, beta: torch.linalg.vector_norm(flat, ord=2.0, dim=1)))
+# amax splits the subgradient evenly between tied entries; the release: the signed max (no absolute value)
+NORMS.register("inf", GradNorm("inf", math.inf, lambda flat, beta: flat.abs().amax(dim=1),
+                               released=lambda flat, beta: flat.max(dim=1).values))
+# the release: one smooth max pooled over every signed entry of the batch, used for every sample
+NORMS.register("smax", GradNorm("smax", None, lambda flat, beta: smooth_max(flat.abs(), dim=1, beta=beta),
+                                released=lambda flat, beta: smooth_max(flat.reshape(-1), dim=0,
+                                                                       beta=beta).expand(flat.shape[0])))
+
+
+def gradient_norm(q: object) -> GradNorm:
+    """The registered gradient norm ``q`` names: a :class:`GradNorm`, its name (``'inf'``) or its order as a
+    number (``math.inf``, ``2``); ``ValueError`` naming every registered one otherwise (never a fallback)."""
+    name = q.name if isinstance(q, GradNorm) else q
+    if isinstance(q, (int, float)) and not isinstance(q, bool) and not math.isnan(q):
+        name = f"{float(q):g}"
+    if isinstance(name, str) and name in NORMS:
+        return NORMS[name]
+    raise ValueError(f"unknown gradient norm q={q!r}; valid choices: {format_choices(NORMS)}")
+
+
+def released_norms() -> list[str]:
+    """The names of the norms the released code computed otherwise (``as_released`` changes those only)."""
+    return [name for name, norm in NORMS.items() if norm.released is not None]
+
+
+def order_text(q: object) -> str:
+    """The name of a gradient norm (:func:`gradient_norm`) for labels and keys: ``'1'``, ``'2'``, ``'inf'`` …"""
+    return gradient_norm(q).name
 
 
 def dual(p: Order) -> float:
@@ -77,7 +142,8 @@ def grad_norm(
 
     Args:
         grad: tensor of shape (batch, ...), e.g. ∇ₓf(x) for 2-D points or images.
-        q: ``1``, ``2``, ``math.inf`` or ``'smax'``. ``'smax'`` is the smooth
+        q: a registered norm (:func:`gradient_norm`: ``'1'``, ``'2'``, ``'inf'``, ``'smax'`` or their
+            orders ``1``, ``2``, ``math.inf``). ``'smax'`` is the smooth
             maximum of App. B taken over the *absolute values* ``|g_i|`` of one
             sample's gradient, a smooth under-estimate of ``‖g‖_∞``.
         as_released: reproduce the released code instead of the correct norm
@@ -101,36 +167,21 @@ def grad_norm(
             f"grad must have a leading batch dimension of size >= 1, got shape "
             f"{tuple(grad.shape)}"
         )
-    if isinstance(q, bool) or q not in GRAD_NORM_CHOICES:
-        raise ValueError(
-            f"unknown gradient norm q={q!r}; valid choices: "
-            f"{format_choices(GRAD_NORM_CHOICES)}"
-        )
+    norm = gradient_norm(q)
     flat = grad.reshape(grad.shape[0], -1)
-    if as_released:
-        if q == math.inf:
-            return flat.max(dim=1).values
-        if q == "smax":
-            pooled = smooth_max(flat.reshape(-1), dim=0, beta=beta)
-            return pooled.expand(flat.shape[0])
-        raise ValueError(
-            "as_released=True only changes q=inf (signed max) and q='smax' "
-            f"(batch-pooled); got q={q!r}"
-        )
-    if q == "smax":
-        return smooth_max(flat.abs(), dim=1, beta=beta)
-    if q == 1:  # written out: several times faster than vector_norm(ord=1) on CPU
-        return flat.abs().sum(dim=1)
-    if q == math.inf:  # amax splits the subgradient evenly between tied entries
-        return flat.abs().amax(dim=1)
-    return torch.linalg.vector_norm(flat, ord=2.0, dim=1)
+    if not as_released:
+        return norm.compute(flat, beta)
+    if norm.released is None:
+        raise ValueError(f"as_released=True only changes the norms the released code computed otherwise "
+                         f"({format_choices(released_norms())}); got q={q!r}")
+    return norm.released(flat, beta)
 
 
 def lp_norm(v: torch.Tensor, p: Order) -> torch.Tensor:
     """Per-sample L^p norm of ``v`` (batch, ...) for any order p ≥ 1 (incl. inf).
 
     Used for distances (‖x − y‖_p) where any order is meaningful; gradient norms
-    go through :func:`grad_norm`, which is restricted to the paper's choices.
+    go through :func:`grad_norm`, which takes the registered norms (:data:`NORMS`) only.
     """
     p = _check_order(p, "p")
     return torch.linalg.vector_norm(v.reshape(v.shape[0], -1), ord=p, dim=1)

@@ -6,7 +6,6 @@ only place where the paper's numbers are transcribed.
 
 from __future__ import annotations
 
-import math
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -15,6 +14,7 @@ import pandas as pd
 import yaml
 
 from mmgan.base.registry import lookup
+from mmgan.norms import order_text
 
 #: The book's one vocabulary for the status of a result (defined in the introduction).
 STATUS_CHOICES: tuple[str, ...] = ("holds", "holds with a correction", "does not hold", "cannot tell",
@@ -31,15 +31,6 @@ def _load(name: str) -> dict[str, Any]:
         return yaml.safe_load(stream)
 
 
-def _norm_order(value: Any) -> Any:
-    """YAML reads ``inf`` as a string; orders become floats, 'smax' and None stay."""
-    if value == "inf":
-        return math.inf
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
 def table_info(table: str) -> dict[str, Any]:
     """Caption, metric, data set and protocol of a paper table (``'1'`` … ``'8'``, ``'5.2.2'``)."""
     tables = _load("paper_results.yaml")["tables"]
@@ -51,15 +42,17 @@ def table_info(table: str) -> dict[str, Any]:
 def paper_table(table: str) -> pd.DataFrame:
     """The paper's numbers of one table as a tidy frame (one row per printed number).
 
-    Orders ``q``/``p`` are floats (``math.inf`` for ∞) or ``'smax'``; a missing
-    penalty is spelled ``'none'`` in the ``q`` and ``g`` columns.
+    ``q`` is the gradient norm's name (:func:`mmgan.norms.order_text`: ``'1'``, ``'inf'``, ``'smax'``), the
+    margin order ``p`` a float (``math.inf`` for ∞); a missing penalty is spelled ``'none'`` in the ``q`` and
+    ``g`` columns.
     """
     tables = _load("paper_results.yaml")["tables"]
     records = lookup(tables, str(table), "table")["records"]
     frame = pd.DataFrame(records)
-    for column in ("q", "p"):
-        if column in frame:
-            frame[column] = frame[column].map(_norm_order).astype(object)
+    if "q" in frame:
+        frame["q"] = frame["q"].map(lambda q: None if q is None else order_text(q)).astype(object)
+    if "p" in frame:
+        frame["p"] = frame["p"].astype(float)
     for column in ("q", "g"):
         if column in frame:
             frame[column] = frame[column].astype(object).where(frame[column].notna(), "none")

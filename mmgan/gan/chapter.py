@@ -43,7 +43,6 @@ from mmgan.gan import protocol, trained
 from mmgan.gan import report as gan_report
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig
-from mmgan.norms import order_text
 
 #: A run has levelled off when its metric fell by less than this share in the last quarter of training
 #: (smoothed, :func:`mmgan.gan.report.learning`).
@@ -452,7 +451,6 @@ class GANChapter:
     def paper_table(self) -> pd.DataFrame:
         """The paper's numbers (FID, lower is better), one row per (stat, q, g), one column per loss."""
         frame = paper.paper_table(self.table)
-        frame["q"] = frame["q"].map(order_text)
         return frame.pivot_table(index=["stat", "q", "g"], columns="loss", values="value", sort=False)
 
     def study_summary(self) -> Markdown:

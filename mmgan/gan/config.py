@@ -26,9 +26,9 @@ from mmgan.base.registry import check_choice, check_int
 from mmgan.gan.data import DATASETS
 from mmgan.gan.metrics import METRICS
 from mmgan.gan.models import ARCHITECTURES, SAMPLING_MODES
+from mmgan.norms import NORMS, gradient_norm, released_norms
 from mmgan.penalties import PENALTY_POINTS, PENALTY_SHAPES
 
-Q_CHOICES: tuple[str, ...] = ("1", "2", "inf", "smax")
 TRAIN_LOSSES: tuple[str, ...] = ("wgan", "hinge", "rphinge", "rahinge", "rpsgan", "sgan", "lsgan")
 REAL_SAMPLING: tuple[str, ...] = ("without_replacement", "with_replacement")
 GENERATOR_REAL_BATCH: tuple[str, ...] = ("fresh", "reuse")
@@ -55,6 +55,7 @@ class GANConfig:
     leaky_slope: float | None = None
     critic_batchnorm: bool = True
     loss: str = "hinge"
+    #: the gradient norm's name in :data:`mmgan.norms.NORMS` (a number given for it is read as its name)
     q: str = "2"
     g: str = "ls"
     as_released: bool = False
@@ -102,7 +103,7 @@ class GANConfig:
         check_choice(self.arch, tuple(ARCHITECTURES), "arch")
         check_choice(self.image_size, ARCHITECTURES[self.arch], f"image_size for arch={self.arch!r}")
         check_choice(self.loss, TRAIN_LOSSES, "loss")
-        check_choice(self.q, Q_CHOICES, "q")
+        check_choice(self.q, tuple(NORMS), "q")
         check_choice(self.g, tuple(PENALTY_SHAPES), "g")
         check_choice(self.penalty_at, PENALTY_POINTS, "penalty_at")
         check_choice(self.metric, tuple(METRICS), "metric")
@@ -119,8 +120,8 @@ class GANConfig:
         if self.metric == "fdd" and self.dataset in ("cifar10", "cat"):
             raise ValueError(f"metric='fdd' scores images with a digits classifier; it means nothing for "
                              f"dataset={self.dataset!r}: use metric='fid'")
-        if self.as_released and self.q not in ("inf", "smax"):
-            raise ValueError(f"as_released only applies to q='inf' or q='smax', got q={self.q!r}")
+        if self.as_released and self.q not in released_norms():
+            raise ValueError(f"as_released only applies to q in {released_norms()}, got q={self.q!r}")
         for name, rule, ok in (("lam", "> 0 (0 turns the penalty the run is named for off)", self.lam > 0),
                                ("lr", "> 0", self.lr > 0), ("beta1", "in [0, 1)", 0 <= self.beta1 < 1),
                                ("beta2", "in [0, 1)", 0 <= self.beta2 < 1),
@@ -137,9 +138,6 @@ class GANConfig:
         """The memory format of the networks and images (:attr:`channels_last`)."""
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
-    @property
-    def q_value(self) -> float | str:
-        return {"1": 1.0, "2": 2.0, "inf": math.inf, "smax": "smax"}[self.q]
 
 
 _FIELD_TYPES: dict[str, Any] = typing.get_type_hints(GANConfig)
@@ -156,7 +154,7 @@ def coerce_field(name: str, value: Any) -> Any:
             return None
         raise ValueError(f"{name} may not be empty (None); expected {base.__name__}")
     if name == "q" and not isinstance(value, bool) and isinstance(value, (int, float)):
-        value = {1: "1", 2: "2", math.inf: "inf"}.get(value, str(value))
+        value = gradient_norm(value).name
     try:
         if base is bool:
             if isinstance(value, bool):

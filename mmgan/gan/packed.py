@@ -656,7 +656,7 @@ def packed_training_iteration(state: PackedState, data: torch.Tensor, device: to
         raise ValueError("the packed state's networks, generators and configurations disagree in their run count")
     device = torch.device(device) if device is not None else next(state.critic.parameters()).device
     base = configs[0]
-    qs = [c.q_value for c in configs]
+    qs = [c.q for c in configs]
     gs = [c.g for c in configs]
     released = [c.as_released for c in configs]
     for _ in range(base.critic_steps):

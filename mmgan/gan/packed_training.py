@@ -277,7 +277,7 @@ def _gradient_norms(pack: PackedState, real: torch.Tensor, fake: torch.Tensor,
             with torch.enable_grad():
                 (grad,) = torch.autograd.grad(packed_critic_scores(pack.critic, points).sum(), points)
             grads[name] = grad
-            values.append(torch.stack([grad_norm(grad[k], c.q_value).mean() for k, c in enumerate(pack.configs)]))
+            values.append(torch.stack([grad_norm(grad[k], c.q).mean() for k, c in enumerate(pack.configs)]))
     rows = torch.stack(values, 1).tolist()
     return [{**{f"grad_norm_{name}": value for name, value in zip(names, row)}, **extra}
             for row, extra in zip(rows, diagnostics(grads, generator_norms, fake))]

@@ -26,7 +26,6 @@ from mmgan.base import run_folder
 from mmgan.book.paper import paper_table
 from mmgan.book.propositions import ALPHA, CELL
 from mmgan.book.verdicts import interval_text
-from mmgan.norms import order_text
 
 #: The share of training whose evaluations are averaged into the ``end`` statistic.
 END_SHARE = 0.10
@@ -39,7 +38,6 @@ def paper_cells(table: str, stat: str = "final") -> pd.DataFrame:
     the paper reports single final (and, in Table 6, lowest) FIDs, so ``end`` reads its final ones."""
     frame = paper_table(table)
     frame = frame[frame["stat"] == ("final" if stat == "end" else stat)].copy()
-    frame["q"] = frame["q"].map(order_text)
     frame["norm"] = frame["q"]
     return frame[["loss", "q", "norm", "g", "value"]]
 

@@ -63,6 +63,7 @@ from mmgan.gan.config import (
 from mmgan.gan.data import load_images
 from mmgan.gan.packed_training import train_packed
 from mmgan.gan.train import check_threads, default_threads, train, using_threads
+from mmgan.norms import released_norms
 from mmgan.penalties import DEFAULT_GAMMA
 
 CELLS_Q3_G2 = tuple((q, g) for q in ("1", "2", "inf") for g in ("ls", "hinge"))
@@ -359,15 +360,14 @@ def run_table(table: str, preset: str = "smoke", root: Path | str | None = None,
     rows, pending = [], []  # pending: (row, configuration, folder) of the runs to train
     for loss, q, g, seed in runs:
         out = folder / f"{cell_name(loss, q, g)}-s{seed}"
-        released = bool(base.as_released and q in ("inf", "smax"))
+        released = base.as_released and q in released_norms()
         rows.append({"loss": loss, "q": q, "norm": norm_level(q, released), "g": g, "seed": seed,
                      "as_released": released, "run": str(out), "status": "finished", "error": ""})
         if not (out / SUMMARY).is_file():
             if load_only:
                 raise FileNotFoundError(f"{out} has no finished run; produce it with run_table('{table}', "
                                         f"'{preset}', ...) or `mmgan table {table} --preset {preset}`")
-            config = dataclasses.replace(base, loss=loss, q=q, g=g, seed=seed,
-                                         as_released=base.as_released and q in ("inf", "smax")).validate()
+            config = dataclasses.replace(base, loss=loss, q=q, g=g, seed=seed, as_released=released).validate()
             pending.append((rows[-1], config, out))
     if pending:
         data = load_images(base.dataset, base.image_size, base.channels, base.data_root).to(device)

@@ -285,7 +285,7 @@ def _noise(size: int, z_dim: int, rng: torch.Generator, device: torch.device) ->
 def gradient_norms(state: RunState, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
     """What a log line records beside the losses: the critic's input-gradient norm in the run's q at the real,
     fake and interpolated points (``grad_norm_*``), and :func:`mmgan.gan.diagnostics.diagnostics`."""
-    q = state.config.q_value
+    q = state.config.q
     # a generator of its own, so logging does not change the training's random stream
     between = penalty_points(real, fake, "interpolates", torch.Generator().manual_seed(state.iteration))
     out, grads = {}, {}
@@ -336,7 +336,7 @@ def training_iteration(state: RunState, data: torch.Tensor, device: torch.device
     real and fake batches.
     """
     config = state.config
-    q = config.q_value
+    q = config.q
     for _ in range(config.critic_steps):
         real = _real_batch(data, config, state.rng).to(device, non_blocking=True)
         with torch.no_grad():

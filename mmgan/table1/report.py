@@ -49,14 +49,10 @@ def mean_ci(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     return interval.mean, interval.upper - interval.mean
 
 
-def _p_value(p: object) -> float:
-    return math.inf if p in ("inf", math.inf) else float(p)
-
-
 def statistics(result: Table1Result) -> pd.DataFrame:
     """Per (row, seed, p) margins of a saved or fresh variant, recomputed from its per-point samples."""
     frame = margin_statistics(result.samples, result.config)
-    return frame.assign(p=frame["p"].map(_p_value))
+    return frame.assign(p=frame["p"].astype(float))  # saved files spell ∞ 'inf'
 
 
 def _cell(mean: float, half: float, digits: int) -> str:
