@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from mmgan.gan.models import DEFAULT_WIDTH, make_gan
+from mmgan.gan.models import ARCHITECTURES, make_gan
 from mmgan.gan.packed import pack_states, packed_training_iteration
 from mmgan.gan.train import GANConfig, LossWatch, new_state, training_iteration
 from mmgan.norms import grad_norm
@@ -157,7 +157,7 @@ def main() -> None:
     for device in devices:
         n = args.iterations if device.type == "cpu" else 10 * args.iterations
         width = args.width if args.width is not None else (CPU_WIDTH if device.type == "cpu" else None)
-        shown_width = width or DEFAULT_WIDTH[("dcgan", 32)]
+        shown_width = width or ARCHITECTURES["dcgan"].widths[32]
         cpu = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         name = torch.cuda.get_device_name() if device.type == "cuda" else cpu
         print(f"{device.type} ({name}): DCGAN 32 px, width {shown_width}, batch 32, hinge loss + L^inf hinge "

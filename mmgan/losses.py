@@ -37,17 +37,17 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from mmgan.base.registry import lookup
+from mmgan.base.registry import Registry, check_callable, lookup
 
 MarginLoss = Callable[[torch.Tensor], torch.Tensor]
 
 #: The margin losses L(z) of eq. 6, each non-increasing in the functional margin z.
-MARGIN_LOSSES: dict[str, MarginLoss] = {
+MARGIN_LOSSES: Registry[MarginLoss] = Registry("loss", object, check_callable("margin loss L"), {
     "sgan": lambda z: F.softplus(-z),
     "lsgan": lambda z: (1.0 - z).pow(2),
     "hinge": lambda z: F.relu(1.0 - z),
     "wgan": lambda z: -z,
-}
+})
 
 #: Loss names accepted by :func:`critic_loss` and :func:`generator_loss`.
 GAN_LOSSES: tuple[str, ...] = (
@@ -59,7 +59,7 @@ GAN_LOSSES: tuple[str, ...] = (
 
 def margin_loss(name: str) -> MarginLoss:
     """Return the margin loss ``L`` of eq. 6 registered under ``name``."""
-    return lookup(MARGIN_LOSSES, name, "loss")
+    return MARGIN_LOSSES[name]
 
 
 def _split(name: str) -> tuple[str, str]:

@@ -37,20 +37,20 @@ import torch
 import torch.nn.functional as F
 
 from mmgan.base.randomness import uniform
-from mmgan.base.registry import check_choice, lookup
+from mmgan.base.registry import Registry, check_callable, check_choice, lookup
 from mmgan.norms import GradNormOrder, grad_norm
 
 PenaltyShape = Callable[[torch.Tensor], torch.Tensor]
 _Choice = TypeVar("_Choice")
 
-#: Penalty shapes g(z) of eq. 6, z being a gradient norm.
-PENALTY_SHAPES: dict[str, PenaltyShape] = {
+#: Penalty shapes g(z) of eq. 6, z being a gradient norm (a new one: one entry).
+PENALTY_SHAPES: Registry[PenaltyShape] = Registry("g", object, check_callable("penalty shape g"), {
     "ls": lambda z: (z - 1.0).pow(2),
     "hinge": lambda z: F.relu(z - 1.0),
     "squared_hinge": lambda z: F.relu(z - 1.0).pow(2),
     "zero_centered": lambda z: z.pow(2),
     "kkt": lambda z: z.pow(2) - 1.0,
-}
+})
 
 #: Where the penalty can be evaluated.
 PENALTY_POINTS: tuple[str, ...] = ("interpolates", "real", "fake", "data")
@@ -58,7 +58,7 @@ PENALTY_POINTS: tuple[str, ...] = ("interpolates", "real", "fake", "data")
 
 def penalty_shape(name: str) -> PenaltyShape:
     """Return the penalty shape ``g`` registered under ``name``."""
-    return lookup(PENALTY_SHAPES, name, "g")
+    return PENALTY_SHAPES[name]
 
 
 def penalty_points(

@@ -37,6 +37,14 @@ def lookup(registry: Mapping[str, T], name: object, parameter: str) -> T:
     )
 
 
+def check_callable(kind: str) -> Check:
+    """The check of a registry whose entries are functions: each must be callable."""
+    def check(name: str, entry: Any) -> None:
+        if not callable(entry):
+            raise TypeError(f"{kind} {name!r} must be callable, got {type(entry).__name__}")
+    return check
+
+
 def check_choice(value: T, choices: Iterable[T], parameter: str) -> T:
     """Return ``value`` if it is one of ``choices``, else raise ``ValueError``."""
     choices = list(choices)
@@ -69,11 +77,14 @@ class Registry(Mapping[str, T]):
     :meth:`registered` adds an entry for the duration of a ``with`` block (an extension tried in a test).
     """
 
-    def __init__(self, kind: str, entry_type: type, check: Check | None = None) -> None:
+    def __init__(self, kind: str, entry_type: type, check: Check | None = None,
+                 entries: Mapping[str, T] | None = None) -> None:
         self.kind = kind
         self.entry_type = entry_type
         self._check = check
         self._entries: dict[str, T] = {}
+        for name, entry in (entries or {}).items():
+            self.register(name, entry)
 
     def register(self, name: str, entry: T) -> T:
         """Add ``entry`` under ``name`` after checking it; returns the entry."""
@@ -101,6 +112,10 @@ class Registry(Mapping[str, T]):
 
     def __getitem__(self, name: str) -> T:
         return lookup(self._entries, name, self.kind)
+
+    def get(self, name: str, default: T | None = None) -> T | None:  # type: ignore[override]
+        """The entry ``name``, or ``default`` when none is registered under it (for a caller that asks)."""
+        return self._entries.get(name, default)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -43,6 +43,7 @@ from mmgan.gan import protocol, trained
 from mmgan.gan import report as gan_report
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig
+from mmgan.gan.models import ARCHITECTURES
 
 #: A run has levelled off when its metric fell by less than this share in the last quarter of training
 #: (smoothed, :func:`mmgan.gan.report.learning`).
@@ -51,7 +52,6 @@ LEVELLED = 0.10
 PRIMARY = "end"
 #: Runs per cell whose samples a study page shows (those that did not learn first).
 SAMPLE_RUNS = 6
-ARCH_NAMES = {"dcgan": "DCGAN", "standard_cnn": "standard CNN"}
 STUDY_CAPTIONS: dict[str, str | None] = {
     "propositions": None,  # the chapter introduces it in its own words
     "tables": "Cell means ± standard deviation over seeds beside the paper's FIDs, with the rank of each within "
@@ -134,7 +134,7 @@ class Run:
         shape = (f"{len(per_cell)} cells × {counts.index[0]} seed{'s' if counts.index[0] > 1 else ''}"
                  if len(counts) == 1 else "; ".join(f"{n} cells with {seeds} seeds" for seeds, n in counts.items()))
         return (f"{len(self.results)} runs ({shape}): "
-                f"{ARCH_NAMES[c.arch]} of width {c.width} at {c.image_size} px on {c.dataset} "
+                f"{ARCHITECTURES[c.arch].title} of width {c.width} at {c.image_size} px on {c.dataset} "
                 f"({c.channels} channel{'s' if c.channels > 1 else ''}), {c.iterations:,} generator iterations, "
                 f"{c.metric.upper()} of {c.metric_samples:,} samples every {c.metric_every:,} iterations")
 
@@ -143,7 +143,8 @@ class Run:
         if stat not in finished:
             finished = finished.merge(self.statistics[[*propositions.CELL, "seed", stat]],
                                       on=[*propositions.CELL, "seed"])
-        return gan_report.side_by_side(finished, self.table, stat, verdicts=self.gate() is None)
+        return gan_report.side_by_side(finished, gan_tables.TABLES[self.table].paper, stat,
+                                       verdicts=self.gate() is None)
 
     def failed(self) -> pd.DataFrame:
         return self.everything[self.everything["status"] != "finished"][["loss", "norm", "g", "seed", "error"]]
@@ -208,7 +209,8 @@ class Run:
         """The paper's ratio of each proposition over exactly the pairs our study tests
         (:func:`mmgan.book.propositions.paper_ratios`), its cells read from the paper's tables of this table and of
         its companions (a cell our study does not have never enters)."""
-        tables = dict.fromkeys([self.table, *gan_tables.companion_tables(self.table)])
+        tables = dict.fromkeys(gan_tables.TABLES[t].paper for t in [self.table,
+                                                                    *gan_tables.companion_tables(self.table)])
         cells = pd.concat([gan_report.paper_cells(t, "final") for t in tables], ignore_index=True)
         return propositions.paper_ratios(cells.drop_duplicates(subset=list(propositions.CELL)), self.matched_pairs())
 
@@ -332,7 +334,8 @@ class Study(Run):
                   "study_worst": float(worst["median"]),
                   "study_best_cell": propositions.cell_text(best["loss"], best["norm"], best["g"]),
                   "study_worst_cell": propositions.cell_text(worst["loss"], worst["norm"], worst["g"]),
-                  "study_rank_corr": gan_report.rank_agreement(self.statistics, self.table, PRIMARY),
+                  "study_rank_corr": gan_report.rank_agreement(self.statistics, gan_tables.TABLES[self.table].paper,
+                                                                PRIMARY),
                   "study_learnt": counts["learnt"], "study_stalled": counts["stalled"],
                   "study_not_started": counts["did not start"], "study_diverged": counts["diverged"],
                   "study_late_median": float(late.median()), "study_late_min": float(late.min()),
@@ -448,9 +451,13 @@ class GANChapter:
                     f"{folder}: {error}" for folder, error in zip(folders, failed["error"]))
                     + ". Restore the committed files (git checkout -- results/), or rerun the runs named")
 
-    def paper_table(self) -> pd.DataFrame:
-        """The paper's numbers (FID, lower is better), one row per (stat, q, g), one column per loss."""
-        frame = paper.paper_table(self.table)
+    def paper_table(self) -> pd.DataFrame | Markdown:
+        """The paper's numbers (FID, lower is better), one row per (stat, q, g), one column per loss; a note for a
+        study beyond the paper."""
+        source = gan_tables.TABLES[self.table].paper
+        if source is None:
+            return Markdown(f"({gan_tables.TABLES[self.table].title}: not a table of the paper, no numbers of its own)")
+        frame = paper.paper_table(source)
         return frame.pivot_table(index=["stat", "q", "g"], columns="loss", values="value", sort=False)
 
     def study_summary(self) -> Markdown:
@@ -537,7 +544,9 @@ class GANChapter:
 
     def setting(self) -> pd.Series:
         """The chapter's own run against the paper's setting."""
-        info, c = paper.table_info(self.table), self.run.config
+        source, c = gan_tables.TABLES[self.table].paper, self.run.config
+        info = paper.table_info(source) if source is not None else dict.fromkeys(
+            ("dataset", "protocol", "metric"), "(beyond the paper)")
         return pd.Series({"paper: data set": info["dataset"], "paper: protocol": info["protocol"],
                           "paper: metric": info["metric"], "this run: preset": self.preset,
                           "this run": self.run.scale_text(),
@@ -594,7 +603,8 @@ def load_study(table: str, root: Path | str | None = None) -> Study | None:
 
 def chapter(table: str, preset: str = "smoke", seeds: Any = None, iterations: Any = None, cells: Any = None,
             data_root: str | None = None, device: str | None = None, as_released: Any = None,
-            results_root: str | None = None, progress: bool = False, tf32: Any = None) -> GANChapter:
+            results_root: str | None = None, progress: bool = False, tf32: Any = None,
+            metric: str | None = None) -> GANChapter:
     """Run (or load) the chapter's own runs and load the table's committed study.
 
     Every parameter is checked (by :func:`mmgan.gan.tables.table_configs`) before any data is
@@ -602,7 +612,7 @@ def chapter(table: str, preset: str = "smoke", seeds: Any = None, iterations: An
     """
     table = str(table)
     overrides = dict(seeds=seeds, iterations=iterations, cells=cells, data_root=data_root, device=device,
-                     as_released=as_released, tf32=tf32)
+                     as_released=as_released, tf32=tf32, metric=metric)
     _, config = gan_tables.table_configs(table, preset, **overrides)
     root = find_results_root(results_root) / "gan"
     results = gan_tables.run_table(table, preset, root, progress=progress, **overrides)

@@ -101,7 +101,7 @@ class GANConfig:
         """Check every field; raise ``ValueError`` naming the field and the valid values."""
         check_choice(self.dataset, tuple(DATASETS), "dataset")
         check_choice(self.arch, tuple(ARCHITECTURES), "arch")
-        check_choice(self.image_size, ARCHITECTURES[self.arch], f"image_size for arch={self.arch!r}")
+        check_choice(self.image_size, ARCHITECTURES[self.arch].sizes, f"image_size for arch={self.arch!r}")
         check_choice(self.loss, TRAIN_LOSSES, "loss")
         check_choice(self.q, tuple(NORMS), "q")
         check_choice(self.g, tuple(PENALTY_SHAPES), "g")
@@ -117,9 +117,11 @@ class GANConfig:
             check_int(getattr(self, name), name, minimum=1)
         check_int(self.metric_samples, "metric_samples", minimum=2)
         check_int(self.seed, "seed", minimum=0)
-        if self.metric == "fdd" and self.dataset in ("cifar10", "cat"):
-            raise ValueError(f"metric='fdd' scores images with a digits classifier; it means nothing for "
-                             f"dataset={self.dataset!r}: use metric='fid'")
+        meaningful = METRICS[self.metric].datasets
+        if meaningful is not None and self.dataset not in meaningful:
+            raise ValueError(f"metric={self.metric!r} ({METRICS[self.metric].label}) means nothing for "
+                             f"dataset={self.dataset!r}; it is meant for {meaningful}: use another metric "
+                             f"({', '.join(repr(m) for m, e in METRICS.items() if e.datasets is None)})")
         if self.as_released and self.q not in released_norms():
             raise ValueError(f"as_released only applies to q in {released_norms()}, got q={self.q!r}")
         for name, rule, ok in (("lam", "> 0 (0 turns the penalty the run is named for off)", self.lam > 0),

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from mmgan.base.randomness import normal
-from mmgan.base.registry import check_int, lookup
+from mmgan.base.registry import Registry, check_int
 from mmgan.base.results import atomic_savez, atomic_torch_save, file_digest, read_torch
 
 #: pytorch-fid's Inception weights, as torch hub names them in ``$TORCH_HOME/hub/checkpoints/`` (the 8 hex digits
@@ -322,14 +322,49 @@ def train_digits_classifier(image_size: int, channels: int, epochs: int = 12,
     return model, accuracy
 
 
-METRICS: dict[str, str] = {"fid": "FID (pytorch-fid InceptionV3)", "fdd": "FDD (Fréchet digits distance)"}
+@dataclass(frozen=True)
+class Metric:
+    """A metric of generated images, as registered in :data:`METRICS`: lower is better.
+
+    Attributes:
+        label: how the protocol tables name it.
+        extractor: ``(image_size, channels) -> Extractor``, its feature network, built once per run (a module:
+            whatever state the metric needs beside its weights lives there).
+        distance: ``(generated, reference) -> value`` between the feature :class:`Statistics` of the generated
+            images and of the data set.
+        datasets: the data sets it means something for (None: any).
+    """
+
+    label: str
+    extractor: Callable[[int, int], Extractor]
+    distance: Callable[[Statistics, Statistics], float]
+    datasets: tuple[str, ...] | None = None
+
+
+def _check_metric(name: str, metric: Metric) -> None:
+    """A metric builds its extractor and measures a distance (both callables); its data sets, if given, a tuple."""
+    for what in ("extractor", "distance"):
+        if not callable(getattr(metric, what)):
+            raise TypeError(f"metric {name!r}: {what} must be callable")
+    if metric.datasets is not None and not (isinstance(metric.datasets, tuple) and metric.datasets):
+        raise ValueError(f"metric {name!r}: datasets must be a non-empty tuple of data set names or None")
+
+
+def frechet(generated: Statistics, reference: Statistics) -> float:
+    """:func:`frechet_distance` between two :class:`Statistics`."""
+    return frechet_distance(generated.mu, generated.sigma, reference.mu, reference.sigma)
+
+
+#: The metrics by name: FID (pytorch-fid's Inception) and the offline FDD (a new one: one entry).
+METRICS: Registry[Metric] = Registry("metric", Metric, _check_metric, {
+    "fid": Metric("FID, pytorch-fid InceptionV3", lambda image_size, channels: InceptionExtractor(), frechet),
+    "fdd": Metric("FDD (Fréchet digits distance, not FID)", DigitsExtractor, frechet, datasets=("digits", "shapes")),
+})
 
 
 def make_extractor(metric: str, image_size: int, channels: int, device: torch.device | str = "cpu") -> Extractor:
-    """The feature extractor of a metric: 'fid' (Inception; weights required) or 'fdd' (digits CNN)."""
-    lookup(METRICS, metric, "metric")
-    extractor = InceptionExtractor() if metric == "fid" else DigitsExtractor(image_size, channels)
-    return extractor.to(device)
+    """The feature extractor of the registered ``metric`` (:data:`METRICS`) for images of this size, on ``device``."""
+    return METRICS[metric].extractor(image_size, channels).to(device)
 
 
 # ----------------------------------------------------------------------------- statistics

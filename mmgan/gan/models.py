@@ -40,19 +40,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from mmgan.base.registry import check_choice, check_int
+from mmgan.base.registry import Registry, check_choice, check_int
 
 #: BatchNorm modes for drawing the samples a metric scores (see :func:`sampling_mode`).
 SAMPLING_MODES: tuple[str, ...] = ("train", "eval")
-ARCHITECTURES: dict[str, tuple[int, ...]] = {"dcgan": (16, 32, 64), "standard_cnn": (32,)}
-DEFAULT_WIDTH = {("dcgan", 16): 64, ("dcgan", 32): 128, ("dcgan", 64): 64, ("standard_cnn", 32): 64}
-#: LeakyReLU slopes of the released code (the appendix says 0.2 for DCGAN).
-DEFAULT_SLOPE = {"dcgan": 0.02, "standard_cnn": 0.1}
 
 
 class Flatten(nn.Module):
@@ -105,6 +102,54 @@ def _standard_cnn(channels: int, z_dim: int, width: int, slope: float,
     return g, d
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """A pair of networks, as registered in :data:`ARCHITECTURES`.
+
+    Attributes:
+        title: its name in prose.
+        widths: image size → the released code's width there (the sizes it supports).
+        slope: the released code's LeakyReLU slope of the critic.
+        build: ``(image_size, channels, z_dim, width, slope, critic_batchnorm) -> (generator, critic)``.
+        small: preset → (image size, width) of its small networks at each of :data:`SMALL_PRESETS`.
+    """
+
+    title: str
+    widths: dict[int, int]
+    slope: float
+    build: Callable[[int, int, int, int, float, bool], tuple[nn.Module, nn.Module]]
+    small: dict[str, tuple[int, int]]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The image sizes it supports."""
+        return tuple(self.widths)
+
+
+def _check_architecture(name: str, arch: Architecture) -> None:
+    """An architecture supports some image sizes, each with a positive width, and builds its networks."""
+    if not arch.widths or not all(isinstance(k, int) and isinstance(v, int) and k > 0 and v > 0
+                                  for k, v in arch.widths.items()):
+        raise ValueError(f"architecture {name!r}: widths must map image sizes to widths (positive integers)")
+    if not 0 <= arch.slope < 1:
+        raise ValueError(f"architecture {name!r}: slope must be in [0, 1), got {arch.slope!r}")
+    if not callable(arch.build):
+        raise TypeError(f"architecture {name!r}: build must be callable")
+    if sorted(arch.small) != sorted(SMALL_PRESETS) or not all(size in arch.widths for size, _ in arch.small.values()):
+        raise ValueError(f"architecture {name!r}: small must give (image size, width) for each of {SMALL_PRESETS}, "
+                         f"at sizes it supports ({tuple(arch.widths)}); got {arch.small!r}")
+
+
+#: The presets that train small networks on the CPU (each architecture says which, :attr:`Architecture.small`).
+SMALL_PRESETS: tuple[str, ...] = ("smoke", "cpu")
+#: The architectures by name (a new one: one entry). LeakyReLU slopes as released (the appendix: 0.2 for DCGAN).
+ARCHITECTURES: Registry[Architecture] = Registry("arch", Architecture, _check_architecture, {
+    "dcgan": Architecture("DCGAN", {16: 64, 32: 128, 64: 64}, 0.02, _dcgan, {"smoke": (16, 4), "cpu": (16, 16)}),
+    "standard_cnn": Architecture("standard CNN", {32: 64}, 0.1, lambda image_size, *rest: _standard_cnn(*rest),
+                                 {"smoke": (32, 4), "cpu": (32, 8)}),
+})
+
+
 def make_gan(arch: str, image_size: int, channels: int = 3, z_dim: int = 128, width: int | None = None,
              leaky_slope: float | None = None, critic_batchnorm: bool = True) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, critic)``: generator (B, z_dim) → (B, channels, size, size) in [−1, 1];
@@ -112,20 +157,15 @@ def make_gan(arch: str, image_size: int, channels: int = 3, z_dim: int = 128, wi
 
     Raises ``ValueError`` for an unknown ``arch`` or an unsupported ``image_size``.
     """
-    sizes = ARCHITECTURES.get(arch)
-    if sizes is None:
-        raise ValueError(f"unknown arch={arch!r}; valid choices: {', '.join(map(repr, ARCHITECTURES))}")
-    check_choice(image_size, sizes, f"image_size for arch={arch!r}")
+    spec = ARCHITECTURES[arch]
+    check_choice(image_size, spec.sizes, f"image_size for arch={arch!r}")
     check_int(channels, "channels", minimum=1)
     check_int(z_dim, "z_dim", minimum=1)
-    width = DEFAULT_WIDTH[(arch, image_size)] if width is None else check_int(width, "width", minimum=1)
-    slope = DEFAULT_SLOPE[arch] if leaky_slope is None else float(leaky_slope)
+    width = spec.widths[image_size] if width is None else check_int(width, "width", minimum=1)
+    slope = spec.slope if leaky_slope is None else float(leaky_slope)
     if not 0 <= slope < 1:
         raise ValueError(f"leaky_slope must be in [0, 1), got {leaky_slope!r}")
-    if arch == "dcgan":
-        generator, critic = _dcgan(image_size, channels, z_dim, width, slope, critic_batchnorm)
-    else:
-        generator, critic = _standard_cnn(channels, z_dim, width, slope, critic_batchnorm)
+    generator, critic = spec.build(image_size, channels, z_dim, width, slope, critic_batchnorm)
     init_weights(generator)
     init_weights(critic)
     return generator, critic

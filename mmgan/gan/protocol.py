@@ -11,7 +11,8 @@ from __future__ import annotations
 import pandas as pd
 
 from mmgan.gan.config import GANConfig
-from mmgan.gan.models import DEFAULT_SLOPE, DEFAULT_WIDTH
+from mmgan.gan.metrics import METRICS
+from mmgan.gan.models import ARCHITECTURES
 from mmgan.losses import needs_real_scores
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"
@@ -29,20 +30,20 @@ def protocol_table(config: GANConfig, losses: tuple[str, ...] = ("wgan", "hinge"
     the table's losses (the relativistic rows appear only for relativistic tables); ``seeds`` its seeds;
     ``norms`` the gradient norms of its cells (the L^∞ and smooth-maximum rows appear only where they are used).
     """
-    width = config.width if config.width is not None else DEFAULT_WIDTH[(config.arch, config.image_size)]
-    slope = config.leaky_slope if config.leaky_slope is not None else DEFAULT_SLOPE[config.arch]
+    arch = ARCHITECTURES[config.arch]
+    width = config.width if config.width is not None else arch.widths[config.image_size]
+    slope = config.leaky_slope if config.leaky_slope is not None else arch.slope
     standard_cnn = config.arch == "standard_cnn"
-    metric = ("FID, pytorch-fid InceptionV3" if config.metric == "fid"
-              else "FDD (Fréchet digits distance, not FID)")
+    metric = METRICS[config.metric].label
     rows = [
         ("data set", "CIFAR-10 training set (50k images) or CAT faces", "the same, [−1, 1]",
          f"{config.dataset}, {config.image_size} px, {config.channels} channel(s)",
          _flag(config.dataset in ("cifar10", "cat") and config.channels == 3)),
         ("networks", "DCGAN (App. E.1, E.2) or standard CNN (App. E.3)",
          "128 feature maps at 32 px, 64 at 64 px", f"{config.arch}, width {width}",
-         _flag(width == DEFAULT_WIDTH[(config.arch, config.image_size)])),
+         _flag(width == arch.widths[config.image_size])),
         ("LeakyReLU slope of the critic", "0.2 (DCGAN), 0.1 (standard CNN)", "0.02 (DCGAN), 0.1 (standard CNN)",
-         f"{slope:g}", _flag(slope == DEFAULT_SLOPE[config.arch])),
+         f"{slope:g}", _flag(slope == arch.slope)),
         ("BatchNorm in the critic", "DCGAN: yes; standard CNN: none",
          "DCGAN: yes; standard CNN: after convolutions 1–6 unless --no_batch_norm_D (its commands are not "
          "published)", "yes" if config.critic_batchnorm else "no",

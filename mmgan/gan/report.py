@@ -33,9 +33,12 @@ END_SHARE = 0.10
 STATISTICS = ("end", "final", "lowest")
 
 
-def paper_cells(table: str, stat: str = "final") -> pd.DataFrame:
-    """The paper's cells of ``table`` (``loss``, ``q``, ``norm`` (= q), ``g``, ``value``) for one statistic;
-    the paper reports single final (and, in Table 6, lowest) FIDs, so ``end`` reads its final ones."""
+def paper_cells(table: str | None, stat: str = "final") -> pd.DataFrame:
+    """The paper's cells of its ``table`` (``loss``, ``q``, ``norm`` (= q), ``g``, ``value``) for one statistic;
+    the paper reports single final (and, in Table 6, lowest) FIDs, so ``end`` reads its final ones. None (a
+    study beyond the paper): no cells."""
+    if table is None:
+        return pd.DataFrame(columns=["loss", "q", "norm", "g", "value"]).astype({"value": float})
     frame = paper_table(table)
     frame = frame[frame["stat"] == ("final" if stat == "end" else stat)].copy()
     frame["norm"] = frame["q"]
@@ -51,10 +54,11 @@ def cell_means(results: pd.DataFrame, stat: str = "final") -> pd.DataFrame:
     return out.reset_index()
 
 
-def side_by_side(results: pd.DataFrame, table: str, stat: str = "final", verdicts: bool = True) -> pd.DataFrame:
-    """Our metric (median [interquartile range] over seeds, and how many seeds) beside the paper's FID, with the
-    rank of each within its table (ours by the median); ``verdicts=False`` marks the column "no verdict" (runs
-    that cannot carry one).
+def side_by_side(results: pd.DataFrame, table: str | None, stat: str = "final",
+                 verdicts: bool = True) -> pd.DataFrame:
+    """Our metric (median [interquartile range] over seeds, and how many seeds) beside the FID of the paper's
+    ``table``, with the rank of each within its table (ours by the median); ``verdicts=False`` marks the column
+    "no verdict" (runs that cannot carry one). ``table`` None (a study beyond the paper): ours only.
 
     The paper's q = ∞ runs were made with the released code's signed maximum, so its q = ∞ value stands
     beside both our true L^∞ cell and our signed-maximum cell."""
@@ -69,11 +73,12 @@ def side_by_side(results: pd.DataFrame, table: str, stat: str = "final", verdict
                                                                     merged["count"])]
     merged["seeds"] = merged["count"]
     merged["paper: FID (TF, 100k it.)"] = merged["value"]
-    keep = [*CELL, f"ours: {label}, median [IQR]", "seeds", "ours rank", "paper: FID (TF, 100k it.)", "paper rank"]
+    keep = [*CELL, f"ours: {label}, median [IQR]", "seeds", "ours rank",
+            *(["paper: FID (TF, 100k it.)", "paper rank"] if table is not None else [])]
     return merged[keep].rename(columns={"norm": "q"}).set_index(["loss", "q", "g"])
 
 
-def rank_agreement(results: pd.DataFrame, table: str, stat: str = "final") -> float:
+def rank_agreement(results: pd.DataFrame, table: str | None, stat: str = "final") -> float:
     """Spearman correlation between our cell medians and the paper's values over the cells run with the true
     norm (NaN if < 3 cells)."""
     means = cell_means(results, stat)

@@ -47,24 +47,27 @@ from typing import Any
 import pandas as pd
 
 from mmgan.base.manifest import MANIFEST, verify_manifest
-from mmgan.base.registry import lookup
+from mmgan.base.registry import Registry, check_choice, lookup
 from mmgan.base.results import config_key, results_root
 from mmgan.base.run_folder import CHECKPOINT, SUMMARY, check_snapshot_every, read_summary
+from mmgan.book.paper import table_info
 from mmgan.book.parameters import as_int_list, as_str_list
 from mmgan.book.propositions import norm_level
 from mmgan.gan.config import (
     EXECUTION_FIELDS,
+    TRAIN_LOSSES,
     GANConfig,
     coerce_field,
     config_from,
     gamma_as_lam,
     resolve_device,
 )
-from mmgan.gan.data import load_images
+from mmgan.gan.data import DATASETS, load_images
+from mmgan.gan.models import ARCHITECTURES, SMALL_PRESETS
 from mmgan.gan.packed_training import train_packed
 from mmgan.gan.train import check_threads, default_threads, train, using_threads
-from mmgan.norms import released_norms
-from mmgan.penalties import DEFAULT_GAMMA
+from mmgan.norms import NORMS, released_norms
+from mmgan.penalties import DEFAULT_GAMMA, PENALTY_POINTS, PENALTY_SHAPES
 
 CELLS_Q3_G2 = tuple((q, g) for q in ("1", "2", "inf") for g in ("ls", "hinge"))
 CELLS_Q4_G2 = tuple((q, g) for q in ("1", "2", "inf", "smax") for g in ("ls", "hinge"))
@@ -73,6 +76,9 @@ CELLS_SHORT = (("2", "ls"), ("2", "hinge"), ("inf", "hinge"))
 
 @dataclass(frozen=True)
 class TableSpec:
+    """One table of GAN runs: its data, networks and optimiser, and its cells (loss × (q, g)); see the module's
+    docstring. Registered in :data:`TABLES`, which checks every name in it against its registry."""
+
     title: str
     dataset: str
     arch: str
@@ -91,21 +97,47 @@ class TableSpec:
     lam: float = 20.0
     #: factor on the paired relativistic critic loss: the released code's 2, or App. C's and R3GAN's 1
     paired_critic_scale: float = 2.0
+    #: the paper's table whose numbers stand beside this one's (a key of ``paper_results.yaml``), or None for a
+    #: study beyond the paper
+    paper: str | None = None
 
 
-TABLES: dict[str, TableSpec] = {
-    "2": TableSpec("CIFAR-10, DCGAN", "cifar10", "dcgan", 32, ("wgan", "hinge"), CELLS_Q3_G2),
+#: The statistics a table may report (the paper's final FID, and the lowest one Table 6 reports too).
+TABLE_STATS: tuple[str, ...] = ("final", "lowest")
+
+
+def _check_table(name: str, spec: TableSpec) -> None:
+    """Every name a table holds is registered where it belongs (``ValueError`` naming the valid ones)."""
+    check_choice(spec.dataset, tuple(DATASETS), f"dataset of table {name}")
+    check_choice(spec.arch, tuple(ARCHITECTURES), f"arch of table {name}")
+    check_choice(spec.image_size, ARCHITECTURES[spec.arch].sizes, f"image_size of table {name} (arch={spec.arch!r})")
+    for loss in spec.losses:
+        check_choice(loss, TRAIN_LOSSES, f"loss of table {name}")
+    for q, g in spec.cells:
+        check_choice(q, tuple(NORMS), f"q of table {name}")
+        check_choice(g, tuple(PENALTY_SHAPES), f"g of table {name}")
+    for stat in spec.stats:
+        check_choice(stat, TABLE_STATS, f"stat of table {name}")
+    check_choice(spec.penalty_at, PENALTY_POINTS, f"penalty_at of table {name}")
+    if spec.paper is not None:
+        table_info(spec.paper)  # ValueError naming the paper's tables
+
+
+#: The tables by name: the paper's Tables 2–8 and the studies beyond it (a new table: one entry).
+TABLES: Registry[TableSpec] = Registry("table", TableSpec, _check_table, {
+    "2": TableSpec("CIFAR-10, DCGAN", "cifar10", "dcgan", 32, ("wgan", "hinge"), CELLS_Q3_G2,
+                   paper="2"),
     "3": TableSpec("CIFAR-10, DCGAN, relativistic paired / average HingeGAN", "cifar10", "dcgan", 32,
-                   ("rphinge", "rahinge"), CELLS_Q4_G2),
+                   ("rphinge", "rahinge"), CELLS_Q4_G2, paper="3"),
     "4": TableSpec("CIFAR-10, DCGAN, Adam betas (0, .9)", "cifar10", "dcgan", 32, ("wgan", "hinge"), CELLS_Q4_G2,
-                   beta1=0.0, beta2=0.9),
+                   beta1=0.0, beta2=0.9, paper="4"),
     "5": TableSpec("CIFAR-10, standard CNN", "cifar10", "standard_cnn", 32, ("wgan", "hinge"), CELLS_SHORT,
-                   critic_batchnorm=False),
+                   critic_batchnorm=False, paper="5"),
     "6": TableSpec("CAT 32×32, standard CNN", "cat", "standard_cnn", 32, ("wgan", "hinge"), CELLS_SHORT,
-                   stats=("final", "lowest"), critic_batchnorm=False),
-    "7": TableSpec("CAT 64×64, DCGAN", "cat", "dcgan", 64, ("wgan", "hinge"), CELLS_SHORT, width=64),
+                   stats=("final", "lowest"), critic_batchnorm=False, paper="6"),
+    "7": TableSpec("CAT 64×64, DCGAN", "cat", "dcgan", 64, ("wgan", "hinge"), CELLS_SHORT, width=64, paper="7"),
     "8": TableSpec("CIFAR-10, DCGAN, smooth maximum", "cifar10", "dcgan", 32, ("wgan", "hinge"),
-                   (("smax", "ls"), ("smax", "hinge"))),
+                   (("smax", "ls"), ("smax", "hinge")), paper="8"),
     **{name: TableSpec(f"CIFAR-10, DCGAN, {name.upper().replace('R1R2', 'R1 + R2')} (zero-centred, beyond the "
                        "paper)", "cifar10", "dcgan", 32, ("hinge",), (("2", "zero_centered"),),
                        penalty_at=at, lam=lam)
@@ -115,7 +147,7 @@ TABLES: dict[str, TableSpec] = {
     "r3gan": TableSpec("CIFAR-10, DCGAN, R3GAN's loss with R1 + R2 (beyond the paper)", "cifar10", "dcgan", 32,
                        ("rpsgan",), (("2", "zero_centered"),), penalty_at="data", lam=DEFAULT_GAMMA,
                        paired_critic_scale=1.0),
-}
+})
 #: The zero-centred penalties of GAN practice after the paper, as eq. 6 penalties of Table 2's DCGAN runs
 #: (g(z) = z², q = 2, :func:`mmgan.penalties.zero_centred_penalty`): R1 at the real batch and R2 at the fake
 #: one with λ = γ/2; R1 + R2 at both, whose mean over the 2B points is half the sum of the two class means, so
@@ -256,8 +288,6 @@ def study_source(table: str) -> tuple[str, dict[str, Any]]:
                          f"at preset cpu: runs {mine} with {shared_fields(mine_base)} vs runs {theirs} with "
                          f"{shared_fields(their_base)}")
     return source, overrides
-# Small networks for the CPU presets, per architecture: (image size, width).
-SMALL = {"smoke": {"dcgan": (16, 4), "standard_cnn": (32, 4)}, "cpu": {"dcgan": (16, 16), "standard_cnn": (32, 8)}}
 
 
 def cell_name(loss: str, q: str, g: str) -> str:
@@ -284,8 +314,8 @@ def table_configs(table: str, preset: str, **overrides: Any) -> tuple[list[tuple
     base: dict[str, Any] = dict(dataset=spec.dataset, arch=spec.arch, image_size=spec.image_size, width=spec.width,
                                 beta1=spec.beta1, beta2=spec.beta2, critic_batchnorm=spec.critic_batchnorm,
                                 penalty_at=spec.penalty_at, lam=spec.lam, paired_critic_scale=spec.paired_critic_scale)
-    if preset in SMALL:
-        base["image_size"], base["width"] = SMALL[preset][spec.arch]
+    if preset in SMALL_PRESETS:  # each architecture's small networks (image size, width)
+        base["image_size"], base["width"] = ARCHITECTURES[spec.arch].small[preset]
     base.update(values)
     # γ of the zero-centred tables (λ = γ/2 for R1 or R2)
     base.update(gamma_as_lam(overrides, [g for _, g in spec.cells], overrides.get("penalty_at", base["penalty_at"])))

@@ -88,7 +88,7 @@ from mmgan.base.run_folder import (
 from mmgan.gan.config import EXECUTION_FIELDS, TRAIN_LOSSES, GANConfig, config_from, resolve_device
 from mmgan.gan.data import load_images
 from mmgan.gan.diagnostics import diagnostics, parameter_gradient_norms
-from mmgan.gan.metrics import dataset_statistics, frechet_distance, generator_statistics, make_extractor
+from mmgan.gan.metrics import METRICS, dataset_statistics, generator_statistics, make_extractor
 from mmgan.gan.models import kept_statistics, make_gan, sampling_mode
 from mmgan.losses import critic_loss, generator_loss, needs_real_scores
 from mmgan.norms import grad_norm
@@ -305,7 +305,7 @@ def evaluate(state: RunState, extractor, reference, device: torch.device) -> flo
         stats = generator_statistics(generator, extractor, config.metric_samples, config.z_dim, device,
                                      batch_size=config.sample_batch_size, seed=12345,
                                      quantize=config.quantize_samples)
-    return frechet_distance(stats.mu, stats.sigma, reference.mu, reference.sigma)
+    return METRICS[config.metric].distance(stats, reference)
 
 
 def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, state: RunState, out: Path | str,
