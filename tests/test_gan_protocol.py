@@ -17,7 +17,7 @@ from mmgan.base import randomness
 from mmgan.base.run_folder import RunFolderBusy, RunLock
 from mmgan.gan import data as images
 from mmgan.gan import metrics as fid
-from mmgan.gan import models, protocol, train
+from mmgan.gan import models, protocol, table_specs, train
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import config_from, resolve_device
 
@@ -189,7 +189,7 @@ def test_protocol_table_of_the_paper_preset_differs_only_in_the_fid_implementati
     for table in gan_tables.TABLES:
         spec = gan_tables.TABLES[table]
         unknown = {"BatchNorm in the critic"} if spec.arch == "standard_cnn" else set()
-        if table in gan_tables.ZERO_CENTRED_TABLES:  # beyond the paper: its penalty is not the released one
+        if table in table_specs.ZERO_CENTRED_TABLES:  # beyond the paper: its penalty is not the released one
             unknown |= {"gradient penalty"} | ({"relativistic paired critic loss"} if table == "r3gan" else set())
         for tf32, expected in ((None, {"metric", "how the device computes"}), (False, {"metric"})):
             runs, base = gan_tables.table_configs(table, "paper", tf32=tf32)
@@ -453,7 +453,7 @@ def test_stand_in_studies_are_the_runs_their_table_would_train(monkeypatch):
         assert gan_tables.table_folder(source, "cpu", base, "r").name == gan_tables.table_folder(
             table, "cpu", gan_tables.table_configs(table, "cpu", **overrides)[1], "r").name
     # the DCGAN runs of Table 2 are not what Table 6 (standard CNN) trains: refused
-    monkeypatch.setitem(gan_tables.STAND_INS, "6", gan_tables.StandIn("2", "", ""))
+    monkeypatch.setitem(gan_tables.STAND_INS, "6", table_specs.StandIn("2", "", ""))
     monkeypatch.setitem(gan_tables.STUDIES, "6", {"cells": ["hinge-q2-hinge"]})
     with pytest.raises(ValueError, match="Table 6's stand-in, the study of Table 2, is not what Table 6 trains"):
         gan_tables.study_source("6")

@@ -13,7 +13,7 @@ import torch
 from mmgan import losses, norms, penalties
 from mmgan.base.registry import Registry, format_choices
 from mmgan.gan import chapter as gan_chapter
-from mmgan.gan import metrics, models
+from mmgan.gan import metrics, models, table_specs
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import config_from
 
@@ -50,10 +50,11 @@ def test_entries_are_checked_when_registered():
     with pytest.raises(ValueError, match="must be registered as 3"):
         norms.NORMS.register("l3", norms.GradNorm("l3", 3.0, lambda flat, beta: flat))
     with pytest.raises(ValueError, match="q of table bad.*valid choices: '1', '2', 'inf', 'smax'"):
-        gan_tables.TABLES.register("bad", gan_tables.TableSpec("x", "cifar10", "dcgan", 32, ("hinge",), (("3", "ls"),)))
+        gan_tables.TABLES.register("bad", table_specs.TableSpec("x", "cifar10", "dcgan", 32, ("hinge",),
+                                                                (("3", "ls"),)))
     with pytest.raises(ValueError, match="unknown table='99'"):
-        gan_tables.TABLES.register("bad", gan_tables.TableSpec("x", "cifar10", "dcgan", 32, ("hinge",), (("2", "ls"),),
-                                                               paper="99"))
+        gan_tables.TABLES.register("bad", table_specs.TableSpec("x", "cifar10", "dcgan", 32, ("hinge",),
+                                                                (("2", "ls"),), paper="99"))
     assert "bad" not in gan_tables.TABLES and "3" not in norms.NORMS
 
 
@@ -83,7 +84,7 @@ def extensions():
             metrics.METRICS.registered("mean-digits", metrics.Metric("squared distance of the digits CNN's mean "
                                                                      "features", metrics.DigitsExtractor,
                                                                      mean_distance, datasets=("digits",))), \
-            gan_tables.TABLES.registered("q4", gan_tables.TableSpec("DCGAN, L^4 hinge penalty (a test)", "cifar10",
+            gan_tables.TABLES.registered("q4", table_specs.TableSpec("DCGAN, L^4 hinge penalty (a test)", "cifar10",
                                                                     "dcgan", 32, ("hinge",), (("4", "hinge"),))):
         yield calls
 

@@ -11,8 +11,8 @@ import torch
 from mmgan.book import propositions
 from mmgan.book.verdicts import Verdict
 from mmgan.gan import chapter as gan_chapter
+from mmgan.gan import table_specs, zero_centred
 from mmgan.gan import tables as gan_tables
-from mmgan.gan import zero_centred
 from mmgan.gan.config import GANConfig
 from mmgan.penalties import DEFAULT_GAMMA, gradient_penalty, zero_centred_penalty
 
@@ -33,7 +33,7 @@ def test_each_zero_centred_table_trains_the_named_penalty(table, which):  # r3ga
 
 def test_the_zero_centred_tables_differ_from_table2s_study_only_in_the_penalty():
     _, table2 = gan_tables.table_configs("2", "cpu", **gan_tables.STUDIES["2"])
-    for table in gan_tables.ZERO_CENTRED_TABLES:
+    for table in table_specs.ZERO_CENTRED_TABLES:
         _, config = gan_tables.table_configs(table, "cpu")
         mine, theirs = gan_tables.shared_fields(config), gan_tables.shared_fields(table2)
         expected = {"penalty_at", "lam"} | ({"paired_critic_scale"} if table == "r3gan" else set())

@@ -258,7 +258,7 @@ def minimum_norm_attack(critic: nn.Sequential, x: torch.Tensor, threshold: float
 
 
 def study_runs(table: str, root: Path | str | None = None, cells: Sequence[str] | None = None) -> pd.DataFrame:
-    """The runs of a table's committed CPU study (:data:`mmgan.gan.tables.STUDIES`) under ``root`` (default:
+    """The runs of a table's committed CPU study (:data:`mmgan.gan.table_specs.STUDIES`) under ``root`` (default:
     ``gan/`` of the results root): cell, seed, folder; ``cells`` keeps those cells only (for a replicate that
     retrained some cells of a study)."""
     lookup(STUDIES, str(table), "table (a committed study)")

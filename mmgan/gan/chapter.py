@@ -4,8 +4,8 @@ A table chapter is its papermill parameters, ``page = chapter(TABLE, **parameter
 prose. The page has two parts:
 
 * the **committed CPU study** of the table (preset ``cpu``, listed in
-  :data:`mmgan.gan.tables.STUDIES`, with the runs of other studies that its comparisons need,
-  :data:`mmgan.gan.tables.COMPANIONS`), loaded from ``results/gan/`` without retraining: first the
+  :data:`mmgan.gan.table_specs.STUDIES`, with the runs of other studies that its comparisons need,
+  :data:`mmgan.gan.table_specs.COMPANIONS`), loaded from ``results/gan/`` without retraining: first the
   paper's propositions judged by the pooled rule of :mod:`mmgan.book.propositions` (ratio, interval,
   verdict, beside the paper's own direction), then the comparison with the paper's table, curves,
   whether the runs learnt and levelled off, and the protocol table. A table without a committed
@@ -39,7 +39,7 @@ from mmgan.book import paper, plots, propositions
 from mmgan.book.propositions import PROPOSITIONS as PROPOSITIONS_BY_NAME
 from mmgan.book.verdicts import Verdict, effect_text, interval_text
 from mmgan.gan import outcomes as gan_outcomes
-from mmgan.gan import protocol, trained
+from mmgan.gan import protocol, table_specs, trained
 from mmgan.gan import report as gan_report
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig
@@ -100,7 +100,7 @@ class Run:
     """A set of finished runs of one table at one preset, with everything a chapter derives from them.
 
     ``companions`` are runs of other committed studies that join this table's comparisons
-    (:data:`mmgan.gan.tables.COMPANIONS`); they take part in the propositions, not in the table."""
+    (:data:`mmgan.gan.table_specs.COMPANIONS`); they take part in the propositions, not in the table."""
 
     table: str
     preset: str
@@ -259,8 +259,8 @@ class Run:
 class Study(Run):
     """A committed study (preset ``cpu``): adds the levelling, the protocol and the summary."""
 
-    #: set when the study is another table's runs (:data:`mmgan.gan.tables.STAND_INS`)
-    stand_in: gan_tables.StandIn | None = None
+    #: set when the study is another table's runs (:data:`mmgan.gan.table_specs.STAND_INS`)
+    stand_in: table_specs.StandIn | None = None
 
     @property
     def learnt(self) -> bool:
@@ -402,7 +402,7 @@ class Study(Run):
                     f"against the same window at three quarters; median change {v['study_late_median']:+.0%}, "
                     f"largest fall {v['study_late_min']:+.0%})")
         source = self.stand_in.runs_of if self.stand_in else self.table
-        if source in gan_tables.FIRST_CLASSIFIER:
+        if source in table_specs.FIRST_CLASSIFIER:
             lines.append("**An older metric.** This study's FDDs come from the first version of the digits classifier, "
                          "whose initial weights were drawn from whatever random state preceded it and were not kept: "
                          "they are consistent within the study but on another scale than the other tables' FDDs, and "
@@ -675,7 +675,7 @@ def stalled_runs_overview(root: Path | str | None = None) -> pd.DataFrame:
     """The outcome of every run of every committed GAN study (Tables 2–8; a run shared by several studies counted
     once): :func:`mmgan.gan.outcomes.run_outcomes` rows."""
     frames = [study.outcomes for study in (load_study(t, root) for t in gan_tables.TABLES
-                                            if t not in gan_tables.ZERO_CENTRED_TABLES) if study is not None]
+                                            if gan_tables.TABLES[t].paper is not None) if study is not None]
     return pd.concat(frames, ignore_index=True).drop_duplicates(subset=["run"]).reset_index(drop=True)
 
 
@@ -703,7 +703,7 @@ def propositions_overview(root: Path | str | None = None) -> pd.DataFrame:
     runs that learnt, its simultaneous interval and verdict, and the paper's ratio over the same pairs; whose
     claim it is, and whose runs (stand-ins re-read another table's runs, so they are not new evidence)."""
     rows = []
-    for table in (t for t in gan_tables.TABLES if t not in gan_tables.ZERO_CENTRED_TABLES):
+    for table in (t for t in gan_tables.TABLES if gan_tables.TABLES[t].paper is not None):
         study = load_study(table, root)
         if study is None:
             continue

@@ -177,7 +177,7 @@ def _committed_in(folder: Path) -> str | None:
 
 
 def _table_order(study: Path, members: list[Path]) -> list[Path]:
-    """``members`` in the order a table packs them (loss, cell, seed as :data:`mmgan.gan.tables.TABLES` lists
+    """``members`` in the order a table packs them (loss, cell, seed as :data:`mmgan.gan.table_specs.TABLES` lists
     them); ``ValueError`` when the study folder is not one of a table's (``<root>/table<N>/<preset>-<key>``)."""
     table = study.parent.name.removeprefix("table")
     spec = TABLES.get(table) if study.parent.name.startswith("table") else None

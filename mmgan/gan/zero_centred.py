@@ -2,9 +2,9 @@
 sets this study beside the swiss-roll check and the critics' margins is :mod:`mmgan.critics.zero_centred`.
 
 The study trains HingeGAN on Table 2's DCGAN at preset ``cpu`` with each zero-centred penalty of
-:data:`mmgan.gan.tables.ZERO_CENTRED_TABLES` (eq. 6 with §4.1's standard g, z² − 1 with a fixed λ, less its constant:
-g(z) = z², q = 2, at the real batch, the fake batch or both, γ = 10), and R3GAN's relativistic pairing loss with
-R1 + R2 (``r3gan``); it judges them against Table 2's committed HingeGAN runs with the paper's hinge penalty
+:data:`mmgan.gan.table_specs.ZERO_CENTRED_TABLES` (eq. 6 with §4.1's standard g, z² − 1 with a fixed λ, less its
+constant: g(z) = z², q = 2, at the real batch, the fake batch or both, γ = 10), and R3GAN's relativistic pairing loss
+with R1 + R2 (``r3gan``); it judges them against Table 2's committed HingeGAN runs with the paper's hinge penalty
 max(0, z − 1) at interpolates (one of §4.1's one-centred soft alternatives; q = 2 and the true L^∞ norm), seed by
 seed (the same seeds: the same data order, noise and initial weights), by the pooled rule of
 :mod:`mmgan.book.propositions` over the propositions of :data:`GAN_PROPOSITIONS`.
@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from mmgan.base.results import results_root as find_results_root
 from mmgan.book import plots, propositions
 from mmgan.book.verdicts import Verdict, interval_text
-from mmgan.gan import protocol
+from mmgan.gan import protocol, table_specs
 from mmgan.gan import report as gan_report
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.chapter import LEVELLED, PRIMARY, Study
@@ -36,7 +36,7 @@ STUDY_CELLS: dict[str, str] = {"r1": "hinge-q2-zero_centered", "r2": "hinge-q2-z
 #: Table 2's committed one-centred cells the study is judged against: HingeGAN with the hinge penalty at q = 2 and
 #: at the true L^∞ norm (the two best one-centred penalties of that study).
 ONE_CENTRED_CELLS: tuple[str, ...] = ("hinge-q2-hinge", "hinge-qinf-hinge")
-SEEDS: tuple[int, ...] = tuple(gan_tables.EIGHT)
+SEEDS: tuple[int, ...] = tuple(table_specs.EIGHT)
 #: The propositions this study judges (:data:`mmgan.book.propositions.PROPOSITIONS`), one Bonferroni family.
 GAN_PROPOSITIONS: tuple[str, ...] = (
     "R1 + R2 beats the L^∞ hinge penalty", "R1 + R2 beats the L² hinge penalty", "R1 + R2 beats R1", "R1 beats R2",
