@@ -33,41 +33,97 @@ the critic and softplus(C(x₁) − C(x₂)) for the generator, is ``rpsgan`` wi
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from mmgan.base.registry import Registry, check_callable, lookup
+from mmgan.base.registry import Registry, lookup
 
-MarginLoss = Callable[[torch.Tensor], torch.Tensor]
+LossFunction = Callable[[torch.Tensor], torch.Tensor]
 
-#: The margin losses L(z) of eq. 6, each non-increasing in the functional margin z.
-MARGIN_LOSSES: Registry[MarginLoss] = Registry("loss", object, check_callable("margin loss L"), {
-    "sgan": lambda z: F.softplus(-z),
-    "lsgan": lambda z: (1.0 - z).pow(2),
-    "hinge": lambda z: F.relu(1.0 - z),
-    "wgan": lambda z: -z,
+
+@dataclass(frozen=True)
+class MarginLoss:
+    """A margin loss of eq. 6, as registered in :data:`MARGIN_LOSSES`.
+
+    Attributes:
+        L: the loss ``L(z)`` of the functional margin z, non-increasing.
+        generator: the generator's loss (eq. 2's f3), from the critic's outputs ``C(G(z))`` (B,) to their mean
+            loss: ``E L(C(G(z)))`` for the non-saturating SGAN and for LSGAN, ``−E C(G(z))`` for HingeGAN and WGAN.
+        relativistic: whether its paired (``rp``) and average (``ra``) relativistic GANs exist (App. C).
+        label: its name and formula in the book's figures (matplotlib text).
+    """
+
+    L: LossFunction
+    generator: LossFunction
+    relativistic: bool
+    label: str
+
+
+#: Prefixes of the relativistic GANs of a margin loss: paired and average (App. C).
+RELATIVISTIC: tuple[str, ...] = ("rp", "ra")
+
+
+def _check_loss(name: str, loss: MarginLoss) -> None:
+    """A margin loss and its generator loss are functions, and its name leaves room for its relativistic GANs."""
+    for what in ("L", "generator"):
+        if not callable(getattr(loss, what)):
+            raise TypeError(f"margin loss {name!r}: {what} must be callable")
+    if name[:2] in RELATIVISTIC:
+        raise ValueError(f"margin loss {name!r}: names starting with {RELATIVISTIC} are its relativistic GANs")
+
+
+def _logistic(z: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-z)
+
+
+def _squared(z: torch.Tensor) -> torch.Tensor:
+    return (1.0 - z).pow(2)
+
+
+def _negated(z: torch.Tensor) -> torch.Tensor:
+    return -z
+
+
+def _mean_of(L: LossFunction) -> LossFunction:
+    """The generator loss ``E L(C(G(z)))``."""
+    return lambda fake: L(fake).mean()
+
+
+def _negated_mean(fake: torch.Tensor) -> torch.Tensor:
+    """The generator loss ``−E C(G(z))`` (the mean negated: the order of its sum as the released code's)."""
+    return -fake.mean()
+
+
+#: The margin losses L(z) of eq. 6, each non-increasing in the functional margin z (a new one: one entry).
+MARGIN_LOSSES: Registry[MarginLoss] = Registry("loss", MarginLoss, _check_loss, {
+    "sgan": MarginLoss(_logistic, _mean_of(_logistic), True, r"SGAN: $\log(1+e^{-z})$"),
+    "lsgan": MarginLoss(_squared, _mean_of(_squared), True, r"LSGAN: $(1-z)^2$"),
+    "hinge": MarginLoss(lambda z: F.relu(1.0 - z), _negated_mean, True, r"Hinge: $\max(0, 1-z)$"),
+    "wgan": MarginLoss(_negated, _negated_mean, False, r"WGAN: $-z$"),
 })
 
-#: Loss names accepted by :func:`critic_loss` and :func:`generator_loss`.
-GAN_LOSSES: tuple[str, ...] = (
-    "sgan", "lsgan", "hinge", "wgan",
-    "rpsgan", "rplsgan", "rphinge",
-    "rasgan", "ralsgan", "rahinge",
-)
+
+def gan_losses() -> list[str]:
+    """Loss names accepted by :func:`critic_loss` and :func:`generator_loss`: every margin loss, then the paired
+    and the average relativistic GANs of those that have them."""
+    relativistic = [name for name, loss in MARGIN_LOSSES.items() if loss.relativistic]
+    return [*MARGIN_LOSSES, *(prefix + name for prefix in RELATIVISTIC for name in relativistic)]
 
 
-def margin_loss(name: str) -> MarginLoss:
+def margin_loss(name: str) -> LossFunction:
     """Return the margin loss ``L`` of eq. 6 registered under ``name``."""
-    return MARGIN_LOSSES[name]
+    return MARGIN_LOSSES[name].L
 
 
-def _split(name: str) -> tuple[str, str]:
-    """Split a GAN loss name into (kind, base): kind ∈ {'', 'rp', 'ra'}."""
-    lookup(dict.fromkeys(GAN_LOSSES), name, "loss")
-    if name[:2] in ("rp", "ra"):
-        return name[:2], name[2:]
-    return "", name
+def _split(name: str) -> tuple[str, MarginLoss]:
+    """Split a GAN loss name into (kind, its margin loss): kind ∈ {'', 'rp', 'ra'}; ``ValueError`` listing
+    :func:`gan_losses` for any other name."""
+    lookup(dict.fromkeys(gan_losses()), name, "loss")
+    if name[:2] in RELATIVISTIC:
+        return name[:2], MARGIN_LOSSES[name[2:]]
+    return "", MARGIN_LOSSES[name]
 
 
 def _as_scores(out: torch.Tensor, parameter: str) -> torch.Tensor:
@@ -96,7 +152,7 @@ def critic_loss(name: str, real_out: torch.Tensor, fake_out: torch.Tensor, *,
     """Critic (discriminator) loss to minimise, without any gradient penalty.
 
     Args:
-        name: one of :data:`GAN_LOSSES`.
+        name: one of :func:`gan_losses`.
         real_out: critic outputs C(x₁) on real samples, shape (B,) or (B, 1).
         fake_out: critic outputs C(x₂) on fake samples, shape (B',) or (B', 1).
         paired_scale: factor on the ``rp*`` critic loss (ignored by the others).
@@ -109,8 +165,8 @@ def critic_loss(name: str, real_out: torch.Tensor, fake_out: torch.Tensor, *,
         ``E[L(C(x₁) − C(x₂))]`` for ``rp*``; and
         ``E[L(C(x₁) − E C(x₂))] + E[L(−(C(x₂) − E C(x₁)))]`` for ``ra*`` (App. C).
     """
-    kind, base = _split(name)
-    L = MARGIN_LOSSES[base]
+    kind, loss = _split(name)
+    L = loss.L
     real = _as_scores(real_out, "real_out")
     fake = _as_scores(fake_out, "fake_out")
     if kind == "rp":
@@ -128,15 +184,13 @@ def generator_loss(name: str, real_out: torch.Tensor | None, fake_out: torch.Ten
     them (see :func:`needs_real_scores`), which saves a critic pass on real data;
     the relativistic ones swap the roles of real and fake samples and need it.
     """
-    kind, base = _split(name)
-    L = MARGIN_LOSSES[base]
+    kind, loss = _split(name)
+    L = loss.L
     fake = _as_scores(fake_out, "fake_out")
     if kind == "":
         if real_out is not None:
             _as_scores(real_out, "real_out")
-        if base in ("hinge", "wgan"):
-            return -fake.mean()
-        return L(fake).mean()
+        return loss.generator(fake)
     if real_out is None:
         raise ValueError(f"the relativistic loss {name!r} needs real_out (critic outputs on real samples)")
     real = _as_scores(real_out, "real_out")

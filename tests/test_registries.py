@@ -105,3 +105,16 @@ def test_a_new_norm_metric_and_table_run_through_smoke_end_to_end(extensions, tm
     protocol = page.run_protocol()
     assert protocol.loc["metric", "this run"].startswith("squared distance of the digits CNN's mean features")
     assert page.glue()["run_failed"] == 0
+
+
+def test_a_new_margin_loss_brings_its_gan_losses():
+    """One entry: the loss, its generator loss and its relativistic GANs (no generator form guessed from the name)."""
+    exp = losses.MarginLoss(lambda z: torch.exp(-z), lambda fake: torch.exp(-fake).mean(), True, "exp: $e^{-z}$")
+    with losses.MARGIN_LOSSES.registered("exp", exp):
+        assert losses.gan_losses()[-1] == "raexp" and {"exp", "rpexp"} <= set(losses.gan_losses())
+        real, fake = torch.zeros(3), torch.full((3,), math.log(2.0))
+        assert losses.critic_loss("rpexp", real, fake).item() == pytest.approx(2.0)
+        assert losses.generator_loss("exp", None, fake).item() == pytest.approx(0.5)
+    assert "rpexp" not in losses.gan_losses()
+    with pytest.raises(ValueError, match="names starting with"):
+        losses.MARGIN_LOSSES.register("rpx", exp)

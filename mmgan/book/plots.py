@@ -25,12 +25,6 @@ record_text_sizes_in_outputs()
 
 ORDER_LABELS = {1.0: "$p=1$", 2.0: "$p=2$", math.inf: r"$p=\infty$"}
 ORDER_COLORS = {1.0: "tab:blue", 2.0: "tab:orange", math.inf: "tab:green"}
-LOSS_LABELS = {
-    "sgan": r"SGAN: $\log(1+e^{-z})$",
-    "lsgan": r"LSGAN: $(1-z)^2$",
-    "hinge": r"Hinge: $\max(0, 1-z)$",
-    "wgan": r"WGAN: $-z$",
-}
 SHAPE_LABELS = {
     "ls": r"LS: $(z-1)^2$",
     "hinge": r"hinge: $\max(0, z-1)$",
@@ -69,8 +63,8 @@ def margin_losses(z_min: float = -2.5, z_max: float = 2.5) -> Figure:
     """The margin losses L(z) of eq. 6 against the functional margin z = y·f(x)."""
     fig, (ax,) = _figure()
     z = torch.linspace(z_min, z_max, 501)
-    for name, L in MARGIN_LOSSES.items():
-        ax.plot(z, L(z), label=LOSS_LABELS[name])
+    for loss in MARGIN_LOSSES.values():
+        ax.plot(z, loss.L(z), label=loss.label)
     ax.axvline(0, color="0.6", lw=0.8)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set(xlabel="functional margin $z = y\\,f(x)$", ylabel="$L(z)$", ylim=(-2.5, 6))
