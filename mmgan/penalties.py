@@ -31,25 +31,42 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from mmgan.base.randomness import uniform
-from mmgan.base.registry import Registry, check_callable, check_choice, lookup
+from mmgan.base.registry import Registry, check_choice, lookup
 from mmgan.norms import GradNormOrder, grad_norm
 
 PenaltyShape = Callable[[torch.Tensor], torch.Tensor]
 _Choice = TypeVar("_Choice")
 
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A penalty shape of eq. 6, as registered in :data:`PENALTY_SHAPES`: ``g`` and its label in the book's
+    figures (matplotlib text)."""
+
+    g: PenaltyShape
+    label: str
+
+
+def _check_shape(name: str, shape: Shape) -> None:
+    if not callable(shape.g):
+        raise TypeError(f"penalty shape {name!r}: g must be callable")
+
+
 #: Penalty shapes g(z) of eq. 6, z being a gradient norm (a new one: one entry).
-PENALTY_SHAPES: Registry[PenaltyShape] = Registry("g", object, check_callable("penalty shape g"), {
-    "ls": lambda z: (z - 1.0).pow(2),
-    "hinge": lambda z: F.relu(z - 1.0),
-    "squared_hinge": lambda z: F.relu(z - 1.0).pow(2),
-    "zero_centered": lambda z: z.pow(2),
-    "kkt": lambda z: z.pow(2) - 1.0,
+PENALTY_SHAPES: Registry[Shape] = Registry("g", Shape, _check_shape, {
+    "ls": Shape(lambda z: (z - 1.0).pow(2), r"LS: $(z-1)^2$"),
+    "hinge": Shape(lambda z: F.relu(z - 1.0), r"hinge: $\max(0, z-1)$"),
+    "squared_hinge": Shape(lambda z: F.relu(z - 1.0).pow(2), r"squared hinge: $\max(0, z-1)^2$"),
+    "zero_centered": Shape(lambda z: z.pow(2), r"zero-centred: $z^2$"),
+    "kkt": Shape(lambda z: z.pow(2) - 1.0, r"KKT: $z^2-1$"),
 })
 
 #: Where the penalty can be evaluated.
@@ -58,7 +75,7 @@ PENALTY_POINTS: tuple[str, ...] = ("interpolates", "real", "fake", "data")
 
 def penalty_shape(name: str) -> PenaltyShape:
     """Return the penalty shape ``g`` registered under ``name``."""
-    return PENALTY_SHAPES[name]
+    return PENALTY_SHAPES[name].g
 
 
 def penalty_points(

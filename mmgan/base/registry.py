@@ -37,14 +37,6 @@ def lookup(registry: Mapping[str, T], name: object, parameter: str) -> T:
     )
 
 
-def check_callable(kind: str) -> Check:
-    """The check of a registry whose entries are functions: each must be callable."""
-    def check(name: str, entry: Any) -> None:
-        if not callable(entry):
-            raise TypeError(f"{kind} {name!r} must be callable, got {type(entry).__name__}")
-    return check
-
-
 def check_choice(value: T, choices: Iterable[T], parameter: str) -> T:
     """Return ``value`` if it is one of ``choices``, else raise ``ValueError``."""
     choices = list(choices)

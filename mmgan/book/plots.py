@@ -25,13 +25,6 @@ record_text_sizes_in_outputs()
 
 ORDER_LABELS = {1.0: "$p=1$", 2.0: "$p=2$", math.inf: r"$p=\infty$"}
 ORDER_COLORS = {1.0: "tab:blue", 2.0: "tab:orange", math.inf: "tab:green"}
-SHAPE_LABELS = {
-    "ls": r"LS: $(z-1)^2$",
-    "hinge": r"hinge: $\max(0, z-1)$",
-    "squared_hinge": r"squared hinge: $\max(0, z-1)^2$",
-    "zero_centered": r"zero-centred: $z^2$",
-    "kkt": r"KKT: $z^2-1$",
-}
 
 
 def _figure(width: float = 6.0, height: float = 3.6, ncols: int = 1) -> tuple[Figure, np.ndarray]:
@@ -76,8 +69,8 @@ def penalty_shapes(z_max: float = 2.5) -> Figure:
     """The penalty shapes g(z) of eq. 6 against the gradient norm z = ‖∇f‖_q."""
     fig, (ax,) = _figure()
     z = torch.linspace(0, z_max, 501)
-    for name, g in PENALTY_SHAPES.items():
-        ax.plot(z, g(z), label=SHAPE_LABELS[name])
+    for shape in PENALTY_SHAPES.values():
+        ax.plot(z, shape.g(z), label=shape.label)
     ax.axvline(1, color="0.6", lw=0.8, ls="--")
     ax.set(xlabel="gradient norm $z = \\|\\nabla_x f(x)\\|_q$", ylabel="$g(z)$", ylim=(-1.2, 3))
     ax.legend(frameon=False, fontsize=8)
