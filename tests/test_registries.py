@@ -118,3 +118,14 @@ def test_a_new_margin_loss_brings_its_gan_losses():
     assert "rpexp" not in losses.gan_losses()
     with pytest.raises(ValueError, match="names starting with"):
         losses.MARGIN_LOSSES.register("rpx", exp)
+
+
+def test_a_study_beyond_the_paper_uses_the_table_chapters_facade(tmp_path):
+    """Item 4: a table without the paper's numbers (TableSpec.paper None) is a chapter like Tables 2-8: its own runs,
+    its committed study's parts and summary, no paper column anywhere."""
+    torch.set_default_dtype(torch.float32)
+    assert gan_tables.TABLES["r1"].paper is None and gan_tables.TABLES["2"].paper == "2"
+    page = gan_chapter.chapter("r1", "smoke", iterations=2, results_root=str(tmp_path))
+    assert not any("paper" in c for c in page.run_tables()[0].columns)
+    assert set(page.study_parts) >= {"propositions", "tables", "curves", "protocol"}
+    assert "a study beyond the paper" in page.study.summary().data

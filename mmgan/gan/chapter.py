@@ -422,9 +422,11 @@ class Study(Run):
             f"**Did the runs learn and level off?** {self.learning_text()} {levelled}.",
             f"**When the verdicts settle.** {self.settling_text()}",
             f"**Results.** Cell medians of the end-of-training {metric} range from {v['study_best']:.1f} "
-            f"(best: {v['study_best_cell']}) to {v['study_worst']:.1f} ({v['study_worst_cell']}); the rank "
-            "correlation of the medians with the paper's FIDs "
-            "is " + (f"{corr:.2f} (Spearman)." if corr == corr else "not defined (fewer than three cells)."),
+            f"(best: {v['study_best_cell']}) to {v['study_worst']:.1f} ({v['study_worst_cell']})"
+            + ("; a study beyond the paper, with no FIDs of the paper beside it."
+               if gan_tables.TABLES[self.table].paper is None else "; the rank correlation of the medians with the "
+               "paper's FIDs is " + (f"{corr:.2f} (Spearman)." if corr == corr
+                                     else "not defined (fewer than three cells).")),
         ]
         return Markdown("\n\n".join(lines))
 
@@ -499,10 +501,12 @@ class GANChapter:
         if missing:
             samples.append(Markdown(f"No committed networks for: {'; '.join(missing)} (only their summaries and "
                                     "logs are committed)."))
+        judged = study.judged[PRIMARY]
         return {
             "samples": (None, samples),
             "propositions": (STUDY_CAPTIONS["propositions"], [study.propositions(), Markdown(
-                STUDY_CAPTIONS["over training"].format(level=study.judged[PRIMARY]["level"].iloc[0])), over_training]),
+                STUDY_CAPTIONS["over training"].format(level=judged["level"].iloc[0])), over_training]
+                if len(judged) else [Markdown("(no proposition compares cells of this study alone)")]),
             "tables": (STUDY_CAPTIONS["tables"], [study.side_by_side(stat) for stat in
                                                   dict.fromkeys((PRIMARY, *study.stats))]),
             "pairs": (STUDY_CAPTIONS["pairs"], [
