@@ -93,7 +93,8 @@ class GANConfig:
     #: cuDNN autotuning of convolution algorithms (the released code sets it): faster, not bit-reproducible.
     cudnn_benchmark: bool = False
     #: NHWC memory format for the networks and images: the same sums in another order (1.2x on this CPU for
-    #: packed runs, ``benchmarks/cpu_run.py``; on GPUs usually faster with TF32/bf16 tensor cores).
+    #: packed runs, ``benchmarks/cpu_run.py``). Off unless set; on a GPU it is expected to help only together
+    #: with ``tf32`` (tensor cores), which no measurement here has checked.
     channels_last: bool = False
 
     def validate(self) -> GANConfig:
