@@ -119,6 +119,8 @@ class RunState:
     rng: torch.Generator  # on the CPU, whatever the device (mmgan.base.randomness)
     iteration: int = 0
     metrics: list = dataclasses.field(default_factory=list)  # [(iteration, value)]
+    #: the samples of each evaluation in ``metrics`` (:meth:`mmgan.gan.config.GANConfig.metric_samples_at`)
+    metric_samples: list = dataclasses.field(default_factory=list)
     saved_at: int | None = None  # iteration of the checkpoint in the run folder, None if there is none
     #: what fixes the run's arithmetic (:func:`execution_record`, continued by :func:`continued_execution`); kept in
     #: its checkpoint and summary. Restored from a checkpoint it is the record the run was saved with.
@@ -169,6 +171,7 @@ def save_checkpoint(state: RunState, out: Path, snapshot_every: int | None = Non
         "generator": state.generator.state_dict(), "critic": state.critic.state_dict(),
         "opt_g": state.opt_g.state_dict(), "opt_c": state.opt_c.state_dict(),
         "iteration": state.iteration, "config": dataclasses.asdict(state.config), "metrics": state.metrics,
+        "metric_samples": state.metric_samples,
         "rng": state.rng.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "index_rng": state.index_rng.get_state() if state.index_rng is not None else None,
@@ -210,6 +213,8 @@ def restore_state(config: GANConfig, payload: dict[str, Any], device: torch.devi
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
     state.iteration = state.saved_at = payload["iteration"]
     state.metrics = [tuple(m) for m in payload["metrics"]]
+    # a checkpoint from before the sample schedule: every evaluation used metric_samples
+    state.metric_samples = list(payload.get("metric_samples", [config.metric_samples] * len(state.metrics)))
     state.execution = payload.get("execution")  # None in a checkpoint older than the record
     return state
 
@@ -339,12 +344,12 @@ def gradient_norms(state: RunState, real: torch.Tensor, fake: torch.Tensor) -> d
     return {**out, **diagnostics(grads, parameter_gradient_norms(state.generator, 1), fake.unsqueeze(0))[0]}
 
 
-def evaluate(state: RunState, extractor, reference, device: torch.device) -> float:
-    """The run's metric for the current generator, sampled as the configuration says
+def evaluate(state: RunState, extractor, reference, device: torch.device, samples: int) -> float:
+    """The run's metric for the current generator from ``samples`` samples, drawn as the configuration says
     (BatchNorm mode, batch size, 8-bit rounding); the generator is left exactly as it was."""
     config = state.config
     with sampling_mode(state.generator, config.sample_mode) as generator:
-        stats = generator_statistics(generator, extractor, config.metric_samples, config.z_dim, device,
+        stats = generator_statistics(generator, extractor, samples, config.z_dim, device,
                                      batch_size=config.sample_batch_size, seed=12345,
                                      quantize=config.quantize_samples)
     return frechet_distance(stats.mu, stats.sigma, reference.mu, reference.sigma)
@@ -616,9 +621,14 @@ def evaluate_and_log(state: RunState, extractor, reference, device: torch.device
     if extractor is None or state.metrics and state.metrics[-1][0] == state.iteration:
         return None
     _check_parameters(state, out, "before a metric evaluation")
-    value = evaluate(state, extractor, reference, device)
+    config = state.config
+    samples = config.metric_samples_at(state.iteration)
+    value = evaluate(state, extractor, reference, device, samples)
     state.metrics.append((state.iteration, value))
-    write_line(log, {"iteration": state.iteration, state.config.metric: value})
+    state.metric_samples.append(samples)
+    # a run with a sample schedule labels each evaluation (the others' count is the config's metric_samples)
+    labelled = {} if config.early_metric_samples is None else {"samples": samples}
+    write_line(log, {"iteration": state.iteration, config.metric: value, **labelled})
     return value
 
 
@@ -828,7 +838,8 @@ def write_summary(state: RunState, out: Path, device: torch.device,
         execution = state.execution if state.execution is not None else execution_record(config, device=device)
     summary = {"iterations": state.iteration, "metric": config.metric, "final": values[-1],
                "lowest": min(values), "lowest_at": state.metrics[values.index(min(values))][0],
-               "history": state.metrics, "environment": environment(device), "config": dataclasses.asdict(config),
+               "history": state.metrics, "history_samples": state.metric_samples,
+               "environment": environment(device), "config": dataclasses.asdict(config),
                "execution": execution}
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return summary
