@@ -322,6 +322,13 @@ def shared_fields(config: GANConfig) -> dict[str, Any]:
             if k not in ("loss", "q", "g", "seed", *EXECUTION_FIELDS) and not (k in KEYED_WHEN_SET and v is None)}
 
 
+def run_config(base: GANConfig, loss: str, q: str, g: str, seed: int) -> GANConfig:
+    """The configuration of one run of a table (a row of :func:`table_configs`) from its shared ``base``:
+    ``as_released`` applies to q = inf and smax only."""
+    return dataclasses.replace(base, loss=loss, q=q, g=g, seed=seed,
+                               as_released=base.as_released and q in ("inf", "smax")).validate()
+
+
 def run_table(table: str, preset: str = "smoke", root: Path | str | None = None, progress: bool = False,
               load_only: bool = False, pack: bool = True, pack_size: int | None = None,
               snapshot_every: int | None = None, runs: Any = None, threads: int | None = None,
@@ -374,8 +381,7 @@ def run_table(table: str, preset: str = "smoke", root: Path | str | None = None,
             if load_only:
                 raise FileNotFoundError(f"{out} has no finished run; produce it with run_table('{table}', "
                                         f"'{preset}', ...) or `mmgan table {table} --preset {preset}`")
-            config = dataclasses.replace(base, loss=loss, q=q, g=g, seed=seed,
-                                         as_released=base.as_released and q in ("inf", "smax")).validate()
+            config = run_config(base, loss, q, g, seed)
             pending.append((rows[-1], config, out))
     if pending:
         data = load_images(base.dataset, base.image_size, base.channels, base.data_root).to(device)
