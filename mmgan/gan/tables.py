@@ -432,8 +432,9 @@ def metric_curves(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, run in finished(results).iterrows():
         summary = read_summary(Path(run["run"]) / SUMMARY)
-        # a summary from before the sample schedule: every evaluation used metric_samples
-        samples = summary.get("history_samples", [summary["config"]["metric_samples"]] * len(summary["history"]))
+        # a summary from before the sample schedule: every evaluation used metric_samples (unknown: NaN)
+        samples = summary.get("history_samples",
+                              [summary["config"].get("metric_samples", math.nan)] * len(summary["history"]))
         for (iteration, value), count in zip(summary["history"], samples, strict=True):
             rows.append({"loss": run["loss"], "q": run["q"], "norm": run["norm"], "g": run["g"],
                          "seed": run["seed"], "iteration": iteration, "value": value, "samples": count})
