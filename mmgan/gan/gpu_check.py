@@ -1,6 +1,7 @@
 """One-command check of the GAN engine on a GPU: no network, no data set, no Inception weights.
 
-    mmgan gpu-check                  # on the first CUDA device, ≤ 8 minutes on one GPU
+    mmgan gpu-check                  # on the first CUDA device (minutes; not yet timed on a GPU)
+    mmgan gpu-check --pack 4         # the table hours for jobs of 4 runs (`mmgan sweep --pack 4`)
     mmgan gpu-check --record         # and append the summary to benchmarks/RESULTS.md
     mmgan gpu-check --device cpu --quick   # the same steps at toy size (what the tests run)
 
@@ -11,7 +12,8 @@ Steps, on scikit-learn's digits at 32 px × 3 channels with the FDD as metric:
    otherwise) for ``--iterations`` generator iterations, twice uninterrupted (the run-to-run noise of
    the device), and once in a separate process that is killed (SIGKILL) after its mid-run checkpoint
    and then resumed;
-3. iterations/s of the paper-width DCGAN-32 and standard CNN, one run at a time;
+3. iterations/s of the paper-width DCGAN-32 and standard CNN, one run at a time, with the paper preset's TF32 and
+   cuDNN autotuning (the runs of step 2 keep both off: their resume is compared bit for bit);
 4. the cost of each table at the paper preset as it runs (:func:`table_cost`): every pack of its runs, grouped
    as ``mmgan sweep <table> --preset paper --pack K`` groups them (``--pack``; default: the whole table in one
    pack, as ``mmgan table`` trains it), timed for a few packed iterations with the preset's TF32, cuDNN
@@ -296,9 +298,11 @@ def run_check(device: str, iterations: int, quick: bool, root: Path, pack: int |
         "max_weight_difference_resumed_vs_uninterrupted": resume_error, "resume": verdict,
     }
     short = max(20, iterations // 10)
+    _, paper = gan_tables.table_configs("2", "paper")  # its TF32 and autotuning: the speed the preset would see
     report["iterations_per_s"] = {
         arch: round(speed(dataclasses.replace(paper_width_config(device, short, quick, arch),
-                                              critic_batchnorm=arch == "dcgan"), root / f"speed-{arch}", data), 2)
+                                              critic_batchnorm=arch == "dcgan", tf32=paper.tf32,
+                                              cudnn_benchmark=paper.cudnn_benchmark), root / f"speed-{arch}", data), 2)
         for arch in ("dcgan", "standard_cnn")}
     fid = fid_cost(resolved, timed=64 if quick else 2000)
     report["fid_seconds_per_sample"], report["fid_fixed_seconds"] = fid.per_sample, round(fid.fixed, 3)
