@@ -138,7 +138,7 @@ class Run:
         return (f"{len(self.results)} runs ({shape}): "
                 f"{ARCH_NAMES[c.arch]} of width {c.width} at {c.image_size} px on {c.dataset} "
                 f"({c.channels} channel{'s' if c.channels > 1 else ''}), {c.iterations:,} generator iterations, "
-                f"{c.metric.upper()} of {c.metric_samples:,} samples every {c.metric_every:,} iterations")
+                f"{c.metric.upper()} of {c.metric_samples_text} every {c.metric_every:,} iterations")
 
     def side_by_side(self, stat: str = "final") -> pd.DataFrame:
         finished = gan_tables.finished(self.results)
