@@ -15,6 +15,7 @@ $(VENV)/installed.stamp: requirements-lock.txt pyproject.toml
 	touch $@
 
 book: $(VENV)/installed.stamp
+	$(BIN)/python -m mmgan.book.table_chapters  # the chapters of Tables 2-8 from their one template
 	$(BIN)/jupyter-book build .
 	@echo "Book written to _build/html/index.html"
 

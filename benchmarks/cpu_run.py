@@ -80,7 +80,8 @@ def main() -> None:
     extractor = make_extractor(config.metric, config.image_size, config.channels, DEVICE)
     reference = dataset_statistics(extractor, data, f"{config.dataset}-{config.image_size}px-{config.channels}ch",
                                    DEVICE)
-    evaluation = seconds_per_call(lambda: evaluate(single, extractor, reference, DEVICE), 3, 1)
+    evaluation = seconds_per_call(lambda: evaluate(single, extractor, reference, DEVICE,
+                                                   single.config.metric_samples), 3, 1)
     real, fake = data[:config.batch_size], single.generator(torch.randn(config.batch_size, config.z_dim)).detach()
     logging = seconds_per_call(lambda: gradient_norms(single, real, fake), 20, 2)
 

@@ -29,6 +29,7 @@ penalty of M stacked models (each with its own q and g) at given points.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -231,14 +232,20 @@ def _per_model(value: _Choice | Sequence[_Choice], n_models: int, parameter: str
     return list(value)
 
 
+@functools.lru_cache(maxsize=256)
+def _choice_index(pattern: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(which distinct choice, which model) index tensors of a mixed pack on ``device``, built once per pattern and
+    device: built at every step, ``torch.tensor`` would copy them from the host and wait for the copy."""
+    return (torch.tensor(pattern, device=device), torch.arange(len(pattern), device=device))
+
+
 def _select(choices: list[_Choice], compute: Callable[[_Choice], torch.Tensor]) -> torch.Tensor:
     """Row m of ``compute(choices[m])``, computing each (M, B) tensor once per distinct choice."""
     distinct = list(dict.fromkeys(choices))
     if len(distinct) == 1:
         return compute(distinct[0])
     stacked = torch.stack([compute(c) for c in distinct])  # (K, M, B)
-    index = torch.tensor([distinct.index(c) for c in choices], device=stacked.device)
-    return stacked[index, torch.arange(len(choices), device=stacked.device)]
+    return stacked[_choice_index(tuple(distinct.index(c) for c in choices), stacked.device)]
 
 
 def batched_gradient_penalty(

@@ -16,7 +16,14 @@ device that needs them. So
   from the host are issued ``non_blocking`` and never synchronise.
 
 Rule used across the code base (and enforced by a test that emulates CUDA's
-check on the CPU): a call that passes ``generator=`` never passes ``device=``.
+check on the CPU): a call that passes ``generator=`` passes ``device=`` only as
+that generator's own device.
+
+One exception to the single CPU generator, for speed: on a CUDA device a run draws
+the distinct indices of its real batches from a generator on that device
+(:func:`device_distinct_indices`; :func:`mmgan.gan.train.index_generator`), so a
+step neither permutes the whole data set on the host nor copies indices over;
+that generator's state is checkpointed with the others. CPU runs draw as before.
 """
 
 from __future__ import annotations
@@ -56,3 +63,12 @@ def indices(population: int, size: int, generator: torch.Generator | None, repla
     else:
         drawn = torch.randperm(population, generator=generator)[:size]
     return _move(drawn, device)
+
+
+def device_distinct_indices(population: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``size`` distinct indices into ``range(population)`` drawn on ``generator``'s own device: the first ``size``
+    entries of a uniformly random permutation made there (exact, as :func:`indices` draws them on the CPU, from
+    another stream), with no host work that grows with ``population`` and no copy."""
+    if size > population:
+        raise ValueError(f"cannot draw {size} distinct indices from a population of {population}")
+    return torch.randperm(population, generator=generator, device=generator.device)[:size]

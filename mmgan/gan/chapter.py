@@ -37,6 +37,7 @@ from mmgan.base.registry import lookup
 from mmgan.base.results import results_root as find_results_root
 from mmgan.book import paper, plots, propositions
 from mmgan.book.propositions import PROPOSITIONS as PROPOSITIONS_BY_NAME
+from mmgan.book.table_chapters import chapter_notebooks
 from mmgan.book.verdicts import Verdict, effect_text, interval_text
 from mmgan.gan import outcomes as gan_outcomes
 from mmgan.gan import protocol, table_specs, trained
@@ -136,7 +137,7 @@ class Run:
         return (f"{len(self.results)} runs ({shape}): "
                 f"{ARCHITECTURES[c.arch].title} of width {c.width} at {c.image_size} px on {c.dataset} "
                 f"({c.channels} channel{'s' if c.channels > 1 else ''}), {c.iterations:,} generator iterations, "
-                f"{c.metric.upper()} of {c.metric_samples:,} samples every {c.metric_every:,} iterations")
+                f"{c.metric.upper()} of {c.metric_samples_text} every {c.metric_every:,} iterations")
 
     def side_by_side(self, stat: str = "final") -> pd.DataFrame:
         finished = gan_tables.finished(self.results)
@@ -683,9 +684,8 @@ def stalled_runs_overview(root: Path | str | None = None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).drop_duplicates(subset=["run"]).reset_index(drop=True)
 
 
-#: The chapter (notebook name) of each GAN table.
-CHAPTERS = {"2": "table2_cifar10", "3": "table3_relativistic", "4": "table4_adam", "5": "table5_standard_cnn",
-            "6": "table6_cat32", "7": "table7_cat64", "8": "table8_smax"}
+#: The chapter (notebook name) of each GAN table (the template's map, :mod:`mmgan.book.table_chapters`).
+CHAPTERS = chapter_notebooks()
 
 
 def status_notes(overview: pd.DataFrame) -> dict[str, str]:

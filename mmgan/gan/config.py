@@ -38,6 +38,9 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 EXECUTION_FIELDS: tuple[str, ...] = ("device", "tf32", "cudnn_benchmark", "channels_last")
 #: Below this many samples the 2048-d Inception covariance is rank-deficient and FID is biased.
 FID_MIN_SAMPLES = 2048
+#: The last share of training whose evaluations the ``end`` statistic averages (:mod:`mmgan.gan.report`): the
+#: evaluations after ``(1 − END_SHARE) · iterations``, the last one (``final``) among them.
+END_SHARE = 0.10
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class GANConfig:
     metric: str = "fid"
     metric_every: int = 10_000
     metric_samples: int = 50_000
+    #: samples of the evaluations that neither ``final`` nor ``end`` reads, those at iterations up to
+    #: (1 − :data:`END_SHARE`) · ``iterations``; None: every evaluation uses ``metric_samples``. The log and the
+    #: summary give each evaluation's count (:meth:`metric_samples_at`).
+    early_metric_samples: int | None = None
     #: BatchNorm of the generator while drawing metric samples: 'train' (released: never .eval()) or 'eval'.
     sample_mode: str = "train"
     #: samples per generator call when drawing metric samples (released: 100; matters in 'train' mode).
@@ -94,7 +101,8 @@ class GANConfig:
     #: cuDNN autotuning of convolution algorithms (the released code sets it): faster, not bit-reproducible.
     cudnn_benchmark: bool = False
     #: NHWC memory format for the networks and images: the same sums in another order (1.2x on this CPU for
-    #: packed runs, ``benchmarks/cpu_run.py``; on GPUs usually faster with TF32/bf16 tensor cores).
+    #: packed runs, ``benchmarks/cpu_run.py``). Off unless set; on a GPU it is expected to help only together
+    #: with ``tf32`` (tensor cores), which no measurement here has checked.
     channels_last: bool = False
 
     def validate(self) -> GANConfig:
@@ -116,6 +124,11 @@ class GANConfig:
                      "checkpoint_every", "log_every"):
             check_int(getattr(self, name), name, minimum=1)
         check_int(self.metric_samples, "metric_samples", minimum=2)
+        if self.early_metric_samples is not None:
+            check_int(self.early_metric_samples, "early_metric_samples", minimum=2)
+            if self.early_metric_samples > self.metric_samples:
+                raise ValueError(f"invalid early_metric_samples={self.early_metric_samples}: at most metric_samples="
+                                 f"{self.metric_samples} (or None: every evaluation uses metric_samples)")
         check_int(self.seed, "seed", minimum=0)
         meaningful = METRICS[self.metric].datasets
         if meaningful is not None and self.dataset not in meaningful:
@@ -130,10 +143,28 @@ class GANConfig:
                                ("paired_critic_scale", "> 0", self.paired_critic_scale > 0)):
             if not (ok and math.isfinite(getattr(self, name))):
                 raise ValueError(f"invalid {name}={getattr(self, name)!r}: {name} must be a finite number {rule}")
-        if self.metric == "fid" and self.metric_samples < FID_MIN_SAMPLES:
-            warnings.warn(f"metric_samples={self.metric_samples} is below {FID_MIN_SAMPLES}: the Inception "
-                          "covariance is rank-deficient and the FID is biased (the paper used 50,000)", stacklevel=2)
+        for name in ("metric_samples", "early_metric_samples"):
+            count = getattr(self, name)
+            if self.metric == "fid" and count is not None and count < FID_MIN_SAMPLES:
+                warnings.warn(f"{name}={count} is below {FID_MIN_SAMPLES}: the Inception covariance is "
+                              "rank-deficient and the FID is biased (the paper used 50,000)", stacklevel=2)
         return self
+
+    def metric_samples_at(self, iteration: int) -> int:
+        """Samples of the metric evaluation at generator iteration ``iteration``: ``metric_samples`` after
+        (1 − :data:`END_SHARE`) · ``iterations`` (where ``final`` and ``end`` read), else
+        ``early_metric_samples`` when it is set."""
+        if self.early_metric_samples is None or iteration > self.iterations * (1 - END_SHARE):
+            return self.metric_samples
+        return self.early_metric_samples
+
+    @property
+    def metric_samples_text(self) -> str:
+        """The metric's sample counts in words (e.g. for a protocol table)."""
+        if self.early_metric_samples is None:
+            return f"{self.metric_samples:,} samples"
+        return (f"{self.metric_samples:,} samples in the last {END_SHARE:.0%} of training, "
+                f"{self.early_metric_samples:,} before")
 
     @property
     def memory_format(self) -> torch.memory_format:

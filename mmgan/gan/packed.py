@@ -93,10 +93,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmgan.base.randomness import indices, normal
+from mmgan.base.randomness import normal
 from mmgan.gan.config import GANConfig
 from mmgan.gan.models import Flatten
-from mmgan.gan.train import LossWatch, NonFiniteLoss, RunState
+from mmgan.gan.train import LossWatch, NonFiniteLoss, RunState, real_batch
 from mmgan.losses import critic_loss, generator_loss, needs_real_scores
 from mmgan.norms import GradNormOrder, grad_norm
 from mmgan.penalties import batched_gradient_penalty, penalty_points, penalty_shape
@@ -521,6 +521,8 @@ class PackedState:
     opt_g: torch.optim.Adam
     opt_c: torch.optim.Adam
     rngs: list[torch.Generator]
+    #: each run's generator of real-batch indices on its CUDA device, or None (:func:`mmgan.gan.train.index_generator`)
+    index_rngs: list[torch.Generator | None]
     iteration: int = 0
 
     @property
@@ -580,7 +582,7 @@ def pack_states(states: Sequence[RunState]) -> PackedState:
     critic.to(memory_format=configs[0].memory_format)
     return PackedState(configs, generator, critic, pack_adam([s.opt_g for s in states], generator, generators),
                        pack_adam([s.opt_c for s in states], critic, critics), [s.rng for s in states],
-                       states[0].iteration)
+                       [s.index_rng for s in states], states[0].iteration)
 
 
 def unpack_state(packed: PackedState, states: Sequence[RunState]) -> list[RunState]:
@@ -594,17 +596,12 @@ def unpack_state(packed: PackedState, states: Sequence[RunState]) -> list[RunSta
     unpack_modules(packed.critic, critics)
     unpack_adam(packed.opt_g, [s.opt_g for s in states], generators, packed.generator)
     unpack_adam(packed.opt_c, [s.opt_c for s in states], critics, packed.critic)
-    for state, rng in zip(states, packed.rngs):
+    for state, rng, index_rng in zip(states, packed.rngs, packed.index_rngs):
         if state.rng is not rng:
             state.rng.set_state(rng.get_state())
+        state.index_rng = index_rng
         state.iteration = packed.iteration
     return states
-
-
-def _real_batch(data: torch.Tensor, config: GANConfig, rng: torch.Generator) -> torch.Tensor:
-    # as mmgan.gan.train._real_batch
-    index = indices(data.shape[0], config.batch_size, rng, config.real_sampling == "with_replacement", data.device)
-    return data[index]
 
 
 def _packed_step(optimizer: torch.optim.Optimizer, losses: list[torch.Tensor], name: str,
@@ -639,10 +636,11 @@ def packed_training_iteration(state: PackedState, data: torch.Tensor, device: to
     Run k draws its real batches, noise and interpolation weights from
     ``state.rngs[k]`` in the single-run order (per critic step: batch indices,
     noise, interpolation weights; then noise and, for a relativistic loss with
-    ``generator_real_batch='fresh'``, batch indices), and makes the same critic
+    ``generator_real_batch='fresh'``, batch indices; the indices from
+    ``state.index_rngs[k]`` on a CUDA device when it is set), and makes the same critic
     and generator passes, so its numbers are those of the run trained alone (up
     to rounding). ``data`` (N, C, H, W) is shared by the runs and may live on the
-    CPU or on ``device`` (default: the packed networks' device). Like
+    CPU (unless indices are drawn on the device) or on ``device`` (default: the packed networks' device). Like
     ``training_iteration`` it does not advance ``state.iteration``. Raises
     :class:`PackedNonFiniteLoss` (naming the runs) before an update that would
     make a run's weights non-finite; the whole pack is then not updated. With a
@@ -661,8 +659,8 @@ def packed_training_iteration(state: PackedState, data: torch.Tensor, device: to
     released = [c.as_released for c in configs]
     for _ in range(base.critic_steps):
         reals, noises = [], []
-        for config, rng in zip(configs, rngs):
-            reals.append(_real_batch(data, config, rng).to(device, non_blocking=True))
+        for config, rng, index_rng in zip(configs, rngs, state.index_rngs):
+            reals.append(real_batch(data, config, rng, index_rng).to(device, non_blocking=True))
             noises.append(normal((config.batch_size, config.z_dim), rng, device))
         real = torch.stack(reals)
         with torch.no_grad():
@@ -682,9 +680,9 @@ def packed_training_iteration(state: PackedState, data: torch.Tensor, device: to
     real_scores = None
     if any(relativistic):
         reals = list(real.unbind(0))
-        for k, (config, rng) in enumerate(zip(configs, rngs)):
+        for k, (config, rng, index_rng) in enumerate(zip(configs, rngs, state.index_rngs)):
             if relativistic[k] and config.generator_real_batch == "fresh":
-                reals[k] = _real_batch(data, config, rng).to(device, non_blocking=True)
+                reals[k] = real_batch(data, config, rng, index_rng).to(device, non_blocking=True)
         real = torch.stack(reals)
         with _statistics_of(state.critic, relativistic):  # the plain losses make no critic pass on real images
             real_scores = packed_critic_scores(state.critic, real)

@@ -86,7 +86,7 @@ def protocol_table(config: GANConfig, losses: tuple[str, ...] = ("wgan", "hinge"
          _flag(config.iterations >= 100_000 and tuple(seeds) == (1,))),
         ("metric", "FID of 50k samples vs CIFAR-10 training statistics, every 10k iterations",
          "TensorFlow (TTUR) FID of 50k PNG files, every 10k iterations",
-         f"{metric} of {config.metric_samples:,} samples every {config.metric_every:,} iterations",
+         f"{metric} of {config.metric_samples_text} every {config.metric_every:,} iterations",
          NO),  # never the TensorFlow implementation
         ("metric samples: BatchNorm of the generator", "not stated",
          "training mode (never .eval()), batches of 100",

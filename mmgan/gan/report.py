@@ -26,9 +26,9 @@ from mmgan.base import run_folder
 from mmgan.book.paper import paper_table
 from mmgan.book.propositions import ALPHA, CELL
 from mmgan.book.verdicts import interval_text
+from mmgan.gan.config import END_SHARE
 
 #: The share of training whose evaluations are averaged into the ``end`` statistic.
-END_SHARE = 0.10
 #: The statistics of a run, in the order the chapters show them.
 STATISTICS = ("end", "final", "lowest")
 
@@ -91,12 +91,16 @@ def rank_agreement(results: pd.DataFrame, table: str | None, stat: str = "final"
 
 def end_of_training(curves: pd.DataFrame, share: float = END_SHARE) -> pd.Series:
     """Per run of ``curves`` (:func:`mmgan.gan.tables.metric_curves`): the mean of its evaluations after
-    ``(1 − share)`` of its iterations (at least the last one), indexed by (loss, norm, g, seed)."""
+    ``(1 − share)`` of its iterations (at least the last one), indexed by (loss, norm, g, seed); ``ValueError``
+    if one of them used fewer samples than the run's full count (``samples``, where the curves have it)."""
     if not 0 < share < 1:
         raise ValueError(f"share must be in (0, 1), got {share!r}")
     out = {}
     for key, run in curves.groupby([*CELL, "seed"], sort=False):
         late = run["iteration"] > run["iteration"].max() * (1 - share)
+        if "samples" in run and (run.loc[late, "samples"] < run["samples"].max()).any():
+            raise ValueError(f"run {key}: an evaluation in the last {share:.0%} of training used fewer samples "
+                             f"({run.loc[late, 'samples'].min()}) than the run's full count ({run['samples'].max()})")
         out[key] = float(run.loc[late, "value"].mean())
     return pd.Series(out, dtype=float).rename_axis([*CELL, "seed"])
 

@@ -73,10 +73,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                 metric_every=250, checkpoint_every=500, log_every=50, seeds=(0, 1, 2), device="cpu",
                 leaky_slope=0.2, real_sampling="with_replacement", sample_mode="eval", sample_batch_size=250,
                 quantize_samples=False),
-    # as_released: the paper's numbers come from the released code's signed max / pooled smooth max
+    # as_released: the paper's numbers come from the released code's signed max / pooled smooth max;
+    # FID of 50k samples where final and end read (the last 10% of training), 10k before (early_metric_samples)
     "paper": dict(iterations=100_000, metric="fid", metric_samples=50_000, metric_every=10_000,
                   checkpoint_every=1000, log_every=100, seeds=(1,), device="auto", as_released=True,
-                  tf32=True, cudnn_benchmark=True),
+                  tf32=True, cudnn_benchmark=True, early_metric_samples=10_000),
 }
 def extension_sources(table: str) -> list[dict[str, Any]]:
     """:data:`EXTENSIONS` of ``table``, each checked to share its study's configuration (``ValueError`` naming the
@@ -158,6 +159,8 @@ def table_configs(table: str, preset: str, **overrides: Any) -> tuple[list[tuple
     if preset in SMALL_PRESETS:  # each architecture's small networks (image size, width)
         base["image_size"], base["width"] = ARCHITECTURES[spec.arch].small[preset]
     base.update(values)
+    if "lowest" in spec.stats:  # a table reading the lowest value reads every evaluation: all at full size
+        base["early_metric_samples"] = None
     # γ of the zero-centred tables (λ = γ/2 for R1 or R2)
     base.update(gamma_as_lam(overrides, [g for _, g in spec.cells], overrides.get("penalty_at", base["penalty_at"])))
     as_released = coerce_field("as_released", base.pop("as_released", False))
@@ -179,11 +182,23 @@ def table_folder(table: str, preset: str, config: GANConfig, root: Path | str) -
     return Path(root) / f"table{table}" / f"{preset}-{config_key(shared_fields(config))}"
 
 
+#: Fields added after the committed studies: part of a table's key only when set, so that the studies keep their
+#: folders (``None``, their default, is what those runs did).
+KEYED_WHEN_SET: tuple[str, ...] = ("early_metric_samples",)
+
+
 def shared_fields(config: GANConfig) -> dict[str, Any]:
-    """The fields the runs of a table share: all but the cell, the seed and how the device computes
-    (:data:`mmgan.gan.config.EXECUTION_FIELDS`)."""
+    """The fields the runs of a table share: all but the cell, the seed, how the device computes
+    (:data:`mmgan.gan.config.EXECUTION_FIELDS`) and the :data:`KEYED_WHEN_SET` fields left unset."""
     return {k: v for k, v in dataclasses.asdict(config).items()
-            if k not in ("loss", "q", "g", "seed", *EXECUTION_FIELDS)}
+            if k not in ("loss", "q", "g", "seed", *EXECUTION_FIELDS) and not (k in KEYED_WHEN_SET and v is None)}
+
+
+def run_config(base: GANConfig, loss: str, q: str, g: str, seed: int) -> GANConfig:
+    """The configuration of one run of a table (a row of :func:`table_configs`) from its shared ``base``:
+    ``as_released`` applies to the norms the released code computed otherwise only (q = inf and smax)."""
+    return dataclasses.replace(base, loss=loss, q=q, g=g, seed=seed,
+                               as_released=base.as_released and q in released_norms()).validate()
 
 
 def run_table(table: str, preset: str = "smoke", root: Path | str | None = None, progress: bool = False,
@@ -238,7 +253,7 @@ def run_table(table: str, preset: str = "smoke", root: Path | str | None = None,
             if load_only:
                 raise FileNotFoundError(f"{out} has no finished run; produce it with run_table('{table}', "
                                         f"'{preset}', ...) or `mmgan table {table} --preset {preset}`")
-            config = dataclasses.replace(base, loss=loss, q=q, g=g, seed=seed, as_released=released).validate()
+            config = run_config(base, loss, q, g, seed)
             pending.append((rows[-1], config, out))
     if pending:
         data = load_images(base.dataset, base.image_size, base.channels, base.data_root).to(device)
@@ -285,13 +300,16 @@ def finished(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def metric_curves(results: pd.DataFrame) -> pd.DataFrame:
-    """The metric history of every run (from its summary), one row per evaluation."""
+    """The metric history of every run (from its summary), one row per evaluation, with its sample count."""
     rows = []
     for _, run in finished(results).iterrows():
         summary = read_summary(Path(run["run"]) / SUMMARY)
-        for iteration, value in summary["history"]:
+        # a summary from before the sample schedule: every evaluation used metric_samples (unknown: NaN)
+        samples = summary.get("history_samples",
+                              [summary["config"].get("metric_samples", math.nan)] * len(summary["history"]))
+        for (iteration, value), count in zip(summary["history"], samples, strict=True):
             rows.append({"loss": run["loss"], "q": run["q"], "norm": run["norm"], "g": run["g"],
-                         "seed": run["seed"], "iteration": iteration, "value": value})
+                         "seed": run["seed"], "iteration": iteration, "value": value, "samples": count})
     return pd.DataFrame(rows)
 
 

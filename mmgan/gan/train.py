@@ -35,7 +35,9 @@ Never losing work:
   before its update (one host synchronisation per step).
 
 All random draws come from one CPU generator (:mod:`mmgan.base.randomness`), so a
-run is reproducible and resumable on any device, up to rounding. Bit for bit it
+run is reproducible and resumable on any device, up to rounding; except that a run
+started on a CUDA device draws the distinct indices of its real batches from a
+generator on that device (:func:`index_generator`), and then resumes on a CUDA device only. Bit for bit it
 repeats only in the same arrangement: the same pack (:mod:`mmgan.gan.packed_training`;
 a grouped convolution sums in another order than a plain one), thread count, dtype,
 code and platform (CPU instruction sets, torch, oneDNN, MKL, GPU). The checkpoint
@@ -72,7 +74,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from mmgan.base.randomness import indices, normal
+from mmgan.base.randomness import device_distinct_indices, indices, normal
 from mmgan.base.results import atomic_torch_save, atomic_write_text, code_commit, environment, read_yaml
 from mmgan.base.run_folder import (
     CHECKPOINT,
@@ -98,7 +100,8 @@ from mmgan.penalties import gradient_penalty, input_gradient, penalty_points
 __all__ = ["ARITHMETIC_FIELDS", "GANConfig", "LossWatch", "NonFiniteLoss", "STOP_SIGNALS", "Stopped",
            "TRAIN_LOSSES", "arrangement", "check_threads", "config_from", "continued_execution",
            "data_and_reference", "due", "evaluate_and_log", "execution_record", "execution_settings",
-           "gradient_norms", "interrupt_at_boundary", "main", "new_state", "platform_record", "prepare_folder",
+           "gradient_norms", "index_generator", "interrupt_at_boundary", "main", "new_state", "platform_record",
+           "prepare_folder", "real_batch",
            "resolve_device", "save_checkpoint", "start_state", "stopped", "threads_to_use", "train",
            "training_iteration", "training_record", "using_threads", "write_line", "write_summary"]
 
@@ -116,10 +119,25 @@ class RunState:
     rng: torch.Generator  # on the CPU, whatever the device (mmgan.base.randomness)
     iteration: int = 0
     metrics: list = dataclasses.field(default_factory=list)  # [(iteration, value)]
+    #: the samples of each evaluation in ``metrics`` (:meth:`mmgan.gan.config.GANConfig.metric_samples_at`)
+    metric_samples: list = dataclasses.field(default_factory=list)
     saved_at: int | None = None  # iteration of the checkpoint in the run folder, None if there is none
     #: what fixes the run's arithmetic (:func:`execution_record`, continued by :func:`continued_execution`); kept in
     #: its checkpoint and summary. Restored from a checkpoint it is the record the run was saved with.
     execution: dict[str, Any] | None = None
+    #: the generator of the real batches' distinct indices on a CUDA device (:func:`index_generator`); None: they
+    #: come from ``rng``
+    index_rng: torch.Generator | None = None
+
+
+def index_generator(config: GANConfig, device: torch.device) -> torch.Generator | None:
+    """The generator of a new run's real-batch indices: on a CUDA device, for distinct indices, one on that device
+    seeded with ``config.seed`` (a permutation of the data set per batch costs the host ~0.4 ms at 50,000 images,
+    and its indices a copy); None elsewhere: the indices come from the run's CPU generator, as the committed CPU
+    studies drew them (i.i.d. indices are cheap there)."""
+    if device.type != "cuda" or config.real_sampling == "with_replacement":
+        return None
+    return torch.Generator(device=device).manual_seed(config.seed)
 
 
 def new_state(config: GANConfig, device: torch.device) -> RunState:
@@ -132,7 +150,7 @@ def new_state(config: GANConfig, device: torch.device) -> RunState:
     return RunState(config, generator, critic,
                     torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
                     torch.optim.Adam(critic.parameters(), lr=config.lr, betas=betas),
-                    torch.Generator().manual_seed(config.seed))
+                    torch.Generator().manual_seed(config.seed), index_rng=index_generator(config, device))
 
 
 # Keys that may change between a run and its continuation (the length and bookkeeping of the run).
@@ -153,8 +171,10 @@ def save_checkpoint(state: RunState, out: Path, snapshot_every: int | None = Non
         "generator": state.generator.state_dict(), "critic": state.critic.state_dict(),
         "opt_g": state.opt_g.state_dict(), "opt_c": state.opt_c.state_dict(),
         "iteration": state.iteration, "config": dataclasses.asdict(state.config), "metrics": state.metrics,
+        "metric_samples": state.metric_samples,
         "rng": state.rng.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "index_rng": state.index_rng.get_state() if state.index_rng is not None else None,
     }
     if state.execution is not None:
         payload["execution"] = state.execution
@@ -187,13 +207,30 @@ def restore_state(config: GANConfig, payload: dict[str, Any], device: torch.devi
     state.opt_g.load_state_dict(payload["opt_g"])
     state.opt_c.load_state_dict(payload["opt_c"])
     state.rng.set_state(payload["rng"])
+    restore_index_generator(state, payload.get("index_rng"))
     torch.set_rng_state(payload["torch_rng"])
     if payload["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
     state.iteration = state.saved_at = payload["iteration"]
     state.metrics = [tuple(m) for m in payload["metrics"]]
+    # a checkpoint from before the sample schedule: every evaluation used metric_samples
+    state.metric_samples = list(payload.get("metric_samples", [config.metric_samples] * len(state.metrics)))
     state.execution = payload.get("execution")  # None in a checkpoint older than the record
     return state
+
+
+def restore_index_generator(state: RunState, saved: torch.Tensor | None) -> None:
+    """Continue the real-batch index stream of a checkpoint in ``state`` (a new state on its device): a run
+    that drew its indices from its CPU generator (saved None: a CPU run, or one checkpointed before the device
+    draws) keeps doing so wherever it resumes; one that drew them on a CUDA device continues that generator,
+    which needs a CUDA device (``ValueError`` otherwise)."""
+    if saved is None:
+        state.index_rng = None
+        return
+    if state.index_rng is None:
+        raise ValueError("this run drew its real-batch indices on a CUDA device (its checkpoint holds that "
+                         "generator's state): resume it with device='cuda' or 'cuda:<index>'")
+    state.index_rng.set_state(saved)
 
 
 def load_checkpoint(config: GANConfig, out: Path, device: torch.device) -> RunState:
@@ -272,9 +309,19 @@ class LossWatch:
         return chosen
 
 
-def _real_batch(data: torch.Tensor, config: GANConfig, rng: torch.Generator) -> torch.Tensor:
-    """A batch of real images (on ``data``'s device), distinct within the batch unless i.i.d. sampling is chosen."""
-    index = indices(data.shape[0], config.batch_size, rng, config.real_sampling == "with_replacement", data.device)
+def real_batch(data: torch.Tensor, config: GANConfig, rng: torch.Generator,
+               index_rng: torch.Generator | None) -> torch.Tensor:
+    """A batch of real images (on ``data``'s device), distinct within the batch unless i.i.d. sampling is chosen;
+    the indices come from ``index_rng`` on its device when there is one (:func:`index_generator`), else from
+    ``rng``."""
+    if index_rng is None:
+        index = indices(data.shape[0], config.batch_size, rng, config.real_sampling == "with_replacement",
+                        data.device)
+    elif data.device != index_rng.device:
+        raise ValueError(f"the run draws its batch indices on {index_rng.device}, so its images must be there too, "
+                         f"not on {data.device}")
+    else:
+        index = device_distinct_indices(data.shape[0], config.batch_size, index_rng)
     return data[index]
 
 
@@ -297,12 +344,12 @@ def gradient_norms(state: RunState, real: torch.Tensor, fake: torch.Tensor) -> d
     return {**out, **diagnostics(grads, parameter_gradient_norms(state.generator, 1), fake.unsqueeze(0))[0]}
 
 
-def evaluate(state: RunState, extractor, reference, device: torch.device) -> float:
-    """The run's metric for the current generator, sampled as the configuration says
+def evaluate(state: RunState, extractor, reference, device: torch.device, samples: int) -> float:
+    """The run's metric for the current generator from ``samples`` samples, drawn as the configuration says
     (BatchNorm mode, batch size, 8-bit rounding); the generator is left exactly as it was."""
     config = state.config
     with sampling_mode(state.generator, config.sample_mode) as generator:
-        stats = generator_statistics(generator, extractor, config.metric_samples, config.z_dim, device,
+        stats = generator_statistics(generator, extractor, samples, config.z_dim, device,
                                      batch_size=config.sample_batch_size, seed=12345,
                                      quantize=config.quantize_samples)
     return METRICS[config.metric].distance(stats, reference)
@@ -327,18 +374,18 @@ def training_iteration(state: RunState, data: torch.Tensor, device: torch.device
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One generator iteration: ``critic_steps`` critic steps on eq. 6 (loss + λ·penalty), then a generator step.
 
-    Draws batches, noise and interpolation weights from ``state.rng`` (so a resumed run continues the same
-    random stream); ``data`` may live on the CPU or on ``device``. The relativistic generator step uses a
-    fresh real batch (``generator_real_batch='fresh'``, as released) or the critic step's last one.
-    Raises :class:`NonFiniteLoss` before an update that would make the weights non-finite; with a ``watch``
+    Draws batches, noise and interpolation weights from ``state.rng`` (so a resumed run continues the same random
+    stream); ``data`` may live on the CPU or on ``device`` (there when ``state.index_rng`` is set). The relativistic
+    generator step uses a fresh real batch (``generator_real_batch='fresh'``, as released) or the critic step's last
+    one. Raises :class:`NonFiniteLoss` before an update that would make the weights non-finite; with a ``watch``
     (:class:`LossWatch` of one run) it never synchronises with the device and records a non-finite loss there
-    instead (the update is then made). Returns the last critic loss, penalty, the generator loss and the last
-    real and fake batches.
+    instead (the update is then made). Returns the last critic loss, penalty, the generator loss and the last real
+    and fake batches.
     """
     config = state.config
     q = config.q
     for _ in range(config.critic_steps):
-        real = _real_batch(data, config, state.rng).to(device, non_blocking=True)
+        real = real_batch(data, config, state.rng, state.index_rng).to(device, non_blocking=True)
         with torch.no_grad():
             fake = state.generator(_noise(config.batch_size, config.z_dim, state.rng, device))
         c_loss = critic_loss(config.loss, state.critic(real), state.critic(fake),
@@ -351,7 +398,7 @@ def training_iteration(state: RunState, data: torch.Tensor, device: torch.device
     real_out = None
     if needs_real_scores(config.loss):
         if config.generator_real_batch == "fresh":
-            real = _real_batch(data, config, state.rng).to(device, non_blocking=True)
+            real = real_batch(data, config, state.rng, state.index_rng).to(device, non_blocking=True)
         real_out = state.critic(real)
     g_loss = generator_loss(config.loss, real_out, state.critic(fake))
     _step(state.opt_g, g_loss, "generator loss", state, out, watch)
@@ -574,9 +621,14 @@ def evaluate_and_log(state: RunState, extractor, reference, device: torch.device
     if extractor is None or state.metrics and state.metrics[-1][0] == state.iteration:
         return None
     _check_parameters(state, out, "before a metric evaluation")
-    value = evaluate(state, extractor, reference, device)
+    config = state.config
+    samples = config.metric_samples_at(state.iteration)
+    value = evaluate(state, extractor, reference, device, samples)
     state.metrics.append((state.iteration, value))
-    write_line(log, {"iteration": state.iteration, state.config.metric: value})
+    state.metric_samples.append(samples)
+    # a run with a sample schedule labels each evaluation (the others' count is the config's metric_samples)
+    labelled = {} if config.early_metric_samples is None else {"samples": samples}
+    write_line(log, {"iteration": state.iteration, config.metric: value, **labelled})
     return value
 
 
@@ -786,7 +838,8 @@ def write_summary(state: RunState, out: Path, device: torch.device,
         execution = state.execution if state.execution is not None else execution_record(config, device=device)
     summary = {"iterations": state.iteration, "metric": config.metric, "final": values[-1],
                "lowest": min(values), "lowest_at": state.metrics[values.index(min(values))][0],
-               "history": state.metrics, "environment": environment(device), "config": dataclasses.asdict(config),
+               "history": state.metrics, "history_samples": state.metric_samples,
+               "environment": environment(device), "config": dataclasses.asdict(config),
                "execution": execution}
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return summary

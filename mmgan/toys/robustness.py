@@ -21,7 +21,7 @@ from mmgan.margins import boundary_distances
 from mmgan.mlp import BatchedMLP
 from mmgan.norms import order_text
 from mmgan.toys.classifiers import PenaltySpec, train_penalized_classifiers
-from mmgan.toys.sigmoid import boundary_crossing
+from mmgan.toys.sigmoid import boundary_crossing, one_thread
 
 ROBUSTNESS_SPECS: tuple[PenaltySpec, ...] = (
     PenaltySpec(None, None), PenaltySpec("hinge", 1.0), PenaltySpec("hinge", 2.0), PenaltySpec("hinge", math.inf),
@@ -53,34 +53,35 @@ def run_outlier_experiment(epsilons: tuple[float, ...] = (0.0, 0.05, 0.1), seeds
     ``margin_points`` of each class (the boundary search dominates the cost).
     """
     check_int(margin_points, "margin_points", minimum=1)
-    datasets = [(eps, seed) for eps in epsilons for seed in seeds]
-    data = [contaminated_blobs(n, eps, seed) for eps, seed in datasets]
-    models = [(spec, d) for spec in ROBUSTNESS_SPECS for d in range(len(datasets))]
-    batched = BatchedMLP([datasets[d][1] for _, d in models], 2, width)
-    train_penalized_classifiers(batched, [spec for spec, _ in models], [d for _, d in models], data, iterations,
-                                stream_seeds=list(range(len(datasets))), lam=lam, lr=lr, log_every=iterations,
-                                progress=False)
-    clean = [contaminated_blobs(n_test, 0.0, 10_000 + seed) for _, seed in datasets]
-    x_test = torch.stack([clean[d][0] for _, d in models])
-    y_test = torch.stack([clean[d][1] for _, d in models])
-    m = x_test.shape[0]
-    with torch.no_grad():
-        correct = (batched(x_test) * y_test > 0).numpy()
-    per_class = min(margin_points, n_test)
-    chosen = torch.cat([torch.arange(per_class), n_test + torch.arange(per_class)])
-    k = len(chosen)
-    searches = boundary_distances(batched.flat(k), x_test[:, chosen].reshape(m * k, 2), restarts=4, max_steps=100)
-    rows = []
-    for i, (spec, d) in enumerate(models):
-        eps, seed = datasets[d]
-        record = {"penalty": spec.label, "eps": eps, "seed": seed,
-                  "boundary x1": boundary_crossing(batched.model(i)), "clean accuracy": float(correct[i].mean())}
-        for p, search in searches.items():
-            dist = search.distance.reshape(m, k)[i].numpy()
-            signed = np.where(correct[i, chosen.numpy()], dist, -dist)
-            record[f"margin p={order_text(p)}"] = float(np.mean(signed[np.isfinite(signed)]))
-        rows.append(record)
-    frame = pd.DataFrame(rows)
-    base = frame[frame.eps == 0].set_index(["penalty", "seed"])["boundary x1"]
-    frame["boundary shift"] = [abs(r["boundary x1"] - base[(r["penalty"], r["seed"])]) for _, r in frame.iterrows()]
-    return frame
+    with one_thread():  # small batched products: one thread is several times faster on busy cores, same numbers
+        datasets = [(eps, seed) for eps in epsilons for seed in seeds]
+        data = [contaminated_blobs(n, eps, seed) for eps, seed in datasets]
+        models = [(spec, d) for spec in ROBUSTNESS_SPECS for d in range(len(datasets))]
+        batched = BatchedMLP([datasets[d][1] for _, d in models], 2, width)
+        train_penalized_classifiers(batched, [spec for spec, _ in models], [d for _, d in models], data, iterations,
+                                    stream_seeds=list(range(len(datasets))), lam=lam, lr=lr, log_every=iterations,
+                                    progress=False)
+        clean = [contaminated_blobs(n_test, 0.0, 10_000 + seed) for _, seed in datasets]
+        x_test = torch.stack([clean[d][0] for _, d in models])
+        y_test = torch.stack([clean[d][1] for _, d in models])
+        m = x_test.shape[0]
+        with torch.no_grad():
+            correct = (batched(x_test) * y_test > 0).numpy()
+        per_class = min(margin_points, n_test)
+        chosen = torch.cat([torch.arange(per_class), n_test + torch.arange(per_class)])
+        k = len(chosen)
+        searches = boundary_distances(batched.flat(k), x_test[:, chosen].reshape(m * k, 2), restarts=4, max_steps=100)
+        rows = []
+        for i, (spec, d) in enumerate(models):
+            eps, seed = datasets[d]
+            record = {"penalty": spec.label, "eps": eps, "seed": seed,
+                      "boundary x1": boundary_crossing(batched.model(i)), "clean accuracy": float(correct[i].mean())}
+            for p, search in searches.items():
+                dist = search.distance.reshape(m, k)[i].numpy()
+                signed = np.where(correct[i, chosen.numpy()], dist, -dist)
+                record[f"margin p={order_text(p)}"] = float(np.mean(signed[np.isfinite(signed)]))
+            rows.append(record)
+        frame = pd.DataFrame(rows)
+        base = frame[frame.eps == 0].set_index(["penalty", "seed"])["boundary x1"]
+        frame["boundary shift"] = [abs(r["boundary x1"] - base[(r["penalty"], r["seed"])]) for _, r in frame.iterrows()]
+        return frame

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
+from mmgan.book.table_chapters import chapter_notebooks
 from mmgan.book.verdicts import Verdict
 
-CHAPTERS = {"2": "table2_cifar10", "3": "table3_relativistic", "4": "table4_adam", "5": "table5_standard_cnn",
-            "6": "table6_cat32", "7": "table7_cat64", "8": "table8_smax"}
+CHAPTERS = chapter_notebooks()
 
 
 def tables(page: Path) -> list[list[list[str]]]:
