@@ -31,6 +31,7 @@ from unittest import mock
 import pandas as pd
 import torch
 
+from mmgan.base.processes import using_threads
 from mmgan.mlp import BatchedMLP
 from mmgan.toys import gan as toy_gan
 from mmgan.toys import sigmoid as toy
@@ -47,7 +48,7 @@ def discriminators_one_by_one(seeds: list[int], iterations: int, width: int = 16
     runs = [(PenaltySpec(None, None), 0.0)] + [(spec, lam) for spec in SPECS for lam in LAMS]
     probe, _ = toy.segments(200, 99)
     rows = []
-    with toy.one_thread():
+    with using_threads(1):
         for spec, lam in runs:
             for seed in seeds:
                 model = BatchedMLP([seed], 2, width)
@@ -66,7 +67,7 @@ def discriminators_one_by_one(seeds: list[int], iterations: int, width: int = 16
 def line_gans_one_by_one(config: toy_gan.LineGANConfig, seeds: list[int]) -> pd.DataFrame:
     """The runs of ``toy_gan.train_line_gans`` trained one after the other (each a batch of one)."""
     rows = []
-    with toy.one_thread():
+    with using_threads(1):
         for loss in toy_gan.GENERATOR_LOSSES:
             for lam in GAN_LAMS:
                 for seed in seeds:
@@ -101,8 +102,8 @@ def main() -> None:
 
     def with_default_threads(fn):
         def run():
-            with mock.patch.object(toy, "one_thread", contextlib.nullcontext), \
-                    mock.patch.object(toy_gan, "one_thread", contextlib.nullcontext):
+            with mock.patch.object(toy, "using_threads", contextlib.nullcontext), \
+                    mock.patch.object(toy_gan, "using_threads", contextlib.nullcontext):
                 return fn()
         return run
 

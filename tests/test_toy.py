@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mmgan import relativistic
+from mmgan.base.processes import using_threads
 from mmgan.losses import critic_loss, margin_loss
 from mmgan.mlp import BatchedMLP
 from mmgan.penalties import gradient_penalty
@@ -158,7 +159,7 @@ def test_learned_discriminators_equal_runs_trained_one_by_one():
     specs, lams, seeds, iterations = [PenaltySpec("hinge", 2.0), PenaltySpec("ls", math.inf)], (10.0,), (3, 1), 150
     batched = toy.learned_discriminators(lams, specs, seeds, iterations=iterations)
     runs = [(PenaltySpec(None, None), 0.0)] + [(spec, lam) for spec in specs for lam in lams]
-    with toy.one_thread():
+    with using_threads(1):
         reference = pd.DataFrame([one_discriminator(spec, lam, seed, iterations)
                                   for spec, lam in runs for seed in seeds])
     pd.testing.assert_frame_equal(batched[["penalty", "lam", "seed"]], reference[["penalty", "lam", "seed"]])
@@ -218,7 +219,7 @@ def test_line_gans_equal_runs_trained_one_by_one():
     config, lams, seeds = LineGANConfig(iterations=80, log_every=20), [0.0, 10.0], [0, 2]
     batched = train_line_gans(config, lams, seeds)
     runs = [(loss, lam, seed) for loss in toy_gan.GENERATOR_LOSSES for lam in lams for seed in seeds]
-    with toy.one_thread():
+    with using_threads(1):
         reference = pd.concat([one_line_gan(config, runs, i, sum(seeds) + 7) for i in range(len(runs))])
     key = ["generator_loss", "lam", "seed", "iteration"]
     batched, reference = batched.sort_values(key, ignore_index=True), reference.sort_values(key, ignore_index=True)
@@ -232,8 +233,8 @@ def test_the_toys_give_the_same_numbers_with_more_threads(monkeypatch):
     one = (toy.learned_discriminators((10.0,), [PenaltySpec("ls", 2.0)], (0,), iterations=10, n=100),
            train_line_gans(config, [10.0], [0]))
     threads = torch.get_num_threads()
-    monkeypatch.setattr(toy, "one_thread", contextlib.nullcontext)
-    monkeypatch.setattr(toy_gan, "one_thread", contextlib.nullcontext)
+    monkeypatch.setattr(toy, "using_threads", contextlib.nullcontext)
+    monkeypatch.setattr(toy_gan, "using_threads", contextlib.nullcontext)
     torch.set_num_threads(2)
     try:
         two = (toy.learned_discriminators((10.0,), [PenaltySpec("ls", 2.0)], (0,), iterations=10, n=100),
@@ -244,8 +245,8 @@ def test_the_toys_give_the_same_numbers_with_more_threads(monkeypatch):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
-def test_one_thread_restores_the_thread_count():
+def test_using_threads_restores_the_thread_count():
     threads = torch.get_num_threads()
-    with toy.one_thread():
+    with using_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == threads

@@ -19,10 +19,11 @@ run with ``torch.set_num_threads(1)`` bit for bit (the callers test this).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
@@ -82,3 +83,24 @@ def run_tasks(tasks: Sequence[Task], workers: int = 1, threads: int | None = Non
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=desc is None):
             results[futures[future]] = pickle.loads(future.result())
     return results
+
+
+@contextlib.contextmanager
+def using_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` (when given) while the block runs, restored after.
+
+    A GAN run records and reuses its count (the rounding depends on it). The toys and Table 1 train
+    as one batch of small matrix products (tens of networks of width 16–64): a product takes a fraction
+    of a millisecond, too little to share between threads, and with more threads than free cores every
+    product waits for a descheduled thread, so they use one (two threads on two busy cores: 6–8× slower
+    at the toy chapter's defaults, ``benchmarks/toys.py``; the same numbers, tested).
+    """
+    if threads is None or threads == torch.get_num_threads():
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)

@@ -58,6 +58,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from mmgan.base.processes import using_threads
 from mmgan.base.run_folder import CHECKPOINT, LOG, SUMMARY, RunLock, check_snapshot_every
 from mmgan.gan.config import GANConfig, resolve_device
 from mmgan.gan.diagnostics import diagnostics, parameter_gradient_norms
@@ -92,7 +93,6 @@ from mmgan.gan.train import (
     stopped,
     threads_to_use,
     training_record,
-    using_threads,
     write_line,
     write_summary,
 )

@@ -55,12 +55,13 @@ from typing import Any
 import torch
 
 from mmgan.base.paths import results_root
+from mmgan.base.processes import using_threads
 from mmgan.base.results import code_commit, environment, read_yaml
 from mmgan.base.run_folder import CHECKPOINT, LOG, SUMMARY, read_summary
 from mmgan.gan.config import GANConfig, config_from, resolve_device
 from mmgan.gan.packed_training import recorded_execution, train_packed
 from mmgan.gan.tables import TABLES
-from mmgan.gan.train import arrangement, check_threads, platform_record, train, using_threads
+from mmgan.gan.train import arrangement, check_threads, platform_record, train
 from mmgan.gan.trained import NETWORKS
 
 __all__ = ["Comparison", "Plan", "Reproduction", "compare_logs", "main", "plan", "platform_notes", "reproduce"]

@@ -119,12 +119,11 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from submitit.local.local import LocalExecutor, LocalJob
 
 from mmgan.base.paths import results_root
-from mmgan.base.processes import available_cores, run_tasks
+from mmgan.base.processes import available_cores, run_tasks, using_threads
 from mmgan.base.registry import check_choice, check_int, lookup
 from mmgan.base.run_folder import CHECKPOINT, LOCK, LOG, SUMMARY, RunFolderBusy, RunLock
 from mmgan.gan.packed_training import recorded_execution
 from mmgan.gan.tables import PRESETS, TABLES, cell_name, run_table, table_configs, table_folder
-from mmgan.gan.train import using_threads
 
 __all__ = ["EXECUTORS", "FAILURE_RECORD", "STOP_GRACE_S", "STOP_SIGNALS", "Sweep", "SweepSettings", "SweepStopped",
            "TableJob", "check_settings", "check_shared_path", "collect", "collect_command", "collect_report",

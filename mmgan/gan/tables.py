@@ -44,6 +44,7 @@ from typing import Any
 import pandas as pd
 
 from mmgan.base.manifest import MANIFEST, verify_manifest
+from mmgan.base.processes import using_threads
 from mmgan.base.registry import lookup
 from mmgan.base.results import config_key, results_root
 from mmgan.base.run_folder import CHECKPOINT, SUMMARY, check_snapshot_every, read_summary
@@ -61,7 +62,7 @@ from mmgan.gan.data import load_images
 from mmgan.gan.models import ARCHITECTURES, SMALL_PRESETS
 from mmgan.gan.packed_training import train_packed
 from mmgan.gan.table_specs import COMPANIONS, EXTENSIONS, STAND_INS, STUDIES, TABLES
-from mmgan.gan.train import check_threads, default_threads, train, using_threads
+from mmgan.gan.train import check_threads, default_threads, train
 from mmgan.norms import released_norms
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -74,6 +74,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from mmgan.base.processes import using_threads
 from mmgan.base.randomness import device_distinct_indices, indices, normal
 from mmgan.base.results import atomic_torch_save, atomic_write_text, code_commit, environment, read_yaml
 from mmgan.base.run_folder import (
@@ -103,7 +104,7 @@ __all__ = ["ARITHMETIC_FIELDS", "GANConfig", "LossWatch", "NonFiniteLoss", "STOP
            "gradient_norms", "index_generator", "interrupt_at_boundary", "main", "new_state", "platform_record",
            "prepare_folder", "real_batch",
            "resolve_device", "save_checkpoint", "start_state", "stopped", "threads_to_use", "train",
-           "training_iteration", "training_record", "using_threads", "write_line", "write_summary"]
+           "training_iteration", "training_record", "write_line", "write_summary"]
 
 
 # ----------------------------------------------------------------------------- state
@@ -797,20 +798,6 @@ def check_threads(threads: Any) -> int:
         raise ValueError(f"threads must be a whole number >= 1 (torch's intra-op threads; 1 is what the committed "
                          f"studies used), got {threads!r}")
     return threads
-
-
-@contextlib.contextmanager
-def using_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``threads`` (when given) while the block runs, restored after."""
-    if threads is None or threads == torch.get_num_threads():
-        yield
-        return
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def refuse_alone(previous: dict[str, Any] | None, out: Path, inexact: bool) -> None:

@@ -29,11 +29,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mmgan.base.processes import using_threads
 from mmgan.base.registry import check_choice, check_int
 from mmgan.losses import margin_loss
 from mmgan.mlp import BatchedMLP
 from mmgan.penalties import batched_gradient_penalty
-from mmgan.toys.sigmoid import FAKE_X1, REAL_X1, one_thread
+from mmgan.toys.sigmoid import FAKE_X1, REAL_X1
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def train_line_gans(config: LineGANConfig, lams: list[float], seeds: list[int],
     for name in generator_losses:
         check_choice(name, GENERATOR_LOSSES, "generator_losses[i]")
     runs = [(loss, lam, seed) for loss in generator_losses for lam in lams for seed in seeds]
-    with one_thread():
+    with using_threads(1):
         return pd.DataFrame(_train(config, runs, sum(seeds) + 7))
 
 

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mmgan.base.processes import using_threads
 from mmgan.base.registry import check_int
 from mmgan.margins import boundary_distances
 from mmgan.mlp import BatchedMLP
 from mmgan.norms import order_text
 from mmgan.toys.classifiers import PenaltySpec, train_penalized_classifiers
-from mmgan.toys.sigmoid import boundary_crossing, one_thread
+from mmgan.toys.sigmoid import boundary_crossing
 
 ROBUSTNESS_SPECS: tuple[PenaltySpec, ...] = (
     PenaltySpec(None, None), PenaltySpec("hinge", 1.0), PenaltySpec("hinge", 2.0), PenaltySpec("hinge", math.inf),
@@ -53,7 +54,7 @@ def run_outlier_experiment(epsilons: tuple[float, ...] = (0.0, 0.05, 0.1), seeds
     ``margin_points`` of each class (the boundary search dominates the cost).
     """
     check_int(margin_points, "margin_points", minimum=1)
-    with one_thread():  # small batched products: one thread is several times faster on busy cores, same numbers
+    with using_threads(1):  # small batched products (mmgan.base.processes.using_threads)
         datasets = [(eps, seed) for eps in epsilons for seed in seeds]
         data = [contaminated_blobs(n, eps, seed) for eps, seed in datasets]
         models = [(spec, d) for spec in ROBUSTNESS_SPECS for d in range(len(datasets))]

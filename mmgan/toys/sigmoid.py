@@ -8,12 +8,11 @@ them, with and without a gradient penalty.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 
+from mmgan.base.processes import using_threads
 from mmgan.base.registry import check_int
 from mmgan.exact import parameter_dtype
 
@@ -105,25 +104,6 @@ def gradient_summary(f, x: torch.Tensor) -> dict[str, float]:
             "disc_value": float(torch.sigmoid(c).mean())}
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch's intra-op thread count set to 1 while the block runs, restored after.
-
-    The toy models train as one batch of small matrix products (tens of networks of
-    width 16–32): a product takes a fraction of a millisecond, too little to share
-    between threads, and with more threads than free cores every product waits for a
-    descheduled thread (two threads on two busy cores: 6–8× slower at the chapter's
-    defaults, ``benchmarks/toys.py``). The numbers are the same with any thread count
-    (tested).
-    """
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
 def learned_discriminators(lams: tuple[float, ...], specs, seeds: tuple[int, ...], iterations: int = 1000,
                            width: int = 16, lr: float = 1e-3, n: int = 1000):
     """Train sigmoid discriminators (logit critics) on the segments with eq. 6 and measure them.
@@ -144,7 +124,7 @@ def learned_discriminators(lams: tuple[float, ...], specs, seeds: tuple[int, ...
 
     runs = [(PenaltySpec(None, None), 0.0)] + [(spec, lam) for spec in specs for lam in lams if lam > 0]
     models = [(spec, lam, s) for spec, lam in runs for s in range(len(seeds))]
-    with one_thread():
+    with using_threads(1):  # small batched products (mmgan.base.processes.using_threads)
         batched = BatchedMLP([seeds[s] for *_, s in models], 2, width)
         data = [segments(n, seed) for seed in seeds]
         train_penalized_classifiers(batched, [m[0] for m in models], [m[2] for m in models],
