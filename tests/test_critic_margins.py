@@ -199,6 +199,14 @@ def test_a_finished_run_is_measured_end_to_end(smoke_run, monkeypatch):
         cm.certify_rows(run.critic, x, rows)
 
 
+def test_every_rule_of_a_critic_is_estimated_in_both_views_without_margins(smoke_run):
+    frame = cm.critic_thresholds(smoke_run, population=64)
+    assert list(zip(frame["mode"], frame["rule"])) == [(mode, rule) for mode in ("train", "eval")
+                                                        for rule in cm.THRESHOLDS]
+    assert (frame["population"] == 64).all() and (frame.loc[frame["rule"] != "zero", "real_se"] > 0).all()
+    assert (frame["accuracy"].isna() == (frame["level"] == "undetermined")).all()
+
+
 def test_the_real_images_are_shared_by_every_critic_of_a_data_set(smoke_run):
     run = trained.load_run(smoke_run)
     other = trained.load_run(cm.study_runs("3")["folder"].iloc[0])

@@ -422,7 +422,7 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     root = find_results_root(results_root)
     results_root, gan_root = root / "critic_margins", root / "gan"
     measured = sorted(path.stem.removeprefix("table") for path in Path(results_root).glob("table*.csv")
-                      if not path.stem.endswith(cm.ALONG_TRAINING))
+                      if not path.stem.endswith((cm.ALONG_TRAINING, cm.THRESHOLDS_ONLY)))
     check_choice(table, tuple(measured), "table (one whose critics' margins are committed)")
     check_int(images, "images", minimum=1)
     check_int(check_runs, "check_runs", minimum=0)

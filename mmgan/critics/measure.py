@@ -586,6 +586,30 @@ def measure_run(folder: str, images: int, thresholds: Sequence[str], fmn_steps: 
     return out
 
 
+def critic_thresholds(folder: str, population: int = POPULATION, modes: Sequence[str] = MODES) -> pd.DataFrame:
+    """One row per view and boundary rule of one run's final critic: the rule's boundary values with their standard
+    errors, the loss's level and the population's accuracy (:class:`mmgan.critics.thresholds.Threshold`), from
+    forward passes over ``population`` images per class; no margin is measured (a task of
+    :func:`study_thresholds`)."""
+    run = load_run(folder)
+    rows = []
+    for mode in modes:
+        scores = population_scores(run, population, mode)
+        rows += [{"mode": mode, **scores.threshold(rule, run.config.loss).as_dict()} for rule in THRESHOLDS]
+    return pd.DataFrame(rows)
+
+
+def study_thresholds(table: str, root: Path | str | None = None, cells: Sequence[str] | None = None,
+                     population: int = POPULATION, modes: Sequence[str] = MODES, workers: int = 1) -> pd.DataFrame:
+    """:func:`critic_thresholds` of every final critic of a table's study (``cells`` of it), with its cell, loss
+    and seed: every rule (:data:`THRESHOLDS`) in every view, whatever its margins were measured at."""
+    plan = study_runs(table, root, cells)
+    results = run_tasks([(critic_thresholds, (row["folder"], population, tuple(modes))) for _, row in plan.iterrows()],
+                        workers)
+    return pd.concat([result.assign(**row[["cell", "loss", "q", "g", "seed"]].to_dict())
+                      for result, (_, row) in zip(results, plan.iterrows())], ignore_index=True)
+
+
 def soundness_sample(tasks: int, critics: int, seed: int = SOUNDNESS_SEED) -> set[int]:
     """Which of ``tasks`` measured critics the soundness check runs on: ``critics`` of them, a seeded draw."""
     check_int(critics, "soundness", minimum=0)
@@ -670,6 +694,8 @@ def soundness_summary(frame: pd.DataFrame) -> dict[str, Any]:
 #: root (:func:`mmgan.base.results.results_root`).
 MEASUREMENTS = "critic_margins"
 ALONG_TRAINING = "-training"
+#: ``table<N>-thresholds.csv``: every boundary rule of every final critic in both views (``--thresholds-only``).
+THRESHOLDS_ONLY = "-thresholds"
 
 
 def save_measurements(frame: pd.DataFrame, table: str, meta: dict[str, Any], root: Path | str | None = None,
@@ -752,6 +778,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", nargs="+", help="these cells of the study only (default: all)")
     parser.add_argument("--runs", type=int, metavar="N",
                         help="the first N runs only: a quick check of the command, not a study")
+    parser.add_argument("--thresholds-only", dest="thresholds_only", action="store_true",
+                        help=f"estimate every boundary rule of every final critic in both views from --population "
+                             f"images per class (table<N>{THRESHOLDS_ONLY}.csv), measure no margin, and stop")
     parser.add_argument("--export-networks", dest="export", action="store_true",
                         help=f"write {NETWORKS} beside each run's checkpoint.pt (to commit them) and stop")
     parser.add_argument("--along-training", dest="along", type=int, nargs="+", metavar="ITERATION",
@@ -780,6 +809,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {export_networks(folder)}")
         return 0
     started = time.perf_counter()
+    if args.thresholds_only:
+        frame = study_thresholds(args.table, root, args.cells, args.population, modes, args.workers)
+        meta = {"table": args.table, "cells": args.cells, "population": args.population, "modes": list(modes),
+                "runs": shown_path(root), "workers": args.workers, "seconds": time.perf_counter() - started,
+                "environment": environment(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        print(save_measurements(frame, args.table, meta, out, THRESHOLDS_ONLY), f"{meta['seconds']:.0f} s")
+        return 0
     thresholds = tuple(args.thresholds or default_thresholds(args.table, root))
     if args.along:
         thresholds, iterations = thresholds[:1], [*args.along, None]
