@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from mmgan.critics import certify, soundness
+from mmgan.book.verdicts import Verdict
+from mmgan.critics import certify, soundness, views
 from mmgan.critics import measure as cm
 from mmgan.critics import thresholds as th
 from mmgan.critics.held_batch import HeldBatchCritic, class_batches, critic_view
@@ -250,3 +251,55 @@ def test_the_threshold_table_states_each_critics_boundary_and_says_undetermined_
     table = cm.thresholds_per_critic(pd.DataFrame(rows)).set_index("cell")
     assert table.loc["flat", "accuracy"] == "undetermined" and table.loc["pinned", "accuracy"] == 0.9
     assert table.loc["flat", "t real"] == 0.0 and table.loc["flat", "in-sample fake"] == 0.1
+
+
+# ------------------------------------------------------------------- which measurement and view a verdict is from
+
+
+def test_a_first_measurement_is_named_as_such_and_a_remeasured_one_with_its_views():
+    first = {"images": 8, "fmn_steps": 1000}
+    assert views.provenance(first) is views.Provenance.FIRST
+    assert "first measurement: 8 + 8 images" in views.measurement_text(first)
+    assert "not re-measured" in views.measurement_text(first)
+    new = {"images": 64, "modes": ["train", "eval"], "population": 1024, "seeds": [0, 1]}
+    assert views.provenance(new) is views.Provenance.REMEASURED
+    text = views.measurement_text(new)
+    assert "64 + 64 images" in text and "train-mode critic" in text and "1,024 images per class" in text
+    assert "seeds 0, 1" in text
+
+
+def test_view_verdicts_state_the_train_view_first_and_whether_eval_agrees():
+    def judged(verdicts):
+        return pd.DataFrame({"proposition": ["a", "b"], "verdict": verdicts, "ratio": [1.5, 0.9],
+                             "lower": [1.1, 0.5], "upper": [2.0, 1.6], "seeds": [3, 3]})
+
+    table = views.view_verdicts(judged([Verdict.HOLDS, Verdict.CANNOT_TELL]),
+                                judged([Verdict.CANNOT_TELL, Verdict.CANNOT_TELL]))
+    assert table.loc["a", "train-mode critic (primary)"] == "holds (1.50 [1.10, 2.00])"
+    assert table.loc["a", "views"] == "the eval view differs" and table.loc["b", "views"] == "the eval view agrees"
+    assert table.loc["b", "eval-mode critic (second view)"] == "cannot tell at this noise (0.90 [0.50, 1.60])"
+    # cannot tell keeps its interval, or says why it has none
+    assert views.verdict_text(Verdict.CANNOT_TELL, 1.2, math.nan, math.nan) == \
+        "cannot tell at this noise (1.20, no interval: fewer than 2 seeds)"
+    assert views.verdict_text(Verdict.NOT_COMPARABLE, math.nan, math.nan, math.nan) == "not comparable"
+
+
+def test_the_threshold_summary_gives_no_accuracy_where_the_loss_leaves_the_level_free():
+    rows = pd.DataFrame({"cell": "c", "mode": "train", "rule": "zero", "real": 0.0, "fake": 0.0, "real_se": 0.0,
+                         "fake_se": 0.0, "level": ["undetermined", "pinned", "pinned"],
+                         "accuracy": [math.nan, 0.8, 0.9], "seed": [0, 1, 2], "loss": "hinge"}, index=range(3))
+    summary = views.threshold_summary(rows).iloc[0]
+    assert summary["level"] == "undetermined for 1 of 3"
+    assert summary["accuracy (population)"] == f"0.850 over 2 critics (1: {views.UNDETERMINED})"
+    free = views.threshold_summary(rows.assign(level="undetermined")).iloc[0]
+    assert free["accuracy (population)"] == views.UNDETERMINED
+    assert views.undetermined_text(rows) == "1 of 3 critics in at least one view (losses: hinge)"
+    assert views.soundness_text({}) == "not run on this measurement"
+    assert views.soundness_text({"soundness": {"critics": 1, "balls": 768, "violations": 0,
+                                               "by_mode": {"train": 0, "eval": 0}}}) == \
+        "0 violations in 768 certified balls of 1 critic(s) (train mode 0, eval mode 0)"
+
+
+def test_seeds_keep_a_paired_subset_and_name_the_valid_ones():
+    with pytest.raises(ValueError, match=r"seeds \[99\] are not in Table 3's study; valid: \[0, 1, 2"):
+        cm.measure_study("3", seeds=[0, 99])

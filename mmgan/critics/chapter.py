@@ -17,10 +17,11 @@ from typing import Any
 import pandas as pd
 
 from mmgan.base.registry import check_choice, check_int
+from mmgan.base.results import read_csv, read_json
 from mmgan.base.results import results_root as find_results_root
 from mmgan.book.verdicts import Verdict, interval_text
 from mmgan.critics import measure as cm
-from mmgan.critics import report
+from mmgan.critics import report, views
 from mmgan.gan.tables import STUDIES
 
 ORDER_NAMES = {1.0: "L1", 2.0: "L2", math.inf: "L∞"}
@@ -48,6 +49,30 @@ class CriticMarginsPage:
     fdd: str = report.FDD_STATISTIC
     #: why ``fdd`` is not the primary statistic ("" when it is)
     fdd_note: str = ""
+    #: every boundary rule of every critic of the study in both views (``table<N>-thresholds.csv``), None when absent
+    thresholds: pd.DataFrame | None = None
+    #: meta data of the critics re-measured under issue 36 (``critic_margins/remeasured``), by table
+    remeasured: dict[str, dict[str, Any]] | None = None
+
+    def measurement(self) -> str:
+        """What the committed margins behind this page's verdicts are (:func:`mmgan.critics.views.measurement_text`)."""
+        return views.measurement_text(self.meta)
+
+    def thresholds_table(self) -> pd.DataFrame | str:
+        """Each rule's boundary per cell and view with its standard error, the loss's level and the population's
+        accuracy, or "level undetermined by the loss" (:func:`mmgan.critics.views.threshold_summary`)."""
+        if self.thresholds is None:
+            return f"Not estimated: `mmgan critic-margins {self.table} --thresholds-only` writes them."
+        return views.threshold_summary(self.thresholds)
+
+    def soundness(self) -> str:
+        """The soundness count (:func:`mmgan.critics.views.soundness_text`) of the committed critics checked: those of
+        this measurement where it ran the check, else those re-measured under issue 36."""
+        checked = [meta for meta in [self.meta, *(self.remeasured or {}).values()]
+                   if (meta.get("soundness") or {}).get("critics")]
+        if not checked:
+            return "not run yet on any committed critic"
+        return "; ".join(f"Table {meta['table']}: {views.soundness_text(meta)}" for meta in checked)
 
     @property
     def paper_boundary(self) -> str:
@@ -66,6 +91,8 @@ class CriticMarginsPage:
     def stale_note(self) -> str:
         """What the committed measurements lack, and the command that completes them ("" when nothing)."""
         notes = []
+        if views.provenance(self.meta) is views.Provenance.FIRST:
+            notes.append(f"Every margin and verdict on this page is {self.measurement()}.")
         if self.primary != self.paper_boundary:
             notes.append(f"The committed measurements predate the paper's {RULE_NAMES[self.paper_boundary]} "
                          f"boundary: the verdicts are drawn at the {RULE_NAMES[self.primary]} boundary until "
@@ -317,6 +344,9 @@ class CriticMarginsPage:
             "cm_status": self.status_note(),
             "cm_stale": self.stale_note() or "Every measurement is of the study's own critics at the paper's boundary.",
             "cm_check_critics": 0 if self.check is None else len(self.check[["cell", "seed"]].drop_duplicates()),
+            "cm_measurement": self.measurement(), "cm_soundness": self.soundness(),
+            "cm_undetermined": ("not estimated" if self.thresholds is None
+                                else views.undetermined_text(self.thresholds)),
         }
         measured = report.with_best_upper(self.measurements)
         gap = report.certificate_gap(measured[measured["threshold_rule"] == self.primary])
@@ -437,4 +467,11 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     if check_runs:
         check = cm.measure_study(table, images=images, fmn_steps=fmn_steps, root=gan_root, runs=check_runs,
                                  search=dict(max_steps=30, polish_steps=1), thresholds=cm.default_thresholds(table))
-    return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta, fdd, fdd_note)
+    thresholds_path = Path(results_root) / f"table{table}{cm.THRESHOLDS_ONLY}.csv"
+    thresholds = (read_csv(thresholds_path, f"mmgan critic-margins {table} --thresholds-only",
+                           dtype={"q": str, "g": str}) if thresholds_path.is_file() else None)
+    remeasured = {path.stem.removeprefix("table"): read_json(path, "mmgan critic-margins N --out "
+                                                                   "results/critic_margins/remeasured")
+                  for path in sorted((Path(results_root) / "remeasured").glob("table*.json"))}
+    return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta, fdd, fdd_note,
+                             thresholds, remeasured or None)

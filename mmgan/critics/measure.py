@@ -621,14 +621,15 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
                   workers: int = 1, root: Path | str | None = None, runs: int | None = None,
                   search: dict[str, Any] | None = None, progress: bool = False,
                   iterations: Sequence[int | None] = (None,), cells: Sequence[str] | None = None,
-                  modes: Sequence[str] = MODES, population: int = POPULATION, soundness_critics: int = 0
-                  ) -> pd.DataFrame:
+                  modes: Sequence[str] = MODES, population: int = POPULATION, soundness_critics: int = 0,
+                  seeds: Sequence[int] | None = None) -> pd.DataFrame:
     """Margins of every critic of a table's study: one task per run and iteration, over ``workers`` processes.
 
     ``runs`` keeps the first few runs only (the chapter's quick check); ``iterations`` lists
     the weights measured per run: ``None`` for the final ones, a number for a snapshot; ``cells`` keeps those
     cells of the study only; ``modes`` the views, ``population`` the images per class of the thresholds'
-    forward passes; ``soundness_critics`` critics (a seeded draw) get the soundness check.
+    forward passes; ``soundness_critics`` critics (a seeded draw) get the soundness check; ``seeds`` keeps the runs
+    of those seeds in every cell (a paired subset).
     """
     check_int(images, "images", minimum=1)
     check_int(fmn_steps, "fmn_steps", minimum=0)
@@ -638,6 +639,11 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
     for mode in modes:
         check_choice(mode, MODES, "mode")
     plan = study_runs(table, root, cells)
+    if seeds is not None:
+        missing = sorted(set(seeds) - set(plan["seed"]))
+        if missing:
+            raise ValueError(f"seeds {missing} are not in Table {table}'s study; valid: {sorted(set(plan['seed']))}")
+        plan = plan[plan["seed"].isin(seeds)].reset_index(drop=True)
     if runs is not None:
         plan = plan.head(check_int(runs, "runs", minimum=1))
     for folder in plan["folder"]:  # every run's weights exist, before any task starts
@@ -776,6 +782,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path,
                         help="folder of the measurements (default: results/critic_margins of this checkout)")
     parser.add_argument("--cells", nargs="+", help="these cells of the study only (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="the runs of these seeds in every cell only: a paired subset (default: all)")
     parser.add_argument("--runs", type=int, metavar="N",
                         help="the first N runs only: a quick check of the command, not a study")
     parser.add_argument("--thresholds-only", dest="thresholds_only", action="store_true",
@@ -823,8 +831,9 @@ def main(argv: list[str] | None = None) -> int:
         iterations = [None]
     frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, root,
                           runs=args.runs, progress=True, iterations=iterations, cells=args.cells, modes=modes,
-                          population=args.population, soundness_critics=args.soundness)
-    meta = {"table": args.table, "cells": args.cells, "runs_measured": args.runs, "images": args.images,
+                          population=args.population, soundness_critics=args.soundness, seeds=args.seeds)
+    meta = {"table": args.table, "cells": args.cells, "seeds": args.seeds, "runs_measured": args.runs,
+            "images": args.images,
             "fmn_steps": args.fmn_steps, "modes": list(modes), "population": args.population,
             "thresholds_from": "population", "soundness": soundness_summary(frame),
             "flip_search": soundness.FLIP_SEARCH,
