@@ -345,6 +345,7 @@ class CriticMarginsPage:
             "cm_stale": self.stale_note() or "Every measurement is of the study's own critics at the paper's boundary.",
             "cm_check_critics": 0 if self.check is None else len(self.check[["cell", "seed"]].drop_duplicates()),
             "cm_measurement": self.measurement(), "cm_soundness": self.soundness(),
+            "cm_remeasure_images": cm.IMAGES, "cm_population": f"{cm.POPULATION:,}",
             "cm_undetermined": ("not estimated" if self.thresholds is None
                                 else views.undetermined_text(self.thresholds)),
         }

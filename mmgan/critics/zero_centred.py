@@ -189,6 +189,18 @@ def margin_propositions(critics: pd.DataFrame, alpha: float = ALPHA, rule: str =
                                        "level", "verdict"])
 
 
+def dual_norm_propositions(critics: pd.DataFrame) -> pd.DataFrame:
+    """The paper's dual-norm propositions (:data:`mmgan.critics.report.CRITIC_PROPOSITIONS`) on the one-centred
+    HingeGAN critics, at :data:`RULE`."""
+    return report.critic_propositions(critics[critics["g"] == ONE_CENTRED_LEVEL], RULE)
+
+
+def every_proposition(critics: pd.DataFrame) -> pd.DataFrame:
+    """:data:`MARGIN_PROPOSITIONS` and the dual-norm ones, each where its two sides were measured."""
+    return pd.concat([margin_propositions(critics), dual_norm_propositions(critics).drop(columns="measure")],
+                     ignore_index=True)
+
+
 def cell_table(critics: pd.DataFrame) -> pd.DataFrame:
     """Per cell and boundary: the mean signed margin of each order over the seeds, the first-order estimate over
     the L² margin, accuracy, the critics that pass the gate, the mean final FDD of their runs and, where measured,
@@ -250,10 +262,10 @@ class ZeroCentredMargins:
         return "; ".join(f"Table {table}: {text}" for table, text in texts.items())
 
     def remeasured_propositions(self) -> dict[str, pd.DataFrame]:
-        """:func:`margin_propositions` on the re-measured critics, per view; the propositions whose two penalties
-        were both re-measured only."""
+        """:func:`every_proposition` on the re-measured critics, per view; the propositions whose two sides were
+        both re-measured only."""
         return {} if self.remeasured is None else {
-            mode: margin_propositions(critics) for mode, (critics, _) in self.remeasured.items()}
+            mode: every_proposition(critics) for mode, (critics, _) in self.remeasured.items()}
 
     def old_and_new(self) -> pd.DataFrame | str:
         """Per proposition re-measured: the verdict of the first measurement (eval mode) beside the re-measured
@@ -262,7 +274,7 @@ class ZeroCentredMargins:
             return "No critic of this study has been re-measured under issue 36 yet."
         judged = self.remeasured_propositions()
         table = views.view_verdicts(judged["train"], judged["eval"])
-        first = self.propositions().set_index("proposition")
+        first = every_proposition(self.critics).set_index("proposition")
         table.insert(0, "first measurement (eval mode)", [
             views.verdict_text(first.loc[name, "verdict"], first.loc[name, "ratio"], first.loc[name, "lower"],
                                first.loc[name, "upper"]) + f", {first.loc[name, 'seeds']} seeds"
@@ -306,10 +318,8 @@ class ZeroCentredMargins:
         return _shown(self.propositions())
 
     def dual_norm(self) -> pd.DataFrame:
-        """The paper's dual-norm propositions (:data:`mmgan.critics.report.CRITIC_PROPOSITIONS`) on the one-centred
-        HingeGAN critics, at :data:`RULE`."""
-        one = self.critics[self.critics["g"] == ONE_CENTRED_LEVEL]
-        return report.critic_propositions(one, RULE)
+        """The paper's dual-norm propositions on the one-centred HingeGAN critics (:func:`dual_norm_propositions`)."""
+        return dual_norm_propositions(self.critics)
 
     def dual_norm_table(self) -> pd.DataFrame:
         return _shown(self.dual_norm())
@@ -348,7 +358,8 @@ class ZeroCentredMargins:
                                                                                   ranking["rho CI high"]),
             "zcm_rho_verdict": str(ranking["verdict"]),
             "zcm_rho_critics": f"{ranking['critics']} of {ranking['of']}",
-            "zcm_measurement": self.measurement(),
+            "zcm_measurement": self.measurement(), "zcm_remeasure_images": cm.IMAGES,
+            "zcm_population": f"{cm.POPULATION:,}",
             "zcm_remeasured": self.remeasured_measurement(),
             "zcm_remeasured_verdicts": self.remeasured_sentence(),
             "zcm_soundness": self.soundness(),
