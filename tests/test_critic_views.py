@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mmgan.book.verdicts import Verdict
-from mmgan.critics import certify, soundness, views
+from mmgan.critics import certify, report, soundness, views
 from mmgan.critics import measure as cm
 from mmgan.critics import thresholds as th
 from mmgan.critics.held_batch import HeldBatchCritic, class_batches, critic_view
@@ -303,3 +303,15 @@ def test_the_threshold_summary_gives_no_accuracy_where_the_loss_leaves_the_level
 def test_seeds_keep_a_paired_subset_and_name_the_valid_ones():
     with pytest.raises(ValueError, match=r"seeds \[99\] are not in Table 3's study; valid: \[0, 1, 2"):
         cm.measure_study("3", seeds=[0, 99])
+
+
+def test_a_critic_whose_loss_leaves_its_level_free_has_no_accuracy_at_f_zero_and_does_not_pass_the_gate():
+    rows = pd.DataFrame({"cell": "c", "loss": "hinge", "q": "2", "g": "hinge", "seed": 0, "p": 2.0,
+                         "image": ["real", "fake"], "score": [0.5, 0.2], "threshold": 0.0, "upper": 1.0,
+                         "fmn": 1.0, "lower": 0.1, "taylor": 1.0, "sign_change": True, "converged": True,
+                         "final_fdd": 5.0, "lowest_fdd": 5.0, "first_fdd": 50.0})
+    pinned = report.per_critic(rows.assign(threshold_rule="zero", level="pinned"))
+    assert pinned["accuracy"].iloc[0] == 0.5 and not pinned["separates"].iloc[0]  # the fake scores above 0
+    free = report.per_critic(rows.assign(threshold_rule="zero", level="undetermined"))
+    assert math.isnan(free["accuracy"].iloc[0]) and not free["separates"].iloc[0]
+    assert report.per_critic(rows.assign(threshold_rule="zero"))["accuracy"].iloc[0] == 0.5  # a first measurement
