@@ -286,8 +286,10 @@ class ZeroCentredMargins:
         if self.remeasured is None:
             return "no critic re-measured yet"
         table = self.old_and_new()
-        return "; ".join(f"{name}: {row['train-mode critic (primary)']} ({row['views']}: "
-                         f"{row['eval-mode critic (second view)']})" for name, row in table.iterrows())
+        return "; ".join(f"{name}: {row['train-mode critic (primary)']} on the train-mode critic; {row['views']}"
+                         + ("" if row["views"] == str(views.Agreement.AGREES)
+                            else f", finding {row['eval-mode critic (second view)']}")
+                         for name, row in table.iterrows())
 
     def remeasured_measurement(self) -> str:
         """What the re-measured subset is: its tables, cells and critics, and how it was measured."""
