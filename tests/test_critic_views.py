@@ -301,6 +301,9 @@ def test_the_threshold_summary_gives_no_accuracy_where_the_loss_leaves_the_level
 
 
 def test_seeds_keep_a_paired_subset_and_name_the_valid_ones():
+    plan = cm.study_plan("3", seeds=[1, 2])
+    assert set(plan["seed"]) == {1, 2} and (plan.groupby("cell").size() == 2).all()  # the same seeds in every cell
+    assert len(cm.study_plan("3", seeds=[1], runs=2)) == 2
     with pytest.raises(ValueError, match=r"seeds \[99\] are not in Table 3's study; valid: \[0, 1, 2"):
         cm.measure_study("3", seeds=[0, 99])
 

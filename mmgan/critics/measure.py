@@ -599,11 +599,26 @@ def critic_thresholds(folder: str, population: int = POPULATION, modes: Sequence
     return pd.DataFrame(rows)
 
 
-def study_thresholds(table: str, root: Path | str | None = None, cells: Sequence[str] | None = None,
-                     population: int = POPULATION, modes: Sequence[str] = MODES, workers: int = 1) -> pd.DataFrame:
-    """:func:`critic_thresholds` of every final critic of a table's study (``cells`` of it), with its cell, loss
-    and seed: every rule (:data:`THRESHOLDS`) in every view, whatever its margins were measured at."""
+def study_plan(table: str, root: Path | str | None = None, cells: Sequence[str] | None = None,
+               runs: int | None = None, seeds: Sequence[int] | None = None) -> pd.DataFrame:
+    """:func:`study_runs`, kept to the runs of ``seeds`` in every cell (a paired subset), then to the first ``runs``
+    (a quick check of a command)."""
     plan = study_runs(table, root, cells)
+    if seeds is not None:
+        missing = sorted(set(seeds) - set(plan["seed"]))
+        if missing:
+            raise ValueError(f"seeds {missing} are not in Table {table}'s study; valid: {sorted(set(plan['seed']))}")
+        plan = plan[plan["seed"].isin(seeds)].reset_index(drop=True)
+    return plan if runs is None else plan.head(check_int(runs, "runs", minimum=1))
+
+
+def study_thresholds(table: str, root: Path | str | None = None, cells: Sequence[str] | None = None,
+                     population: int = POPULATION, modes: Sequence[str] = MODES, workers: int = 1,
+                     runs: int | None = None, seeds: Sequence[int] | None = None) -> pd.DataFrame:
+    """:func:`critic_thresholds` of every final critic of a table's study (``cells``, ``runs`` and ``seeds`` of it:
+    :func:`study_plan`), with its cell, loss and seed: every rule (:data:`THRESHOLDS`) in every view, whatever its
+    margins were measured at."""
+    plan = study_plan(table, root, cells, runs, seeds)
     results = run_tasks([(critic_thresholds, (row["folder"], population, tuple(modes))) for _, row in plan.iterrows()],
                         workers)
     return pd.concat([result.assign(**row[["cell", "loss", "q", "g", "seed"]].to_dict())
@@ -638,14 +653,7 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
         check_choice(threshold, THRESHOLDS, "threshold")
     for mode in modes:
         check_choice(mode, MODES, "mode")
-    plan = study_runs(table, root, cells)
-    if seeds is not None:
-        missing = sorted(set(seeds) - set(plan["seed"]))
-        if missing:
-            raise ValueError(f"seeds {missing} are not in Table {table}'s study; valid: {sorted(set(plan['seed']))}")
-        plan = plan[plan["seed"].isin(seeds)].reset_index(drop=True)
-    if runs is not None:
-        plan = plan.head(check_int(runs, "runs", minimum=1))
+    plan = study_plan(table, root, cells, runs, seeds)
     for folder in plan["folder"]:  # every run's weights exist, before any task starts
         for iteration in iterations:
             if iteration is None:
@@ -818,7 +826,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.perf_counter()
     if args.thresholds_only:
-        frame = study_thresholds(args.table, root, args.cells, args.population, modes, args.workers)
+        frame = study_thresholds(args.table, root, args.cells, args.population, modes, args.workers, args.runs,
+                                 args.seeds)
         meta = {"table": args.table, "cells": args.cells, "population": args.population, "modes": list(modes),
                 "runs": shown_path(root), "workers": args.workers, "seconds": time.perf_counter() - started,
                 "environment": environment(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
