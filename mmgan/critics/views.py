@@ -54,7 +54,8 @@ def measurement_text(meta: dict[str, Any]) -> str:
                 f"boundary from the measured images themselves; not re-measured under issue 36")
     views = ("the train-mode critic (class-pure batches of the training batch size, each measured image's batch "
              "held fixed), eval mode as the second view") if "train" in meta["modes"] else "the eval-mode critic only"
-    runs = f", seeds {', '.join(map(str, meta['seeds']))} of each cell" if meta.get("seeds") else ""
+    seeds = meta.get("seeds") or []
+    runs = f", seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} of each cell" if seeds else ""
     return (f"re-measured under issue 36: {images} + {images} images per critic (the real ones shared by every "
             f"critic){runs}, {views}, thresholds from {int(meta['population']):,} images per class")
 

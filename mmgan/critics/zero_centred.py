@@ -235,6 +235,11 @@ def _shown(judged: pd.DataFrame) -> pd.DataFrame:
                              ["boundary", "proposition"])
 
 
+def _count(n: int, noun: str) -> str:
+    """``'1 seed'``, ``'3 seeds'``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def report_name(p: float) -> str:
     return {1.0: "L1", 2.0: "L2", math.inf: "L∞"}[float(p)]
 
@@ -296,7 +301,7 @@ class ZeroCentredMargins:
         if self.remeasured is None:
             return "none"
         critics, metas = self.remeasured["train"]
-        cells = "; ".join(f"{cell} ({group['seed'].nunique()} seeds)"
+        cells = "; ".join(f"{cell} ({_count(group['seed'].nunique(), 'seed')})"
                           for cell, group in critics.groupby("cell", sort=False))
         return f"{cells}; {views.measurement_text(next(iter(metas.values())))}"
 
