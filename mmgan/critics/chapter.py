@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from mmgan.base.registry import check_choice, check_int
-from mmgan.base.results import read_csv, read_json
+from mmgan.base.results import read_csv
 from mmgan.base.results import results_root as find_results_root
 from mmgan.book.verdicts import Verdict, interval_text
 from mmgan.critics import measure as cm
@@ -51,8 +51,6 @@ class CriticMarginsPage:
     fdd_note: str = ""
     #: every boundary rule of every critic of the study in both views (``table<N>-thresholds.csv``), None when absent
     thresholds: pd.DataFrame | None = None
-    #: meta data of the critics re-measured under issue 36 (``critic_margins/remeasured``), by table
-    remeasured: dict[str, dict[str, Any]] | None = None
 
     def measurement(self) -> str:
         """What the committed margins behind this page's verdicts are (:func:`mmgan.critics.views.measurement_text`)."""
@@ -66,13 +64,8 @@ class CriticMarginsPage:
         return views.threshold_summary(self.thresholds)
 
     def soundness(self) -> str:
-        """The soundness count (:func:`mmgan.critics.views.soundness_text`) of the committed critics checked: those of
-        this measurement where it ran the check, else those re-measured under issue 36."""
-        checked = [meta for meta in [self.meta, *(self.remeasured or {}).values()]
-                   if (meta.get("soundness") or {}).get("critics")]
-        if not checked:
-            return "not run yet on any committed critic"
-        return "; ".join(f"Table {meta['table']}: {views.soundness_text(meta)}" for meta in checked)
+        """The soundness count of this measurement (:func:`mmgan.critics.views.soundness_text`)."""
+        return views.soundness_text(self.meta)
 
     @property
     def paper_boundary(self) -> str:
@@ -471,8 +464,5 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     thresholds_path = Path(results_root) / f"table{table}{cm.THRESHOLDS_ONLY}.csv"
     thresholds = (read_csv(thresholds_path, f"mmgan critic-margins {table} --thresholds-only",
                            dtype={"q": str, "g": str}) if thresholds_path.is_file() else None)
-    remeasured = {path.stem.removeprefix("table"): read_json(path, "mmgan critic-margins N --out "
-                                                                   "results/critic_margins/remeasured")
-                  for path in sorted((Path(results_root) / "remeasured").glob("table*.json"))}
     return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta, fdd, fdd_note,
-                             thresholds, remeasured or None)
+                             thresholds)
