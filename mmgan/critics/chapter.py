@@ -399,7 +399,7 @@ class CriticMarginsPage:
         if self.check is None:
             return "No critic was measured live (check_runs = 0)."
         critics = report.per_critic(self.check)
-        return critics[["cell", "seed", "threshold_rule", "p", "margin", "signed", "lower", "certified",
+        return critics[["cell", "seed", "mode", "threshold_rule", "p", "margin", "signed", "lower", "certified",
                         "accuracy"]].round(4)
 
 

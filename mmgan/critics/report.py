@@ -103,7 +103,8 @@ def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
         extra["nn_scale"] = ("nn_distance", "median")
     if "level" in frame:
         extra["level"] = ("level", "first")
-    grouped = frame.groupby(KEYS + (["iteration"] if along else []), sort=False)
+    views = ["mode"] if "mode" in frame else []  # the train- and eval-mode critic apart
+    grouped = frame.groupby(KEYS + views + (["iteration"] if along else []), sort=False)
     out = grouped.agg(margin=("margin", "mean"), signed=("signed", "mean"), real_margin=("real_margin", "mean"),
                       real_signed=("real_signed", "mean"), real_score=("real_score", "mean"),
                       fake_score=("fake_score", "mean"), estimator=("upper", "mean"), fmn=("fmn", "mean"),
