@@ -88,7 +88,7 @@ def main() -> int:
         print(f"{images} + {images} images, {mode} mode: " + ", ".join(f"{part} {row[part]:.0f}" for part in PARTS)
               + f" s CPU; {row['wall s']:.0f} s wall; load average {os.getloadavg()[0]:.1f}", flush=True)
     table = pd.DataFrame(rows)
-    table["measured CPU s"] = table[["search", "fmn", "certificate"]].sum(1) + table["population"]
+    table["measured CPU s"] = table[["search", "fmn", "certificate"]].sum(axis=1) + table["population"]
     table["x baseline"] = table["measured CPU s"] / table["measured CPU s"].iloc[0]
     table["soundness x baseline"] = table["soundness"] / table["measured CPU s"].iloc[0]
     print("\nCPU seconds per part (one critic, one boundary); ratios against the first row (the committed setting):")
