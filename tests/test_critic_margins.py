@@ -10,7 +10,7 @@ from torch import nn
 
 from mmgan.book.verdicts import Verdict
 from mmgan.critics import measure as cm
-from mmgan.critics import report
+from mmgan.critics import report, soundness
 from mmgan.gan import trained
 from mmgan.gan.models import Flatten
 from mmgan.gan.tables import run_table
@@ -153,26 +153,75 @@ def smoke_run(tmp_path_factory):
     return table["run"].iloc[0]
 
 
-def test_a_finished_run_is_measured_end_to_end(smoke_run):
-    frame = cm.measure_run(smoke_run, 2, ("zero", "midpoint"), fmn_steps=10, search=dict(max_steps=20))
-    assert len(frame) == 2 * 3 * 4  # thresholds × orders × images
-    assert frame["sign_change"].all() and (frame["lower"] <= frame["upper"]).all()
+def test_a_finished_run_is_measured_end_to_end(smoke_run, monkeypatch):
+    torch.set_default_dtype(torch.float32)  # the critic as the command measures it (float64 convolutions are slow)
+    monkeypatch.setitem(soundness.FLIP_SEARCH, "steps", 20)
+    timings = {}
+    frame = cm.measure_run(smoke_run, 2, ("zero", "midpoint"), fmn_steps=10, search=dict(max_steps=20),
+                           population=64, soundness_check=True, timings=timings)
+    assert len(frame) == 2 * 2 * 3 * 4  # modes × thresholds × orders × images
+    assert frame["mode"].tolist() == ["train"] * 24 + ["eval"] * 24  # the critic as trained first
+    assert frame["sign_change"].all() and (frame["lower"].isna() == (frame["mode"] == "train")).all()
+    assert (frame["lower"].dropna() <= frame["upper"][frame["mode"] == "eval"]).all()
     assert np.isfinite(frame["final_fdd"]).all() and frame["fmn"].notna().all()
     best_upper = np.minimum(frame["upper"], frame["fmn"])
     assert (frame["certified"] > 0).all() and (frame["certified"] <= best_upper).all()
+    assert not frame["violation"].astype(bool).any() and (frame["certified_uncapped"] >= frame["certified"]).all()
+    assert set(timings) == {f"{mode} {part}" for mode in ("train", "eval")
+                            for part in ("population", "search", "fmn", "certificate", "soundness")}
+    # thresholds from the population, with their standard errors; the level is the loss's (hinge) to pin or not
+    midpoint = frame[frame["threshold_rule"] == "midpoint"]
+    assert (midpoint["threshold_se"] > 0).all() and (midpoint["population"] == 64).all()
+    assert (midpoint["level"] == "relative").all() and midpoint["population_accuracy"].between(0, 1).all()
+    zero = frame[frame["threshold_rule"] == "zero"]
+    assert (zero["threshold"] == 0).all() and (zero["threshold_se"] == 0).all()
+    assert zero["level"].isin(["pinned", "undetermined"]).all()
+    assert (zero["population_accuracy"].isna() == (zero["level"] == "undetermined")).all()
+    table = cm.thresholds_per_critic(frame)
+    assert len(table) == 4 and set(table["mode"]) == {"train", "eval"}  # 2 views × 2 rules, one critic
+    for _, row in table.iterrows():
+        assert (row["accuracy"] == "undetermined") == (row["level"] == "undetermined")
+        assert row["level"] != "undetermined" or row["threshold_rule"] == "zero"
+    train = frame[frame["mode"] == "train"]
+    assert train["batch"].eq(0).all() and frame.loc[frame["mode"] == "eval", "batch"].isna().all()
+    assert (frame.loc[frame["image"] == "fake", "dataset_index"] == -1).all()
     run = trained.load_run(smoke_run)
     reals, fakes = cm.measurement_images(run, 2)
-    rows = frame[frame["threshold_rule"] == "midpoint"].reset_index(drop=True)
-    assert np.array_equal(cm.certify_rows(run.critic, torch.cat([reals, fakes]), rows), rows["certified"])
+    x = torch.cat([reals, fakes])
+    rows = frame[(frame["threshold_rule"] == "midpoint") & (frame["mode"] == "eval")].reset_index(drop=True)
+    assert np.array_equal(cm.certify_rows(run.critic, x, rows), rows["certified"])
     with pytest.raises(ValueError, match="not those measured"):
         cm.certify_rows(run.critic, torch.cat([fakes, reals]), rows)
+    mates, _ = cm.measurement_set(run, 2).mates(run.config.batch_size)
+    rows = frame[(frame["threshold_rule"] == "midpoint") & (frame["mode"] == "train")].reset_index(drop=True)
+    assert np.array_equal(cm.certify_rows(run.critic, x, rows, mates=mates), rows["certified"])
+    with pytest.raises(ValueError, match="not those measured"):  # the eval-mode critic is not the one measured
+        cm.certify_rows(run.critic, x, rows)
+
+
+def test_every_rule_of_a_critic_is_estimated_in_both_views_without_margins(smoke_run):
+    frame = cm.critic_thresholds(smoke_run, population=64)
+    assert list(zip(frame["mode"], frame["rule"])) == [(mode, rule) for mode in ("train", "eval")
+                                                        for rule in cm.THRESHOLDS]
+    assert (frame["population"] == 64).all() and (frame.loc[frame["rule"] != "zero", "real_se"] > 0).all()
+    assert (frame["accuracy"].isna() == (frame["level"] == "undetermined")).all()
+
+
+def test_the_real_images_are_shared_by_every_critic_of_a_data_set(smoke_run):
+    run = trained.load_run(smoke_run)
+    other = trained.load_run(cm.study_runs("3")["folder"].iloc[0])
+    first, second = cm.measurement_set(run, 5), cm.measurement_set(other, 5)
+    assert torch.equal(first.real_index, second.real_index) and torch.allclose(first.reals, second.reals)
+    assert not torch.allclose(first.fakes, second.fakes)  # each generator's own images, from the same noise
 
 
 def test_a_snapshot_along_training_is_measured_with_the_fdd_of_its_iteration(smoke_run):
-    frame = cm.measure_run(smoke_run, 2, ("midpoint",), fmn_steps=0, search=dict(max_steps=20), iteration=20)
+    frame = cm.measure_run(smoke_run, 2, ("midpoint",), fmn_steps=0, search=dict(max_steps=20), iteration=20,
+                           modes=("eval",), population=64)
     history = dict(map(tuple, trained.load_run(smoke_run).summary["history"]))
     assert (frame["iteration"] == 20).all() and (frame["fdd_at_iteration"] == history[20]).all()
-    final = cm.measure_run(smoke_run, 2, ("midpoint",), fmn_steps=0, search=dict(max_steps=20))
+    final = cm.measure_run(smoke_run, 2, ("midpoint",), fmn_steps=0, search=dict(max_steps=20), modes=("eval",),
+                           population=64)
     assert (final["iteration"] == 40).all() and (final["fdd_at_iteration"] == history[40]).all()
     assert not np.allclose(frame["score"], final["score"])  # other weights
     with pytest.raises(FileNotFoundError, match="no snapshot of iteration 30.*--snapshot-every 30"):

@@ -120,3 +120,26 @@ def test_the_score_range_and_gradient_norms_come_from_the_measured_images():
     margins = zero_centred.ZeroCentredMargins(critics, {})
     assert margins.score_range() == (0.2, 0.9, 2)
     assert margins.gradient_norms().to_dict() == pytest.approx({"hinge, R1": 0.4, "hinge, q = 2, hinge": 1.3})
+
+
+def test_the_remeasured_verdicts_stand_beside_the_first_ones_with_both_views():
+    """Only the propositions whose two sides were re-measured are restated: train view first, eval view beside it
+    with its agreement, the first measurement's verdict before them."""
+    first = _critics({"hinge": 1.0, "inf": 0.5, "R1": 5.0, "R2": 5.0, "R1 + R2": 5.0})
+    train = _critics({"hinge": 1.0, "inf": 0.5})  # q = 2 gives 2x the L² margin of q = ∞: holds
+    flat = _critics({"hinge": 1.0, "inf": 1.0})  # the same margins in eval mode: no difference
+    meta = {"images": 64, "modes": ["train", "eval"], "population": 1024, "seeds": list(SEEDS)}
+    margins = zero_centred.ZeroCentredMargins(first, {"2": {"images": 8}},
+                                              remeasured={"train": (train, {"2": meta}), "eval": (flat, {"2": meta})})
+    table = margins.old_and_new()
+    assert set(table.index) == {"q = ∞ gives larger L¹ margins than q = 2", "q = 2 gives larger L² margins than q = ∞",
+                                "q = ∞ gives a larger L¹ / L² margin ratio than q = 2"}  # R1 and R2 not re-measured
+    row = table.loc["q = 2 gives larger L² margins than q = ∞"]
+    first_text = row["first measurement (eval mode)"]
+    assert first_text.startswith("holds (2.00") and first_text.endswith(", 8 seeds")
+    assert row["train-mode critic (primary)"].startswith("holds (2.00") and row["views"] == "the eval view differs"
+    assert "first measurement: 8 + 8 images" in margins.measurement()
+    subset = margins.remeasured_measurement()
+    assert "seeds 0, 1, 2" in subset and "hinge-q2-hinge (8 seeds)" in subset
+    assert margins.soundness() == "not run on the re-measured critics"
+    assert "the eval view differs" in margins.remeasured_sentence()

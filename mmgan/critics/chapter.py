@@ -17,10 +17,11 @@ from typing import Any
 import pandas as pd
 
 from mmgan.base.registry import check_choice, check_int
+from mmgan.base.results import read_csv
 from mmgan.base.results import results_root as find_results_root
 from mmgan.book.verdicts import Verdict, interval_text
 from mmgan.critics import measure as cm
-from mmgan.critics import report
+from mmgan.critics import report, views
 from mmgan.gan.tables import STUDIES
 
 ORDER_NAMES = {1.0: "L1", 2.0: "L2", math.inf: "L∞"}
@@ -48,6 +49,23 @@ class CriticMarginsPage:
     fdd: str = report.FDD_STATISTIC
     #: why ``fdd`` is not the primary statistic ("" when it is)
     fdd_note: str = ""
+    #: every boundary rule of every critic of the study in both views (``table<N>-thresholds.csv``), None when absent
+    thresholds: pd.DataFrame | None = None
+
+    def measurement(self) -> str:
+        """What the committed margins behind this page's verdicts are (:func:`mmgan.critics.views.measurement_text`)."""
+        return views.measurement_text(self.meta)
+
+    def thresholds_table(self) -> pd.DataFrame | str:
+        """Each rule's boundary per cell and view with its standard error, the loss's level and the population's
+        accuracy, or "level undetermined by the loss" (:func:`mmgan.critics.views.threshold_summary`)."""
+        if self.thresholds is None:
+            return f"Not estimated: `mmgan critic-margins {self.table} --thresholds-only` writes them."
+        return views.threshold_summary(self.thresholds)
+
+    def soundness(self) -> str:
+        """The soundness count of this measurement (:func:`mmgan.critics.views.soundness_text`)."""
+        return views.soundness_text(self.meta)
 
     @property
     def paper_boundary(self) -> str:
@@ -66,6 +84,8 @@ class CriticMarginsPage:
     def stale_note(self) -> str:
         """What the committed measurements lack, and the command that completes them ("" when nothing)."""
         notes = []
+        if views.provenance(self.meta) is views.Provenance.FIRST:
+            notes.append(f"Every margin and verdict on this page is {self.measurement()}.")
         if self.primary != self.paper_boundary:
             notes.append(f"The committed measurements predate the paper's {RULE_NAMES[self.paper_boundary]} "
                          f"boundary: the verdicts are drawn at the {RULE_NAMES[self.primary]} boundary until "
@@ -317,6 +337,10 @@ class CriticMarginsPage:
             "cm_status": self.status_note(),
             "cm_stale": self.stale_note() or "Every measurement is of the study's own critics at the paper's boundary.",
             "cm_check_critics": 0 if self.check is None else len(self.check[["cell", "seed"]].drop_duplicates()),
+            "cm_measurement": self.measurement(), "cm_soundness": self.soundness(),
+            "cm_remeasure_images": cm.IMAGES, "cm_population": f"{cm.POPULATION:,}",
+            "cm_undetermined": ("not estimated" if self.thresholds is None
+                                else views.undetermined_text(self.thresholds)),
         }
         measured = report.with_best_upper(self.measurements)
         gap = report.certificate_gap(measured[measured["threshold_rule"] == self.primary])
@@ -375,7 +399,7 @@ class CriticMarginsPage:
         if self.check is None:
             return "No critic was measured live (check_runs = 0)."
         critics = report.per_critic(self.check)
-        return critics[["cell", "seed", "threshold_rule", "p", "margin", "signed", "lower", "certified",
+        return critics[["cell", "seed", "mode", "threshold_rule", "p", "margin", "signed", "lower", "certified",
                         "accuracy"]].round(4)
 
 
@@ -422,7 +446,7 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     root = find_results_root(results_root)
     results_root, gan_root = root / "critic_margins", root / "gan"
     measured = sorted(path.stem.removeprefix("table") for path in Path(results_root).glob("table*.csv")
-                      if not path.stem.endswith(cm.ALONG_TRAINING))
+                      if not path.stem.endswith((cm.ALONG_TRAINING, cm.THRESHOLDS_ONLY)))
     check_choice(table, tuple(measured), "table (one whose critics' margins are committed)")
     check_int(images, "images", minimum=1)
     check_int(check_runs, "check_runs", minimum=0)
@@ -437,4 +461,8 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     if check_runs:
         check = cm.measure_study(table, images=images, fmn_steps=fmn_steps, root=gan_root, runs=check_runs,
                                  search=dict(max_steps=30, polish_steps=1), thresholds=cm.default_thresholds(table))
-    return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta, fdd, fdd_note)
+    thresholds_path = Path(results_root) / f"table{table}{cm.THRESHOLDS_ONLY}.csv"
+    thresholds = (read_csv(thresholds_path, f"mmgan critic-margins {table} --thresholds-only",
+                           dtype={"q": str, "g": str}) if thresholds_path.is_file() else None)
+    return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta, fdd, fdd_note,
+                             thresholds)

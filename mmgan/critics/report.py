@@ -82,7 +82,8 @@ def certificate_gap(frame: pd.DataFrame) -> pd.Series:
 def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
     """One row per (critic, threshold rule, order p), and iteration where measured along training:
     margins (unsigned, and signed: negative for an image on the wrong side of its boundary), brackets, sanity
-    measures, the real–fake score gap, the margins of the real images alone (``real_margin``, ``real_signed``: the
+    measures (no accuracy where the loss leaves the critic's level undetermined at its boundary, ``level``), the
+    real–fake score gap, the margins of the real images alone (``real_margin``, ``real_signed``: the
     same training images for every critic and snapshot) and, where measured, the margin over the typical distance
     from a generated image to its nearest training image (``normalised``)."""
     frame = with_best_upper(measurements)
@@ -100,7 +101,10 @@ def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
         extra["certified"] = ("certified", "mean")
     if "nn_distance" in frame:
         extra["nn_scale"] = ("nn_distance", "median")
-    grouped = frame.groupby(KEYS + (["iteration"] if along else []), sort=False)
+    if "level" in frame:
+        extra["level"] = ("level", "first")
+    views = ["mode"] if "mode" in frame else []  # the train- and eval-mode critic apart
+    grouped = frame.groupby(KEYS + views + (["iteration"] if along else []), sort=False)
     out = grouped.agg(margin=("margin", "mean"), signed=("signed", "mean"), real_margin=("real_margin", "mean"),
                       real_signed=("real_signed", "mean"), real_score=("real_score", "mean"),
                       fake_score=("fake_score", "mean"), estimator=("upper", "mean"), fmn=("fmn", "mean"),
@@ -109,6 +113,8 @@ def per_critic(measurements: pd.DataFrame) -> pd.DataFrame:
                       converged_share=("converged", "mean"), final_fdd=("final_fdd", "first"),
                       lowest_fdd=("lowest_fdd", "first"), first_fdd=("first_fdd", "first"), **extra).reset_index()
     out["learnt"] = out["lowest_fdd"] * START_FACTOR <= out["first_fdd"]
+    if "level" in out:  # where the loss leaves the level free, f = t says nothing: no accuracy, no separation
+        out.loc[out["level"] == "undetermined", "accuracy"] = math.nan
     out["separates"] = out["accuracy"] >= SEPARATION_BAR
     out["score_gap"] = out.pop("real_score") - out.pop("fake_score")
     if "nn_scale" in out:

@@ -33,12 +33,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmgan.base.results import read_csv, verify_manifest
 from mmgan.base.results import results_root as find_results_root
-from mmgan.base.results import verify_manifest
 from mmgan.book.propositions import ALPHA
 from mmgan.book.verdicts import effect_text, interval_text
 from mmgan.critics import measure as cm
-from mmgan.critics import report
+from mmgan.critics import report, views
 from mmgan.gan import tables as gan_tables
 from mmgan.gan import zero_centred as gan_zero_centred
 from mmgan.table1 import zero_centred as theory
@@ -78,17 +78,22 @@ def measured_tables() -> tuple[str, ...]:
     return (*gan_zero_centred.PENALTY_LEVELS, ONE_CENTRED_TABLE)
 
 
-def load_critics(root: Path | str | None = None) -> tuple[pd.DataFrame, dict[str, dict]] | None:
+def load_critics(root: Path | str | None = None, folder: Path | str = cm.MEASUREMENTS, mode: str = "primary",
+                 every: bool = True) -> tuple[pd.DataFrame, dict[str, dict]] | None:
     """:func:`mmgan.critics.report.per_critic` rows of every measured critic of the study, with ``penalty`` (R1,
     R2, R1 + R2, q = 2 or ∞ with the hinge penalty) and ``cell`` relabelled so that each (loss, penalty) is a cell
-    of its own, and each table's measurement meta data; None when a table is not measured yet. Each GAN folder read
-    must match its manifest, and every table must have been measured with the same settings (``ValueError``)."""
+    of its own, and each table's measurement meta data, from the measurements under ``root``/``folder`` in the view
+    ``mode`` (:data:`mmgan.critics.measure.LOAD_MODES`); None when a table is not measured yet (``every``: all of
+    :func:`measured_tables`; else none of them: a re-measured subset holds some). Each GAN folder read must match its
+    manifest, and every table must have been measured with the same settings (``ValueError``)."""
     root = find_results_root(root)
-    if not all((root / "critic_margins" / f"table{table}.csv").is_file() for table in measured_tables()):
+    where = root / folder
+    tables = [table for table in measured_tables() if (where / f"table{table}.csv").is_file()]
+    if not tables or (every and len(tables) < len(measured_tables())):
         return None
     frames, metas = [], {}
-    for table in measured_tables():
-        measurements, metas[table] = cm.load_measurements(table, root / "critic_margins")
+    for table in tables:
+        measurements, metas[table] = cm.load_measurements(table, where, mode=mode)
         critics = report.per_critic(measurements).merge(critic_extras(measurements), on=["cell", "seed"], how="left")
         gan_root = root / (REPLICATE_ROOT if table == ONE_CENTRED_TABLE else "gan")
         critics = report.with_end_fdd(critics, cm.study_runs(table, gan_root, metas[table].get("cells")))
@@ -102,11 +107,45 @@ def load_critics(root: Path | str | None = None) -> tuple[pd.DataFrame, dict[str
     settings = {table: (meta["images"], meta["fmn_steps"], str(meta["search"])) for table, meta in metas.items()}
     if len(set(settings.values())) > 1:
         raise ValueError(f"the critics were measured with different settings (images, FMN steps, search): {settings}")
-    critics = pd.concat(frames, ignore_index=True)
+    return with_penalty_cells(pd.concat(frames, ignore_index=True)), metas
+
+
+def with_penalty_cells(critics: pd.DataFrame) -> pd.DataFrame:
+    """``critics`` (with ``loss``, ``q`` and ``g``: the penalty level, R1, R2, R1 + R2 or hinge) with ``penalty``
+    and ``cell`` relabelled so that each (loss, penalty) is a cell of its own."""
+    critics = critics.copy()
     critics["penalty"] = [g if g != ONE_CENTRED_LEVEL else f"q = {q}, hinge"
                           for q, g in zip(critics["q"], critics["g"])]
     critics["cell"] = critics["loss"] + ", " + critics["penalty"]
-    return critics, metas
+    return critics
+
+
+#: Where the critics re-measured under issue 36 are kept (relative to ``results/``), when only some of them are.
+REMEASURED = Path(cm.MEASUREMENTS) / "remeasured"
+
+
+def load_remeasured(root: Path | str | None = None) -> dict[str, tuple[pd.DataFrame, dict[str, dict]]] | None:
+    """The critics re-measured under issue 36 (:data:`REMEASURED`), per view (``train``, ``eval``), as
+    :func:`load_critics` returns them; None when none is."""
+    views = {mode: load_critics(root, REMEASURED, mode, every=False) for mode in cm.MODES}
+    return None if any(found is None for found in views.values()) else views
+
+
+def load_thresholds(root: Path | str | None = None) -> pd.DataFrame | None:
+    """Every boundary rule of every critic of the study in both views (``table<N>-thresholds.csv`` of
+    :func:`measured_tables`, ``mmgan critic-margins N --thresholds-only``); None when a table has none."""
+    where = find_results_root(root) / cm.MEASUREMENTS
+    paths = [where / f"table{table}{cm.THRESHOLDS_ONLY}.csv" for table in measured_tables()]
+    if not all(path.is_file() for path in paths):
+        return None
+    frames = []
+    for table, path in zip(measured_tables(), paths):
+        frame = read_csv(path, "mmgan critic-margins N --thresholds-only", dtype={"q": str, "g": str})
+        if table == ONE_CENTRED_TABLE:
+            frames.append(frame[frame["cell"].isin(ONE_CENTRED_CELLS)])
+        else:
+            frames.append(frame.assign(g=gan_zero_centred.PENALTY_LEVELS[table]))
+    return with_penalty_cells(pd.concat(frames, ignore_index=True))
 
 
 def critic_extras(measurements: pd.DataFrame) -> pd.DataFrame:
@@ -150,6 +189,18 @@ def margin_propositions(critics: pd.DataFrame, alpha: float = ALPHA, rule: str =
                                        "level", "verdict"])
 
 
+def dual_norm_propositions(critics: pd.DataFrame) -> pd.DataFrame:
+    """The paper's dual-norm propositions (:data:`mmgan.critics.report.CRITIC_PROPOSITIONS`) on the one-centred
+    HingeGAN critics, at :data:`RULE`."""
+    return report.critic_propositions(critics[critics["g"] == ONE_CENTRED_LEVEL], RULE)
+
+
+def every_proposition(critics: pd.DataFrame) -> pd.DataFrame:
+    """:data:`MARGIN_PROPOSITIONS` and the dual-norm ones, each where its two sides were measured."""
+    return pd.concat([margin_propositions(critics), dual_norm_propositions(critics).drop(columns="measure")],
+                     ignore_index=True)
+
+
 def cell_table(critics: pd.DataFrame) -> pd.DataFrame:
     """Per cell and boundary: the mean signed margin of each order over the seeds, the first-order estimate over
     the L² margin, accuracy, the critics that pass the gate, the mean final FDD of their runs and, where measured,
@@ -184,6 +235,11 @@ def _shown(judged: pd.DataFrame) -> pd.DataFrame:
                              ["boundary", "proposition"])
 
 
+def _count(n: int, noun: str) -> str:
+    """``'1 seed'``, ``'3 seeds'``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def report_name(p: float) -> str:
     return {1.0: "L1", 2.0: "L2", math.inf: "L∞"}[float(p)]
 
@@ -194,19 +250,83 @@ class ZeroCentredMargins:
 
     critics: pd.DataFrame
     metas: dict[str, dict]
+    #: the critics re-measured under issue 36, per view (:func:`load_remeasured`), None when none is
+    remeasured: dict[str, tuple[pd.DataFrame, dict[str, dict]]] | None = None
+    #: every boundary rule of every critic in both views (:func:`load_thresholds`), None when not estimated
+    thresholds: pd.DataFrame | None = None
 
     def propositions(self) -> pd.DataFrame:
         return margin_propositions(self.critics)
+
+    def measurement(self) -> str:
+        """What the committed measurement behind :meth:`propositions` is (:func:`mmgan.critics.views.measurement_text`,
+        per table where they differ)."""
+        texts = {table: views.measurement_text(meta) for table, meta in self.metas.items()}
+        if len(set(texts.values())) == 1:
+            return next(iter(texts.values()))
+        return "; ".join(f"Table {table}: {text}" for table, text in texts.items())
+
+    def remeasured_propositions(self) -> dict[str, pd.DataFrame]:
+        """:func:`every_proposition` on the re-measured critics, per view; the propositions whose two sides were
+        both re-measured only."""
+        return {} if self.remeasured is None else {
+            mode: every_proposition(critics) for mode, (critics, _) in self.remeasured.items()}
+
+    def old_and_new(self) -> pd.DataFrame | str:
+        """Per proposition re-measured: the verdict of the first measurement (eval mode) beside the re-measured
+        ones, train-mode critic (primary) and eval-mode critic (second view), and whether the two views agree."""
+        if self.remeasured is None:
+            return "No critic of this study has been re-measured under issue 36 yet."
+        judged = self.remeasured_propositions()
+        table = views.view_verdicts(judged["train"], judged["eval"])
+        first = every_proposition(self.critics).set_index("proposition")
+        table.insert(0, "first measurement (eval mode)", [
+            views.verdict_text(first.loc[name, "verdict"], first.loc[name, "ratio"], first.loc[name, "lower"],
+                               first.loc[name, "upper"]) + f", {first.loc[name, 'seeds']} seeds"
+            for name in table.index])
+        return table.rename(columns={"seeds": "seeds re-measured"})
+
+    def remeasured_sentence(self) -> str:
+        """The re-measured verdicts in one sentence: each on the train-mode critic, with the eval view's agreement."""
+        if self.remeasured is None:
+            return "no critic re-measured yet"
+        table = self.old_and_new()
+        return "; ".join(f"{name}: {row['train-mode critic (primary)']} on the train-mode critic; {row['views']}"
+                         + ("" if row["views"] == str(views.Agreement.AGREES)
+                            else f", finding {row['eval-mode critic (second view)']}")
+                         for name, row in table.iterrows())
+
+    def remeasured_measurement(self) -> str:
+        """What the re-measured subset is: its tables, cells and critics, and how it was measured."""
+        if self.remeasured is None:
+            return "none"
+        critics, metas = self.remeasured["train"]
+        cells = "; ".join(f"{cell} ({_count(group['seed'].nunique(), 'seed')})"
+                          for cell, group in critics.groupby("cell", sort=False))
+        return f"{cells}; {views.measurement_text(next(iter(metas.values())))}"
+
+    def soundness(self) -> str:
+        """The soundness count of the re-measured critics (:func:`mmgan.critics.views.soundness_text`)."""
+        if self.remeasured is None:
+            return "not run: no critic re-measured"
+        metas = self.remeasured["train"][1].values()
+        checked = [meta for meta in metas if (meta.get("soundness") or {}).get("critics")]
+        return views.soundness_text(checked[0]) if checked else "not run on the re-measured critics"
+
+    def thresholds_table(self) -> pd.DataFrame | str:
+        """Each rule's boundary per cell and view with its standard error, the loss's level and the population's
+        accuracy, or "level undetermined by the loss" (:func:`mmgan.critics.views.threshold_summary`)."""
+        if self.thresholds is None:
+            return "Not estimated: `mmgan critic-margins N --thresholds-only` writes them."
+        return views.threshold_summary(self.thresholds)
 
     def propositions_table(self) -> pd.DataFrame:
         """:meth:`propositions` as the page shows them: ratio better / other with its interval, per boundary."""
         return _shown(self.propositions())
 
     def dual_norm(self) -> pd.DataFrame:
-        """The paper's dual-norm propositions (:data:`mmgan.critics.report.CRITIC_PROPOSITIONS`) on the one-centred
-        HingeGAN critics, at :data:`RULE`."""
-        one = self.critics[self.critics["g"] == ONE_CENTRED_LEVEL]
-        return report.critic_propositions(one, RULE)
+        """The paper's dual-norm propositions on the one-centred HingeGAN critics (:func:`dual_norm_propositions`)."""
+        return dual_norm_propositions(self.critics)
 
     def dual_norm_table(self) -> pd.DataFrame:
         return _shown(self.dual_norm())
@@ -245,6 +365,13 @@ class ZeroCentredMargins:
                                                                                   ranking["rho CI high"]),
             "zcm_rho_verdict": str(ranking["verdict"]),
             "zcm_rho_critics": f"{ranking['critics']} of {ranking['of']}",
+            "zcm_measurement": self.measurement(), "zcm_remeasure_images": cm.IMAGES,
+            "zcm_population": f"{cm.POPULATION:,}",
+            "zcm_remeasured": self.remeasured_measurement(),
+            "zcm_remeasured_verdicts": self.remeasured_sentence(),
+            "zcm_soundness": self.soundness(),
+            "zcm_undetermined": ("not estimated" if self.thresholds is None
+                                 else views.undetermined_text(self.thresholds)),
         }
         if "score_min" not in self.critics:  # constructed critics without the measurement's extras
             return values
@@ -264,7 +391,10 @@ class ZeroCentredMargins:
                 "critics): "
                 + verdict_sentence(primary) + "; within a penalty, a larger L² margin goes with a lower "
                   f"end-of-training FDD: {ranking['verdict']} "
-                  f"(ρ = {ranking['rho']:.2f} {interval_text(ranking['rho CI low'], ranking['rho CI high'])})")
+                  f"(ρ = {ranking['rho']:.2f} {interval_text(ranking['rho CI low'], ranking['rho CI high'])})"
+                + f" [{self.measurement()}]"
+                + ("" if self.remeasured is None else
+                   f"; re-measured subset ({self.remeasured_measurement()}): {self.remeasured_sentence()}"))
 
 
 @dataclass
@@ -298,4 +428,4 @@ def chapter(root: Path | str | None = None, check_iterations: int = 200,
     measured = load_critics(root)
     return Chapter(theory.chapter(root, check_iterations, check_root),
                    gan_zero_centred.GANStudy(study) if study else None,
-                   ZeroCentredMargins(*measured) if measured else None)
+                   ZeroCentredMargins(*measured, load_remeasured(root), load_thresholds(root)) if measured else None)
