@@ -23,7 +23,7 @@ book: $(VENV)/installed.stamp
 # re-executed and compared, instead of executing every chapter a second time.
 test: $(VENV)/installed.stamp
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --ignore=tests/browser tests notebooks
+	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --ignore=tests/browser --durations=25 tests notebooks
 	mkdir -p _build
 	# (local extension paths are resolved from the config file's folder, hence the absolute path)
 	sed -e 's/execute_notebooks: cache/execute_notebooks: "off"/' -e 's|: book/_ext|: $(CURDIR)/book/_ext|' \
