@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import torch
 
 from mmgan.base.registry import check_choice, check_int
-from mmgan.losses import GAN_LOSSES, critic_loss
+from mmgan.losses import RELATIVISTIC, critic_loss, gan_losses
 
 RULES: tuple[str, ...] = ("relativistic", "zero", "midpoint")
 #: The levels of a threshold: ``relative`` (it moves with the scores: no level needed), ``pinned`` (the loss fixes
@@ -62,8 +62,12 @@ LEVEL_TOLERANCE = 0.1
 #: A shift c is minimising when it leaves the population loss within this of its minimum (float64 rounding of a
 #: mean over ~1000 scores is ~1e-15; a strictly convex loss's set is then ~1e-4 wide or narrower).
 LOSS_TOLERANCE = 1e-9
-#: Losses that see score differences only: every constant shift leaves them unchanged.
-SHIFT_INVARIANT: tuple[str, ...] = tuple(name for name in GAN_LOSSES if name == "wgan" or name[:2] in ("ra", "rp"))
+
+
+def shift_invariant(loss: str) -> bool:
+    """Whether ``loss`` sees score differences only, so that every constant shift leaves it unchanged: WGAN and
+    every relativistic loss (App. C)."""
+    return loss == "wgan" or loss[:2] in RELATIVISTIC
 
 
 @dataclass(frozen=True)
@@ -119,12 +123,12 @@ def shifted_loss(loss: str, real: torch.Tensor, fake: torch.Tensor, shifts: torc
 
 def level_width(loss: str, real: torch.Tensor, fake: torch.Tensor, iterations: int = 200) -> tuple[float, float]:
     """Width and centre of the set of constant shifts c that leave the critic loss of these scores within
-    :data:`LOSS_TOLERANCE` of its minimum: (inf, nan) for a shift-invariant loss (:data:`SHIFT_INVARIANT`).
+    :data:`LOSS_TOLERANCE` of its minimum: (inf, nan) for a shift-invariant loss (:func:`shift_invariant`).
 
     L(c) is convex in c for every non-relativistic loss, so its sublevel set is an interval: its minimiser is found
     by ternary search and the interval's ends by bisection, over shifts within the scores' span plus 4."""
-    check_choice(loss, GAN_LOSSES, "loss")
-    if loss in SHIFT_INVARIANT:
+    check_choice(loss, gan_losses(), "loss")
+    if shift_invariant(loss):
         return math.inf, math.nan
     check_int(iterations, "iterations", minimum=1)
     real, fake = real.detach().double().flatten().cpu(), fake.detach().double().flatten().cpu()
@@ -159,7 +163,7 @@ def estimate(rule: str, loss: str, real: torch.Tensor, fake: torch.Tensor, real_
     """A rule's boundary values for a critic trained with ``loss``, from population scores ``real`` and ``fake``
     (with their batches in train mode: the SE is then over batch means); see the module docstring."""
     check_choice(rule, RULES, "threshold")
-    check_choice(loss, GAN_LOSSES, "loss")
+    check_choice(loss, gan_losses(), "loss")
     real_mean, real_se = mean_and_se(real, real_batches)
     fake_mean, fake_se = mean_and_se(fake, fake_batches)
     gap = real_mean - fake_mean
