@@ -59,14 +59,15 @@ def _paper_table(command: str, tmp: Path) -> str:
 
 def _few_images(command: str, tmp: Path) -> str:
     """Critic margins of a committed study (seconds per image, boundary and critic): the first run only, one image,
-    one boundary, no FMN cross-check, along training the first snapshot listed, into a folder of the test's own; in
-    a loop over tables, the first table so."""
+    one boundary, no FMN cross-check, thresholds from 64 images per class, along training the first snapshot listed,
+    into a folder of the test's own; in a loop over tables, the first table so."""
     loop = re.match(r"^for (\w+) in (\S+)[^;]*; do (.*); done$", command)
     if loop:  # the same command for each table: the first table stands for the others
         return f"for {loop.group(1)} in {loop.group(2)}; do {_few_images(loop.group(3), tmp)}; done"
     command = re.sub(r"--images \d+", "", command)
     command = re.sub(r"--along-training (\d+)( \d+)*", r"--along-training \1", command)  # its first snapshot
-    return command + f" --runs 1 --images 1 --fmn-steps 0 --thresholds midpoint --workers 1 --out {tmp / 'margins'}"
+    return command + (f" --runs 1 --images 1 --fmn-steps 0 --thresholds midpoint --population 64 --workers 1 "
+                      f"--out {tmp / 'margins'}")
 
 
 def _probe(command: str, tmp: Path) -> str:
@@ -249,10 +250,12 @@ def _succeeded(command: str, result: subprocess.CompletedProcess) -> bool:
 
 @pytest.fixture(scope="module")
 def page_runs(tmp_path_factory) -> dict[str, list[tuple[str, str, subprocess.CompletedProcess]]]:
-    """Every page's commands, two pages at a time (the machine's two cores; each page's own commands in order)."""
+    """Every page's commands, two pages at a time (the machine's two cores; each page's own commands in order), the
+    pages with the most commands first, so that the two workers finish together."""
+    busiest = sorted(SOURCES, key=lambda source: -sum(shown.source == source for shown in SHOWN))
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {source: pool.submit(run_page, source, tmp_path_factory.mktemp(Path(source).stem))
-                   for source in SOURCES}
+                   for source in busiest}
         return {source: future.result() for source, future in futures.items()}
 
 
