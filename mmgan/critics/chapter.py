@@ -399,8 +399,14 @@ class CriticMarginsPage:
         if self.check is None:
             return "No critic was measured live (check_runs = 0)."
         critics = report.per_critic(self.check)
-        return critics[["cell", "seed", "mode", "threshold_rule", "p", "margin", "signed", "lower", "certified",
-                        "accuracy"]].round(4)
+        shown = critics[["cell", "seed", "mode", "threshold_rule", "p", "margin", "signed", "lower", "certified",
+                         "accuracy"]].round(4)
+        # the Lipschitz lower bound needs fixed BatchNorm statistics: the eval view has one, the train view none
+        if shown.loc[shown["mode"] != "train", "lower"].isna().any():
+            raise ValueError("an eval-mode critic of the live check has no Lipschitz lower bound")
+        lower = [f"{value:.4f}" if mode != "train" else "none (train mode)"
+                 for value, mode in zip(shown["lower"], shown["mode"])]
+        return shown.assign(lower=lower).rename(columns={"lower": "Lipschitz lower bound"})
 
 
 def _rho_text(rho: float, low: float, high: float) -> str:
