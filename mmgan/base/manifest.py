@@ -53,12 +53,14 @@ def _listable(path: Path) -> bool:
 
 
 def manifest_files(folder: Path | str) -> list[Path]:
-    """The results files a manifest of ``folder`` lists (sorted): every file under it but hidden ones,
-    :data:`UNLISTED` ones and those under a subfolder with a manifest of its own."""
+    """The results files a manifest of ``folder`` lists (sorted): every file under it but hidden ones (or under a
+    hidden folder, such as an unfinished margin study's ``.partial``), :data:`UNLISTED` ones and those under a
+    subfolder with a manifest of its own."""
     folder = Path(folder)
     nested = {p.parent for p in folder.rglob(MANIFEST) if p.parent != folder}
     return sorted(p for p in folder.rglob("*")
-                  if _listable(p) and not any(n in p.parents for n in nested))
+                  if _listable(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                  and not any(n in p.parents for n in nested))
 
 
 def read_manifest(folder: Path | str) -> dict[str, str]:

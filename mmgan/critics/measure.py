@@ -78,6 +78,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -102,11 +103,12 @@ from mmgan.base.results import (
     results_root,
     shown_path,
 )
-from mmgan.base.run_folder import CHECKPOINT, snapshot_path
+from mmgan.base.run_folder import CHECKPOINT, RunLock, snapshot_path
 from mmgan.critics import soundness
 from mmgan.critics import thresholds as threshold_rules
 from mmgan.critics.certify import certified_radius
 from mmgan.critics.held_batch import MODES, class_batches, critic_view
+from mmgan.critics.parts import finished_tasks, measured_part, parts_folder, parts_record
 from mmgan.critics.report import primary_threshold
 from mmgan.exact import parameter_dtype
 from mmgan.gan.data import load_images
@@ -127,6 +129,9 @@ POPULATION = 1024
 IMAGE_SEED, POPULATION_SEED, SOUNDNESS_SEED = 0, 1, 0
 #: Settings of the boundary search for images (fewer restarts than Table 1: 256+ dimensions, few points).
 SEARCH: dict[str, Any] = dict(restarts=2, data_restarts=2, max_steps=150, polish_steps=4, tol=1e-3)
+#: The arguments of :func:`measure_run` that describe one task of a study (its part file's description).
+TASK_FIELDS = ("folder", "images", "thresholds", "fmn_steps", "search", "iteration", "modes", "population",
+               "soundness_check")
 
 
 def measurement_images(run: TrainedGAN, n: int, seed: int = IMAGE_SEED) -> tuple[torch.Tensor, torch.Tensor]:
@@ -637,14 +642,15 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
                   search: dict[str, Any] | None = None, progress: bool = False,
                   iterations: Sequence[int | None] = (None,), cells: Sequence[str] | None = None,
                   modes: Sequence[str] = MODES, population: int = POPULATION, soundness_critics: int = 0,
-                  seeds: Sequence[int] | None = None) -> pd.DataFrame:
+                  seeds: Sequence[int] | None = None, parts: Path | str | None = None) -> pd.DataFrame:
     """Margins of every critic of a table's study: one task per run and iteration, over ``workers`` processes.
 
     ``runs`` keeps the first few runs only (the chapter's quick check); ``iterations`` lists
     the weights measured per run: ``None`` for the final ones, a number for a snapshot; ``cells`` keeps those
     cells of the study only; ``modes`` the views, ``population`` the images per class of the thresholds'
     forward passes; ``soundness_critics`` critics (a seeded draw) get the soundness check; ``seeds`` keeps the runs
-    of those seeds in every cell (a paired subset).
+    of those seeds in every cell (a paired subset); ``parts``, a folder where each finished task is kept and from
+    which a rerun reads it back (:mod:`mmgan.critics.parts`: an interrupted study resumes).
     """
     check_int(images, "images", minimum=1)
     check_int(fmn_steps, "fmn_steps", minimum=0)
@@ -663,9 +669,16 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
                                         f"{rerun_advice(folder, iteration)}")
     jobs = [(row, iteration) for _, row in plan.iterrows() for iteration in iterations]
     checked = soundness_sample(len(jobs), soundness_critics)
-    tasks = [(measure_run, (row["folder"], images, tuple(thresholds), fmn_steps, search, iteration, tuple(modes),
-                            population, k in checked))
-             for k, (row, iteration) in enumerate(jobs)]
+    arguments = [(row["folder"], images, tuple(thresholds), fmn_steps, search, iteration, tuple(modes), population,
+                  k in checked) for k, (row, iteration) in enumerate(jobs)]
+    if parts is None:
+        tasks = [(measure_run, args) for args in arguments]
+    else:
+        described = [dict(zip(TASK_FIELDS, args)) for args in arguments]
+        if progress:
+            print(f"{parts}: {finished_tasks(parts, described)} of {len(described)} critics measured already",
+                  file=sys.stderr)
+        tasks = [(measured_part, (str(parts), task, measure_run, args)) for task, args in zip(described, arguments)]
     results = run_tasks(tasks, workers, desc="critics" if progress else None)
     frames = [result.assign(**row[["cell", "loss", "q", "g", "seed"]].to_dict())
               for result, (row, _) in zip(results, jobs)]
@@ -838,9 +851,14 @@ def main(argv: list[str] | None = None) -> int:
         thresholds, iterations = thresholds[:1], [*args.along, None]
     else:
         iterations = [None]
-    frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, root,
-                          runs=args.runs, progress=True, iterations=iterations, cells=args.cells, modes=modes,
-                          population=args.population, soundness_critics=args.soundness, seeds=args.seeds)
+    kind = ALONG_TRAINING if args.along else ""
+    parts = parts_folder(out, args.table, kind)
+    with RunLock(parts):
+        frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, root,
+                              runs=args.runs, progress=True, iterations=iterations, cells=args.cells, modes=modes,
+                              population=args.population, soundness_critics=args.soundness, seeds=args.seeds,
+                              parts=parts)
+    measured = parts_record(parts)
     meta = {"table": args.table, "cells": args.cells, "seeds": args.seeds, "runs_measured": args.runs,
             "images": args.images,
             "fmn_steps": args.fmn_steps, "modes": list(modes), "population": args.population,
@@ -849,8 +867,12 @@ def main(argv: list[str] | None = None) -> int:
             "search": SEARCH,
             "thresholds": list(thresholds), "iterations": iterations, "runs": shown_path(root),
             "certify_steps": CERTIFY_STEPS, "workers": args.workers, "seconds": time.perf_counter() - started,
+            "parts": measured,
             "environment": environment(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    path = save_measurements(frame, args.table, meta, out, ALONG_TRAINING if args.along else "")
+    path = save_measurements(frame, args.table, meta, out, kind)
+    shutil.rmtree(parts)
+    if not any(parts.parent.iterdir()):
+        parts.parent.rmdir()
     if args.soundness:
         found = meta["soundness"]
         print(f"soundness: {found['violations']} violations in {found['balls']} certified balls of "

@@ -1,0 +1,76 @@
+"""An interrupted margin study resumes from its finished critics (:mod:`mmgan.critics.parts`) and writes the same
+numbers as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from mmgan.critics import measure as cm
+from mmgan.critics import parts
+
+QUICK = dict(images=1, thresholds=("midpoint",), fmn_steps=0, modes=("eval",), population=32)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Every critic actually measured (not read back from a part) is counted."""
+    calls = []
+    measure_run = cm.measure_run
+
+    def counting(*args):
+        calls.append(args[0])
+        return measure_run(*args)
+
+    monkeypatch.setattr(cm, "measure_run", counting)
+    return calls
+
+
+def test_a_study_resumes_from_its_finished_critics_with_the_same_numbers(tmp_path, counted, capsys):
+    plain = cm.measure_study("3", runs=1, **QUICK)
+    kept = cm.measure_study("3", runs=1, parts=tmp_path / "first", **QUICK)
+    assert len(counted) == 2
+    # read back at full precision: the study's file is the same as without parts
+    assert kept.to_csv(index=False, float_format="%.7g") == plain.to_csv(index=False, float_format="%.7g")
+    out = tmp_path / "out"
+    shutil.copytree(tmp_path / "first", parts.parts_folder(out, "3"))
+    assert cm.main(["3", "--runs", "2", "--images", "1", "--thresholds", "midpoint", "--fmn-steps", "0", "--mode",
+                    "eval", "--population", "32", "--workers", "1", "--out", str(out)]) == 0
+    assert "1 of 2 critics measured already" in capsys.readouterr().err
+    assert len(counted) == 3  # the first critic was read back, only the second measured
+    assert not (out / parts.PARTIAL).exists()  # removed once the study's files are written
+    written, meta = cm.load_measurements("3", out, mode="eval")
+    assert written.groupby("seed").ngroups == 2 and meta["parts"]["commits"] and meta["parts"]["seconds"] > 0
+    first = written[written["seed"] == kept["seed"].iloc[0]]
+    assert first["upper"].tolist() == pytest.approx(kept["upper"].tolist(), rel=1e-6)  # (the file keeps 7 digits)
+
+
+def test_a_part_that_describes_another_task_is_refused(tmp_path):
+    task = {"folder": "x", "images": 1}
+    key = parts.task_key(task)
+    (tmp_path / f"{key}.csv").write_text("a\n1\n")
+    (tmp_path / f"{key}.json").write_text(json.dumps({"task": {"folder": "y", "images": 1}, "commit": "c",
+                                                      "seconds": 1.0}))
+    with pytest.raises(ValueError, match="describes another task"):
+        parts.finished_tasks(tmp_path, [task])
+    (tmp_path / f"{key}.json").unlink()  # a CSV without its description is unfinished: measured again
+    assert parts.finished_tasks(tmp_path, [task]) == 0
+
+
+def test_a_study_folder_being_written_is_locked(tmp_path):
+    from mmgan.base.run_folder import RunFolderBusy, RunLock
+
+    with RunLock(parts.parts_folder(tmp_path, "3")), pytest.raises(RunFolderBusy):
+        cm.main(["3", "--runs", "1", "--images", "1", "--mode", "eval", "--out", str(tmp_path)])
+
+
+def test_the_parts_of_an_unfinished_study_are_not_results_a_manifest_lists(tmp_path):
+    from mmgan.base.manifest import manifest_files
+
+    (tmp_path / "table3.csv").write_text("a\n1\n")
+    folder = parts.parts_folder(tmp_path, "3")
+    folder.mkdir(parents=True)
+    (folder / "0123.csv").write_text("a\n1\n")
+    assert manifest_files(tmp_path) == [tmp_path / "table3.csv"]
