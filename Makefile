@@ -23,7 +23,10 @@ book: $(VENV)/installed.stamp
 # re-executed and compared, instead of executing every chapter a second time.
 test: $(VENV)/installed.stamp
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --ignore=tests/browser --durations=25 tests notebooks
+	# two worker processes (CI's two cores), each test file or notebook whole on one worker (nbval replays a
+	# notebook's cells in order in one kernel)
+	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	    --ignore=tests/browser --durations=25 tests notebooks
 	mkdir -p _build
 	# (local extension paths are resolved from the config file's folder, hence the absolute path)
 	sed -e 's/execute_notebooks: cache/execute_notebooks: "off"/' -e 's|: book/_ext|: $(CURDIR)/book/_ext|' \
