@@ -318,3 +318,13 @@ def test_a_critic_whose_loss_leaves_its_level_free_has_no_accuracy_at_f_zero_and
     free = report.per_critic(rows.assign(threshold_rule="zero", level="undetermined"))
     assert math.isnan(free["accuracy"].iloc[0]) and not free["separates"].iloc[0]
     assert report.per_critic(rows.assign(threshold_rule="zero"))["accuracy"].iloc[0] == 0.5  # a first measurement
+
+
+def test_each_rule_gives_the_boundary_values_of_its_definition_and_an_unknown_one_is_refused():
+    from mmgan.critics.thresholds import boundary_values
+
+    assert boundary_values("relativistic", 2.0, -1.0) == (-1.0, 2.0)  # App. C.1: a real image against E f(fake)
+    assert boundary_values("midpoint", 2.0, -1.0) == (0.5, 0.5)
+    assert boundary_values("zero", 2.0, -1.0) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="valid choices"):
+        boundary_values("median", 2.0, -1.0)

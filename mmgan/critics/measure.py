@@ -303,17 +303,6 @@ def _sign_change(f, x: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
         return torch.sign(f(x)) != torch.sign(f(beyond))
 
 
-def class_thresholds(real_scores: torch.Tensor, fake_scores: torch.Tensor, rule: str) -> tuple[float, float]:
-    """The boundary values (t for the real images, t for the generated ones) of a threshold rule
-    (:data:`THRESHOLDS`, see the module docstring)."""
-    check_choice(rule, THRESHOLDS, "threshold")
-    real_mean, fake_mean = float(real_scores.mean()), float(fake_scores.mean())
-    if rule == "relativistic":
-        return fake_mean, real_mean
-    t = 0.0 if rule == "zero" else 0.5 * (real_mean + fake_mean)
-    return t, t
-
-
 def measure_critic(critic: nn.Sequential, reals: torch.Tensor, fakes: torch.Tensor, threshold: str = "midpoint",
                    orders: Sequence[float] = MARGIN_ORDERS, search: dict[str, Any] | None = None, *,
                    values: threshold_rules.Threshold | None = None, mode: str = "eval",
@@ -334,7 +323,8 @@ def measure_critic(critic: nn.Sequential, reals: torch.Tensor, fakes: torch.Tens
     view = critic_view(critic, mode, mates)
     with torch.no_grad():
         scores = view(x)
-    in_sample = class_thresholds(scores[: len(reals)], scores[len(reals):], threshold)
+    in_sample = threshold_rules.boundary_values(threshold, float(scores[: len(reals)].mean()),
+                                                float(scores[len(reals):].mean()))
     if values is None:
         t_real, t_fake, se_real, se_fake = *in_sample, math.nan, math.nan
     else:

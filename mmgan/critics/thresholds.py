@@ -158,6 +158,17 @@ def level_width(loss: str, real: torch.Tensor, fake: torch.Tensor, iterations: i
     return right - left, (left + right) / 2
 
 
+def boundary_values(rule: str, real_mean: float, fake_mean: float) -> tuple[float, float]:
+    """The t a real and a generated image are measured against under ``rule`` (:data:`RULES`), from the mean
+    scores of the two classes: App. C.1's E f(fake) and E f(real) (relativistic), their midpoint, or 0."""
+    check_choice(rule, RULES, "threshold")
+    if rule == "relativistic":
+        return fake_mean, real_mean
+    if rule == "midpoint":
+        return 0.5 * (real_mean + fake_mean), 0.5 * (real_mean + fake_mean)
+    return 0.0, 0.0
+
+
 def estimate(rule: str, loss: str, real: torch.Tensor, fake: torch.Tensor, real_batches: torch.Tensor | None = None,
              fake_batches: torch.Tensor | None = None) -> Threshold:
     """A rule's boundary values for a critic trained with ``loss``, from population scores ``real`` and ``fake``
@@ -168,16 +179,15 @@ def estimate(rule: str, loss: str, real: torch.Tensor, fake: torch.Tensor, real_
     fake_mean, fake_se = mean_and_se(fake, fake_batches)
     gap = real_mean - fake_mean
     width, shift = math.nan, math.nan
+    t_real, t_fake = boundary_values(rule, real_mean, fake_mean)
     if rule == "relativistic":
-        t_real, t_fake, se_real, se_fake, level = fake_mean, real_mean, fake_se, real_se, "relative"
+        se_real, se_fake, level = fake_se, real_se, "relative"
     elif rule == "midpoint":
-        t = 0.5 * (real_mean + fake_mean)
-        se = 0.5 * math.hypot(real_se, fake_se)
-        t_real, t_fake, se_real, se_fake, level = t, t, se, se, "relative"
+        se_real = se_fake = 0.5 * math.hypot(real_se, fake_se)
+        level = "relative"
     else:
         width, shift = level_width(loss, real, fake)
         level = "undetermined" if not width <= LEVEL_TOLERANCE * abs(gap) else "pinned"
-        t_real = t_fake = 0.0
         se_real = se_fake = 0.0
     accuracy = None
     if level != "undetermined":
