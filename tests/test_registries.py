@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +18,7 @@ from mmgan.gan import chapter as gan_chapter
 from mmgan.gan import metrics, models, table_specs
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import config_from
+from mmgan.gan.data import load_images
 
 REGISTRIES = {"gradient norm q": norms.NORMS, "metric": metrics.METRICS, "table": gan_tables.TABLES,
               "arch": models.ARCHITECTURES, "g": penalties.PENALTY_SHAPES, "loss": losses.MARGIN_LOSSES}
@@ -68,21 +71,53 @@ def test_q_has_one_spelling_and_committed_keys_do_not_move():
 
 @pytest.fixture
 def extensions():
-    """A gradient norm (q = 4), a metric (squared distance of the digits features' means) and a table beyond the
-    paper using the norm, each one registry entry: what they compute is recorded, so a fallback would show."""
-    calls = {"norm": 0, "distance": []}
+    """A gradient norm (q = 4), a stateful metric (it keeps every feature vector, not their mean and covariance:
+    the squared distance of the digits features' means, from the kept features) and a table beyond the paper using
+    the norm, each one registry entry: what they compute is recorded, so a fallback would show."""
+    calls = {"norm": 0, "distance": [], "sizes": []}
 
     def l4(flat: torch.Tensor, beta: float) -> torch.Tensor:
         calls["norm"] += 1
         return torch.linalg.vector_norm(flat, ord=4.0, dim=1)
 
-    def mean_distance(generated: metrics.Statistics, reference: metrics.Statistics) -> float:
-        calls["distance"].append(float(((generated.mu - reference.mu) ** 2).sum()))
+    @dataclass
+    class Kept:
+        features: np.ndarray
+
+        @property
+        def n(self) -> int:
+            return len(self.features)
+
+        def arrays(self) -> dict[str, np.ndarray]:
+            return {"features": self.features}
+
+    class KeepEveryFeature:
+        def __init__(self) -> None:
+            self.rows: list[torch.Tensor] = []
+            self.n = 0
+
+        def update(self, features: torch.Tensor) -> None:
+            self.rows.append(features.double().cpu())
+            self.n += len(features)
+
+        def result(self) -> Kept:
+            return Kept(torch.cat(self.rows).numpy())
+
+    class KeptDigitsFeatures(metrics.DigitsExtractor):
+        def accumulator(self, device: torch.device | str) -> KeepEveryFeature:
+            return KeepEveryFeature()
+
+        def summary_from(self, arrays) -> Kept:
+            return Kept(arrays["features"])
+
+    def mean_distance(generated: Kept, reference: Kept) -> float:
+        calls["sizes"].append((generated.n, reference.n))
+        calls["distance"].append(float(((generated.features.mean(0) - reference.features.mean(0)) ** 2).sum()))
         return calls["distance"][-1]
 
     with norms.NORMS.registered("4", norms.GradNorm("4", 4.0, l4)), \
             metrics.METRICS.registered("mean-digits", metrics.Metric("squared distance of the digits CNN's mean "
-                                                                     "features", metrics.DigitsExtractor,
+                                                                     "features", KeptDigitsFeatures,
                                                                      mean_distance, datasets=("digits",))), \
             gan_tables.TABLES.registered("q4", table_specs.TableSpec("DCGAN, L^4 hinge penalty (a test)", "cifar10",
                                                                     "dcgan", 32, ("hinge",), (("4", "hinge"),))):
@@ -97,6 +132,10 @@ def test_a_new_norm_metric_and_table_run_through_smoke_end_to_end(extensions, tm
     summary = json.loads((Path(results["run"].iloc[0]) / "summary.json").read_text())
     assert summary["config"]["q"] == "4" and summary["metric"] == "mean-digits"
     assert extensions["norm"] > 0 and summary["final"] == extensions["distance"][-1]
+    # the metric compared every kept feature vector: the run's samples against the whole data set
+    config = summary["config"]
+    data = load_images(config["dataset"], config["image_size"], config["channels"])
+    assert extensions["sizes"][-1] == (config["metric_samples"], len(data))
     assert "q4" in results["run"].iloc[0] and "hinge-q4-hinge-s0" in results["run"].iloc[0]
     shown = page.run_tables()[0]
     assert list(shown.index) == [("hinge", "4", "hinge")] and not any("paper" in c for c in shown.columns)

@@ -24,10 +24,10 @@ import contextlib
 import hashlib
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from unittest import mock
 
 import numpy as np
@@ -90,11 +90,39 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff) + float(sigma1.trace()) + float(sigma2.trace()) - 2 * trace_root
 
 
+class Summary(Protocol):
+    """What a metric keeps of the features of a set of images (its accumulator's result, what its distance compares
+    and what the cache stores as named arrays): :class:`Statistics` for the Fréchet distances."""
+
+    n: int
+
+    def arrays(self) -> dict[str, np.ndarray]: ...
+
+
+class Accumulator(Protocol):
+    """Builds a :class:`Summary` batch by batch of features (``n``: the rows seen so far)."""
+
+    n: int
+
+    def update(self, features: torch.Tensor) -> None: ...
+
+    def result(self) -> Summary: ...
+
+
 @dataclass
 class Statistics:
+    """Mean and covariance of ``n`` feature vectors: what a Fréchet distance (FID, FDD) compares."""
+
     mu: np.ndarray
     sigma: np.ndarray
     n: int
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"mu": self.mu, "sigma": self.sigma, "n": np.asarray(self.n)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Statistics:
+        return cls(arrays["mu"], arrays["sigma"], int(arrays["n"]))
 
 
 #: Columns per slab of the upper-triangular accumulation of XᵀX (:class:`RunningStatistics`).
@@ -151,11 +179,24 @@ class RunningStatistics:
 
 
 class Extractor(nn.Module):
-    """Maps images in [−1, 1], (B, C, H, W), to features (B, dim)."""
+    """Maps images in [−1, 1], (B, C, H, W), to features (B, dim), and says what its metric keeps of them.
+
+    The default keeps their mean and covariance (:class:`RunningStatistics`, for the Fréchet distances); a metric
+    that needs more (a sample of the features for a kernel distance, say) overrides :meth:`accumulator` and
+    :meth:`summary_from` in its extractor, and everything else (streaming, caching the data set's summary, the
+    training loop) is unchanged."""
 
     name: str
     dim: int
     recommended_samples: int
+
+    def accumulator(self, device: torch.device | str) -> Accumulator:
+        """An empty accumulator of this metric's summary, on ``device``."""
+        return RunningStatistics(self.dim, device)
+
+    def summary_from(self, arrays: Mapping[str, np.ndarray]) -> Summary:
+        """The summary stored as ``arrays`` (:meth:`Summary.arrays`), read back from the cache."""
+        return Statistics.from_arrays(arrays)
 
 
 @contextlib.contextmanager
@@ -330,14 +371,15 @@ class Metric:
         label: how the protocol tables name it.
         extractor: ``(image_size, channels) -> Extractor``, its feature network, built once per run (a module:
             whatever state the metric needs beside its weights lives there).
-        distance: ``(generated, reference) -> value`` between the feature :class:`Statistics` of the generated
+        distance: ``(generated, reference) -> value`` between the feature summaries (:class:`Summary`: the
+            :class:`Statistics` of a Fréchet distance, whatever its extractor keeps otherwise) of the generated
             images and of the data set.
         datasets: the data sets it means something for (None: any).
     """
 
     label: str
     extractor: Callable[[int, int], Extractor]
-    distance: Callable[[Statistics, Statistics], float]
+    distance: Callable[[Summary, Summary], float]
     datasets: tuple[str, ...] | None = None
 
 
@@ -393,10 +435,10 @@ def rebatched(batches: Iterator[torch.Tensor], size: int) -> Iterator[torch.Tens
 
 @torch.no_grad()
 def batch_statistics(extractor: Extractor, batches: Iterator[torch.Tensor], device: torch.device | str,
-                     extract_batch: int = EXTRACT_BATCH) -> Statistics:
-    """Feature statistics of every image of ``batches``, fed to the extractor ``extract_batch`` at a time and
-    accumulated on ``device`` (one read-back at the end)."""
-    running = RunningStatistics(extractor.dim, device)
+                     extract_batch: int = EXTRACT_BATCH) -> Summary:
+    """The metric's summary (:meth:`Extractor.accumulator`) of every image of ``batches``, fed to the extractor
+    ``extract_batch`` at a time and accumulated on ``device`` (one read-back at the end)."""
+    running = extractor.accumulator(device)
     with no_tf32():
         for batch in rebatched((b.to(device) for b in batches), extract_batch):
             running.update(extractor(batch))
@@ -450,28 +492,31 @@ def extractor_fingerprint(extractor: nn.Module) -> str:
 
 
 def dataset_statistics(extractor: Extractor, images: torch.Tensor, dataset_key: str,
-                       device: torch.device | str = "cpu", batch_size: int = EXTRACT_BATCH) -> Statistics:
-    """Statistics of a whole data set, cached as npz in ``cache_dir()/stats/``.
+                       device: torch.device | str = "cpu", batch_size: int = EXTRACT_BATCH) -> Summary:
+    """The metric's summary (:meth:`Extractor.accumulator`) of a whole data set, cached as npz in
+    ``cache_dir()/stats/``.
 
     The cache file is named ``<dataset_key>-<extractor name>-<digest>.npz``; the digest covers
     the images' content (:func:`images_fingerprint`: any changed image, even of the same shape
-    and under the same ``dataset_key``, gets its own entry) and the extractor's weights
-    (:func:`extractor_fingerprint`). An unreadable cache file is recomputed and replaced.
+    and under the same ``dataset_key``, gets its own entry), the extractor's weights
+    (:func:`extractor_fingerprint`) and the kind of summary kept (the extractor's own :meth:`Extractor.accumulator`,
+    where it overrides the mean and covariance). An unreadable cache file is recomputed and replaced.
     """
     from mmgan.base.results import read_npz
 
     content = images_fingerprint(images)
     weights = extractor_fingerprint(extractor)
-    digest = hashlib.sha256(f"{dataset_key}|{extractor.name}|images={content}|weights={weights}".encode())
+    kept = type(extractor).accumulator  # the mean and covariance unless the extractor keeps another summary
+    summary = "" if kept is Extractor.accumulator else f"|summary={kept.__module__}.{kept.__qualname__}"
+    digest = hashlib.sha256(f"{dataset_key}|{extractor.name}|images={content}|weights={weights}{summary}".encode())
     path = cache_dir() / "stats" / f"{dataset_key}-{extractor.name}-{digest.hexdigest()[:16]}.npz"
     if path.is_file():
         try:
-            stored = read_npz(path, remedy="it is recomputed")
-            return Statistics(stored["mu"], stored["sigma"], int(stored["n"]))
+            return extractor.summary_from(read_npz(path, remedy="it is recomputed"))
         except (ValueError, KeyError) as error:
             warnings.warn(f"ignoring the unreadable cached statistics {path}: {error}", stacklevel=2)
     stats = batch_statistics(extractor, iter(images.split(batch_size)), device, extract_batch=batch_size)
-    atomic_savez(path, mu=stats.mu, sigma=stats.sigma, n=stats.n)
+    atomic_savez(path, **stats.arrays())
     return stats
 
 
@@ -487,8 +532,8 @@ def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
 
 def generator_statistics(generator: Callable[[torch.Tensor], torch.Tensor], extractor: Extractor, n: int,
                          z_dim: int, device: torch.device | str = "cpu", batch_size: int = 250,
-                         seed: int = 0, quantize: bool = False) -> Statistics:
-    """Statistics of n generated samples, streamed in batches of ``batch_size`` (no images are kept).
+                         seed: int = 0, quantize: bool = False) -> Summary:
+    """The metric's summary of n generated samples, streamed in batches of ``batch_size`` (no images are kept).
 
     The noise is drawn from a CPU generator seeded with ``seed`` and moved to
     ``device`` (the same samples on any device; see :mod:`mmgan.base.randomness`).
