@@ -15,13 +15,14 @@ import torch
 from mmgan import losses, norms, penalties
 from mmgan.base.registry import Registry, format_choices
 from mmgan.gan import chapter as gan_chapter
-from mmgan.gan import metrics, models, table_specs
+from mmgan.gan import data, metrics, models, table_specs
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import config_from
 from mmgan.gan.data import load_images
 
 REGISTRIES = {"gradient norm q": norms.NORMS, "metric": metrics.METRICS, "table": gan_tables.TABLES,
-              "arch": models.ARCHITECTURES, "g": penalties.PENALTY_SHAPES, "loss": losses.MARGIN_LOSSES}
+              "arch": models.ARCHITECTURES, "g": penalties.PENALTY_SHAPES, "loss": losses.MARGIN_LOSSES,
+              "dataset": data.DATASETS}
 
 
 @pytest.mark.parametrize("kind", list(REGISTRIES))
@@ -39,6 +40,7 @@ def test_every_registry_refuses_an_unknown_name_naming_the_valid_ones(kind):
     (lambda: models.make_gan("vgg", 32), "arch"),
     (lambda: penalties.penalty_shape("abs"), "g"),
     (lambda: losses.margin_loss("logistic"), "loss"),
+    (lambda: data.load_images("mnist", 16, 1), "dataset"),
 ])
 def test_public_functions_have_no_fallback_for_unknown_names(call, kind):
     with pytest.raises(ValueError, match=f"unknown {kind}.*valid choices"):
@@ -46,6 +48,8 @@ def test_public_functions_have_no_fallback_for_unknown_names(call, kind):
 
 
 def test_entries_are_checked_when_registered():
+    with pytest.raises(TypeError, match=r"data set 'mnist' lacks the keyword arguments \['root'\]"):
+        data.DATASETS.register("mnist", lambda image_size, channels: torch.zeros(1))
     with pytest.raises(ValueError, match="already registered"):
         norms.NORMS.register("2", norms.NORMS["2"])
     with pytest.raises(TypeError, match="must be a GradNorm"):

@@ -16,13 +16,15 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmgan.base.registry import check_int, lookup
+from mmgan.base.registry import Registry, check_int
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -121,9 +123,22 @@ def cat(image_size: int = 64, channels: int = 3, root: str | None = None) -> tor
     return _to_range(torch.stack(images))
 
 
-DATASETS = {"digits": digits, "shapes": shapes, "cifar10": cifar10, "cat": cat}
+#: What a data set's loader takes (as keywords): the image size, the channels and the data's folder (or None).
+LOADER_ARGUMENTS = ("image_size", "channels", "root")
+
+
+def _check_loader(name: str, loader: Callable[..., torch.Tensor]) -> None:
+    """A loader takes :data:`LOADER_ARGUMENTS` as keywords."""
+    missing = [arg for arg in LOADER_ARGUMENTS if arg not in inspect.signature(loader).parameters]
+    if missing:
+        raise TypeError(f"the loader of data set {name!r} lacks the keyword arguments {missing}")
+
+
+#: The data sets by name, each its loader: a new one is one entry.
+DATASETS: Registry[Callable[..., torch.Tensor]] = Registry("dataset", Callable, _check_loader, {
+    "digits": digits, "shapes": shapes, "cifar10": cifar10, "cat": cat})
 
 
 def load_images(name: str, image_size: int, channels: int, root: str | None = None) -> torch.Tensor:
     """Load a data set by name (see :data:`DATASETS`) as (N, channels, size, size) in [−1, 1]."""
-    return lookup(DATASETS, name, "dataset")(image_size=image_size, channels=channels, root=root)
+    return DATASETS[name](image_size=image_size, channels=channels, root=root)
