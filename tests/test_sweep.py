@@ -22,7 +22,7 @@ from submitit.helpers import DelayedSubmission
 
 from mmgan.base.run_folder import CHECKPOINT, SUMMARY
 from mmgan.gan import metrics as fid
-from mmgan.gan import sweep
+from mmgan.gan import sweep, sweep_jobs
 from mmgan.gan import tables as gan_tables
 
 CELLS = ["wgan-q2-ls", "hinge-qinf-hinge"]
@@ -119,7 +119,7 @@ def test_local_executor_runs_the_jobs_and_collect_gives_the_direct_table(tmp_pat
 
 # ----------------------------------------------------------------------------- killed and resumed
 
-def _run_and_hang_at_a_checkpoint(job: sweep.TableJob, marker: Path) -> None:
+def _run_and_hang_at_a_checkpoint(job: sweep_jobs.TableJob, marker: Path) -> None:
     """In a forked child: run ``job`` until the first checkpoint after each of its runs wrote one, then hang."""
     saves, original = [], torch.save
 
@@ -138,7 +138,7 @@ def _run_and_hang_at_a_checkpoint(job: sweep.TableJob, marker: Path) -> None:
 
 def test_a_job_killed_mid_run_and_resubmitted_by_its_checkpoint_gives_the_uninterrupted_result(tmp_path, reference):
     root, marker = tmp_path / "runs", tmp_path / "hanging"
-    (job,) = sweep.plan_jobs("2", "smoke", root, pack=2, cells=CELLS[0], seeds=SEEDS, threads=1, **TINY)
+    (job,) = sweep_jobs.plan_jobs("2", "smoke", root, pack=2, cells=CELLS[0], seeds=SEEDS, threads=1, **TINY)
     assert len(job.runs) == 2
     pid = os.fork()  # a child process without a second start-up (imports, data); SIGKILLed like a lost node
     if pid == 0:
@@ -219,7 +219,7 @@ def test_slurm_submission_is_one_job_array_with_the_requested_resources(tmp_path
     jobs = [pickle.loads((logs / f"4242_{task}_submitted.pkl").read_bytes()).function for task in range(4)]
     assert [len(job.runs) for job in jobs] == [3, 3, 3, 3]
     assert sorted(run for job in jobs for run in job.runs) == sorted(gan_tables.table_configs("2", "paper")[0])
-    assert all(isinstance(job, sweep.TableJob) and job.checkpoint().function is job for job in jobs)
+    assert all(isinstance(job, sweep_jobs.TableJob) and job.checkpoint().function is job for job in jobs)
 
 
 @pytest.mark.parametrize("local", ["/tmp/mmgan-logs", "/tmp/mmgan/%j", "/dev/shm/logs", "/var/tmp/x"])
@@ -281,7 +281,7 @@ def test_each_job_trains_exactly_its_runs_as_one_pack(tmp_path, monkeypatch):
     """--pack 4 with 3 seeds: each job's 4 runs span two cells with different seeds, which no cells × seeds
     product covers; the job passes exactly its runs to run_table, which trains them as one pack of 4."""
     runs, _ = gan_tables.table_configs("2", "smoke", seeds=[0, 1, 2])
-    groups = sweep.group_runs(runs, 4)
+    groups = sweep_jobs.group_runs(runs, 4)
     assert [len(g) for g in groups] == [4] * 9 and [r for g in groups for r in g] == runs
     packs = []
     original = gan_tables.train_packed
@@ -291,7 +291,7 @@ def test_each_job_trains_exactly_its_runs_as_one_pack(tmp_path, monkeypatch):
         return original(configs, outs, *args, **kwargs)
 
     monkeypatch.setattr(gan_tables, "train_packed", recording)
-    jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=4, seeds=[0, 1, 2], iterations=2)
+    jobs = sweep_jobs.plan_jobs("2", "smoke", tmp_path, pack=4, seeds=[0, 1, 2], iterations=2)
     frame = jobs[0]()
     assert packs == [sorted(groups[0])]  # one pack, not 3 + 1
     assert [(r.loss, r.q, r.g, r.seed) for r in frame.itertuples()] == groups[0]
@@ -315,8 +315,8 @@ def test_failed_and_unstarted_runs_are_reported_by_collect(tmp_path, monkeypatch
                               "run": str(folder / f"{gan_tables.cell_name(loss, q, g)}-s{s}")}
                              for loss, q, g, s in runs])
 
-    monkeypatch.setattr(sweep, "run_table", fake_run_table)
-    jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=2, seeds=0, iterations=2)
+    monkeypatch.setattr(sweep_jobs, "run_table", fake_run_table)
+    jobs = sweep_jobs.plan_jobs("2", "smoke", tmp_path, pack=2, seeds=0, iterations=2)
     jobs[0]()  # wgan-q1-ls and wgan-q1-hinge: both fail inside run_table
     assert calls[-1] == dict(runs=[("wgan", "1", "ls", 0), ("wgan", "1", "hinge", 0)], pack=True, pack_size=2)
     with pytest.raises(FileNotFoundError):
@@ -339,7 +339,7 @@ def test_every_job_runs_once_in_waves_of_array_parallelism(tmp_path, monkeypatch
         calls.append(([gan_tables.cell_name(*r[:3]) for r in runs], [r[3] for r in runs]))
         return pd.DataFrame([{"loss": "wgan", "q": "1", "g": "ls", "seed": 0, "status": "finished", "run": ""}])
 
-    monkeypatch.setattr(sweep, "run_table", fake_run_table)
+    monkeypatch.setattr(sweep_jobs, "run_table", fake_run_table)
     settings = sweep.SweepSettings(executor="debug", pack=3, array_parallelism=2, log_folder=tmp_path / "logs")
     result = sweep.sweep("2", "smoke", tmp_path / "runs", settings, seeds=[0, 1, 2], cells="wgan-q1-ls,hinge-q2-ls")
     assert len(result.jobs) == len(result.handles) == 2 and not result.errors
@@ -347,7 +347,7 @@ def test_every_job_runs_once_in_waves_of_array_parallelism(tmp_path, monkeypatch
 
 
 def test_a_job_can_split_its_runs_over_processes_sharing_its_device(tmp_path):
-    jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=4, processes=2, seeds=[0, 1], iterations=2,
+    jobs = sweep_jobs.plan_jobs("2", "smoke", tmp_path, pack=4, processes=2, seeds=[0, 1], iterations=2,
                            cells=["wgan-q2-ls", "hinge-q2-ls"])
     assert len(jobs) == 1 and jobs[0].processes == 2
     frame = jobs[0]()
@@ -374,12 +374,12 @@ def test_a_job_uses_the_cores_it_was_given(tmp_path, monkeypatch):
         calls.append((workers, threads))
         return [pd.DataFrame(columns=["loss", "q", "g", "seed", "status", "run"])]
 
-    monkeypatch.setattr(sweep, "run_tasks", recording)
-    monkeypatch.setattr(sweep, "available_cores", lambda: 8)
+    monkeypatch.setattr(sweep_jobs, "run_tasks", recording)
+    monkeypatch.setattr(sweep_jobs, "available_cores", lambda: 8)
     for cpus, processes, threads, expected in ((1, 1, None, 1), (None, 1, None, 8), (4, 2, None, 2), (1, 2, None, 1),
                                                (1, 1, 3, 3), (None, 2, 1, 1)):
         calls.clear()
-        jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=2, processes=processes, cpus=cpus, threads=threads,
+        jobs = sweep_jobs.plan_jobs("2", "smoke", tmp_path, pack=2, processes=processes, cpus=cpus, threads=threads,
                                seeds=[0], cells=["wgan-q2-ls", "hinge-q2-ls"], iterations=2)
         jobs[0]()
         assert calls == [(processes, expected)], (cpus, processes, threads)
@@ -391,13 +391,13 @@ def test_runs_checkpointed_in_a_pack_stay_in_their_pack(tmp_path):
     usual. (Here the pack of a table trained with --pack 2 after its first run failed alone.)"""
     cells = ["wgan-q2-ls", "wgan-q2-hinge", "hinge-q2-ls", "hinge-q2-hinge"]
     runs, _ = gan_tables.table_configs("2", "smoke", seeds=[0], cells=cells)
-    folders = sweep._run_folders("2", "smoke", tmp_path, runs, {"seeds": [0], "cells": cells})
+    folders = sweep_jobs.run_folders("2", "smoke", tmp_path, runs, {"seeds": [0], "cells": cells})
     names = [folders[run].name for run in runs]
     for run in runs[1:3]:  # the pack of the 2nd and 3rd runs, checkpointed
         folders[run].mkdir(parents=True)
         torch.save({"iteration": 2, "execution": {"packed": True, "pack": names[1:3], "position": 0, "threads": 1}},
                    folders[run] / "checkpoint.pt")
-    jobs = sweep.plan_jobs("2", "smoke", tmp_path, pack=2, processes=2, seeds=[0], cells=cells, threads=1)
+    jobs = sweep_jobs.plan_jobs("2", "smoke", tmp_path, pack=2, processes=2, seeds=[0], cells=cells, threads=1)
     assert [[folders[run].name for run in job.runs] for job in jobs] == [names[1:3], [names[0], names[3]]]
     assert jobs[0].packs == [list(runs[1:3])] and jobs[0].processes == 1  # one pack, as recorded
     assert jobs[1].packs == [[runs[0]], [runs[3]]] and all(job.threads == 1 for job in jobs)

@@ -22,7 +22,7 @@ import torch
 
 from mmgan.base.run_folder import CHECKPOINT, LOCK, LOG, SUMMARY, RunFolderBusy, RunLock
 from mmgan.gan import metrics as fid
-from mmgan.gan import sweep
+from mmgan.gan import sweep, sweep_local
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = "wgan-q2-ls"
@@ -226,10 +226,10 @@ def test_a_job_that_does_not_stop_in_time_is_killed_with_every_process_of_its_se
     child = int(process.stdout.readline())
     tree = {(pid, _start_time(pid)) for pid in (process.pid, child)}
     try:
-        monkeypatch.setattr(sweep, "STOP_GRACE_S", 1)
-        stop = sweep._StopSignals(at_once=False)
+        monkeypatch.setattr(sweep_local, "STOP_GRACE_S", 1)
+        stop = sweep_local.StopSignals(at_once=False)
         stop(signal.SIGTERM, None)
-        assert sweep._stop_local_jobs([_Job(process)], stop) == (1, 1)
+        assert sweep_local.stop_local_jobs([_Job(process)], stop) == (1, 1)
         assert process.returncode == -signal.SIGKILL
         deadline = time.monotonic() + 10
         while _alive(tree) and time.monotonic() < deadline:  # the orphaned child is reaped by init

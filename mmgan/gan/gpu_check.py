@@ -53,7 +53,7 @@ from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig, resolve_device
 from mmgan.gan.data import load_images
 from mmgan.gan.packed import pack_states, packed_training_iteration
-from mmgan.gan.sweep import group_runs
+from mmgan.gan.sweep_jobs import group_runs
 from mmgan.gan.train import LossWatch, due, execution_settings, new_state, train
 
 #: Images in each data set the paper preset trains on: only the length of the permutation a real batch's
@@ -174,7 +174,7 @@ def fid_cost(device: torch.device, timed: int = 2000) -> FidCost:
 
 def paper_packs(table: str, pack: int | None = None) -> list[list[GANConfig]]:
     """The runs of ``table`` at the paper preset grouped as ``mmgan sweep <table> --preset paper --pack <pack>``
-    groups them into jobs (:func:`mmgan.gan.sweep.group_runs`); ``pack=None``: all in one pack, as ``mmgan table``
+    groups them into jobs (:func:`mmgan.gan.sweep_jobs.group_runs`); ``pack=None``: all in one pack, as ``mmgan table``
     trains them."""
     runs, base = gan_tables.table_configs(table, "paper")
     return [[gan_tables.run_config(base, *run) for run in group] for group in group_runs(runs, pack or len(runs))]

@@ -13,26 +13,9 @@ calls :func:`mmgan.gan.tables.run_table` once with exactly its runs (``runs=``) 
 trains them as one pack on its GPU.
 Every run keeps its own folder ``<root>/table<N>/<preset>-<key>/<cell>-s<seed>/``,
 exactly as ``mmgan table`` would write it, so a sweep, a notebook and
-the command line share finished runs.
-
-Never losing work. The jobs write nothing of their own beyond the run folders:
-
-* preemption and time limit: SLURM sends ``SIGUSR2`` ``signal_delay_s`` (90 s) before
-  it stops a job; submitit then calls :meth:`TableJob.checkpoint`, which returns a
-  ``DelayedSubmission`` of the job itself, and requeues it. The requeued job calls
-  ``run_table`` again, which skips finished runs and resumes the others from their
-  ``checkpoint.pt`` (written every ``checkpoint_every`` iterations, so at most that
-  much work is redone). Time-outs are requeued ``--max-timeouts`` times (preemptions
-  do not count);
-* a job killed outright (node failure, ``scancel``): submit the same command again;
-  only the runs without a ``summary.json`` become jobs, and they resume from their
-  checkpoints. Wait until the earlier array has left the queue (``squeue``): a run
-  still being trained is locked (:class:`mmgan.base.run_folder.RunLock`), and a second job
-  would only find it busy;
-* a run that fails (an error, a non-finite loss) is recorded by ``run_table`` and the
-  job goes on; the job also writes ``sweep-error.json`` (the error, the job id) into
-  that run's folder, so that :func:`collect` can say which runs failed and why. It is
-  removed when the run is started again.
+the command line share finished runs. How a job trains them without losing work (preemption, time limits,
+failures) is :mod:`mmgan.gan.sweep_jobs`; how a local or debug sweep waits for its jobs and stops them (signals,
+the study's lock) is :mod:`mmgan.gan.sweep_local`.
 
 The shared-path rule. A SLURM job runs on another machine, so everything it reads or
 writes must be on a file system that the login node and the compute nodes share. The
@@ -67,271 +50,63 @@ Cluster recipe (SLURM):
    :func:`collect` returns it as a DataFrame. Submitting the same command again runs
    only what is missing.
 
-``--executor local`` runs the same jobs on this machine through submitit's
-``LocalExecutor`` (one subprocess per job, ``--array-parallelism`` at a time, default
-one), and ``--executor debug`` in this process (``DebugExecutor``); both wait for the
-jobs and print the collected table. While they wait:
-
-* the sweep holds the study's folder ``<root>/table<N>/<preset>-<key>/`` (its ``.lock``,
-  a :class:`~mmgan.base.run_folder.RunLock`; hidden, so no manifest lists it): a second
-  local or debug sweep of the same study stops at once and names the holder.
-  ``--dry-run`` and ``--collect`` only read, and take no lock. A SLURM submission takes
-  none either: it returns as soon as the array is queued, so there is no parent left to
-  hold a lock while the jobs run; each run's own lock keeps two jobs from training it;
-* SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop the sweep without losing work. Each local job
-  runs in a session of its own, so a Ctrl-C at the terminal reaches the sweep alone
-  (submitit's job controller would otherwise kill its job a second later). The sweep
-  sends each running job one SIGTERM: its training loop writes a checkpoint at the
-  next iteration boundary and stops (the sweep stops them at once if it gets the
-  signal again). It waits for the jobs (at most :data:`STOP_GRACE_S`, then kills
-  what is left), says where their runs stopped, and exits with 128 + the signal's
-  number (143, 130, 129): no job outlives it, and no run stays locked. With the debug
-  executor the job runs in the sweep's own process, whose training loop gets the
-  signal itself. The same command resumes the runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import multiprocessing
 import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import submitit
-import torch
-from submitit.helpers import Checkpointable, DelayedSubmission
-from submitit.local.local import LocalExecutor, LocalJob
 
 from mmgan.base.paths import results_root
-from mmgan.base.processes import available_cores, run_tasks, using_threads
 from mmgan.base.registry import check_choice, check_int, lookup
-from mmgan.base.run_folder import CHECKPOINT, LOCK, LOG, SUMMARY, RunFolderBusy, RunLock
-from mmgan.gan.packed_training import recorded_execution
-from mmgan.gan.tables import PRESETS, TABLES, cell_name, run_table, table_configs, table_folder
+from mmgan.base.run_folder import CHECKPOINT, LOG, SUMMARY
+from mmgan.gan.sweep_jobs import (
+    FAILURE_RECORD,
+    SELECTION,
+    Run,
+    TableJob,
+    config_overrides,
+    plan_jobs,
+    run_folders,
+    study_folder,
+)
+from mmgan.gan.sweep_local import (
+    SessionLocalExecutor,
+    StopSignals,
+    SweepStopped,
+    say,
+    stopped_message,
+    study_lock,
+    wait_for_jobs,
+)
+from mmgan.gan.tables import PRESETS, TABLES, run_table, table_configs
 
-__all__ = ["EXECUTORS", "FAILURE_RECORD", "STOP_GRACE_S", "STOP_SIGNALS", "Sweep", "SweepSettings", "SweepStopped",
-           "TableJob", "check_settings", "check_shared_path", "collect", "collect_command", "collect_report",
-           "group_runs", "local_roots", "main", "make_executor", "plan_jobs", "submit", "sweep"]
-
-Run = tuple[str, str, str, int]  # (loss, q, g, seed), as table_configs lists them
+__all__ = ["EXECUTORS", "Sweep", "SweepSettings", "check_settings", "check_shared_path", "collect", "collect_command",
+           "collect_report", "local_roots", "main", "make_executor", "submit", "sweep"]
 
 EXECUTORS = ("slurm", "local", "debug")
 #: Node-local directories: refused for the log folder, --root and --data-root of a SLURM sweep.
 LOCAL_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
-#: What a job writes into the folder of a run that failed (removed when the run starts again).
-FAILURE_RECORD = "sweep-error.json"
 #: The statuses of :func:`collect`, in the order its report lists them.
 STATUSES = ("finished", "failed", "incomplete", "missing")
-SELECTION = ("cells", "seeds")  # overrides that select runs rather than configure them
 DATA_ON_DISK = ("cifar10", "cat")  # data sets read from data_root (digits and shapes are built in)
-#: The signals that stop a local or debug sweep (its jobs checkpoint first); it then exits with 128 + the number.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-#: Seconds a stopped local sweep gives its jobs to reach an iteration boundary and write their checkpoints (a
-#: metric evaluation under way finishes first) before it kills them.
-STOP_GRACE_S = 300
-POLL_S = 0.2  # how often a local sweep looks at its jobs
-
 
 # ----------------------------------------------------------------------------- the runs of a job
-
-
-def group_runs(runs: Sequence[Run], pack: int) -> list[list[Run]]:
-    """Consecutive groups of ``pack`` runs, in table order (the last group may be smaller)."""
-    check_int(pack, "pack", minimum=1)
-    return [list(runs[start:start + pack]) for start in range(0, len(runs), pack)]
-
-
-def _config_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    """The overrides that configure the runs (everything but the selection of cells and seeds; no Nones)."""
-    return {k: v for k, v in overrides.items() if k not in SELECTION and v is not None}
-
-
-def _job_id() -> str:
-    """The submitit job id when running as a job ('' otherwise)."""
-    try:
-        return str(submitit.JobEnvironment().job_id)
-    except RuntimeError:
-        return ""
-
-
-def _job_cluster() -> str:
-    """The submitit executor running this process as a job ('local', 'slurm', 'debug'; '' outside a job)."""
-    try:
-        return submitit.JobEnvironment().cluster
-    except RuntimeError:
-        return ""
-
-
-def _stop_job(signum: int, frame: Any) -> None:
-    """SIGTERM in a local job: pass it on to the job's worker processes (``--processes``), then stop.
-
-    Inside a training loop the loop's own handler gets the signal first, stops at the next iteration boundary
-    with its checkpoint written, then hands the signal here."""
-    for child in multiprocessing.active_children():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child.pid, signum)
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """In a job of the local executor, SIGTERM (what a stopped sweep sends its jobs) stops the job
-    (:func:`_stop_job`), where submitit would ignore it outside a training loop: a job still loading its data
-    would otherwise train on until the sweep kills it. Elsewhere (SLURM, not a job) nothing changes."""
-    if _job_cluster() != "local" or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _stop_job)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _study_folder(table: str, preset: str, root: Path | str, overrides: dict[str, Any]) -> Path:
-    """The folder holding the run folders of the study (what ``mmgan table`` writes to)."""
-    _, base = table_configs(table, preset, **_config_overrides(overrides))
-    return table_folder(table, preset, base, root)
-
-
-def _run_folders(table: str, preset: str, root: Path | str, runs: Sequence[Run],
-                 overrides: dict[str, Any]) -> dict[Run, Path]:
-    folder = _study_folder(table, preset, root, overrides)
-    return {run: folder / f"{cell_name(*run[:3])}-s{run[3]}" for run in runs}
-
-
-def _record_failure(folder: Path, error: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    record = {"error": error, "job_id": _job_id(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    (folder / FAILURE_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
-
-
-def train_pack_of_runs(table: str, preset: str, root: str, runs: list[Run], overrides: dict[str, Any],
-                       threads: int | None = None) -> pd.DataFrame:
-    """``run_table`` on exactly ``runs``, trained as one pack (the work of a job, or of one of its processes), with
-    ``threads`` torch threads (default: this process's; a resumed pack keeps the count it recorded)."""
-    with _stop_on_sigterm(), using_threads(threads):
-        return run_table(table, preset, root, progress=False, runs=runs, pack=len(runs) > 1, pack_size=len(runs),
-                         **overrides)
-
-
-class TableJob(Checkpointable):
-    """One job of a sweep: train (or resume, or skip when finished) ``runs`` of a table with ``run_table``.
-
-    Picklable (submitit sends it to the compute node) and checkpointable: on preemption or
-    time-out submitit calls :meth:`checkpoint` and requeues the job, which then resumes its runs
-    from their own checkpoints.
-    """
-
-    def __init__(self, table: str, preset: str, root: Path | str, runs: Sequence[Run],
-                 overrides: dict[str, Any] | None = None, processes: int = 1, cpus: int | None = None,
-                 threads: int | None = None, packs: Sequence[Sequence[Run]] | None = None) -> None:
-        self.table, self.preset, self.root = str(table), preset, str(root)
-        self.runs = [tuple(run) for run in runs]
-        self.overrides = _config_overrides(dict(overrides or {}))
-        #: processes that share the job's device, each training one pack of about len(runs) / processes runs
-        self.processes = check_int(processes, "processes", minimum=1)
-        #: the CPU cores the job was given (``--cpus-per-job``; None: every core it may run on). The local executor
-        #: does not confine a job to them, so several jobs at once would otherwise each use every core
-        self.cpus = None if cpus is None else check_int(cpus, "cpus", minimum=1)
-        #: torch threads per process (``--threads``; None: the job's cores shared among its processes), recorded by
-        #: every run; a resumed pack trains with the count it recorded
-        self.threads = None if threads is None else check_int(threads, "threads", minimum=1)
-        #: the packs, one per process: those the runs' checkpoints recorded (:func:`plan_jobs`), else ``runs``
-        #: dealt out over ``processes``
-        self.packs = ([[tuple(run) for run in pack] for pack in packs] if packs is not None else
-                      [part for part in (self.runs[k::self.processes] for k in range(self.processes)) if part])
-        self.attempt = 1  # incremented by each requeue (the state travels in the pickle)
-
-    def __repr__(self) -> str:
-        names = ", ".join(f"{cell_name(*run[:3])}-s{run[3]}" for run in self.runs)
-        return f"TableJob(table {self.table}, {self.preset}: {names})"
-
-    def __call__(self) -> pd.DataFrame:
-        print(f"{self!r}, attempt {self.attempt}, job {_job_id() or '-'}", flush=True)
-        folders = _run_folders(self.table, self.preset, self.root, self.runs, self.overrides)
-        for run in self.runs:  # the run starts again: an earlier failure no longer describes it
-            (folders[run] / FAILURE_RECORD).unlink(missing_ok=True)
-        try:  # exactly this job's runs: one pack, or one pack per process
-            # a job pickled by an older version (requeued across an update) has neither packs nor threads
-            parts = getattr(self, "packs", None) or [part for part in (self.runs[k::self.processes]
-                                                                      for k in range(self.processes)) if part]
-            cores = min(available_cores(), self.cpus or available_cores())
-            threads = getattr(self, "threads", None) or max(1, cores // len(parts))
-            with _stop_on_sigterm():
-                frames = run_tasks([(train_pack_of_runs, (self.table, self.preset, self.root, part, self.overrides,
-                                                          threads))
-                                    for part in parts], workers=len(parts), threads=threads)
-            result = pd.concat(frames, ignore_index=True)
-        except Exception as error:  # the whole job failed (data missing, ...): say so in every unfinished run
-            for run in self.runs:
-                if not (folders[run] / SUMMARY).is_file():
-                    _record_failure(folders[run], f"{type(error).__name__}: {error}")
-            raise
-        for _, row in result[result["status"] == "failed"].iterrows():
-            if not str(row["error"]).startswith(RunFolderBusy.__name__):  # busy: another job is running it
-                _record_failure(Path(row["run"]), row["error"])
-        shown = [c for c in ("loss", "q", "g", "seed", "status", "final", "lowest", "error") if c in result]
-        print(result[shown].to_string(index=False), flush=True)
-        return result
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
-        """Called by submitit on preemption or time-out: resubmit this job as it is.
-
-        Nothing needs saving here: every run writes its own ``checkpoint.pt`` every
-        ``checkpoint_every`` iterations, and ``run_table`` resumes from it (and skips
-        the finished runs) when the requeued job calls it again.
-        """
-        self.attempt += 1
-        return DelayedSubmission(self)
-
-
-def plan_jobs(table: str, preset: str, root: Path | str, pack: int = 1, skip_finished: bool = True,
-              processes: int = 1, cpus: int | None = None, threads: int | None = None,
-              **overrides: Any) -> list[TableJob]:
-    """The jobs of a sweep: the runs of the table (``overrides`` may select ``cells`` and ``seeds``) in groups of
-    ``pack``, without the runs already finished under ``root`` (unless ``skip_finished=False``), each job
-    splitting its runs over ``processes`` processes on its device and its ``cpus`` cores, with ``threads`` torch
-    threads each. Every override is checked here (:func:`mmgan.gan.tables.table_configs`), before anything runs.
-
-    A run whose checkpoint records the pack it trained in continues bit for bit only in that pack
-    (:mod:`mmgan.gan.packed_training`): the unfinished runs of each recorded pack form a job of their own, one
-    pack, whatever ``pack`` and ``processes`` say now; the other runs are grouped as above."""
-    runs, _ = table_configs(table, preset, **overrides)
-    folders = _run_folders(table, preset, root, runs, overrides)
-    if skip_finished:
-        runs = [run for run in runs if not (folders[run] / SUMMARY).is_file()]
-    by_name = {folders[run].name: run for run in runs}
-    recorded: dict[tuple[str, ...], list[Run]] = {}
-    for run in runs:
-        record = recorded_execution(folders[run])
-        if record is not None and record.get("packed") and folders[run].name in record.get("pack", []):
-            names = tuple(record["pack"])
-            recorded.setdefault(names, []).append(run)
-    jobs, taken = [], set()
-    for names, members in recorded.items():
-        ordered = [by_name[name] for name in names if name in by_name and by_name[name] in members]
-        jobs.append(TableJob(table, preset, root, ordered, overrides, 1, cpus, threads, packs=[ordered]))
-        taken.update(ordered)
-    rest = [run for run in runs if run not in taken]
-    return jobs + [TableJob(table, preset, root, group, overrides, processes, cpus, threads)
-                   for group in group_runs(rest, pack)]
 
 
 # ----------------------------------------------------------------------------- settings and checks
@@ -445,31 +220,9 @@ def cpus_per_job(settings: SweepSettings) -> int:
     return settings.cpus_per_job or 2 * settings.processes
 
 
-class _SessionLocalExecutor(LocalExecutor):
-    """submitit's ``LocalExecutor`` with each job (its controller, the job and the job's workers) in a session of
-    its own.
-
-    A Ctrl-C at the terminal sends SIGINT to every process of the foreground process group: submitit's job
-    controller would then stop its job with SIGINT and SIGKILL it a second later, before the job has written its
-    checkpoint. In a session of its own, the job gets only what the sweep forwards (:func:`_stop_local_jobs`).
-    """
-
-    def _submit_command(self, command: str) -> LocalJob:
-        # submitit.local.local.start_controller (one task, no shell set-up), the controller in a new session
-        gpus = ",".join(str(k) for k in range(self.parameters.get("gpus_per_node", 0)))
-        env = dict(os.environ, SUBMITIT_LOCAL_NTASKS="1", SUBMITIT_LOCAL_COMMAND=command,
-                   SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * self.parameters.get("timeout_min", 2.0))),
-                   SUBMITIT_LOCAL_SIGNAL_DELAY_S=str(int(self.parameters.get("signal_delay_s", 30))),
-                   SUBMITIT_LOCAL_NODEID="0", SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_STDERR_TO_STDOUT="",
-                   SUBMITIT_EXECUTOR="local", CUDA_VISIBLE_DEVICES=gpus, SUBMITIT_LOCAL_WITH_SHELL="")
-        process = subprocess.Popen([sys.executable, "-m", "submitit.local._local", str(self.folder)], env=env,
-                                   start_new_session=True)
-        return LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
-
-
 def make_executor(settings: SweepSettings, log_folder: Path, name: str) -> submitit.Executor:
     """A submitit executor for ``settings.executor`` writing its pickles and logs to ``log_folder`` (local: a
-    :class:`_SessionLocalExecutor`)."""
+    :class:`SessionLocalExecutor`)."""
     if settings.executor == "slurm" and shutil.which("sbatch") is None:
         raise RuntimeError("executor='slurm' needs the SLURM commands (sbatch, srun) on PATH: submit from the "
                            "cluster's login node, or use --executor local")
@@ -478,7 +231,7 @@ def make_executor(settings: SweepSettings, log_folder: Path, name: str) -> submi
                                       gpus_per_node=settings.gpus_per_job, cpus_per_task=cpus_per_job(settings),
                                       mem_gb=settings.mem_gb)
     if cluster == "local":  # what AutoExecutor would pass it: the shared parameters that are set
-        executor: submitit.Executor = _SessionLocalExecutor(log_folder, max_num_timeout=settings.max_timeouts)
+        executor: submitit.Executor = SessionLocalExecutor(log_folder, max_num_timeout=settings.max_timeouts)
         executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
         return executor
     options = {} if cluster == "debug" else {f"{cluster}_max_num_timeout": settings.max_timeouts}
@@ -496,176 +249,6 @@ def submit(executor: submitit.Executor, jobs: Sequence[TableJob]) -> list[submit
     with executor.batch():
         handles = [executor.submit(job) for job in jobs]
     return handles
-
-
-class SweepStopped(KeyboardInterrupt):
-    """A local or debug sweep stopped by the signal ``signum``, after its jobs stopped; the message says where the
-    runs stopped. The command line prints it and exits with 128 + ``signum``."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-
-class _StopSignals:
-    """The handler of :data:`STOP_SIGNALS` while a local or debug sweep runs its jobs.
-
-    It keeps the first signal (``signum``) and counts them (``count``) for :func:`_wait`, which forwards them to
-    the jobs. With the debug executor (``at_once``) the job runs in this process and the handler raises
-    KeyboardInterrupt at once; inside a training loop the loop gets the signal first, and hands it on here once
-    it has stopped at an iteration boundary with its checkpoint written.
-    """
-
-    def __init__(self, at_once: bool) -> None:
-        self.at_once = at_once
-        self.signum: int | None = None
-        self.count = 0
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.signum = self.signum or signum
-        self.count += 1
-        if self.at_once:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[_StopSignals]:
-        """This handler for :data:`STOP_SIGNALS` (in the main thread; elsewhere signals act as usual)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {signum: signal.signal(signum, self) for signum in STOP_SIGNALS}
-        try:
-            yield self
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-
-def _say(text: str) -> None:
-    """``text`` on stderr, unless stderr has gone with its terminal (SIGHUP)."""
-    with contextlib.suppress(OSError):
-        print(text, file=sys.stderr, flush=True)
-
-
-def _plural(count: int, word: str) -> str:
-    """``count`` and ``word``, in the plural unless ``count`` is 1."""
-    return f"{count} {word}" + ("" if count == 1 else "s")
-
-
-def _checkpoint_iteration(folder: Path) -> int | None:
-    """The iteration of the run's checkpoint (None without one), read without loading its tensors."""
-    if not (folder / CHECKPOINT).is_file():
-        return None
-    try:
-        return int(torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)["iteration"])
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint is named when the run resumes; here: none
-        return None
-
-
-def _stopped_message(signum: int, what: str, jobs: Sequence[TableJob], later: int) -> str:
-    """What a stopped sweep says: ``what`` it did, where the unfinished runs of ``jobs`` stand, and how to go on
-    (``later``: jobs not submitted yet)."""
-    iterations, fresh = [], 0
-    for job in jobs:
-        for folder in _run_folders(job.table, job.preset, job.root, job.runs, job.overrides).values():
-            if not (folder / SUMMARY).is_file():
-                iteration = _checkpoint_iteration(folder)
-                fresh += iteration is None
-                iterations += [] if iteration is None else [iteration]
-    parts = []
-    if iterations:
-        low, high = min(iterations), max(iterations)
-        parts.append(f"{len(iterations)} checkpointed at iteration {low}" if low == high
-                     else f"{len(iterations)} checkpointed at iterations {low} to {high}")
-    if fresh:
-        parts.append(f"{fresh} without a checkpoint yet")
-    steps = (["resumes them"] if parts else []) + ([f"starts the {_plural(later, 'job')} not started yet"] if later
-                                                   else [])
-    runs = f"unfinished runs: {' and '.join(parts)}" if parts else "every run has finished"
-    then = f"; the same command {' and '.join(steps)}" if steps else ""
-    return f"stopped by {signal.Signals(signum).name}: {what}; {runs}{then}."
-
-
-def _stop_local_jobs(handles: Sequence[submitit.Job], stop: _StopSignals) -> tuple[int, int]:
-    """Stop the running local jobs and wait for them; returns (jobs asked to stop, jobs killed).
-
-    Each running job's controller (its pid is the job id; it leads the job's session) gets one SIGTERM for each
-    signal the sweep got, and passes it on to the job: the first stops the job's training loop at its next
-    iteration boundary, after its checkpoint; a second stops it at once. A job still running after
-    :data:`STOP_GRACE_S` is killed with every process of its session.
-    """
-    running = [handle for handle in handles if not handle.done()]
-    if running:
-        _say(f"{signal.Signals(stop.signum).name}: asking {_plural(len(running), 'running job')} to write a "
-             f"checkpoint and stop (waiting up to {STOP_GRACE_S} s; send the signal again to stop at once)")
-    forwarded, deadline = 0, time.monotonic() + STOP_GRACE_S
-    while not all(handle.done() for handle in running) and time.monotonic() < deadline:
-        if forwarded < stop.count:
-            for handle in running:
-                if not handle.done():  # not reaped yet: its pid is still its own
-                    os.kill(int(handle.job_id), signal.SIGTERM)
-            forwarded = stop.count
-        time.sleep(POLL_S)
-    killed = [handle for handle in running if not handle.done()]
-    for handle in killed:  # the controller is not reaped yet, so its session (the job's processes) is still its own
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(int(handle.job_id), signal.SIGKILL)
-    while not all(handle.done() for handle in killed):
-        time.sleep(POLL_S)
-    return len(running), len(killed)
-
-
-def _wait(handles: Sequence[submitit.Job], jobs: Sequence[TableJob], stop: _StopSignals, later: int) -> list[str]:
-    """Wait for the jobs of one wave; the error of each job that failed as a whole (its runs' own failures are
-    recorded). With the local executor a stop signal (:class:`_StopSignals`) stops the jobs first
-    (:func:`_stop_local_jobs`), then raises :class:`SweepStopped`; the debug executor runs each job here, when
-    its result is asked for, and the signal stops it in this process."""
-    if not stop.at_once:
-        while not stop.signum and not all(handle.done() for handle in handles):
-            time.sleep(POLL_S)
-        if stop.signum:  # also when the signal came as the last job ended: no further wave starts
-            asked, killed = _stop_local_jobs(handles, stop)
-            what = (f"asked {_plural(asked, 'running job')} to write a checkpoint and stop" if asked
-                    else "no job was running")
-            if killed:
-                were = "was" if killed == 1 else "were"
-                what += f" ({killed} did not stop within {STOP_GRACE_S} s and {were} killed)"
-            raise SweepStopped(_stopped_message(stop.signum, what, jobs, later), stop.signum)
-    errors = []
-    for handle in handles:
-        try:
-            handle.result()
-        except Exception as error:  # noqa: BLE001 - report every job, then collect what exists
-            last = str(error).strip().splitlines()[-1:] or [type(error).__name__]
-            errors.append(f"job {handle.job_id}: {last[0]}")
-    return errors
-
-
-def _busy(folder: Path) -> str:
-    """The sentence for a study held by another sweep (its pid and host, from the lock file)."""
-    try:
-        holder = json.loads((folder / LOCK).read_text(encoding="utf-8"))
-        who, how = f"pid {holder['pid']} on {holder['host']}", f"`kill -TERM {holder['pid']}` on {holder['host']}"
-    except (OSError, ValueError, KeyError, TypeError):  # released meanwhile, or being written
-        who, how = "another process", "SIGTERM"
-    return (f"{folder} is busy: another sweep ({who}) is running the runs of this study (lock file {folder / LOCK}); "
-            f"wait for it to finish, or stop it with {how} (its runs write a checkpoint and resume with the same "
-            f"command), then run this command again")
-
-
-@contextlib.contextmanager
-def _study_lock(folder: Path) -> Iterator[None]:
-    """Hold the study's folder (:class:`~mmgan.base.run_folder.RunLock`) while a local or debug sweep runs its jobs;
-    :class:`~mmgan.base.run_folder.RunFolderBusy` (:func:`_busy`) when another sweep holds it."""
-    lock = RunLock(folder)
-    try:
-        lock.__enter__()
-    except RunFolderBusy:
-        raise RunFolderBusy(_busy(folder)) from None
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 @dataclass
@@ -712,23 +295,23 @@ def sweep(table: str, preset: str = "paper", root: Path | str | None = None,
     if settings.executor == "slurm":
         result.handles = submit(make_executor(settings, log_folder, name), jobs)
         return result
-    wave, stop = settings.array_parallelism or 1, _StopSignals(at_once=settings.executor == "debug")
+    wave, stop = settings.array_parallelism or 1, StopSignals(at_once=settings.executor == "debug")
     chosen: list[TableJob] = []
     later = len(jobs)  # jobs not submitted yet
     try:
-        with _study_lock(_study_folder(table, preset, root, overrides)), stop.installed():
+        with study_lock(study_folder(table, preset, root, overrides)), stop.installed():
             executor = make_executor(settings, log_folder, name)
             for start in range(0, len(jobs), wave):
                 chosen = jobs[start:start + wave]
                 later -= len(chosen)
                 handles = submit(executor, chosen)
                 result.handles += handles
-                result.errors += _wait(handles, chosen, stop, later)
+                result.errors += wait_for_jobs(handles, chosen, stop, later)
     except SweepStopped:
         raise
     except KeyboardInterrupt as interrupt:  # debug: the job in this process has stopped (its loop at a boundary)
         signum = stop.signum or getattr(interrupt, "signum", signal.SIGINT)
-        raise SweepStopped(_stopped_message(signum, "the job running in this process has stopped", chosen, later),
+        raise SweepStopped(stopped_message(signum, "the job running in this process has stopped", chosen, later),
                            signum) from None
     return result
 
@@ -775,11 +358,11 @@ def collect(table: str, preset: str = "paper", root: Path | str | None = None, *
     """
     root = Path(root) if root is not None else results_root() / "gan"
     runs, base = table_configs(table, preset, **overrides)
-    folders = _run_folders(str(table), preset, root, runs, overrides)
+    folders = run_folders(str(table), preset, root, runs, overrides)
     done = [run for run in runs if (folders[run] / SUMMARY).is_file()]
     rows: dict[Run, dict[str, Any]] = {}
     if done:
-        frame = run_table(str(table), preset, root, load_only=True, runs=done, **_config_overrides(overrides))
+        frame = run_table(str(table), preset, root, load_only=True, runs=done, **config_overrides(overrides))
         for record in frame.to_dict("records"):
             rows[(record["loss"], record["q"], record["g"], record["seed"])] = record
     for run in runs:
@@ -927,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if (frame["status"] == "finished").all() else 1
         result = sweep(args.table, args.preset, args.root, _settings(args), dry_run=args.dry_run, **overrides)
     except SweepStopped as stopped:
-        _say(str(stopped))
+        say(str(stopped))
         return 128 + stopped.signum
     except (ValueError, RuntimeError) as error:
         print(f"mmgan sweep: error: {error}", file=sys.stderr)
