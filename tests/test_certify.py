@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmgan.critics import certify
-from mmgan.critics import measure as cm
+from mmgan.critics import certify, instruments
 from mmgan.exact import distance_to_zero_set_2d
 from mmgan.gan.models import Flatten
 from mmgan.margins import MARGIN_ORDERS, boundary_distances
@@ -117,7 +116,7 @@ def test_certified_radius_brackets_the_margin_of_a_gan_like_critic(p):
         threshold = float(critic(x).median())
     found = boundary_distances(lambda z: critic(z) - threshold, x, (p,), max_steps=80)[p]
     radius = certify.certified_radius(critic, x, threshold, p, upper=found.distance.double())
-    lipschitz = (critic(x).detach().double() - threshold).abs() / cm.lipschitz_bound(critic, (1, 8, 8), p)
+    lipschitz = (critic(x).detach().double() - threshold).abs() / instruments.lipschitz_bound(critic, (1, 8, 8), p)
     assert (radius <= found.distance.double() * (1 + 1e-6)).all()
     assert (radius >= lipschitz * (1 - 1e-9)).all() and (radius > 2 * lipschitz).any()
 

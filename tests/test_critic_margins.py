@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from mmgan.book.verdicts import Verdict
+from mmgan.critics import instruments, report, soundness
 from mmgan.critics import measure as cm
-from mmgan.critics import report, soundness
 from mmgan.gan import trained
 from mmgan.gan.models import Flatten
 from mmgan.gan.tables import run_table
@@ -32,7 +32,7 @@ def exact_linear_distance(critic, x, t, p):
 
 def test_bracket_contains_the_exact_distance_of_a_linear_critic(linear_critic):
     x = torch.randn(12, 1, 4, 4)
-    frame = cm.measure_critic(linear_critic, x[:6], x[6:], "midpoint")
+    frame = instruments.measure_critic(linear_critic, x[:6], x[6:], "midpoint")
     t = float(frame["threshold"].iloc[0])
     for p in MARGIN_ORDERS:
         rows = frame[frame["p"] == p]
@@ -46,9 +46,9 @@ def test_bracket_contains_the_exact_distance_of_a_linear_critic(linear_critic):
 
 def test_lipschitz_bound_of_a_linear_critic_is_the_dual_norm(linear_critic):
     w = linear_critic[1].weight[0].detach().double()
-    assert cm.lipschitz_bound(linear_critic, (1, 4, 4), 1.0) == pytest.approx(float(w.abs().max()))
-    assert cm.lipschitz_bound(linear_critic, (1, 4, 4), math.inf) == pytest.approx(float(w.abs().sum()))
-    assert cm.lipschitz_bound(linear_critic, (1, 4, 4), 2.0) >= float(w.norm()) * (1 - 1e-12)
+    assert instruments.lipschitz_bound(linear_critic, (1, 4, 4), 1.0) == pytest.approx(float(w.abs().max()))
+    assert instruments.lipschitz_bound(linear_critic, (1, 4, 4), math.inf) == pytest.approx(float(w.abs().sum()))
+    assert instruments.lipschitz_bound(linear_critic, (1, 4, 4), 2.0) >= float(w.norm()) * (1 - 1e-12)
 
 
 def small_conv_critic(seed=0):
@@ -64,17 +64,18 @@ def test_conv_operator_norms_match_the_dense_matrix():
     conv = nn.Conv2d(2, 3, 4, 2, 1, bias=False)
     matrix = torch.autograd.functional.jacobian(lambda z: conv(z).flatten(), torch.zeros(1, 2, 6, 6)).reshape(-1, 72)
     abs_matrix = matrix.abs().double()
-    norm_1, _ = cm._layer_norm(conv, (2, 6, 6), 1.0)
-    norm_inf, _ = cm._layer_norm(conv, (2, 6, 6), math.inf)
+    norm_1, _ = instruments._layer_norm(conv, (2, 6, 6), 1.0)
+    norm_inf, _ = instruments._layer_norm(conv, (2, 6, 6), math.inf)
     assert norm_1 == pytest.approx(float(abs_matrix.sum(0).max()))
     assert norm_inf == pytest.approx(float(abs_matrix.sum(1).max()))
-    assert cm._layer_norm(conv, (2, 6, 6), 2.0)[0] >= float(torch.linalg.matrix_norm(matrix.double(), 2)) - 1e-9
+    spectral = float(torch.linalg.matrix_norm(matrix.double(), 2))
+    assert instruments._layer_norm(conv, (2, 6, 6), 2.0)[0] >= spectral - 1e-9
 
 
 @pytest.mark.parametrize("p", MARGIN_ORDERS)
 def test_lipschitz_bound_is_certified_on_a_relu_conv_critic(p):
     critic = small_conv_critic()
-    bound = cm.lipschitz_bound(critic, (1, 8, 8), p)
+    bound = instruments.lipschitz_bound(critic, (1, 8, 8), p)
     x = torch.randn(64, 1, 8, 8, requires_grad=True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x)
     assert float(torch.linalg.vector_norm(grad.flatten(1), ord=dual(p), dim=1).max()) <= bound * (1 + 1e-6)
@@ -87,7 +88,7 @@ def test_lipschitz_bound_is_certified_on_a_relu_conv_critic(p):
 def test_bracket_is_ordered_and_checked_on_a_relu_conv_critic():
     critic = small_conv_critic(1)
     x = torch.randn(10, 1, 8, 8)
-    frame = cm.measure_critic(critic, x[:5], x[5:], "midpoint", search=dict(max_steps=60))
+    frame = instruments.measure_critic(critic, x[:5], x[5:], "midpoint", search=dict(max_steps=60))
     assert frame["sign_change"].all()
     assert (frame["lower"] <= frame["upper"]).all()
     for p in MARGIN_ORDERS:  # any boundary point is at least the certified distance away
@@ -97,7 +98,7 @@ def test_bracket_is_ordered_and_checked_on_a_relu_conv_critic():
 @pytest.mark.parametrize("p", MARGIN_ORDERS)
 def test_fmn_attack_finds_the_exact_distance_of_a_linear_critic(linear_critic, p):
     x = torch.randn(8, 1, 4, 4)
-    found = cm.minimum_norm_attack(linear_critic, x, 0.0, p, steps=200)
+    found = instruments.minimum_norm_attack(linear_critic, x, 0.0, p, steps=200)
     exact = exact_linear_distance(linear_critic, x, 0.0, p)
     assert torch.all(found >= exact * (1 - 1e-4))
     np.testing.assert_allclose(found.numpy(), exact.numpy(), rtol=0.02)
@@ -124,13 +125,13 @@ def test_foolbox_l2_fmn_needs_its_projection_repaired(linear_critic):
 def test_thresholds_are_checked(linear_critic):
     x = torch.randn(4, 1, 4, 4)
     with pytest.raises(ValueError, match="valid choices: 'relativistic', 'zero', 'midpoint'"):
-        cm.measure_critic(linear_critic, x[:2], x[2:], "mean")
+        instruments.measure_critic(linear_critic, x[:2], x[2:], "mean")
 
 
 def test_the_relativistic_boundary_measures_each_class_against_the_other_classes_mean(linear_critic):
     """App. C.1: a real image against the mean score of the fakes, a fake against the mean score of the reals."""
     x = torch.randn(12, 1, 4, 4)
-    frame = cm.measure_critic(linear_critic, x[:6], x[6:], "relativistic")
+    frame = instruments.measure_critic(linear_critic, x[:6], x[6:], "relativistic")
     with torch.no_grad():
         scores = linear_critic(x)
     reals, fakes = frame[frame["image"] == "real"], frame[frame["image"] == "fake"]
@@ -189,14 +190,14 @@ def test_a_finished_run_is_measured_end_to_end(smoke_run, monkeypatch):
     reals, fakes = cm.measurement_images(run, 2)
     x = torch.cat([reals, fakes])
     rows = frame[(frame["threshold_rule"] == "midpoint") & (frame["mode"] == "eval")].reset_index(drop=True)
-    assert np.array_equal(cm.certify_rows(run.critic, x, rows), rows["certified"])
+    assert np.array_equal(instruments.certify_rows(run.critic, x, rows), rows["certified"])
     with pytest.raises(ValueError, match="not those measured"):
-        cm.certify_rows(run.critic, torch.cat([fakes, reals]), rows)
+        instruments.certify_rows(run.critic, torch.cat([fakes, reals]), rows)
     mates, _ = cm.measurement_set(run, 2).mates(run.config.batch_size)
     rows = frame[(frame["threshold_rule"] == "midpoint") & (frame["mode"] == "train")].reset_index(drop=True)
-    assert np.array_equal(cm.certify_rows(run.critic, x, rows, mates=mates), rows["certified"])
+    assert np.array_equal(instruments.certify_rows(run.critic, x, rows, mates=mates), rows["certified"])
     with pytest.raises(ValueError, match="not those measured"):  # the eval-mode critic is not the one measured
-        cm.certify_rows(run.critic, x, rows)
+        instruments.certify_rows(run.critic, x, rows)
 
 
 def test_every_rule_of_a_critic_is_estimated_in_both_views_without_margins(smoke_run):
@@ -379,7 +380,7 @@ def test_vectorised_rank_correlation_equals_scipy():
 def test_signed_margins_count_misclassified_images_as_negative(linear_critic):
     """A real image below its boundary (or a fake above it) is on the wrong side: its signed margin is negative."""
     x = torch.randn(12, 1, 4, 4)
-    frame = cm.measure_critic(linear_critic, x[:6], x[6:], "zero").assign(
+    frame = instruments.measure_critic(linear_critic, x[:6], x[6:], "zero").assign(
         fmn=np.nan, cell="c", loss="hinge", q="2", g="hinge", seed=0, threshold_rule="zero", final_fdd=1.0,
         lowest_fdd=1.0, first_fdd=10.0)
     critic = report.per_critic(frame)
@@ -398,11 +399,11 @@ def test_nearest_training_distance_on_constructed_images():
     training = torch.zeros(5, 1, 2, 2)
     training[1] += 1.0
     images = torch.stack([training[1] + torch.tensor([[[0.1, 0.0], [0.0, -0.2]]]), training[0] + 0.3])
-    assert torch.allclose(cm.nearest_training_distance(images, training, 1.0), torch.tensor([0.3, 1.2],
+    assert torch.allclose(instruments.nearest_training_distance(images, training, 1.0), torch.tensor([0.3, 1.2],
                                                                                             dtype=torch.float64))
-    assert torch.allclose(cm.nearest_training_distance(images, training, 2.0),
+    assert torch.allclose(instruments.nearest_training_distance(images, training, 2.0),
                           torch.tensor([math.hypot(0.1, 0.2), 0.6], dtype=torch.float64))
-    assert torch.allclose(cm.nearest_training_distance(images, training, math.inf, chunk=2),
+    assert torch.allclose(instruments.nearest_training_distance(images, training, math.inf, chunk=2),
                           torch.tensor([0.2, 0.3], dtype=torch.float64))
 
 
@@ -458,7 +459,7 @@ def test_batchnorm_views_report_both_modes_and_leave_the_critic_as_it_was():
     critic = small_conv_critic()
     before = {k: v.clone() for k, v in critic.state_dict().items()}
     x = torch.randn(8, 1, 8, 8)
-    views = cm.batchnorm_views(critic, x[:4], x[4:])
+    views = instruments.batchnorm_views(critic, x[:4], x[4:])
     assert set(views) == {"grad_norm_eval", "grad_norm_train", "score_gap_eval", "score_gap_train"}
     assert views["grad_norm_eval"] != views["grad_norm_train"]
     assert not critic.training and all(torch.equal(before[k], v) for k, v in critic.state_dict().items())

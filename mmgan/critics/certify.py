@@ -3,7 +3,7 @@
 A margin search (:mod:`mmgan.margins`) or an attack returns a point where f − t changes
 sign: an *upper* bound of the L^p distance from x to {f = t} (eq. 3). A *lower* bound needs
 a proof that f − t keeps its sign on the whole ball B_p(x, ε). The Lipschitz bound of
-:func:`mmgan.critics.measure.lipschitz_bound` gives one, but it multiplies worst cases of
+:func:`mmgan.critics.instruments.lipschitz_bound` gives one, but it multiplies worst cases of
 every layer and is hundreds of times too small for the GAN critics. CROWN (Zhang et al.,
 2018, "Efficient neural network robustness certification with general activation
 functions") is much tighter: it bounds each (leaky) ReLU between two lines valid on the
