@@ -21,7 +21,7 @@ import torch
 from mmgan import cli
 from mmgan.base.paths import results_root
 from mmgan.base.run_folder import LOG, SUMMARY
-from mmgan.gan import reproduce, train
+from mmgan.gan import reproduce, reproduce_plan, train
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.trained import export_networks
 
@@ -86,10 +86,10 @@ def test_the_pack_of_every_committed_study_is_found(run, size, recorded):
     """From the summary's record, or inferred from the iterations/s the packed loop writes alike into the logs of
     a pack (in table order); no training."""
     folder = GAN / run
-    plan = reproduce.plan(folder)
+    plan = reproduce_plan.plan(folder)
     assert len(plan.members) == size and folder in plan.members and plan.packed and plan.threads == 1
     assert plan.source.startswith("recorded" if recorded else "inferred") and plan.dtype == "float32"
-    rates = {json.dumps([line.get("iterations_per_s") for line in reproduce._lines(member)])
+    rates = {json.dumps([line.get("iterations_per_s") for line in reproduce_plan.log_lines(member)])
              for member in plan.members}
     assert len(rates) == 1  # every member shares the asked run's rates, line for line
     runs, _ = gan_tables.table_configs(folder.parent.parent.name.removeprefix("table"), "cpu",
@@ -109,14 +109,14 @@ def test_a_run_whose_pack_cannot_be_inferred_is_refused_with_the_way_out(tmp_pat
     source = GAN / "table2" / "cpu-c001dc6bbf3d" / "hinge-q2-hinge-s0"
     shutil.copytree(source, study / source.name)
     with pytest.raises(ValueError, match="no other run of .* shares its log's iterations/s.*--alone"):
-        reproduce.plan(study / source.name)
-    alone = reproduce.plan(study / source.name, alone=True)
+        reproduce_plan.plan(study / source.name)
+    alone = reproduce_plan.plan(study / source.name, alone=True)
     assert alone.members == [study / source.name] and not alone.packed and "no bits" in alone.notes[0]
     other = tmp_path / "elsewhere" / "mine"  # not a table's study folder: the pack's order is unknown
     shutil.copytree(source, other / source.name)
     shutil.copytree(source.parent / "hinge-q2-hinge-s1", other / "hinge-q2-hinge-s1")
     with pytest.raises(ValueError, match="is not the folder of a table's study .* order of the inferred pack"):
-        reproduce.plan(other / source.name)
+        reproduce_plan.plan(other / source.name)
 
 
 def test_user_errors_name_the_remedy(tmp_path, capsys):
@@ -197,13 +197,13 @@ def test_compare_logs_names_the_first_differing_field():
 
 def test_platform_differences_are_said_before_training():
     here = train.platform_record("cpu")
-    plan = reproduce.Plan(Path("r"), [Path("r")], False, 1, "float32", 10, "recorded", {**here, "onednn": "2.0",
+    plan = reproduce_plan.Plan(Path("r"), [Path("r")], False, 1, "float32", 10, "recorded", {**here, "onednn": "2.0",
                           "cpu_flags": [*here["cpu_flags"], "amx_tile"]}, {}, "0" * 40)
-    notes = reproduce.platform_notes(plan, torch.device("cpu"))
+    notes = reproduce_plan.platform_notes(plan, torch.device("cpu"))
     assert "onednn: recorded 2.0, here " + here["onednn"] in notes
     assert "the CPU's vector instruction sets differ (recorded only: amx_tile)" in notes
     assert any(note.startswith("code: recorded commit " + "0" * 40) for note in notes)
-    unrecorded = reproduce.Plan(Path("r"), [Path("r")], False, 1, "float32", 10, "inferred", None,
+    unrecorded = reproduce_plan.Plan(Path("r"), [Path("r")], False, 1, "float32", 10, "inferred", None,
                                 {"torch": "1.0", "threads": "1"}, None)
-    notes = reproduce.platform_notes(unrecorded, torch.device("cpu"))
+    notes = reproduce_plan.platform_notes(unrecorded, torch.device("cpu"))
     assert notes[0] == f"torch: recorded 1.0, here {torch.__version__}" and "not recorded" in notes[-1]
