@@ -1,4 +1,4 @@
-"""The one call behind every GAN table chapter: `mmgan.gan.chapter.chapter`."""
+"""The one call behind every GAN table chapter: `mmgan.chapters.gan_tables.chapter`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 from IPython.display import Markdown
 
-from mmgan.book.verdicts import Verdict
-from mmgan.gan import chapter as gan_chapter
+from mmgan.chapters import gan_tables as gan_chapter
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig
+from mmgan.verdicts import Verdict
 
 
 @pytest.fixture(autouse=True)

@@ -48,8 +48,7 @@ from mmgan.base.processes import using_threads
 from mmgan.base.registry import lookup
 from mmgan.base.results import config_key, results_root
 from mmgan.base.run_folder import CHECKPOINT, SUMMARY, check_snapshot_every, read_summary
-from mmgan.book.parameters import as_int_list, as_str_list
-from mmgan.book.propositions import norm_level
+from mmgan.base.user_lists import as_int_list, as_str_list
 from mmgan.gan.config import (
     EXECUTION_FIELDS,
     GANConfig,
@@ -61,6 +60,7 @@ from mmgan.gan.config import (
 from mmgan.gan.data import load_images
 from mmgan.gan.models import ARCHITECTURES, SMALL_PRESETS
 from mmgan.gan.packed_training import train_packed
+from mmgan.gan.propositions import norm_level
 from mmgan.gan.table_specs import COMPANIONS, EXTENSIONS, STAND_INS, STUDIES, TABLES
 from mmgan.gan.train import check_threads, default_threads, train
 from mmgan.norms import released_norms
