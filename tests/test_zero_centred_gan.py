@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from mmgan.chapters import gan_tables as gan_chapter
-from mmgan.gan import propositions, table_specs, zero_centred
+from mmgan.chapters import gan_zero_centred as zero_centred
+from mmgan.gan import propositions, table_specs
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig
 from mmgan.penalties import DEFAULT_GAMMA, gradient_penalty, zero_centred_penalty

@@ -1,2 +1,2 @@
-"""Beyond the paper: margins of trained GAN critics (measurement, certification, report; the chapter is
-:mod:`mmgan.chapters.critic_margins`)."""
+"""Beyond the paper: margins of trained GAN critics (measurement, certification, report); the chapter that shows
+them is in the chapters layer."""

@@ -23,8 +23,8 @@ The rules the chapter states:
   lower FDD *among critics of the same cell*? Cells differ in both margin and FDD for reasons of their own (their
   penalty), so a correlation pooled over cells mixes that between-cell difference into the answer; the verdict is
   drawn within cells (:func:`within_cell_correlation`), against the GAN chapters' primary FDD statistic, the mean
-  of the evaluations over the last tenth of training (``end_fdd``, :func:`with_end_fdd`;
-  :data:`mmgan.chapters.gan_tables.PRIMARY`). *Holds* when its bootstrap interval (seeds resampled) lies below 0 (larger
+  of the evaluations over the last tenth of training (``end_fdd``, :func:`with_end_fdd`; the statistic ``end``
+  of the GAN table chapters). *Holds* when its bootstrap interval (seeds resampled) lies below 0 (larger
   margin, lower FDD), *does not hold* when above 0, *cannot tell at this noise* otherwise; *not comparable* when no
   cell has :data:`MIN_CELL_CRITICS` critics that pass the sanity gate. The pooled ρ (between + within cells) is
   shown beside as a second view only (:func:`fdd_correlation`).
@@ -261,7 +261,7 @@ def along_training(critics: pd.DataFrame) -> pd.DataFrame:
 
 
 #: The FDD statistic a critic's margin is set against: the GAN chapters' primary one
-#: (:data:`mmgan.chapters.gan_tables.PRIMARY`, ``end``), the mean of the run's evaluations over the last
+#: (``end``), the mean of the run's evaluations over the last
 #: :data:`mmgan.gan.report.END_SHARE` of training (a single evaluation fluctuates; the mean of the last few much less).
 FDD_STATISTIC = "end_fdd"
 #: A cell enters the within-cell correlation with at least this many critics that pass the sanity gate.

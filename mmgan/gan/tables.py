@@ -142,7 +142,7 @@ def table_configs(table: str, preset: str, **overrides: Any) -> tuple[list[tuple
 
     ``overrides`` may set any :class:`~mmgan.gan.config.GANConfig` field plus ``seeds`` and
     ``cells`` (cell names such as ``'hinge-qinf-hinge'``), in any form a user types them
-    (``0``, ``'[0, 1]'``, ``'0,1'``; see :mod:`mmgan.book.parameters`); ``None`` values are ignored.
+    (``0``, ``'[0, 1]'``, ``'0,1'``; see :mod:`mmgan.base.user_lists`); ``None`` values are ignored.
     Every value is checked here, before any data is loaded.
     """
     spec = lookup(TABLES, str(table), "table")

@@ -381,7 +381,8 @@ def signed_distances(result: Table1Result, p: float) -> dict[str, np.ndarray]:
 
 
 def boundary_plot_inputs(result: Table1Result, seed_position: int = 0, p: float = 2.0) -> tuple:
-    """Arguments of :func:`mmgan.book.plots.decision_boundaries` for the seven classifiers of one seed."""
+    """Arguments of the chapter's figure of decision boundaries (``plots.decision_boundaries`` of the book) for the
+    seven classifiers of one seed."""
     seed = result.config.seeds[seed_position]
     picked = [i for i, (_, s) in enumerate(result.models) if s == seed]
     j = list(result.samples["orders"]).index(p)
@@ -478,7 +479,7 @@ def headline_claims(root: Path | str) -> ClaimVerdicts:
 
 
 def book_status(claims: ClaimVerdicts) -> str:
-    """The intro's status word for Table 1 (:data:`mmgan.book.status.STATUS_CHOICES`) from the headline verdicts:
+    """The intro's status word for Table 1 (one of the book's status words) from the headline verdicts:
     'does not hold' when a claim does not hold, 'holds' when all hold, else 'cannot tell'."""
     verdicts_of_claims = (claims.larger, claims.at_least_2x, claims.own_margin)
     if Verdict.DOES_NOT_HOLD in verdicts_of_claims:
