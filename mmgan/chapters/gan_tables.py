@@ -596,12 +596,14 @@ def load_study(table: str, root: Path | str | None = None) -> Study | None:
         return None
     root = find_results_root(root) / "gan"
     source, overrides = gan_tables.study_source(table)
-    _, config = gan_tables.table_configs(source, "cpu", **overrides)
-    sources = [(source, overrides), *gan_tables.companion_sources(table)]
+    request = gan_tables.table_request(source, "cpu", **overrides)
     extensions = gan_tables.extension_sources(table) if source == table else []  # a stand-in keeps its own cells
-    results = pd.concat([gan_tables.run_table(source, "cpu", root, load_only=True, **extra)
-                         for extra in (overrides, *extensions)], ignore_index=True)
-    companions = [gan_tables.run_table(other, "cpu", root, load_only=True, **extra) for other, extra in sources[1:]]
+    results = pd.concat([gan_tables.run_request(request, root, load_only=True)]
+                        + [gan_tables.run_table(source, "cpu", root, load_only=True, **extra) for extra in extensions],
+                        ignore_index=True)
+    companions = [gan_tables.run_table(other, "cpu", root, load_only=True, **extra)
+                  for other, extra in gan_tables.companion_sources(table)]
+    config = request.config
     return Study(table, "cpu", results, config, gan_tables.table_folder(source, "cpu", config, root),
                  gan_tables.TABLES[table].stats, pd.concat(companions, ignore_index=True) if companions
                  else pd.DataFrame(), stand_in=gan_tables.STAND_INS.get(table))
@@ -613,17 +615,18 @@ def chapter(table: str, preset: str = "smoke", seeds: Any = None, iterations: An
             metric: str | None = None) -> GANChapter:
     """Run (or load) the chapter's own runs and load the table's committed study.
 
-    Every parameter is checked (by :func:`mmgan.gan.tables.table_configs`) before any data is
-    loaded or any network trained; the parameters are those of the chapter's papermill cell.
+    The parameters are those of the chapter's papermill cell, as papermill passes them; they are parsed once, here,
+    into a :class:`mmgan.gan.tables.TableRequest` (every value checked before any data is loaded or any network
+    trained), which the engine then runs.
     """
     table = str(table)
-    overrides = dict(seeds=seeds, iterations=iterations, cells=cells, data_root=data_root, device=device,
-                     as_released=as_released, tf32=tf32, metric=metric)
-    _, config = gan_tables.table_configs(table, preset, **overrides)
+    request = gan_tables.table_request(table, preset, seeds=seeds, iterations=iterations, cells=cells,
+                                       data_root=data_root, device=device, as_released=as_released, tf32=tf32,
+                                       metric=metric)
     root = find_results_root(results_root) / "gan"
-    results = gan_tables.run_table(table, preset, root, progress=progress, **overrides)
-    run = Run(table, preset, results, config, gan_tables.table_folder(table, preset, config, root),
-              gan_tables.TABLES[table].stats)
+    results = gan_tables.run_request(request, root, progress=progress)
+    run = Run(table, preset, results, request.config,
+              gan_tables.table_folder(table, preset, request.config, root), gan_tables.TABLES[table].stats)
     study = load_study(table)
     return GANChapter(table, preset, run, study)
 

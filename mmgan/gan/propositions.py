@@ -10,7 +10,8 @@ for the released code's signed maximum (``as_released``; see
 :func:`mmgan.norms.grad_norm`) so that it can be set against the true L^∞ norm.
 
 The rule, stated in every GAN chapter and implemented here once
-(:func:`judge`):
+(:func:`judge`; the pooled effect of rules 3–4 is :func:`mmgan.verdicts.pooled_effect`, shared with
+Table 1 and the critics):
 
 1. **Matched pairs.** Every pair of cells of the study that differ only in the
    proposition's factor, one at each level. A pair whose two runs are identical
