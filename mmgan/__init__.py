@@ -12,18 +12,21 @@ sections in brackets):
 - :mod:`mmgan.lipschitz`  Lipschitz constants vs gradient bounds (§5.2.1, App. D.1)
 - :mod:`mmgan.relativistic` margins of relativistic critics (App. C)
 - :mod:`mmgan.mlp`        the small MLPs of the toy and swiss-roll chapters
+- :mod:`mmgan.verdicts`   the verdict statistics: paired t intervals, pooled ratios, the verdict words
+- :mod:`mmgan.paper`      the paper's published numbers (``mmgan/resources/paper_results.yaml``)
 
-Subpackages, one per part of the book, in layers (a layer imports only the layers above it in this list;
-``tests/test_layers.py`` checks it):
+Subpackages, in layers (a layer imports only the layers above it in this list; ``tests/test_layers.py`` checks it,
+and that the engines, 3–6, import nothing from the book or the chapters):
 
-1. :mod:`mmgan.base`     registry, randomness, results files, run folders, worker processes
-2. the top level         the mathematics above
-3. :mod:`mmgan.book`     glue, figures, papermill parameters, the paper's numbers, the verdict rules
-4. :mod:`mmgan.toys`     §5.2–§5.3: the sigmoid toy, a toy GAN, robustness, classifier training
-5. :mod:`mmgan.table1`   §4.2, App. A: Table 1 on the swiss roll
-6. :mod:`mmgan.gan`      §6, App. B: the GAN engine and Tables 2–8
-7. :mod:`mmgan.critics`  beyond the paper: margins of GAN critics
-8. :mod:`mmgan.cli`      the ``mmgan`` command
+1. :mod:`mmgan.base`     registry, randomness, results files, run folders, worker processes, lists as users type them
+2. the top level         the mathematics, the verdict statistics and the paper's numbers above
+3. :mod:`mmgan.toys`     §5.2–§5.3: the sigmoid toy, a toy GAN, robustness, classifier training
+4. :mod:`mmgan.table1`   §4.2, App. A: Table 1 on the swiss roll
+5. :mod:`mmgan.gan`      §6, App. B: the GAN engine, Tables 2–8 and the propositions they judge
+6. :mod:`mmgan.critics`  beyond the paper: margins of GAN critics
+7. :mod:`mmgan.book`     the presentation toolkit: glue, figures, papermill parameters, the reproduction status
+8. :mod:`mmgan.chapters` the chapter facades (the only layer, with the book, that shows things)
+9. :mod:`mmgan.cli`      the ``mmgan`` command
 """
 
 from mmgan import framework, lipschitz, losses, margins, norms, penalties

@@ -8,6 +8,7 @@ point-to-segment distances on a polyline.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -245,3 +246,14 @@ def polylines_distance(x: torch.Tensor, lines: list[torch.Tensor], p: Order) -> 
         return torch.full((x.shape[0],), math.inf, dtype=torch.float64)
     x = x.to(torch.float64)
     return torch.stack([polyline_distance(x, line, p) for line in lines]).min(0).values
+
+
+def error_text(value: Any, floor: float = 1e-12) -> str:
+    """An error magnitude for display: ``'< 1e-12'`` at or below ``floor``, else ``'3.2e-05'``.
+
+    Differences at the level of floating-point rounding depend on the CPU and
+    the BLAS code path; printing them as a bound keeps executed notebooks
+    comparable across machines (nbval) without hiding real errors.
+    """
+    number = float(value.item() if hasattr(value, "item") else value)
+    return f"< {floor:.0e}" if abs(number) <= floor else f"{number:.1e}"

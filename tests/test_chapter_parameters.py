@@ -12,7 +12,8 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from mmgan.book.parameters import as_int_list, as_str_list, check_no_unknown_parameters
+from mmgan.base.user_lists import as_int_list, as_str_list
+from mmgan.book.parameters import check_no_unknown_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_CELL = ("from mmgan.book.parameters import check_no_unknown_parameters\n\n"
@@ -152,7 +153,7 @@ def tiny_chapter(tmp_path: Path) -> Path:
         nbformat.v4.new_code_cell("iterations = 3  # int: steps\nseeds = None  # list[int] | None: seeds",
                                   metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(CHECK_CELL, metadata={"tags": ["remove-cell"]}),
-        nbformat.v4.new_code_cell("from mmgan.book.parameters import as_int_list\n"
+        nbformat.v4.new_code_cell("from mmgan.base.user_lists import as_int_list\n"
                                   "print(iterations, as_int_list(seeds, 'seeds'))"),
     ]
     path = tmp_path / "tiny.ipynb"

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from mmgan.book.verdicts import Verdict
 from mmgan.critics import instruments, report, soundness
 from mmgan.critics import measure as cm
 from mmgan.gan import trained
@@ -16,6 +15,7 @@ from mmgan.gan.models import Flatten
 from mmgan.gan.tables import run_table
 from mmgan.margins import MARGIN_ORDERS
 from mmgan.norms import dual
+from mmgan.verdicts import Verdict
 
 
 @pytest.fixture
@@ -332,7 +332,7 @@ def synthetic_measurements(rng):
 
 
 def test_the_chapter_reads_committed_measurements_and_judges_them(tmp_path):
-    from mmgan.critics import chapter as critic_margins_chapter
+    from mmgan.chapters import critic_margins as critic_margins_chapter
 
     cm.save_measurements(synthetic_measurements(np.random.default_rng(0)), "9", {
         "images": 2, "fmn_steps": 10, "seconds": 60.0, "workers": 2}, tmp_path / "critic_margins")
@@ -357,7 +357,7 @@ def test_the_chapter_reads_committed_measurements_and_judges_them(tmp_path):
 
 def test_the_introduction_computes_this_chapters_status():
     """The status note of the critic-margin row is computed from the chapter's verdicts, not typed."""
-    from mmgan.book.paper import reproduction_status
+    from mmgan.book.status import reproduction_status
 
     row = reproduction_status().set_index("chapter").loc["critic_margins"]
     assert row["status"] == "per proposition" and row["scope"] == "beyond"

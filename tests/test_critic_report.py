@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mmgan.book.verdicts import Verdict
 from mmgan.critics import measure as cm
 from mmgan.critics import report
+from mmgan.verdicts import Verdict
 
 CELLS = ("hinge-q2-hinge", "hinge-q2-ls", "hinge-qinf-hinge")
 
@@ -161,7 +161,7 @@ def test_the_scale_control_reads_the_fixed_real_images():
 def test_the_chapter_judges_the_fdd_link_within_cells(tmp_path):
     """The chapter's sentences and status note use the within-cell statistic; without the runs' histories it sets
     the margins against the final FDD and says so."""
-    from mmgan.critics import chapter as critic_margins_chapter
+    from mmgan.chapters import critic_margins as critic_margins_chapter
 
     rows = along_training_rows(1.0, 1.0)
     rows = rows[rows["iteration"] == 500].drop(columns=["iteration", "fdd_at_iteration"])

@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from mmgan.book.verdicts import Verdict
 from mmgan.critics import certify, report, soundness, views
 from mmgan.critics import measure as cm
 from mmgan.critics import thresholds as th
@@ -18,6 +17,7 @@ from mmgan.critics.held_batch import HeldBatchCritic, class_batches, critic_view
 from mmgan.gan.models import Flatten, kept_statistics
 from mmgan.gan.trained import load_run
 from mmgan.margins import MARGIN_ORDERS, boundary_distances
+from mmgan.verdicts import Verdict
 
 # ----------------------------------------------------------------------------- thresholds and their standard errors
 

@@ -1,4 +1,4 @@
-"""The one call behind every GAN table chapter: `mmgan.gan.chapter.chapter`."""
+"""The one call behind every GAN table chapter: `mmgan.chapters.gan_tables.chapter`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 from IPython.display import Markdown
 
-from mmgan.book.verdicts import Verdict
-from mmgan.gan import chapter as gan_chapter
+from mmgan.chapters import gan_tables as gan_chapter
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig
+from mmgan.verdicts import Verdict
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +63,25 @@ def test_bad_parameters_stop_before_any_run(tmp_path):
     with pytest.raises(ValueError, match="valid cells"):
         gan_chapter.chapter("2", cells="hinge-q3-hinge", results_root=str(tmp_path))
     assert not any(tmp_path.iterdir())
+
+
+def test_the_chapter_parses_its_parameters_once_into_a_typed_request(tmp_path, monkeypatch):
+    """What papermill passes (``'0,1'``, one cell as text) becomes one :class:`TableRequest` at the chapter's
+    boundary; the engine runs that request and never parses the parameters again."""
+    requests, parsed = [], []
+    monkeypatch.setattr(gan_tables, "STUDIES", {})  # the chapter's own runs only
+    table_configs, run_request = gan_tables.table_configs, gan_tables.run_request
+    monkeypatch.setattr(gan_tables, "table_configs", lambda *a, **k: parsed.append(k) or table_configs(*a, **k))
+    monkeypatch.setattr(gan_tables, "run_request", lambda request, *a, **k: requests.append(request)
+                        or run_request(request, *a, **k))
+    page = gan_chapter.chapter("2", seeds="0,1", cells="hinge-q2-hinge", iterations=2, results_root=str(tmp_path))
+    assert len(parsed) == 1 and len(requests) == 1
+    request = requests[0]
+    assert isinstance(request, gan_tables.TableRequest) and isinstance(request.config, GANConfig)
+    assert request.runs == (("hinge", "2", "hinge", 0), ("hinge", "2", "hinge", 1))
+    assert page.run.config == request.config and list(page.run.results["seed"]) == [0, 1]
+    with pytest.raises(AttributeError):
+        request.runs = ()  # frozen: what was checked cannot change on the way down
 
 
 def _fake_study(tmp_path, improvement: float | dict[str, float], seeds: int = 3,

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmgan import verdicts
 from mmgan.base.results import results_root
-from mmgan.book import verdicts
-from mmgan.book.propositions import SIGNED_MAX, judge
 from mmgan.gan import report as gan_report
+from mmgan.gan.propositions import SIGNED_MAX, judge
 
 
 def _results(values: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:

@@ -260,7 +260,7 @@ def test_advice_names_the_run_not_a_placeholder(table8_copy):
 
 
 def test_a_chapter_with_an_unusable_run_names_it(table8_copy, monkeypatch):
-    from mmgan.gan import chapter as gan_chapter
+    from mmgan.chapters import gan_tables as gan_chapter
 
     root, copy = table8_copy
     monkeypatch.delitem(gan_tables.COMPANIONS, "8", raising=False)

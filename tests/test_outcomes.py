@@ -14,10 +14,10 @@ import torch
 from scipy import stats
 
 from mmgan.base.results import results_root
-from mmgan.book import propositions as P
-from mmgan.book.verdicts import Verdict
 from mmgan.gan import diagnostics
+from mmgan.gan import propositions as P
 from mmgan.gan.outcomes import STALL_SHARE, Outcome, classify, count_mechanisms, stall_mechanism
+from mmgan.verdicts import Verdict
 
 PLATEAU = 3500.0
 

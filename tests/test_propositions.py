@@ -1,4 +1,4 @@
-"""The pooled per-proposition rule (mmgan.book.propositions) on constructed studies with known answers."""
+"""The pooled per-proposition rule (mmgan.gan.propositions) on constructed studies with known answers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mmgan.book import propositions as P
-from mmgan.book.verdicts import Verdict
+from mmgan.gan import propositions as P
+from mmgan.verdicts import Verdict, pooled_effect
 
 LOSSES, NORMS, SHAPES = ("wgan", "hinge"), ("1", "2", "inf"), ("ls", "hinge")
 
@@ -138,7 +138,7 @@ def test_interval_agrees_with_an_exact_sign_flip_test():
         p_value = float((np.abs(flips @ d) >= abs(d.sum()) - 1e-12).mean())
         t_p = float(stats.ttest_1samp(d, 0).pvalue)
         assert (p_value < 0.05) is expected and (t_p < 0.05) is expected
-        effect_row = P.pooled_effect(d, 0.95)
+        effect_row = pooled_effect(d, 0.95)
         assert (effect_row.lower > 1 or effect_row.upper < 1) is expected
 
 

@@ -14,7 +14,7 @@ import torch
 
 from mmgan import losses, norms, penalties
 from mmgan.base.registry import Registry, format_choices
-from mmgan.gan import chapter as gan_chapter
+from mmgan.chapters import gan_tables as gan_chapter
 from mmgan.gan import data, metrics, models, table_specs
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import config_from

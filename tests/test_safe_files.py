@@ -162,7 +162,7 @@ def test_a_non_finite_metric_is_refused_naming_the_file_and_field(tmp_path):
 
 def test_a_damaged_study_is_named_by_its_manifest_and_an_unusable_run_shows_as_failed(tmp_path, monkeypatch):
     from mmgan.base.results import verify_manifest
-    from mmgan.gan import chapter as gan_chapter
+    from mmgan.chapters import gan_tables as gan_chapter
     from mmgan.gan import tables as gan_tables
 
     root, copy = _copy_table8(tmp_path)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmgan.book.verdicts import Interval, Verdict, combine, counts, interval_verdict, paired_t_interval
 from mmgan.table1 import report
+from mmgan.verdicts import Interval, Verdict, combine, counts, interval_verdict, paired_t_interval
 
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -184,10 +184,10 @@ def test_book_status_follows_the_claims():
 
 def test_the_intro_status_of_table1_is_the_one_its_headline_verdicts_give():
     from mmgan.base.results import results_root
-    from mmgan.book import paper
+    from mmgan.book.status import reproduction_status
 
     claims = report.headline_claims(results_root(None) / "table1")
-    status = paper.reproduction_status().set_index("chapter").loc["table1_swissroll", "status"]
+    status = reproduction_status().set_index("chapter").loc["table1_swissroll", "status"]
     assert status == report.book_status(claims)
     note = report.status_note(claims)
     assert f"a penalty gives larger margins: {claims.larger}" in note and str(claims.own_margin) in note

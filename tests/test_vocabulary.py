@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mmgan.book.verdicts import Verdict
+from mmgan.verdicts import Verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Phrases once printed in place of a verdict word, and the word the book uses instead.

@@ -149,8 +149,8 @@ def _stats(margins: dict[str, list[float]], accuracy: dict[str, list[float]] | N
 
 
 def test_margin_propositions_hold_fail_and_are_not_comparable_by_the_rule():
-    from mmgan.book.verdicts import Verdict
     from mmgan.table1.zero_centred import MarginProposition, judge_margins
+    from mmgan.verdicts import Verdict
 
     props = (MarginProposition("a beats b", "a", "b"), MarginProposition("b beats a", "b", "a"),
              MarginProposition("a beats c", "a", "c"))
@@ -167,8 +167,8 @@ def test_margin_propositions_hold_fail_and_are_not_comparable_by_the_rule():
 
 
 def test_equal_margins_are_no_large_effect_and_noisy_ones_cannot_tell():
-    from mmgan.book.verdicts import Verdict
     from mmgan.table1.zero_centred import MarginProposition, judge_margins
+    from mmgan.verdicts import Verdict
 
     base = [1.0, 2.0, 0.5, 1.5, 0.8]
     noisy = [v * f for v, f in zip(base, (3.0, 0.3, 2.5, 0.4, 1.2))]
@@ -182,8 +182,8 @@ def test_equal_margins_are_no_large_effect_and_noisy_ones_cannot_tell():
 def test_growth_with_lambda_pairs_each_row_with_itself_seed_by_seed():
     """The SVM reading's 'the margin grows with λ' as a proposition: row r at the larger λ against row r at the
     smaller one, by the same rule and gate as within one λ."""
-    from mmgan.book.verdicts import Verdict
     from mmgan.table1.zero_centred import judge_growth
+    from mmgan.verdicts import Verdict
 
     base = [1.0, 2.0, 0.5, 1.5, 0.8]
     jitter = (1.004, 0.996, 1.003, 0.997, 1.0)

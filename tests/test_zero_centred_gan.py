@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from mmgan.book import propositions
-from mmgan.book.verdicts import Verdict
-from mmgan.gan import chapter as gan_chapter
-from mmgan.gan import table_specs, zero_centred
+from mmgan.chapters import gan_tables as gan_chapter
+from mmgan.chapters import gan_zero_centred as zero_centred
+from mmgan.gan import propositions, table_specs
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig
 from mmgan.penalties import DEFAULT_GAMMA, gradient_penalty, zero_centred_penalty
+from mmgan.verdicts import Verdict
 
 
 @pytest.mark.parametrize(("table", "which"), [("r1", "r1"), ("r2", "r2"), ("r1r2", "r1+r2"), ("r3gan", "r1+r2")])

@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from mmgan.book.verdicts import Verdict
-from mmgan.critics import zero_centred
+from mmgan.chapters import zero_centred
+from mmgan.verdicts import Verdict
 
 SEEDS = range(8)
 

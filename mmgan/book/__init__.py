@@ -1,2 +1,2 @@
-"""What the chapters need to show results: glue, figures, papermill parameters, the paper's numbers and the verdict
-rules."""
+"""The presentation toolkit of the chapters: glue, figures, papermill parameters, the reproduction status and the
+generated GAN table chapters."""

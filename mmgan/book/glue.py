@@ -27,7 +27,7 @@ def glue_number(name: str, value: Any) -> int | float:
 
 
 def glue_text(name: str, text: str) -> str:
-    """Glue a piece of text (e.g. from :func:`error_text`) under ``name``."""
+    """Glue a piece of text (e.g. from :func:`mmgan.exact.error_text`) under ``name``."""
     from myst_nb import glue
 
     glue(name, text, display=False)
@@ -43,17 +43,6 @@ def glue_all(values: dict[str, Any]) -> dict[str, Any]:
         else:
             glue_number(name, value)
     return values
-
-
-def error_text(value: Any, floor: float = 1e-12) -> str:
-    """An error magnitude for display: ``'< 1e-12'`` at or below ``floor``, else ``'3.2e-05'``.
-
-    Differences at the level of floating-point rounding depend on the CPU and
-    the BLAS code path; printing them as a bound keeps executed notebooks
-    comparable across machines (nbval) without hiding real errors.
-    """
-    number = float(value.item() if hasattr(value, "item") else value)
-    return f"< {floor:.0e}" if abs(number) <= floor else f"{number:.1e}"
 
 
 #: LaTeX commands of the captions and the characters a table cell shows for them.
@@ -108,7 +97,7 @@ def status_markdown(status: Any) -> str:
     that checks it, the status in the book's one vocabulary with the strength of its evidence, and results
     beyond the paper marked as exploratory.
 
-    ``status`` is :func:`mmgan.book.paper.reproduction_status` (or a subset of its rows); the links are
+    ``status`` is :func:`mmgan.book.status.reproduction_status` (or a subset of its rows); the links are
     relative to the notebooks folder, where the introduction lives, and the book resolves them to pages.
     """
 

@@ -352,7 +352,7 @@ FOREST_SPAN = 10.0
 
 
 def proposition_forest(overview, xlabel: str) -> Figure:
-    """One row per (table, proposition) of :func:`mmgan.gan.chapter.propositions_overview`: the pooled ratio
+    """One row per (table, proposition) of :func:`mmgan.chapters.gan_tables.propositions_overview`: the pooled ratio
     other / better (dot) with its interval (line) on a log axis, coloured by verdict (a colour key says which), and
     the paper's own ratio (open diamond: its FIDs, one run per cell) where its table has one. The paper's
     propositions and the book's own (``paper claim`` false) are drawn in separate panels; the axis label says on
@@ -466,9 +466,9 @@ PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 
 def verdicts_over_training(over, xlabel: str, columns: int = 3) -> Figure:
     """Per proposition, its pooled ratio other / better (log scale) and simultaneous interval read at every metric
-    evaluation (``over``: :meth:`mmgan.gan.chapter.Run.over_training`), the line at 1 (no effect) dashed; above 1
-    goes the way the paper predicts; propositions without a ratio (no pair of runs that both learnt) are left out,
-    and ``ValueError`` when none is left (an empty figure)."""
+    evaluation (``over``: :meth:`mmgan.chapters.gan_tables.Run.over_training`), the line at 1 (no effect) dashed;
+    above 1 goes the way the paper predicts; propositions without a ratio (no pair of runs that both learnt) are left
+    out, and ``ValueError`` when none is left (an empty figure)."""
     drawable = over.dropna(subset=["ratio"])
     names = list(dict.fromkeys(drawable["proposition"]))
     if not names:

@@ -1,1 +1,2 @@
-"""Beyond the paper: margins of trained GAN critics (measurement, certification, report, chapter)."""
+"""Beyond the paper: margins of trained GAN critics (measurement, certification, report); the chapter that shows
+them is in the chapters layer."""

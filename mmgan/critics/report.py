@@ -17,14 +17,14 @@ The rules the chapter states:
   lowest FDD but not the history, so a run that stalled and started late still passes this gate).
 * **Dual-norm propositions** (§4: penalising ‖∇f‖_q enlarges the L^p margin, p = dual(q)), in both
   directions, and a scale-free shape test (the L¹/L² margin ratio), judged by the pooled rule of
-  :mod:`mmgan.book.propositions`: the seed is the unit, Bonferroni over the three
+  :mod:`mmgan.gan.propositions`: the seed is the unit, Bonferroni over the three
   (:func:`critic_propositions`).
 * **FDD link** (§5's argument that larger L¹ margins make better GANs): does a larger signed L^p margin go with a
   lower FDD *among critics of the same cell*? Cells differ in both margin and FDD for reasons of their own (their
   penalty), so a correlation pooled over cells mixes that between-cell difference into the answer; the verdict is
   drawn within cells (:func:`within_cell_correlation`), against the GAN chapters' primary FDD statistic, the mean
-  of the evaluations over the last tenth of training (``end_fdd``, :func:`with_end_fdd`;
-  :data:`mmgan.gan.chapter.PRIMARY`). *Holds* when its bootstrap interval (seeds resampled) lies below 0 (larger
+  of the evaluations over the last tenth of training (``end_fdd``, :func:`with_end_fdd`; the statistic ``end``
+  of the GAN table chapters). *Holds* when its bootstrap interval (seeds resampled) lies below 0 (larger
   margin, lower FDD), *does not hold* when above 0, *cannot tell at this noise* otherwise; *not comparable* when no
   cell has :data:`MIN_CELL_CRITICS` critics that pass the sanity gate. The pooled ρ (between + within cells) is
   shown beside as a second view only (:func:`fdd_correlation`).
@@ -45,10 +45,9 @@ import pandas as pd
 from scipy import stats
 
 from mmgan.base.run_folder import SUMMARY, read_summary
-from mmgan.book.propositions import ALPHA, pooled_effect
-from mmgan.book.verdicts import LEVEL, Verdict, paired_t_interval
 from mmgan.gan.outcomes import START_FACTOR
 from mmgan.gan.report import END_SHARE, end_of_training
+from mmgan.verdicts import ALPHA, LEVEL, Verdict, paired_t_interval, pooled_effect
 
 SEPARATION_BAR = 0.6
 KEYS = ["cell", "loss", "q", "g", "seed", "threshold_rule", "p"]
@@ -147,7 +146,7 @@ def critic_values(critics: pd.DataFrame, measure: str = "signed") -> pd.DataFram
 
 def critic_propositions(critics: pd.DataFrame, rule: str, measure: str = "signed",
                         alpha: float = ALPHA) -> pd.DataFrame:
-    """:data:`CRITIC_PROPOSITIONS` at one threshold rule, by the pooled rule of :mod:`mmgan.book.propositions`: per
+    """:data:`CRITIC_PROPOSITIONS` at one threshold rule, by the pooled rule of :mod:`mmgan.gan.propositions`: per
     seed, the mean over matched cell pairs of log(better / other), pooled over seeds (the seed is the unit) with
     a t interval at the Bonferroni level 1 − α/m over the m propositions; *not comparable* when a critic of a
     pair fails the sanity gate or its value is not positive (a mean signed margin ≤ 0: the critic puts its
@@ -167,7 +166,7 @@ def paired_effect(values: pd.DataFrame, column: str, better: str, other: str, va
                   level: float) -> dict[str, Any] | None:
     """The pooled ratio better / other of ``value`` between the critics (rows of ``values``, with ``seed`` and
     ``gate``) at ``column == better`` and at ``column == other``, matched on ``match`` and the seed: per seed the
-    mean log ratio over the matched pairs, pooled over seeds (:func:`mmgan.book.propositions.pooled_effect`);
+    mean log ratio over the matched pairs, pooled over seeds (:func:`mmgan.verdicts.pooled_effect`);
     *not comparable* when a critic fails its gate or a value is not positive; None when nothing matches."""
     keys = [*match, "seed"]
     mine = values[values[column] == better].set_index(keys)
@@ -194,7 +193,7 @@ def seed_growth(critics: pd.DataFrame, measure: str = "margin", first: int | Non
                 last: int | None = None, alpha: float = ALPHA, by_cell: bool = False) -> pd.DataFrame:
     """Do margins grow along training? Per threshold rule and order p: per seed, the mean over the cells whose
     critics pass the sanity gate at both iterations of log(``measure`` at ``last`` / at ``first``), pooled over
-    seeds (the seed is the unit, not the critic; :func:`mmgan.book.propositions.pooled_effect`) at the Bonferroni
+    seeds (the seed is the unit, not the critic; :func:`mmgan.verdicts.pooled_effect`) at the Bonferroni
     level over the orders; *holds*: they grow. ``by_cell``: one row per cell as well (its seeds' log ratios pooled
     alone, same level), a ``cell`` column added.
 
@@ -262,7 +261,7 @@ def along_training(critics: pd.DataFrame) -> pd.DataFrame:
 
 
 #: The FDD statistic a critic's margin is set against: the GAN chapters' primary one
-#: (:data:`mmgan.gan.chapter.PRIMARY`, ``end``), the mean of the run's evaluations over the last
+#: (``end``), the mean of the run's evaluations over the last
 #: :data:`mmgan.gan.report.END_SHARE` of training (a single evaluation fluctuates; the mean of the last few much less).
 FDD_STATISTIC = "end_fdd"
 #: A cell enters the within-cell correlation with at least this many critics that pass the sanity gate.

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmgan.book.verdicts import Verdict, effect_text
+from mmgan.verdicts import Verdict, effect_text
 
 #: What a page writes instead of an accuracy where the loss does not pin the critic's level.
 UNDETERMINED = "level undetermined by the loss"

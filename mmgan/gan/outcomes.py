@@ -40,7 +40,7 @@ import pandas as pd
 from scipy import stats
 
 from mmgan.base import run_folder
-from mmgan.book.verdicts import Verdict
+from mmgan.verdicts import Verdict
 
 #: A run has started once its metric is at or below its first evaluation divided by this.
 START_FACTOR = 2.0

@@ -1,8 +1,8 @@
 """Comparing our GAN runs with Tables 2–8: cell means beside the paper's FIDs, the statistics the
-propositions are judged on (:mod:`mmgan.book.propositions`), and whether the runs learnt and levelled off.
+propositions are judged on (:mod:`mmgan.gan.propositions`), and whether the runs learnt and levelled off.
 
 Lower is better for FID and FDD. A run's *cell* is ``(loss, norm, g)`` (see
-:func:`mmgan.book.propositions.norm_level`), so that the released code's signed maximum
+:func:`mmgan.gan.propositions.norm_level`), so that the released code's signed maximum
 sits beside the true L^∞ norm in one table.
 
 Statistics of a run (from its metric history):
@@ -23,10 +23,10 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from mmgan.base import run_folder
-from mmgan.book.paper import paper_table
-from mmgan.book.propositions import ALPHA, CELL
-from mmgan.book.verdicts import interval_text
 from mmgan.gan.config import END_SHARE
+from mmgan.gan.propositions import CELL
+from mmgan.paper import paper_table
+from mmgan.verdicts import ALPHA, interval_text
 
 #: The share of training whose evaluations are averaged into the ``end`` statistic.
 #: The statistics of a run, in the order the chapters show them.
@@ -194,7 +194,7 @@ def learning(curves: pd.DataFrame, share: float = END_SHARE) -> pd.DataFrame:
 
 def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFrame, primary: str,
                       metric: str) -> pd.DataFrame:
-    """The propositions as a chapter shows them, both judgements of :func:`mmgan.book.propositions.judge`:
+    """The propositions as a chapter shows them, both judgements of :func:`mmgan.gan.propositions.judge`:
 
     * reliability: runs that did not learn at each level (k of the matched comparisons), the difference of
       failure shares with its interval and sign-flip p, and the verdict;
@@ -204,7 +204,7 @@ def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFram
       ±15%; for every other statistic of ``judged`` its ratio, interval and verdict in one column;
     * the paper's ratio over the same pairs and how many go the predicted way; what was left out.
 
-    ``judged``: statistic → :func:`mmgan.book.propositions.judge` frame (verdicts already gated).
+    ``judged``: statistic → :func:`mmgan.gan.propositions.judge` frame (verdicts already gated).
     """
     main = judged[primary]
     metric = metric.upper()

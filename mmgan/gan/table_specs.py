@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmgan.base.registry import Registry, check_choice
-from mmgan.book.paper import table_info
 from mmgan.gan.config import TRAIN_LOSSES
 from mmgan.gan.data import DATASETS
 from mmgan.gan.models import ARCHITECTURES
 from mmgan.norms import NORMS
+from mmgan.paper import table_info
 from mmgan.penalties import DEFAULT_GAMMA, PENALTY_POINTS, PENALTY_SHAPES
 
 CELLS_Q3_G2 = tuple((q, g) for q in ("1", "2", "inf") for g in ("ls", "hinge"))

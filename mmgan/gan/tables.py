@@ -48,8 +48,7 @@ from mmgan.base.processes import using_threads
 from mmgan.base.registry import lookup
 from mmgan.base.results import config_key, results_root
 from mmgan.base.run_folder import CHECKPOINT, SUMMARY, check_snapshot_every, read_summary
-from mmgan.book.parameters import as_int_list, as_str_list
-from mmgan.book.propositions import norm_level
+from mmgan.base.user_lists import as_int_list, as_str_list
 from mmgan.gan.config import (
     EXECUTION_FIELDS,
     GANConfig,
@@ -61,6 +60,7 @@ from mmgan.gan.config import (
 from mmgan.gan.data import load_images
 from mmgan.gan.models import ARCHITECTURES, SMALL_PRESETS
 from mmgan.gan.packed_training import train_packed
+from mmgan.gan.propositions import norm_level
 from mmgan.gan.table_specs import COMPANIONS, EXTENSIONS, STAND_INS, STUDIES, TABLES
 from mmgan.gan.train import check_threads, default_threads, train
 from mmgan.norms import released_norms
@@ -142,7 +142,7 @@ def table_configs(table: str, preset: str, **overrides: Any) -> tuple[list[tuple
 
     ``overrides`` may set any :class:`~mmgan.gan.config.GANConfig` field plus ``seeds`` and
     ``cells`` (cell names such as ``'hinge-qinf-hinge'``), in any form a user types them
-    (``0``, ``'[0, 1]'``, ``'0,1'``; see :mod:`mmgan.book.parameters`); ``None`` values are ignored.
+    (``0``, ``'[0, 1]'``, ``'0,1'``; see :mod:`mmgan.base.user_lists`); ``None`` values are ignored.
     Every value is checked here, before any data is loaded.
     """
     spec = lookup(TABLES, str(table), "table")
@@ -178,6 +178,37 @@ def table_configs(table: str, preset: str, **overrides: Any) -> tuple[list[tuple
     return runs, config
 
 
+#: One run of a table: (loss, q, g, seed).
+RunKey = tuple[str, str, str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRequest:
+    """The runs of one table at one preset with their shared configuration, every value checked: what a chapter or
+    a command asked for, parsed once (:func:`table_request`) at that boundary and passed down typed."""
+
+    table: str
+    preset: str
+    runs: tuple[RunKey, ...]
+    config: GANConfig
+
+
+def table_request(table: str, preset: str, runs: Any = None, **overrides: Any) -> TableRequest:
+    """Parse what a user typed (:func:`table_configs`' ``overrides``) into a :class:`TableRequest`.
+
+    ``runs`` (a list of ``(loss, q, g, seed)``) restricts the table to exactly those runs, in that order, where
+    ``cells`` × ``seeds`` can only select products (a sweep job trains exactly its pack with it); they are checked
+    like the chapter's parameters.
+    """
+    chosen = None if runs is None else [tuple(run) for run in runs]
+    if chosen is not None:
+        overrides = {**overrides, "seeds": sorted({run[3] for run in chosen}),
+                     "cells": sorted({cell_name(*run[:3]) for run in chosen})}
+    planned, base = table_configs(table, preset, **overrides)
+    selected = planned if chosen is None else list(dict.fromkeys(chosen))  # each is in the product checked above
+    return TableRequest(str(table), preset, tuple(tuple(run) for run in selected), base)
+
+
 def table_folder(table: str, preset: str, config: GANConfig, root: Path | str) -> Path:
     """One folder per (table, preset, shared configuration); ``as_released`` is part of the key."""
     return Path(root) / f"table{table}" / f"{preset}-{config_key(shared_fields(config))}"
@@ -206,13 +237,21 @@ def run_table(table: str, preset: str = "smoke", root: Path | str | None = None,
               load_only: bool = False, pack: bool = True, pack_size: int | None = None,
               snapshot_every: int | None = None, runs: Any = None, threads: int | None = None,
               inexact: bool = False, **overrides: Any) -> pd.DataFrame:
+    """:func:`run_request` of :func:`table_request` (``runs`` and ``overrides``): parse what a user typed, then run
+    (or load) the table."""
+    return run_request(table_request(table, preset, runs, **overrides), root, progress, load_only, pack, pack_size,
+                       snapshot_every, threads, inexact)
+
+
+def run_request(request: TableRequest, root: Path | str | None = None, progress: bool = False,
+                load_only: bool = False, pack: bool = True, pack_size: int | None = None,
+                snapshot_every: int | None = None, threads: int | None = None,
+                inexact: bool = False) -> pd.DataFrame:
     """Run (or load) every run of a table under ``root`` (default: ``gan/`` of :func:`mmgan.base.results.results_root`);
     one row per run with its final and lowest metric. A study folder with a manifest is verified first
     (:func:`mmgan.base.manifest.verify_manifest`): a changed or missing committed file is refused, never retrained.
 
-    ``runs`` (a list of ``(loss, q, g, seed)``) restricts the table to exactly those runs, in that order, where
-    ``cells`` × ``seeds`` can only select products (a sweep job trains exactly its pack with it).
-
+    The runs are those of ``request`` (:func:`table_request`), in its order.
     With ``load_only`` a missing run raises ``FileNotFoundError`` instead of training it.
     ``as_released=True`` uses the released code's signed max / batch-pooled smooth max in
     the q = inf and q = smax cells (the way the paper's numbers were produced).
@@ -231,12 +270,7 @@ def run_table(table: str, preset: str = "smoke", root: Path | str | None = None,
     """
     if threads is not None:
         check_threads(threads)
-    chosen = None if runs is None else [tuple(run) for run in runs]
-    if chosen is not None:  # the cells and seeds they name, checked like the chapter's parameters
-        overrides = {**overrides, "seeds": sorted({run[3] for run in chosen}),
-                     "cells": sorted({cell_name(*run[:3]) for run in chosen})}
-    runs, base = table_configs(table, preset, **overrides)
-    runs = runs if chosen is None else list(dict.fromkeys(chosen))  # each is in the product checked above
+    table, preset, runs, base = request.table, request.preset, request.runs, request.config
     root = Path(root) if root is not None else results_root() / "gan"
     check_snapshot_every(snapshot_every, base.checkpoint_every)
     if not load_only:
@@ -314,15 +348,15 @@ def metric_curves(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def committed_elsewhere(table: str, preset: str, root: Path | str, **overrides: Any) -> Path | None:
+def committed_elsewhere(request: TableRequest, root: Path | str) -> Path | None:
     """The study folder under the project's results root (:func:`mmgan.base.results.results_root`) that holds
-    finished runs of this table, preset and configuration which ``root`` lacks — runs that a command working in
-    ``root`` would train again although they could be loaded — or None."""
-    runs, base = table_configs(table, preset, **overrides)
-    here, default = table_folder(table, preset, base, root), table_folder(table, preset, base, results_root() / "gan")
+    finished runs of ``request`` which ``root`` lacks — runs that a command working in ``root`` would train again
+    although they could be loaded — or None."""
+    here = table_folder(request.table, request.preset, request.config, root)
+    default = table_folder(request.table, request.preset, request.config, results_root() / "gan")
     if here.resolve() == default.resolve():
         return None
-    names = [f"{cell_name(*run[:3])}-s{run[3]}" for run in runs]
+    names = [f"{cell_name(*run[:3])}-s{run[3]}" for run in request.runs]
     if any((default / n / SUMMARY).is_file() and not (here / n / SUMMARY).is_file() for n in names):
         return default
     return None
@@ -366,16 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root if args.root is not None else results_root() / "gan"
     overrides = dict(seeds=args.seeds, iterations=args.iterations, cells=args.cells, data_root=args.data_root,
                      device=args.device, as_released=args.as_released or None)
-    elsewhere = committed_elsewhere(args.table, args.preset, root, **overrides)
+    request = table_request(args.table, args.preset, **overrides)
+    elsewhere = committed_elsewhere(request, root)
     if elsewhere is not None and not args.train:
         raise ValueError(f"{root} lacks runs of table {args.table} ({args.preset}) that are finished under "
                          f"{elsewhere}: load them with --root {elsewhere.parents[1]} (the default), or pass --train "
                          f"to train them again under {root}")
     print(f"results root: {root}", file=sys.stderr)
     with using_threads(args.threads or default_threads()):  # new runs; a resumed one keeps its recorded count
-        frame = run_table(args.table, args.preset, root, progress=True, pack=args.pack, pack_size=args.pack_size,
-                          snapshot_every=args.snapshot_every, threads=args.threads, inexact=args.inexact,
-                          **overrides)
+        frame = run_request(request, root, progress=True, pack=args.pack, pack_size=args.pack_size,
+                            snapshot_every=args.snapshot_every, threads=args.threads, inexact=args.inexact)
     print(frame[["loss", "norm", "g", "seed", "final", "lowest"]].to_string(index=False))
     return 0 if (frame["status"] == "finished").all() else 1
 

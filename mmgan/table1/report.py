@@ -2,8 +2,8 @@
 
 Everything here reads per-seed statistics (one row per row of Table 1 × seed ×
 margin order, :func:`statistics`, recomputed from the saved per-point samples)
-and the paper's numbers (:mod:`mmgan.book.paper`); nothing trains or searches. The
-verdicts follow the rule of :mod:`mmgan.book.verdicts` (paired seeds, 95% t
+and the paper's numbers (:mod:`mmgan.paper`); nothing trains or searches. The
+verdicts follow the rule of :mod:`mmgan.verdicts` (paired seeds, 95% t
 intervals, an accuracy bar).
 """
 
@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmgan.book.glue import error_text
-from mmgan.book.paper import paper_table
-from mmgan.book.verdicts import LEVEL, Verdict, combine, counts, interval_verdict, paired_t_interval
-from mmgan.exact import relative_errors
+from mmgan.exact import error_text, relative_errors
 from mmgan.norms import dual, order_text
+from mmgan.paper import paper_table
 from mmgan.table1 import study as table1
 from mmgan.table1.study import TABLE1_ROWS, Table1Result, margin_statistics
 from mmgan.toys.classifiers import PenaltySpec
+from mmgan.verdicts import LEVEL, Verdict, combine, counts, interval_verdict, paired_t_interval
 
 ROW_ORDER = [spec.label for spec in TABLE1_ROWS]
 P_NAMES = {2.0: "p=2", 1.0: "p=1", math.inf: "p=inf"}  # the paper's column order: 2, 1, ∞
@@ -43,7 +42,7 @@ GAIN_THRESHOLDS: dict[str, float] = {"larger": 1.0, "at least 2x": 2.0}
 TARGET_SECONDS = 600.0
 
 def mean_ci(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    """Mean and half-width of the Student-t interval of :func:`mmgan.book.verdicts.paired_t_interval`
+    """Mean and half-width of the Student-t interval of :func:`mmgan.verdicts.paired_t_interval`
     (NaN width for one value)."""
     interval = paired_t_interval(values, level)
     return interval.mean, interval.upper - interval.mean
@@ -382,7 +381,8 @@ def signed_distances(result: Table1Result, p: float) -> dict[str, np.ndarray]:
 
 
 def boundary_plot_inputs(result: Table1Result, seed_position: int = 0, p: float = 2.0) -> tuple:
-    """Arguments of :func:`mmgan.book.plots.decision_boundaries` for the seven classifiers of one seed."""
+    """Arguments of the chapter's figure of decision boundaries (``plots.decision_boundaries`` of the book) for the
+    seven classifiers of one seed."""
     seed = result.config.seeds[seed_position]
     picked = [i for i, (_, s) in enumerate(result.models) if s == seed]
     j = list(result.samples["orders"]).index(p)
@@ -479,7 +479,7 @@ def headline_claims(root: Path | str) -> ClaimVerdicts:
 
 
 def book_status(claims: ClaimVerdicts) -> str:
-    """The intro's status word for Table 1 (:data:`mmgan.book.paper.STATUS_CHOICES`) from the headline verdicts:
+    """The intro's status word for Table 1 (one of the book's status words) from the headline verdicts:
     'does not hold' when a claim does not hold, 'holds' when all hold, else 'cannot tell'."""
     verdicts_of_claims = (claims.larger, claims.at_least_2x, claims.own_margin)
     if Verdict.DOES_NOT_HOLD in verdicts_of_claims:

@@ -15,7 +15,7 @@ one variant per λ of :data:`LAMBDAS`. Margins are the L² distances of Table 1'
 the exact 2-D reference they are checked against (:func:`mmgan.exact.distance_to_zero_set_2d`), the first-order
 estimate |f(x)| / ‖∇f(x)‖₂ that §3.2 approximates the margin with, and the gradient norm at the test points.
 
-Propositions (rule of :mod:`mmgan.book.propositions`: per seed the log ratio better / other of the seed's mean L²
+Propositions (rule of :mod:`mmgan.gan.propositions`: per seed the log ratio better / other of the seed's mean L²
 margin, pooled over seeds with a t interval at the Bonferroni level over every proposition of the page
 (:data:`PROPOSITIONS` at every λ of :data:`LAMBDAS`, and :data:`GROWTH` across λ); a seed counts only
 when both classifiers reach :data:`mmgan.table1.report.ACCURACY_BAR` on held-out points, and a proposition with
@@ -35,11 +35,10 @@ import torch
 
 from mmgan.base.registry import check_int
 from mmgan.base.results import results_root
-from mmgan.book.propositions import ALPHA, pooled_effect
-from mmgan.book.verdicts import Verdict, effect_text, interval_text
 from mmgan.margins import taylor_margin
 from mmgan.table1 import study as table1
 from mmgan.table1.report import ACCURACY_BAR, MIN_PAIRS, statistics
+from mmgan.verdicts import ALPHA, Verdict, effect_text, interval_text, pooled_effect
 
 ROWS = "zero_centred"
 #: Plain names of the rows, in the order trained.

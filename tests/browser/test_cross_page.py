@@ -11,7 +11,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from mmgan.book.table_chapters import chapter_notebooks
-from mmgan.book.verdicts import Verdict
+from mmgan.verdicts import Verdict
 
 CHAPTERS = chapter_notebooks()
 
@@ -63,7 +63,7 @@ def overview_verdicts(page: Path, judgement: str = "verdict") -> dict[tuple[str,
     return {}
 
 
-#: The verdict words of the book (mmgan.book.verdicts.Verdict), longest first so that a clause takes the whole.
+#: The verdict words of the book (mmgan.verdicts.Verdict), longest first so that a clause takes the whole.
 VERDICT_WORDS = sorted((str(verdict) for verdict in Verdict), key=len, reverse=True)
 #: The chapters of the studies beyond the paper whose verdicts the introduction's status table repeats.
 BEYOND = ("critic_margins", "zero_centred")

@@ -1,1 +1,1 @@
-"""Data files shipped with mmgan: the paper's numbers and the reproduction status."""
+"""Data files of the book: the reproduction status and the template of the GAN table chapters."""

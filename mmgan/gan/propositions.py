@@ -10,7 +10,8 @@ for the released code's signed maximum (``as_released``; see
 :func:`mmgan.norms.grad_norm`) so that it can be set against the true L^∞ norm.
 
 The rule, stated in every GAN chapter and implemented here once
-(:func:`judge`):
+(:func:`judge`; the pooled effect of rules 3–4 is :func:`mmgan.verdicts.pooled_effect`, shared with
+Table 1 and the critics):
 
 1. **Matched pairs.** Every pair of cells of the study that differ only in the
    proposition's factor, one at each level. A pair whose two runs are identical
@@ -31,7 +32,7 @@ The rule, stated in every GAN chapter and implemented here once
    at the simultaneous level ``1 − α/m`` (Bonferroni over the ``m``
    propositions the chapter judges; α = 0.05). Bonferroni rather than Holm
    because it gives one interval per proposition that agrees with its verdict.
-4. **Verdict** (:class:`~mmgan.book.verdicts.Verdict`): *holds* when the interval lies
+4. **Verdict** (:class:`~mmgan.verdicts.Verdict`): *holds* when the interval lies
    above 1, *does not hold* when it lies below 1, *no effect larger than the
    band* when it lies within ``[1/(1 + band), 1 + band]`` (band 10%), otherwise
    *cannot tell*; with fewer than two seeds, *not comparable*. The interval is
@@ -53,11 +54,8 @@ import pandas as pd
 from scipy import stats
 
 from mmgan.base.registry import lookup
-from mmgan.book.verdicts import EQUIVALENCE_BAND as BAND
-from mmgan.book.verdicts import Verdict
+from mmgan.verdicts import ALPHA, Verdict, pooled_effect
 
-#: Family-wise error rate of the propositions of one chapter (Bonferroni).
-ALPHA = 0.05
 #: The interval half-width (on the ratio) a study's seeds are sized for: ±15%.
 TARGET_HALF_WIDTH = 0.15
 #: The columns that make up a cell.
@@ -147,46 +145,6 @@ def norm_level(q: str, as_released: bool) -> str:
     if as_released and q == "smax":
         return "smax, pooled"
     return q
-
-
-# ----------------------------------------------------------------------------- the pooled effect
-
-
-@dataclass(frozen=True)
-class PooledEffect:
-    """A proposition's pooled ratio (other / better) with its interval and verdict."""
-
-    ratio: float
-    lower: float
-    upper: float
-    seeds: int
-    level: float
-    spread: float  # standard deviation of the per-seed log ratios (NaN with one seed)
-    verdict: Verdict
-
-
-def pooled_effect(per_seed: Sequence[float], level: float = 1 - ALPHA) -> PooledEffect:
-    """Pool per-seed log ratios ``d_s`` (log other/better) into a ratio, its t interval and a verdict (rule 3–4)."""
-    d = np.asarray(list(per_seed), dtype=float)
-    if d.ndim != 1 or len(d) == 0 or not np.isfinite(d).all():
-        raise ValueError(f"per-seed log ratios must be a non-empty 1-D array of finite numbers, got {d!r}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
-    mean = float(d.mean())
-    if len(d) < 2:
-        return PooledEffect(math.exp(mean), math.nan, math.nan, 1, level, math.nan, Verdict.NOT_COMPARABLE)
-    spread = float(d.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1)) * spread / math.sqrt(len(d))
-    lower, upper = math.exp(mean - half), math.exp(mean + half)
-    if lower > 1:
-        verdict = Verdict.HOLDS
-    elif upper < 1:
-        verdict = Verdict.DOES_NOT_HOLD
-    elif lower >= 1 / (1 + BAND) and upper <= 1 + BAND:
-        verdict = Verdict.NO_LARGE_EFFECT
-    else:
-        verdict = Verdict.CANNOT_TELL
-    return PooledEffect(math.exp(mean), lower, upper, len(d), level, spread, verdict)
 
 
 def seeds_needed(spread: float, half_width: float = TARGET_HALF_WIDTH, level: float = 1 - ALPHA) -> int:

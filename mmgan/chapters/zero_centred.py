@@ -2,10 +2,10 @@
 one-centred hinge penalty of the paper's GAN experiments.
 
 :func:`chapter` sets three parts side by side: the swiss-roll check (:mod:`mmgan.table1.zero_centred`), the GAN
-study (:mod:`mmgan.gan.zero_centred`) and the margins of that study's critics (this module).
+study (:mod:`mmgan.chapters.gan_zero_centred`) and the margins of that study's critics (this module).
 
-The critics of the zero-centred GAN study (:mod:`mmgan.gan.zero_centred`: HingeGAN with R1, R2, R1 + R2 and R3GAN's
-loss with R1 + R2, 8 seeds each) are measured as in the critic-margins chapter (:mod:`mmgan.critics.measure`,
+The critics of the zero-centred GAN study (:mod:`mmgan.chapters.gan_zero_centred`: HingeGAN with R1, R2, R1 + R2 and
+R3GAN's loss with R1 + R2, 8 seeds each) are measured as in the critic-margins chapter (:mod:`mmgan.critics.measure`,
 ``mmgan critic-margins r1`` ...). The one-centred critics beside them are a replicate of Table 2's HingeGAN runs in
 the cells with the paper's hinge penalty at q = 2 and at the true L^∞ norm (:data:`ONE_CENTRED_CELLS`), retrained
 with the same 8 seeds (the committed Table 2 runs kept no weights; retraining does not give them back bit for bit,
@@ -35,13 +35,12 @@ import pandas as pd
 
 from mmgan.base.results import read_csv, verify_manifest
 from mmgan.base.results import results_root as find_results_root
-from mmgan.book.propositions import ALPHA
-from mmgan.book.verdicts import effect_text, interval_text
+from mmgan.chapters import gan_zero_centred
 from mmgan.critics import measure as cm
 from mmgan.critics import report, views
 from mmgan.gan import tables as gan_tables
-from mmgan.gan import zero_centred as gan_zero_centred
 from mmgan.table1 import zero_centred as theory
+from mmgan.verdicts import ALPHA, effect_text, interval_text
 
 #: The replicate of Table 2's one-centred HingeGAN runs whose critics are measured (relative to ``results/``).
 REPLICATE_ROOT = Path("replicates") / "gan"
@@ -151,7 +150,7 @@ def load_thresholds(root: Path | str | None = None) -> pd.DataFrame | None:
 def critic_extras(measurements: pd.DataFrame) -> pd.DataFrame:
     """Per (cell, seed): the lowest and highest score of the critic's measured images (eval mode, as measured) and
     its mean L² input-gradient norm at the midpoints between its real and generated images, in eval mode
-    (``grad_norm_eval`` of :func:`mmgan.critics.measure.batchnorm_views`)."""
+    (``grad_norm_eval`` of :func:`mmgan.critics.instruments.batchnorm_views`)."""
     return measurements.groupby(["cell", "seed"], sort=False).agg(
         score_min=("score", "min"), score_max=("score", "max"), grad_norm=("grad_norm_eval", "first")).reset_index()
 
@@ -220,7 +219,7 @@ def cell_table(critics: pd.DataFrame) -> pd.DataFrame:
 
 def verdict_sentence(judged: pd.DataFrame) -> str:
     """The verdicts in one sentence, each with its ratio and interval where it has one (none beside *not
-    comparable*, :func:`mmgan.book.verdicts.effect_text`)."""
+    comparable*, :func:`mmgan.verdicts.effect_text`)."""
     return "; ".join(f"{row['proposition']}: {row['verdict']}"
                      + effect_text(row["verdict"], row["ratio"], row["lower"], row["upper"])
                      for _, row in judged.iterrows())
@@ -423,7 +422,7 @@ def chapter(root: Path | str | None = None, check_iterations: int = 200,
             check_root: Path | str | None = None) -> Chapter:
     """The chapter from the committed results under ``root`` (default: the repository's): the swiss-roll variants
     with their pipeline check (:func:`mmgan.table1.zero_centred.chapter`), the GAN study
-    (:func:`mmgan.gan.zero_centred.load_gan_study`) and its critics' margins (:func:`load_critics`)."""
+    (:func:`mmgan.chapters.gan_zero_centred.load_gan_study`) and its critics' margins (:func:`load_critics`)."""
     study = gan_zero_centred.load_gan_study(root)
     measured = load_critics(root)
     return Chapter(theory.chapter(root, check_iterations, check_root),

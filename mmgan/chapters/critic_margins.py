@@ -19,10 +19,10 @@ import pandas as pd
 from mmgan.base.registry import check_choice, check_int
 from mmgan.base.results import read_csv
 from mmgan.base.results import results_root as find_results_root
-from mmgan.book.verdicts import Verdict, interval_text
 from mmgan.critics import measure as cm
 from mmgan.critics import report, views
 from mmgan.gan.tables import STUDIES
+from mmgan.verdicts import Verdict, interval_text
 
 ORDER_NAMES = {1.0: "L1", 2.0: "L2", math.inf: "L∞"}
 #: How the chapter writes each order in its sentences.

@@ -20,13 +20,19 @@ A claim made for many comparisons at once ("true for all types of gradient
 penalties") holds when every comparison holds, does not hold when at least one
 does not, and otherwise cannot be told (:func:`combine`): a comparison that is
 not comparable keeps the claim from holding, since it was not tested there.
+
+A ratio pooled over seeds (how many times larger a quantity is at one level than at
+another) is judged by :func:`pooled_effect`, with a band of equivalence around 1.
+
+This is the one module of the verdict statistics; the engines (Table 1, the GAN
+tables, the critics) compute their verdicts with it and the chapters show them.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +42,8 @@ from scipy import stats
 LEVEL = 0.95
 #: Equivalence band of a ratio: an interval inside [1/(1 + band), 1 + band] shows no effect larger than this.
 EQUIVALENCE_BAND = 0.10
+#: Family-wise error rate of the propositions of one chapter (Bonferroni; :func:`pooled_effect`).
+ALPHA = 0.05
 
 
 class Verdict(enum.Enum):
@@ -120,3 +128,42 @@ def counts(verdicts: Iterable[Verdict]) -> dict[Verdict, int]:
     """How many comparisons ended in each verdict (every verdict listed, zeros included)."""
     verdicts = list(verdicts)
     return {v: sum(1 for x in verdicts if x is v) for v in Verdict}
+
+
+@dataclass(frozen=True)
+class PooledEffect:
+    """A pooled ratio (other / better) of paired runs with its interval and verdict."""
+
+    ratio: float
+    lower: float
+    upper: float
+    seeds: int
+    level: float
+    spread: float  # standard deviation of the per-seed log ratios (NaN with one seed)
+    verdict: Verdict
+
+
+def pooled_effect(per_seed: Sequence[float], level: float = 1 - ALPHA) -> PooledEffect:
+    """Pool per-seed log ratios ``d_s`` (log other/better) into a ratio, its t interval and a verdict: *holds* above 1,
+    *does not hold* below 1, *no effect larger than* :data:`EQUIVALENCE_BAND` inside the band, else *cannot tell*;
+    *not comparable* with one seed (the pooled rule of :mod:`mmgan.gan.propositions`, rules 3–4)."""
+    d = np.asarray(list(per_seed), dtype=float)
+    if d.ndim != 1 or len(d) == 0 or not np.isfinite(d).all():
+        raise ValueError(f"per-seed log ratios must be a non-empty 1-D array of finite numbers, got {d!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    mean = float(d.mean())
+    if len(d) < 2:
+        return PooledEffect(math.exp(mean), math.nan, math.nan, 1, level, math.nan, Verdict.NOT_COMPARABLE)
+    spread = float(d.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1)) * spread / math.sqrt(len(d))
+    lower, upper = math.exp(mean - half), math.exp(mean + half)
+    if lower > 1:
+        verdict = Verdict.HOLDS
+    elif upper < 1:
+        verdict = Verdict.DOES_NOT_HOLD
+    elif lower >= 1 / (1 + EQUIVALENCE_BAND) and upper <= 1 + EQUIVALENCE_BAND:
+        verdict = Verdict.NO_LARGE_EFFECT
+    else:
+        verdict = Verdict.CANNOT_TELL
+    return PooledEffect(math.exp(mean), lower, upper, len(d), level, spread, verdict)

@@ -1,5 +1,5 @@
 """Beyond the paper: GANs trained with the zero-centred penalties R1, R2 and R1 + R2 (issue 28); the chapter that
-sets this study beside the swiss-roll check and the critics' margins is :mod:`mmgan.critics.zero_centred`.
+sets this study beside the swiss-roll check and the critics' margins is :mod:`mmgan.chapters.zero_centred`.
 
 The study trains HingeGAN on Table 2's DCGAN at preset ``cpu`` with each zero-centred penalty of
 :data:`mmgan.gan.table_specs.ZERO_CENTRED_TABLES` (eq. 6 with §4.1's standard g, z² − 1 with a fixed λ, less its
@@ -7,7 +7,7 @@ constant: g(z) = z², q = 2, at the real batch, the fake batch or both, γ = 10)
 with R1 + R2 (``r3gan``); it judges them against Table 2's committed HingeGAN runs with the paper's hinge penalty
 max(0, z − 1) at interpolates (one of §4.1's one-centred soft alternatives; q = 2 and the true L^∞ norm), seed by
 seed (the same seeds: the same data order, noise and initial weights), by the pooled rule of
-:mod:`mmgan.book.propositions` over the propositions of :data:`GAN_PROPOSITIONS`.
+:mod:`mmgan.gan.propositions` over the propositions of :data:`GAN_PROPOSITIONS`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mmgan.base.results import results_root as find_results_root
-from mmgan.book import plots, propositions
-from mmgan.book.verdicts import Verdict, interval_text
-from mmgan.gan import protocol, table_specs
+from mmgan.book import plots
+from mmgan.chapters.gan_tables import LEVELLED, PRIMARY, Study
+from mmgan.gan import propositions, protocol, table_specs
 from mmgan.gan import report as gan_report
 from mmgan.gan import tables as gan_tables
-from mmgan.gan.chapter import LEVELLED, PRIMARY, Study
+from mmgan.verdicts import Verdict, interval_text
 
 #: The level of ``g`` each zero-centred table's runs take in the propositions (their ``norm`` is q = 2).
 PENALTY_LEVELS: dict[str, str] = {"r1": "R1", "r2": "R2", "r1r2": "R1 + R2", "r3gan": "R1 + R2"}
@@ -37,7 +37,7 @@ STUDY_CELLS: dict[str, str] = {"r1": "hinge-q2-zero_centered", "r2": "hinge-q2-z
 #: at the true L^∞ norm (the two best one-centred penalties of that study).
 ONE_CENTRED_CELLS: tuple[str, ...] = ("hinge-q2-hinge", "hinge-qinf-hinge")
 SEEDS: tuple[int, ...] = tuple(table_specs.EIGHT)
-#: The propositions this study judges (:data:`mmgan.book.propositions.PROPOSITIONS`), one Bonferroni family.
+#: The propositions this study judges (:data:`mmgan.gan.propositions.PROPOSITIONS`), one Bonferroni family.
 GAN_PROPOSITIONS: tuple[str, ...] = (
     "R1 + R2 beats the L^∞ hinge penalty", "R1 + R2 beats the L² hinge penalty", "R1 + R2 beats R1", "R1 beats R2",
     "R3GAN's loss beats HingeGAN (both with R1 + R2)", "R3GAN beats the paper's L^∞ HingeGAN")

@@ -6,7 +6,7 @@ prose. The page has two parts:
 * the **committed CPU study** of the table (preset ``cpu``, listed in
   :data:`mmgan.gan.table_specs.STUDIES`, with the runs of other studies that its comparisons need,
   :data:`mmgan.gan.table_specs.COMPANIONS`), loaded from ``results/gan/`` without retraining: first the
-  paper's propositions judged by the pooled rule of :mod:`mmgan.book.propositions` (ratio, interval,
+  paper's propositions judged by the pooled rule of :mod:`mmgan.gan.propositions` (ratio, interval,
   verdict, beside the paper's own direction), then the comparison with the paper's table, curves,
   whether the runs learnt and levelled off, and the protocol table. A table without a committed
   study says so and gives the command that makes one.
@@ -18,7 +18,7 @@ Gates (:func:`verdict_gate`): no verdict word is shown for runs that cannot carr
 preset that only checks the pipeline, fewer than two metric evaluations per run, or a single seed;
 every proposition is then ``not comparable``, with the reason. A run that stalled, did not start or
 diverged (:mod:`mmgan.gan.outcomes`) is an outcome, not a gate: it counts in the reliability judgement
-of each proposition and is left out of the quality judgement (:func:`mmgan.book.propositions.judge`).
+of each proposition and is left out of the quality judgement (:func:`mmgan.gan.propositions.judge`).
 """
 
 from __future__ import annotations
@@ -33,18 +33,19 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from mmgan import paper
 from mmgan.base.registry import lookup
 from mmgan.base.results import results_root as find_results_root
-from mmgan.book import paper, plots, propositions
-from mmgan.book.propositions import PROPOSITIONS as PROPOSITIONS_BY_NAME
+from mmgan.book import plots
 from mmgan.book.table_chapters import chapter_notebooks
-from mmgan.book.verdicts import Verdict, effect_text, interval_text
 from mmgan.gan import outcomes as gan_outcomes
-from mmgan.gan import protocol, table_specs, trained
+from mmgan.gan import propositions, protocol, table_specs, trained
 from mmgan.gan import report as gan_report
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig
 from mmgan.gan.models import ARCHITECTURES
+from mmgan.gan.propositions import PROPOSITIONS as PROPOSITIONS_BY_NAME
+from mmgan.verdicts import ALPHA, EQUIVALENCE_BAND, Verdict, effect_text, interval_text
 
 #: A run has levelled off when its metric fell by less than this share in the last quarter of training
 #: (smoothed, :func:`mmgan.gan.report.learning`).
@@ -68,9 +69,9 @@ STUDY_CAPTIONS: dict[str, str | None] = {
                  f"of its runs changed by less than {LEVELLED:.0%} (levelled off):",
     "over training": "**The verdicts over training.** Each proposition's quality ratio (among runs that learnt) read "
                      "at every metric evaluation instead of at the end of training, with its {level:.1%} interval "
-                     "(`mmgan.gan.chapter.Run.over_training`): where the band leaves 1 for good is when the verdict "
-                     "is settled; a band that is still moving at the end says the verdict depends on when training "
-                     "stops.",
+                     "(`mmgan.chapters.gan_tables.Run.over_training`): where the band leaves 1 for good is when the "
+                     "verdict is settled; a band that is still moving at the end says the verdict depends on when "
+                     "training stops.",
     "starts": "**When the runs started** (`mmgan.book.plots.start_curves`): per cell, the share of its runs still on "
               "their starting level (the metric not yet halved) against iterations; a cross at the end marks runs that "
               "never started. The time to start is compared between the levels of each proposition in its table "
@@ -183,7 +184,7 @@ class Run:
 
     @cached_property
     def judged(self) -> dict[str, pd.DataFrame]:
-        """Statistic → :func:`mmgan.book.propositions.judge` of that statistic, every verdict ``not comparable``
+        """Statistic → :func:`mmgan.gan.propositions.judge` of that statistic, every verdict ``not comparable``
         when :meth:`gate` gives a reason. The primary statistic first, then the table's own statistics."""
         frames = {}
         for stat in dict.fromkeys((PRIMARY, *self.stats)):
@@ -208,7 +209,7 @@ class Run:
 
     def paper_ratios(self) -> pd.DataFrame:
         """The paper's ratio of each proposition over exactly the pairs our study tests
-        (:func:`mmgan.book.propositions.paper_ratios`), its cells read from the paper's tables of this table and of
+        (:func:`mmgan.gan.propositions.paper_ratios`), its cells read from the paper's tables of this table and of
         its companions (a cell our study does not have never enters)."""
         tables = dict.fromkeys(gan_tables.TABLES[t].paper for t in [self.table,
                                                                     *gan_tables.companion_tables(self.table)])
@@ -219,7 +220,7 @@ class Run:
     def over_training(self) -> pd.DataFrame:
         """The primary verdicts read at every metric evaluation instead of at the end of training (the statistic:
         the evaluation at that iteration; the runs that learnt by the end): one row per (iteration, proposition)
-        with the ratio, its interval and the verdict (:func:`mmgan.book.propositions.judge`)."""
+        with the ratio, its interval and the verdict (:func:`mmgan.gan.propositions.judge`)."""
         learnt = self.outcomes[[*propositions.CELL, "seed", "learnt"]]
         rows = []
         for iteration, at in self.curves.groupby("iteration"):
@@ -573,7 +574,7 @@ class GANChapter:
         the chapter's prose and other pages can then cite them by name."""
         values: dict[str, Any] = {"run_preset": self.preset, "run_runs": len(self.run.results),
                                   "run_failed": int((self.run.results["status"] != "finished").sum()),
-                                  "rule_alpha": propositions.ALPHA, "rule_band": propositions.BAND,
+                                  "rule_alpha": ALPHA, "rule_band": EQUIVALENCE_BAND,
                                   "rule_target": propositions.TARGET_HALF_WIDTH,
                                   "rule_end_share": gan_report.END_SHARE,
                                   "rule_start_factor": gan_outcomes.START_FACTOR,
@@ -595,12 +596,14 @@ def load_study(table: str, root: Path | str | None = None) -> Study | None:
         return None
     root = find_results_root(root) / "gan"
     source, overrides = gan_tables.study_source(table)
-    _, config = gan_tables.table_configs(source, "cpu", **overrides)
-    sources = [(source, overrides), *gan_tables.companion_sources(table)]
+    request = gan_tables.table_request(source, "cpu", **overrides)
     extensions = gan_tables.extension_sources(table) if source == table else []  # a stand-in keeps its own cells
-    results = pd.concat([gan_tables.run_table(source, "cpu", root, load_only=True, **extra)
-                         for extra in (overrides, *extensions)], ignore_index=True)
-    companions = [gan_tables.run_table(other, "cpu", root, load_only=True, **extra) for other, extra in sources[1:]]
+    results = pd.concat([gan_tables.run_request(request, root, load_only=True)]
+                        + [gan_tables.run_table(source, "cpu", root, load_only=True, **extra) for extra in extensions],
+                        ignore_index=True)
+    companions = [gan_tables.run_table(other, "cpu", root, load_only=True, **extra)
+                  for other, extra in gan_tables.companion_sources(table)]
+    config = request.config
     return Study(table, "cpu", results, config, gan_tables.table_folder(source, "cpu", config, root),
                  gan_tables.TABLES[table].stats, pd.concat(companions, ignore_index=True) if companions
                  else pd.DataFrame(), stand_in=gan_tables.STAND_INS.get(table))
@@ -612,17 +615,18 @@ def chapter(table: str, preset: str = "smoke", seeds: Any = None, iterations: An
             metric: str | None = None) -> GANChapter:
     """Run (or load) the chapter's own runs and load the table's committed study.
 
-    Every parameter is checked (by :func:`mmgan.gan.tables.table_configs`) before any data is
-    loaded or any network trained; the parameters are those of the chapter's papermill cell.
+    The parameters are those of the chapter's papermill cell, as papermill passes them; they are parsed once, here,
+    into a :class:`mmgan.gan.tables.TableRequest` (every value checked before any data is loaded or any network
+    trained), which the engine then runs.
     """
     table = str(table)
-    overrides = dict(seeds=seeds, iterations=iterations, cells=cells, data_root=data_root, device=device,
-                     as_released=as_released, tf32=tf32, metric=metric)
-    _, config = gan_tables.table_configs(table, preset, **overrides)
+    request = gan_tables.table_request(table, preset, seeds=seeds, iterations=iterations, cells=cells,
+                                       data_root=data_root, device=device, as_released=as_released, tf32=tf32,
+                                       metric=metric)
     root = find_results_root(results_root) / "gan"
-    results = gan_tables.run_table(table, preset, root, progress=progress, **overrides)
-    run = Run(table, preset, results, config, gan_tables.table_folder(table, preset, config, root),
-              gan_tables.TABLES[table].stats)
+    results = gan_tables.run_request(request, root, progress=progress)
+    run = Run(table, preset, results, request.config,
+              gan_tables.table_folder(table, preset, request.config, root), gan_tables.TABLES[table].stats)
     study = load_study(table)
     return GANChapter(table, preset, run, study)
 

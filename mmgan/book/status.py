@@ -1,7 +1,7 @@
-"""The paper's published numbers and this book's reproduction status.
+"""This book's reproduction status: every numbered result of the paper with its status, and a chapter's first screen.
 
-Both live in YAML files under ``mmgan/book/resources/``; ``paper_results.yaml`` is the
-only place where the paper's numbers are transcribed.
+The statuses live in ``mmgan/book/resources/reproduction_status.yaml``; the paper's own numbers are
+:mod:`mmgan.paper`'s.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mmgan.base.registry import lookup
-from mmgan.norms import order_text
-
 #: The book's one vocabulary for the status of a result (defined in the introduction).
 STATUS_CHOICES: tuple[str, ...] = ("holds", "holds with a correction", "does not hold", "cannot tell",
                                    "per proposition", "not tested here")
@@ -26,42 +23,14 @@ SCOPE_CHOICES: tuple[str, ...] = ("paper", "beyond")
 
 
 @cache
-def _load(name: str) -> dict[str, Any]:
-    with resources.files("mmgan.book.resources").joinpath(name).open(encoding="utf-8") as stream:
-        return yaml.safe_load(stream)
-
-
-def table_info(table: str) -> dict[str, Any]:
-    """Caption, metric, data set and protocol of a paper table (``'1'`` … ``'8'``, ``'5.2.2'``)."""
-    tables = _load("paper_results.yaml")["tables"]
-    info = dict(lookup(tables, str(table), "table"))
-    info.pop("records")
-    return info
-
-
-def paper_table(table: str) -> pd.DataFrame:
-    """The paper's numbers of one table as a tidy frame (one row per printed number).
-
-    ``q`` is the gradient norm's name (:func:`mmgan.norms.order_text`: ``'1'``, ``'inf'``, ``'smax'``), the
-    margin order ``p`` a float (``math.inf`` for ∞); a missing penalty is spelled ``'none'`` in the ``q`` and
-    ``g`` columns.
-    """
-    tables = _load("paper_results.yaml")["tables"]
-    records = lookup(tables, str(table), "table")["records"]
-    frame = pd.DataFrame(records)
-    if "q" in frame:
-        frame["q"] = frame["q"].map(lambda q: None if q is None else order_text(q)).astype(object)
-    if "p" in frame:
-        frame["p"] = frame["p"].astype(float)
-    for column in ("q", "g"):
-        if column in frame:
-            frame[column] = frame[column].astype(object).where(frame[column].notna(), "none")
-    return frame
+def _statuses() -> list[dict[str, Any]]:
+    with resources.files("mmgan.book.resources").joinpath("reproduction_status.yaml").open(encoding="utf-8") as f:
+        return yaml.safe_load(f)["results"]
 
 
 def reproduction_status() -> pd.DataFrame:
     """Every numbered result of the paper with its status in this book."""
-    frame = pd.DataFrame(_load("reproduction_status.yaml")["results"])
+    frame = pd.DataFrame(_statuses())
     for column, choices in (("status", STATUS_CHOICES), ("evidence", EVIDENCE_CHOICES), ("scope", SCOPE_CHOICES)):
         bad = sorted(set(frame[column].astype(str)) - set(choices))
         if bad:
