@@ -31,13 +31,15 @@ from mmgan.base.processes import available_cores
 from mmgan.base.results import file_digest
 from mmgan.margins import SEARCH_BLOCK_ROWS
 from mmgan.mlp import BatchedMLP
+from mmgan.table1 import files as table1_files
 from mmgan.table1 import study as table1
+from mmgan.table1 import variant as table1_variant
 from mmgan.toys.classifiers import train_penalized_classifiers
 
 
-def seconds_per_iteration(config: table1.Table1Config, iterations: int, batched: bool) -> float:
+def seconds_per_iteration(config: table1_variant.Table1Config, iterations: int, batched: bool) -> float:
     """Wall seconds per iteration to advance every run of ``config`` by one step."""
-    model, specs, seed_index = table1.build_model(config)
+    model, specs, seed_index = table1_variant.build_model(config)
     data = table1.training_data(config)
     kwargs = dict(lam=config.lam, batch_size=config.batch_size, lr=config.lr,
                   penalty_at=config.penalty_at, log_every=iterations, progress=False)
@@ -53,18 +55,18 @@ def seconds_per_iteration(config: table1.Table1Config, iterations: int, batched:
     return (time.perf_counter() - start) / iterations
 
 
-def seconds_per_iteration_in_workers(config: table1.Table1Config, iterations: int, workers: int) -> float:
+def seconds_per_iteration_in_workers(config: table1_variant.Table1Config, iterations: int, workers: int) -> float:
     """As the batched path of :func:`seconds_per_iteration`, its models split over ``workers`` processes."""
-    short = table1.make_config(config.preset, dim=config.dim, scale=config.scale, iterations=iterations,
+    short = table1_variant.make_config(config.preset, dim=config.dim, scale=config.scale, iterations=iterations,
                                log_every=iterations)
     start = time.perf_counter()
     table1._train_models(short, torch.device("cpu"), workers)
     return (time.perf_counter() - start) / iterations
 
 
-def margin_search(config: table1.Table1Config, steps: int, block_rows: int) -> tuple[float, torch.Tensor]:
+def margin_search(config: table1_variant.Table1Config, steps: int, block_rows: int) -> tuple[float, torch.Tensor]:
     """Wall seconds and distances of one p = 1 search over every test point of the variant's (untrained) models."""
-    model, _, seed_index = table1.build_model(config)
+    model, _, seed_index = table1_variant.build_model(config)
     evaluation = table1.evaluation_data(config)
     x = torch.stack([evaluation[i][0] for i in seed_index]).to(torch.float32)
     m, n, _ = x.shape
@@ -79,14 +81,14 @@ def margin_search(config: table1.Table1Config, steps: int, block_rows: int) -> t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=200, help="iterations timed per path")
-    parser.add_argument("--preset", default="fitted", choices=sorted(table1.PRESETS))
+    parser.add_argument("--preset", default="fitted", choices=sorted(table1_variant.PRESETS))
     parser.add_argument("--search-steps", type=int, default=50, help="optimisation steps of the timed search")
     parser.add_argument("--workers", type=int, default=available_cores(), help="processes (default: the cores)")
     parser.add_argument("--full", action="store_true", help="also time the whole preset (2-D)")
     parser.add_argument("--record", type=Path, help="write the figures to this JSON file")
     args = parser.parse_args()
-    config = table1.make_config(args.preset)
-    runs = len(table1.TABLE1_ROWS) * len(config.seeds)
+    config = table1_variant.make_config(args.preset)
+    runs = len(table1_variant.TABLE1_ROWS) * len(config.seeds)
     torch.manual_seed(0)
     alone = seconds_per_iteration(config, args.iterations, batched=False)
     together = seconds_per_iteration(config, args.iterations, batched=True)
@@ -122,7 +124,7 @@ def main() -> None:
             record["full_preset_wall_seconds"] = time.perf_counter() - start
             record["full_preset_phases"] = result.meta["seconds"]
             record["full_preset_summary_sha256"] = file_digest(result.directory / "summary.csv")
-        committed = table1.result_directory(config, Path("results/table1")) / "summary.csv"
+        committed = table1_files.result_directory(config, Path("results/table1")) / "summary.csv"
         if committed.exists():
             record["same_summary_as_committed"] = file_digest(committed) == record["full_preset_summary_sha256"]
             same = record["same_summary_as_committed"]

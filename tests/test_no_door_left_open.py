@@ -23,6 +23,7 @@ from mmgan.gan import tables as gan_tables
 from mmgan.gan import train, trained
 from mmgan.penalties import zero_centred_penalty
 from mmgan.table1 import study as table1
+from mmgan.table1 import variant as table1_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -139,8 +140,8 @@ def test_the_commands_that_load_a_committed_study_refuse_an_edited_one(table8_co
 
 
 def test_commands_that_write_committed_results_keep_their_manifest(tmp_path):
-    config = table1.make_config("quick", seeds=(0,), iterations=3, width=4, n_eval=4, exact_resolution=32, restarts=1,
-                                max_steps=5, log_every=1)
+    config = table1_variant.make_config("quick", seeds=(0,), iterations=3, width=4, n_eval=4, exact_resolution=32,
+                                        restarts=1, max_steps=5, log_every=1)
     directory = table1.run_table1(config, tmp_path, progress=False).directory
     manifest.verify_manifest(directory)
     assert sorted(manifest.read_manifest(directory)) == ["curves.csv", "meta.json", "model.pt", "samples.npz",
@@ -231,7 +232,7 @@ def test_without_a_gpu_the_gpu_check_and_table1_on_cuda_stop_at_once(capsys):
     code, err = run_cli(capsys, "gpu-check")
     assert code == 2 and "--device cpu --quick" in err
     with pytest.raises(ValueError, match="no CUDA device is available here; valid choices on this machine"):
-        table1.make_config("quick", device="cuda")
+        table1_variant.make_config("quick", device="cuda")
 
 
 def test_a_finished_run_without_its_checkpoint_names_the_way_that_works(tmp_path, capsys):

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from mmgan.base.results import read_csv, read_json, read_npz, read_torch
+from mmgan.table1 import files as table1_files
 from mmgan.table1 import study as table1
+from mmgan.table1 import variant as table1_variant
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "table1"
 
@@ -89,7 +91,7 @@ def test_read_npz_and_read_torch_name_corrupt_files(tmp_path):
 def saved(tmp_path_factory):
     """A tiny Table 1 run (seconds), saved to a folder that each test copies before damaging it."""
     torch.set_default_dtype(torch.float32)
-    config = table1.make_config("quick", seeds=(0,), iterations=5, width=4, n_eval=4, exact_resolution=64,
+    config = table1_variant.make_config("quick", seeds=(0,), iterations=5, width=4, n_eval=4, exact_resolution=64,
                                 restarts=1, max_steps=20, log_every=1)
     return table1.run_table1(config, tmp_path_factory.mktemp("table1"), progress=False).directory
 
@@ -117,17 +119,17 @@ def _damage(path: Path, how: str) -> None:
         raise AssertionError(how)
 
 
-DAMAGES = [(name, how) for name in table1.RESULT_FILES for how in ("empty", "truncated", "garbage")] + [
-    (name, "last-line-dropped") for name in table1.RESULT_FILES if name.endswith(".csv")]
+DAMAGES = [(name, how) for name in table1_files.RESULT_FILES for how in ("empty", "truncated", "garbage")] + [
+    (name, "last-line-dropped") for name in table1_files.RESULT_FILES if name.endswith(".csv")]
 
 
 @pytest.mark.parametrize(("name", "how"), DAMAGES)
 def test_every_corrupt_table1_file_is_named(saved, tmp_path, name, how):
     directory = _copy(saved, tmp_path)
-    table1.load_table1(directory)  # intact
+    table1_files.load_table1(directory)  # intact
     _damage(directory / name, how)
     with pytest.raises(ValueError, match=_names(directory / name)) as error:
-        table1.load_table1(directory)
+        table1_files.load_table1(directory)
     assert "mmgan table1" in str(error.value)
 
 
@@ -140,10 +142,10 @@ def test_hand_edited_meta_is_refused_naming_file_and_keys(saved, tmp_path, edit)
     meta["config"].update(edit)
     meta_path.write_text(json.dumps(meta, indent=2))
     expected = saved.name.rsplit("-", 1)[1]
-    found = table1.Table1Config(**{**meta["config"], "seeds": tuple(meta["config"]["seeds"])}).key()
+    found = table1_variant.Table1Config(**{**meta["config"], "seeds": tuple(meta["config"]["seeds"])}).key()
     assert found != expected
     with pytest.raises(ValueError, match=_names(meta_path)) as error:
-        table1.load_table1(directory)
+        table1_files.load_table1(directory)
     message = str(error.value)
     assert f"expected key {expected}" in message and f"found key {found}" in message, message
 
@@ -151,38 +153,38 @@ def test_hand_edited_meta_is_refused_naming_file_and_keys(saved, tmp_path, edit)
 def test_renamed_folder_is_refused_and_device_is_not_part_of_the_key(saved, tmp_path):
     renamed = _copy(saved, tmp_path, saved.name[:-12] + "0123456789ab")
     with pytest.raises(ValueError, match=_names(renamed / "meta.json") + ".*expected key 0123456789ab"):
-        table1.load_table1(renamed)
+        table1_files.load_table1(renamed)
     moved = _copy(saved, tmp_path)
     meta = json.loads((moved / "meta.json").read_text())
     meta["config"]["device"] = "cuda"  # where a run ran does not change its results or its key
     (moved / "meta.json").write_text(json.dumps(meta))
-    assert table1.load_table1(moved).config.device == "cuda"
+    assert table1_files.load_table1(moved).config.device == "cuda"
     meta["key"] = "0123456789ab"  # a recorded key that disagrees with the folder and the configuration
     (moved / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=_names(moved / "meta.json") + ".*records key 0123456789ab"):
-        table1.load_table1(moved)
+        table1_files.load_table1(moved)
 
 
 @pytest.mark.parametrize("folder", sorted(p.name for p in COMMITTED.iterdir() if p.is_dir())
                          if COMMITTED.is_dir() else [])
 def test_committed_results_load_and_an_edited_copy_does_not(tmp_path, folder):
-    result = table1.load_table1(COMMITTED / folder)
-    assert folder == table1.result_directory(result.config, Path()).name
+    result = table1_files.load_table1(COMMITTED / folder)
+    assert folder == table1_files.result_directory(result.config, Path()).name
     copy = _copy(COMMITTED / folder, tmp_path, keep_manifest=True)
     meta = json.loads((copy / "meta.json").read_text())
     meta["config"]["iterations"] += 1
     (copy / "meta.json").write_text(json.dumps(meta, indent=2))
     with pytest.raises(ValueError, match=_names(copy / "meta.json") + ": differs from the file its manifest"):
-        table1.load_table1(copy)
+        table1_files.load_table1(copy)
     (copy / "MANIFEST.json").unlink()  # without it, the configuration itself disagrees with the folder's key
     with pytest.raises(ValueError, match=_names(copy / "meta.json") + f".*expected key {folder[-12:]}"):
-        table1.load_table1(copy)
+        table1_files.load_table1(copy)
 
 
 def test_the_committed_protocol_search_reads_and_a_truncated_copy_is_named(tmp_path):
-    probes = table1.read_probes(COMMITTED)
+    probes = table1_files.read_probes(COMMITTED)
     assert {"raw", "standardized"} <= set(probes.scale) and probes.held_out_accuracy.between(0, 1).all()
-    text = (COMMITTED / table1.PROBE_FILE).read_text()
-    (tmp_path / table1.PROBE_FILE).write_text(text[: len(text) // 2])
-    with pytest.raises(ValueError, match=table1.PROBE_FILE):
-        table1.read_probes(tmp_path)
+    text = (COMMITTED / table1_files.PROBE_FILE).read_text()
+    (tmp_path / table1_files.PROBE_FILE).write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=table1_files.PROBE_FILE):
+        table1_files.read_probes(tmp_path)

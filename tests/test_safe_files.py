@@ -18,7 +18,9 @@ from helpers import Payload, tiny_gan
 from mmgan.base import run_folder
 from mmgan.gan import convert, train, trained
 from mmgan.gan import tables as gan_tables
+from mmgan.table1 import files as table1_files
 from mmgan.table1 import study as table1
+from mmgan.table1 import variant as table1_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,15 +71,15 @@ def test_a_malicious_checkpoint_in_a_table_folder_fails_that_run_only(tmp_path):
 
 def test_malicious_table1_and_critic_files_are_refused(tmp_path):
     marker = tmp_path / "ran"
-    config = table1.make_config("quick", seeds=(0,), iterations=3, width=4, n_eval=4, exact_resolution=32,
+    config = table1_variant.make_config("quick", seeds=(0,), iterations=3, width=4, n_eval=4, exact_resolution=32,
                                 restarts=1, max_steps=5, log_every=1)
     directory = table1.run_table1(config, tmp_path / "t1", progress=False).directory
     plant(directory / "model.pt", marker)
     with pytest.raises(ValueError, match="model.pt: differs from the file its manifest"):  # listed: refused unread
-        table1.load_table1(directory)
+        table1_files.load_table1(directory)
     (directory / "MANIFEST.json").unlink()
     with pytest.raises(ValueError, match="model.pt holds Python objects that only pickle can load"):
-        table1.load_table1(directory)
+        table1_files.load_table1(directory)
 
     run = tmp_path / "gan"
     train.train(tiny_gan(), run, progress=False)

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from mmgan.mlp import BatchedMLP
+from mmgan.table1 import files as table1_files
 from mmgan.table1 import study as table1
+from mmgan.table1 import variant as table1_variant
 from mmgan.table1.swiss_roll import STANDARDIZED, swiss_roll
 from mmgan.toys.classifiers import PenaltySpec, train_penalized_classifiers
 
@@ -37,7 +39,7 @@ def test_batched_training_equals_one_run_at_a_time():
 def trained(tmp_path_factory):
     """The 7 rows, one seed, trained briefly with a large step so the classifiers fit the roll."""
     torch.set_default_dtype(torch.float32)
-    config = table1.make_config("quick", seeds=(0,), iterations=400, lr=3e-3, n_eval=48, exact_resolution=768)
+    config = table1_variant.make_config("quick", seeds=(0,), iterations=400, lr=3e-3, n_eval=48, exact_resolution=768)
     root = tmp_path_factory.mktemp("table1")
     return table1.run_table1(config, root, progress=False), root
 
@@ -62,7 +64,7 @@ def test_results_are_saved_and_reloaded_without_retraining(trained, monkeypatch)
         raise AssertionError("run_table1 retrained although results existed")
     monkeypatch.setattr(table1, "train_penalized_classifiers", fail)
     again = table1.run_table1(result.config, root, progress=False)
-    assert again.summary.equals(table1.load_table1(result.directory).summary)
+    assert again.summary.equals(table1_files.load_table1(result.directory).summary)
     np.testing.assert_array_equal(again.samples["distance"], result.samples["distance"])
     assert again.meta["key"] == result.config.key()
 
@@ -72,7 +74,7 @@ def test_summary_is_tidy_and_labelled(trained):
     assert len(summary) == 7 * 1 * 3
     for column in ("row", "seed", "p", "margin_mean", "test_accuracy", "nonconverged_share", "dim", "scale", "preset"):
         assert column in summary
-    assert set(summary.row) == {spec.label for spec in table1.TABLE1_ROWS}
+    assert set(summary.row) == {spec.label for spec in table1_variant.TABLE1_ROWS}
 
 
 @pytest.mark.parametrize(("preset", "overrides", "message"), [
@@ -86,15 +88,16 @@ def test_summary_is_tidy_and_labelled(trained):
 ])
 def test_bad_parameters_stop_with_a_clear_error(preset, overrides, message):
     with pytest.raises(ValueError, match=message):
-        table1.make_config(preset, **overrides)
+        table1_variant.make_config(preset, **overrides)
 
 
 def test_command_line_trains_and_remeasures(tmp_path, monkeypatch):
     from mmgan.table1.study import main
 
     # a smaller 'quick' preset: this test checks the command line, not the estimator
-    monkeypatch.setitem(table1.PRESETS, "quick", {**table1.PRESETS["quick"], "n_eval": 8, "exact_resolution": 128,
-                                                  "restarts": 2, "max_steps": 40})
+    quick = table1_variant.PRESETS["quick"]
+    monkeypatch.setitem(table1_variant.PRESETS, "quick", {**quick, "n_eval": 8, "exact_resolution": 128,
+                                                          "restarts": 2, "max_steps": 40})
     main(["--preset", "quick", "--seeds", "0", "--iterations", "5", "--width", "4", "--workers", "1",
           "--root", str(tmp_path)])
     (trained,) = list(tmp_path.iterdir())
@@ -114,7 +117,7 @@ def one_thread():
 @pytest.mark.parametrize("dim", [2, 3])
 def test_two_worker_processes_reproduce_one_process_bit_for_bit(tmp_path, one_thread, dim):
     """Training split into parts and margins split into tasks give a one-thread serial run's numbers."""
-    config = table1.make_config("quick", dim=dim, seeds=(0,), iterations=30, n_eval=4, max_steps=20,
+    config = table1_variant.make_config("quick", dim=dim, seeds=(0,), iterations=30, n_eval=4, max_steps=20,
                                 exact_resolution=96)
     one = table1.run_table1(config, tmp_path / "one", progress=False, workers=1)
     two = table1.run_table1(config, tmp_path / "two", progress=False, workers=2)
@@ -128,7 +131,7 @@ def test_two_worker_processes_reproduce_one_process_bit_for_bit(tmp_path, one_th
 
 
 def test_worker_count_is_checked_before_any_work(tmp_path):
-    config = table1.make_config("quick")
+    config = table1_variant.make_config("quick")
     with pytest.raises(ValueError, match="workers must be"):
         table1.run_table1(config, tmp_path, workers=0)
     assert not any(tmp_path.iterdir())

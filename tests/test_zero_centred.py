@@ -123,15 +123,16 @@ def test_a_zero_centred_row_is_g_squared_at_q_two_only():
 
 
 def test_table1s_keys_do_not_change_and_the_zero_centred_rows_get_their_own():
-    from mmgan.table1 import study
+    from mmgan.table1.files import result_directory
+    from mmgan.table1.variant import make_config
 
-    table1 = study.make_config("fitted")
-    assert table1.key() == study.make_config("fitted", rows="table1").key()
-    zero = study.make_config("fitted", rows="zero_centred")
-    assert zero.key() != table1.key() and "zero_centred" in study.result_directory(zero, "r").name
+    table1 = make_config("fitted")
+    assert table1.key() == make_config("fitted", rows="table1").key()
+    zero = make_config("fitted", rows="zero_centred")
+    assert zero.key() != table1.key() and "zero_centred" in result_directory(zero, "r").name
     assert [s.label for s in zero.specs] == ["none", "ls-q2", "hinge-q2", "r1", "r2", "r1+r2"]
     with pytest.raises(ValueError, match="rows"):
-        study.make_config("fitted", rows="r1")
+        make_config("fitted", rows="r1")
 
 
 # ----------------------------------------------------------------------------- the chapter's verdicts

@@ -19,8 +19,11 @@ import pandas as pd
 from mmgan.exact import error_text, relative_errors
 from mmgan.norms import dual, order_text
 from mmgan.paper import paper_table
+from mmgan.table1 import files as table1_files
 from mmgan.table1 import study as table1
-from mmgan.table1.study import TABLE1_ROWS, Table1Result, margin_statistics
+from mmgan.table1 import variant as table1_variant
+from mmgan.table1.study import margin_statistics
+from mmgan.table1.variant import TABLE1_ROWS, Table1Result
 from mmgan.toys.classifiers import PenaltySpec
 from mmgan.verdicts import LEVEL, Verdict, combine, counts, interval_verdict, paired_t_interval
 
@@ -400,10 +403,10 @@ def literal_frames_by_scale(variants: dict[str, Table1Result]) -> dict[str, pd.D
 
 def chapter_values(variants: dict[str, Table1Result], benchmark: dict[str, object]) -> dict[str, object]:
     """Every number and verdict the Table 1 chapter's prose quotes, by glue name."""
-    defaults = table1.make_config("fitted")
-    headline = variants[table1.variant_name(*table1.HEADLINE)]
-    dim3 = variants[table1.variant_name("fitted", 3, headline.config.scale)]
-    literal = variants[table1.variant_name("paper", 2, "standardized")]
+    defaults = table1_variant.make_config("fitted")
+    headline = variants[table1_files.variant_name(*table1_files.HEADLINE)]
+    dim3 = variants[table1_files.variant_name("fitted", 3, headline.config.scale)]
+    literal = variants[table1_files.variant_name("paper", 2, "standardized")]
     violations = norm_order_violations(paper_means())
     values: dict[str, object] = {
         "accuracy_bar": ACCURACY_BAR, "min_pairs": MIN_PAIRS, "default_n_train": defaults.n_train,
@@ -422,7 +425,7 @@ def chapter_values(variants: dict[str, Table1Result], benchmark: dict[str, objec
     values.update(scale_best=best, scale_best_misfit=fit.loc[best, "RMS log misfit"],
                   scale_best_factor=math.exp(fit.loc[best, "RMS log misfit"]),
                   scale_best_acc_penalised=fit.loc[best, "accuracy, penalised (lowest)"],
-                  scale_best_variant=table1.variant_name("paper", 2, best),
+                  scale_best_variant=table1_files.variant_name("paper", 2, best),
                   scale_best_learnt=("have learnt the roll"
                                      if fit.loc[best, "accuracy, penalised (lowest)"] >= ACCURACY_BAR
                                      else "have not learnt the roll"))
@@ -434,19 +437,21 @@ def chapter_values(variants: dict[str, Table1Result], benchmark: dict[str, objec
                   ray_p95_max=ray["95th pct |rel. error|"].max())
     preset = benchmark.get("preset", "paper")  # recorded before the script took --preset: the 'paper' preset
     full = benchmark.get("full_preset_wall_seconds", benchmark.get(f"{preset}_preset_wall_seconds"))
+    headline_preset = table1_files.HEADLINE[0]
     timed = (f"The headline variant was timed this way, with {benchmark.get('workers', 1)} worker process(es): "
              f"{'within' if full <= TARGET_SECONDS else 'over'} the target."
-             if preset == table1.HEADLINE[0] else
-             f"The headline variant ('{table1.HEADLINE[0]}', width {headline.config.width}) has not been timed on a "
+             if preset == headline_preset else
+             f"The headline variant ('{headline_preset}', width {headline.config.width}) has not been timed on a "
              f"quiet machine yet: its committed run took {sum(headline.meta['seconds'].values()) / 60:.0f} minutes on "
              "one thread while other jobs shared the two cores (its meta.json), which says nothing about the target; "
-             f"python benchmarks/table1.py --preset {table1.HEADLINE[0]} --full measures it.")
+             f"python benchmarks/table1.py --preset {headline_preset} --full measures it.")
     if "search_speedup" in benchmark:
         timed += (f" Its margin search scores the points in blocks of rows that stay in the CPU cache: "
                   f"{benchmark['search_speedup']:.1f}× faster than one call on all rows, with "
                   f"{'the same distances bit for bit' if benchmark['search_same_distances'] else 'other distances'}.")
     values.update(bench_machine=f"{benchmark['machine']}, {benchmark['date']}", bench_ratio=benchmark["speedup"],
-                  bench_preset=preset, bench_width=table1.make_config(preset).width, bench_full_minutes=full / 60,
+                  bench_preset=preset, bench_width=table1_variant.make_config(preset).width,
+                  bench_full_minutes=full / 60,
                   bench_headline_note=timed)
     return values
 
@@ -474,8 +479,9 @@ def status_note(claims: ClaimVerdicts) -> str:
 
 def headline_claims(root: Path | str) -> ClaimVerdicts:
     """The claims of §4.2 on the committed headline variant under ``root`` (``results/table1``)."""
-    config = table1.make_config(table1.HEADLINE[0], dim=table1.HEADLINE[1], scale=table1.HEADLINE[2])
-    return claim_verdicts(statistics(table1.load_table1(table1.result_directory(config, Path(root)))))
+    preset, dim, scale = table1_files.HEADLINE
+    config = table1_variant.make_config(preset, dim=dim, scale=scale)
+    return claim_verdicts(statistics(table1_files.load_table1(table1_files.result_directory(config, Path(root)))))
 
 
 def book_status(claims: ClaimVerdicts) -> str:

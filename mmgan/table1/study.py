@@ -7,6 +7,7 @@ then measures the L^1, L^2 and L^∞ margins of fresh test points with
 :func:`mmgan.margins.boundary_distance` and, in 2-D, checks the estimator
 against an exact reference (:func:`mmgan.exact.distance_to_zero_set_2d`).
 
+Its configuration and presets are :mod:`mmgan.table1.variant`; its saved results :mod:`mmgan.table1.files`.
 Results are written to ``results/table1/<preset>-<key>/`` (``key`` digests the
 configuration) and read back by later runs with the same configuration::
 
@@ -19,10 +20,8 @@ import argparse
 import dataclasses
 import json
 import math
-import re
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,187 +30,40 @@ import pandas as pd
 import torch
 
 from mmgan import exact
-from mmgan.base.manifest import record_in_manifest, write_manifest
+from mmgan.base.manifest import record_in_manifest
 from mmgan.base.processes import available_cores, check_workers, run_tasks
-from mmgan.base.registry import check_choice, check_int, lookup
 from mmgan.base.results import (
-    atomic_savez,
-    atomic_torch_save,
     atomic_write_text,
-    config_key,
     environment,
-    file_digest,
     read_csv,
-    read_json,
-    read_npz,
-    read_torch,
     results_root,
 )
 from mmgan.margins import MARGIN_ORDERS, BoundarySearch, boundary_distance, pool_boundary_points
 from mmgan.mlp import BatchedMLP
+from mmgan.table1.files import (
+    PROBE_FILE,
+    load_table1,
+    result_directory,
+    save_table1,
+)
 from mmgan.table1.ray_reference import ray_distance
-from mmgan.table1.swiss_roll import SCALE_CONVENTIONS, STANDARDIZED, swiss_roll
+from mmgan.table1.swiss_roll import swiss_roll
+from mmgan.table1.variant import (
+    DEVICES,
+    PRESETS,
+    ROW_SETS,
+    SCALES,
+    Table1Config,
+    Table1Result,
+    make_config,
+    model_layout,
+    resolve_device,
+)
 from mmgan.toys.classifiers import (
     CLASSIFIER_PENALTY_POINTS,
-    PenaltySpec,
     TrainingLog,
     train_penalized_classifiers,
-    zero_centred,
 )
-
-#: The rows of Table 1, in the paper's order.
-TABLE1_ROWS: tuple[PenaltySpec, ...] = (
-    PenaltySpec(None, None),
-    PenaltySpec("ls", 2.0), PenaltySpec("ls", math.inf), PenaltySpec("ls", 1.0),
-    PenaltySpec("hinge", 2.0), PenaltySpec("hinge", math.inf), PenaltySpec("hinge", 1.0),
-)
-#: The rows a variant trains: Table 1's, or the zero-centred penalties (R1, R2, R1 + R2; issue 28) beside no
-#: penalty and the paper's one-centred penalties at q = 2, trained together on the same seeds.
-ROW_SETS: dict[str, tuple[PenaltySpec, ...]] = {
-    "table1": TABLE1_ROWS,
-    "zero_centred": (PenaltySpec(None, None), PenaltySpec("ls", 2.0), PenaltySpec("hinge", 2.0),
-                     zero_centred("r1"), zero_centred("r2"), zero_centred("r1+r2")),
-}
-SCALES: tuple[str, ...] = SCALE_CONVENTIONS
-#: Bump when a code change alters results, so saved results of older code are not reused.
-RESULTS_VERSION = 2
-DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
-
-
-@dataclass(frozen=True)
-class Table1Config:
-    """Everything that determines a Table 1 run. Defaults are the 'paper' preset."""
-
-    preset: str = "paper"
-    dim: int = 2
-    scale: str = STANDARDIZED
-    noise: float = 0.0
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    iterations: int = 10_000
-    width: int = 32
-    layers: int = 4
-    lam: float = 10.0
-    lr: float = 5e-5
-    batch_size: int = 256
-    penalty_at: str = "data"
-    n_train: int = 5000
-    n_eval: int = 256
-    restarts: int = 4
-    data_restarts: int = 6
-    max_steps: int = 200
-    polish_steps: int = 4
-    tol: float = 0.01
-    exact_resolution: int = 2048
-    log_every: int = 100
-    device: str = "cpu"
-    #: which rows to train: a key of :data:`ROW_SETS`
-    rows: str = "table1"
-
-    def validate(self) -> Table1Config:
-        check_choice(self.rows, tuple(ROW_SETS), "rows")
-        check_choice(self.dim, (2, 3), "dim")
-        check_choice(self.scale, SCALES, "scale")
-        check_choice(self.penalty_at, CLASSIFIER_PENALTY_POINTS, "penalty_at")
-        check_choice(self.device, DEVICES, "device")
-        for name in ("iterations", "width", "layers", "batch_size", "n_train", "n_eval", "restarts",
-                     "max_steps", "exact_resolution", "log_every"):
-            check_int(getattr(self, name), name, minimum=1)
-        check_int(self.polish_steps, "polish_steps", minimum=0)
-        check_int(self.data_restarts, "data_restarts", minimum=0)
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be a non-empty tuple of distinct integers, got {self.seeds!r}")
-        for seed in self.seeds:
-            check_int(seed, "seeds[i]", minimum=0)
-        for name, rule, ok in (("lam", "> 0 (0 trains every penalised row without its penalty)", self.lam > 0),
-                               ("lr", "> 0", self.lr > 0), ("tol", "> 0", self.tol > 0),
-                               ("noise", ">= 0", self.noise >= 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and ok):
-                raise ValueError(f"invalid {name}={value!r}: {name} must be a finite number {rule}")
-        return self
-
-    def key(self) -> str:
-        """Digest of everything but the device (results do not depend on where they ran)."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items()
-                  if k != "device" and not (k == "rows" and v == "table1")}  # Table 1's keys predate `rows`
-        return config_key({**fields, "results_version": RESULTS_VERSION})
-
-    @property
-    def specs(self) -> tuple[PenaltySpec, ...]:
-        """The penalty of each row this variant trains (:data:`ROW_SETS`)."""
-        return ROW_SETS[self.rows]
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's protocol (App. A) taken literally, with our documented choices for what it leaves open.
-    "paper": {},
-    # The headline: App. A with the smallest changes we found under which the classifiers of every row
-    # fit the roll (>= 95% held-out accuracy) on most seeds: raw coordinates and width 64 (the paper says
-    # neither) and Adam's learning rate 5e-3 instead of 5e-5 (the chapter shows the search).
-    "fitted": dict(scale="raw", width=64, lr=5e-3),
-    # Seconds on a CPU for CI: every step runs, nothing converges (the chapter does not show its numbers).
-    "quick": dict(seeds=(0, 1), iterations=400, n_train=1000, n_eval=32, restarts=4, max_steps=100,
-                  exact_resolution=384, log_every=20),
-    # App. A trained five times longer: does the literal protocol just need more iterations?
-    "long": dict(iterations=50_000, log_every=500),
-}
-
-
-def make_config(preset: str = "quick", **overrides: Any) -> Table1Config:
-    """A validated configuration: a preset plus overrides (``None`` values are ignored); its device must be
-    usable on this machine (checked here, before a chapter loads or trains anything)."""
-    base = dict(lookup(PRESETS, preset, "preset"))
-    known = {f.name for f in dataclasses.fields(Table1Config)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown Table 1 parameter(s) {unknown}; valid: {sorted(known)}")
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    if "seeds" in base:
-        base["seeds"] = tuple(base["seeds"])
-    config = Table1Config(preset=preset, **base).validate()
-    _resolve_device(config.device)
-    return config
-
-
-@dataclass
-class Table1Result:
-    """Outputs of one variant; every frame is tidy (one row per observation)."""
-
-    config: Table1Config
-    summary: pd.DataFrame  # one row per (row label, seed, p)
-    curves: pd.DataFrame  # one row per (row label, seed, iteration)
-    samples: dict[str, np.ndarray] = field(repr=False)  # per-point arrays, see _measure
-    model: BatchedMLP = field(repr=False)  # the trained networks, model index = row·S + seed index
-    meta: dict[str, Any] = field(default_factory=dict)
-    directory: Path | None = None
-
-    @property
-    def models(self) -> list[tuple[str, int]]:
-        return [(spec.label, seed) for spec in self.config.specs for seed in self.config.seeds]
-
-
-def _resolve_device(name: str) -> torch.device:
-    """The device ``name`` means here; ``ValueError`` naming the valid choices when it is not usable."""
-    check_choice(name, DEVICES, "device")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but no CUDA device is available here; valid choices on "
-                         "this machine: 'cpu', 'auto'")
-    return torch.device(name)
-
-
-def model_layout(config: Table1Config) -> tuple[list[PenaltySpec], list[int]]:
-    """Penalty and seed index of every model, row-major: model index = row·S + seed index."""
-    return ([spec for spec in config.specs for _ in config.seeds],
-            [i for _ in config.specs for i in range(len(config.seeds))])
-
-
-def build_model(config: Table1Config) -> tuple[BatchedMLP, list[PenaltySpec], list[int]]:
-    """The batched network of all (row, seed) pairs, laid out as :func:`model_layout`."""
-    specs, seed_index = model_layout(config)
-    model = BatchedMLP([config.seeds[i] for i in seed_index], config.dim, config.width, config.layers)
-    return model, specs, seed_index
 
 
 def training_data(config: Table1Config) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -432,11 +284,6 @@ def _train_accuracy(model: BatchedMLP, seed_index: list[int], data, device: torc
     return (model(x) * y > 0).float().mean(1).cpu().numpy()
 
 
-def result_directory(config: Table1Config, root: Path) -> Path:
-    rows = "" if config.rows == "table1" else f"-{config.rows}"
-    return Path(root) / f"{config.preset}-dim{config.dim}-{config.scale}{rows}-{config.key()}"
-
-
 def run_table1(config: Table1Config, root: Path | str, force: bool = False,
                progress: bool = True, workers: int = 1) -> Table1Result:
     """Train, measure and save one variant, or load it if ``root`` already holds this configuration.
@@ -445,7 +292,7 @@ def run_table1(config: Table1Config, root: Path | str, force: bool = False,
     the results do not depend on their number (with one thread per process).
     """
     config.validate()
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     check_workers(workers, device)
     directory = result_directory(config, Path(root))
     if not force and (directory / "summary.csv").exists():
@@ -466,17 +313,13 @@ def run_table1(config: Table1Config, root: Path | str, force: bool = False,
     return result
 
 
-#: Where :func:`probe_accuracy` records its results (the protocol search of the chapter).
-PROBE_FILE = "protocol-search.csv"
-
-
 def probe_accuracy(config: Table1Config, workers: int = 1) -> pd.DataFrame:
     """Train a variant without measuring margins; held-out accuracy of every (row, seed).
 
     The cheap half of :func:`run_table1`, used to search for a protocol whose classifiers learn.
     """
     config.validate()
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     check_workers(workers, device)
     torch.manual_seed(0)
     specs, seed_index = model_layout(config)
@@ -488,18 +331,6 @@ def probe_accuracy(config: Table1Config, workers: int = 1) -> pd.DataFrame:
                          "lr": config.lr, "iterations": config.iterations, "row": [s.label for s in specs],
                          "seed": [config.seeds[i] for i in seed_index], "held_out_accuracy": accuracy,
                          "seconds": seconds})
-
-
-def read_probes(root: Path | str) -> pd.DataFrame:
-    """The saved results of :func:`probe_accuracy` (``ROOT/protocol-search.csv``)."""
-    path = Path(root) / PROBE_FILE
-    remedy = f"rerun the search with `mmgan table1 --probe ...` (each run appends to {path})"
-    frame = read_csv(path, remedy)
-    _check_frame(frame, PROBE_COLUMNS, path, remedy)
-    return frame
-
-
-PROBE_COLUMNS: tuple[str, ...] = ("scale", "width", "lr", "iterations", "row", "seed", "held_out_accuracy")
 
 
 #: Settings of the margin search and of the exact reference (not of training).
@@ -518,7 +349,7 @@ def remeasure(directory: Path | str, root: Path | str, workers: int = 1, **chang
     current = make_config(old.config.preset, dim=old.config.dim, scale=old.config.scale)
     margin_settings = {name: getattr(current, name) for name in MARGIN_FIELDS}
     config = dataclasses.replace(old.config, **{**margin_settings, **changes}).validate()
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     check_workers(workers, device)
     model = old.model.to(device)
     _, seed_index = model_layout(config)
@@ -532,172 +363,6 @@ def remeasure(directory: Path | str, root: Path | str, workers: int = 1, **chang
     result = Table1Result(config, summary, old.curves, samples, model.cpu(), meta, target)
     save_table1(result, target)
     return result
-
-
-def save_table1(result: Table1Result, directory: Path) -> None:
-    """Write summary.csv, curves.csv, samples.npz, model.pt and meta.json atomically (meta last), then the
-    folder's manifest (:mod:`mmgan.base.manifest`: every reader checks these files against it)."""
-    atomic_write_text(directory / "summary.csv", result.summary.to_csv(index=False))
-    atomic_write_text(directory / "curves.csv", result.curves.to_csv(index=False, float_format="%.6g"))
-    atomic_savez(directory / "samples.npz", compressed=True,
-                 **{k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in result.samples.items()})
-    atomic_torch_save(result.model.state_dict(), directory / "model.pt")
-    atomic_write_text(directory / "meta.json", json.dumps(result.meta, indent=2, default=str))
-    write_manifest(directory)
-
-
-RESULT_FILES = ("summary.csv", "curves.csv", "samples.npz", "model.pt", "meta.json")
-
-
-#: A result folder's name: ``<preset>-dim<d>-<scale>-<key>`` (see :func:`result_directory`).
-FOLDER_NAME = re.compile(r"^(?P<preset>.+)-dim(?P<dim>\d+)-(?P<scale>[^-]+)-(?P<key>[0-9a-f]{12})$")
-SUMMARY_COLUMNS: tuple[str, ...] = ("row", "g", "q", "seed", "p", "margin_mean", "distance_mean",
-                                    "nonconverged_share", "not_found_share", "test_accuracy")
-CURVE_COLUMNS: tuple[str, ...] = ("row", "seed", "iteration", "loss", "penalty", "accuracy", "grad_norm")
-
-
-def _rerun_hint(directory: Path) -> str:
-    match = FOLDER_NAME.match(directory.name)
-    options = (f" --preset {match['preset']} --dim {match['dim']} --scale {match['scale']}" if match else "")
-    return (f"delete the folder {directory} and rerun `mmgan table1{options}` "
-            "(plus any other options it was run with)")
-
-
-def _config_from_meta(meta: Any, path: Path, remedy: str) -> Table1Config:
-    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
-        raise ValueError(f"{path}: has no 'config' object — {remedy}")
-    fields = meta["config"]
-    try:
-        return Table1Config(**{**fields, "seeds": tuple(fields.get("seeds", ()))}).validate()
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: invalid configuration ({error}) — {remedy}") from error
-
-
-def check_folder_key(directory: Path, config: Table1Config, meta: dict[str, Any]) -> None:
-    """Refuse a folder whose configuration (meta.json) does not digest to the key in its name.
-
-    The folder name is what :func:`run_table1` looks results up by, so a ``meta.json`` edited
-    by hand (or a renamed folder) would otherwise be shown under a configuration it was not run
-    with. A folder not named ``<preset>-dim<d>-<scale>-<key>`` is checked against the key
-    recorded in its meta.json instead.
-    """
-    path = directory / "meta.json"
-    found = config.key()
-    match = FOLDER_NAME.match(directory.name)
-    recorded = meta.get("key")
-    expected, source = (match["key"], f"its folder name {directory.name}") if match else (recorded, "its 'key'")
-    restore = (f"restore meta.json (or the folder name), or {_rerun_hint(directory)}")
-    if expected is None:
-        raise ValueError(f"{path}: records no key and its folder name {directory.name} carries none, so its "
-                         f"configuration cannot be checked — {restore}")
-    if found != expected:
-        raise ValueError(f"{path}: configuration does not match its folder: expected key {expected} (from "
-                         f"{source}), found key {found} (the digest of the configuration in meta.json); "
-                         f"meta.json was edited by hand or the folder renamed — {restore}")
-    if recorded is not None and recorded != found:
-        raise ValueError(f"{path}: records key {recorded} but its configuration has key {found} — {restore}")
-    if match and directory.name != result_directory(config, Path()).name:
-        raise ValueError(f"{path}: configuration belongs in a folder named {result_directory(config, Path()).name}, "
-                         f"not {directory.name} — {restore}")
-
-
-def _check_samples(samples: dict[str, np.ndarray], config: Table1Config, path: Path, remedy: str) -> None:
-    required = ["x", "y", "score", "orders", "distance", "converged", "point"] + (["exact"] if config.dim == 2 else [])
-    required += ["ray"] if "ray" in samples else []  # 3-D results before the ray reference have none
-    missing = [name for name in required if name not in samples]
-    if missing:
-        raise ValueError(f"{path}: lacks the arrays {missing} — {remedy}")
-    m, p = len(config.specs) * len(config.seeds), len(MARGIN_ORDERS)
-    n = samples["x"].shape[1] if samples["x"].ndim == 3 else -1
-    expected = {"x": (m, n, config.dim), "y": (m, n), "score": (m, n), "orders": (p,), "distance": (m, p, n),
-                "converged": (m, p, n), "point": (m, p, n, config.dim), "exact": (m, p, n), "ray": (m, p, n)}
-    for name in required:
-        if samples[name].shape != expected[name]:
-            raise ValueError(f"{path}: array {name!r} has shape {samples[name].shape}, its configuration "
-                             f"({len(config.seeds)} seeds, dim {config.dim}) implies {expected[name]} — {remedy}")
-
-
-def _check_frame(frame: pd.DataFrame, columns: tuple[str, ...], path: Path, remedy: str) -> None:
-    missing = [name for name in columns if name not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: lacks the columns {missing} — {remedy}")
-
-
-def load_table1(directory: Path | str, expected_digest: str | None = None) -> Table1Result:
-    """Read a saved variant back.
-
-    Raises FileNotFoundError naming what is missing (and how to produce it), and
-    ValueError when ``expected_digest`` (a prefix of the SHA-256 of summary.csv,
-    pinned by the chapter that shows it) does not match: regenerated results must
-    be acknowledged in the chapter, which also invalidates the book's execution cache.
-    Every file that is empty, truncated, corrupt or inconsistent with the configuration
-    raises ValueError naming it, and so does a meta.json whose configuration does not
-    digest to the key in the folder's name (:func:`check_folder_key`).
-    """
-    directory = Path(directory)
-    missing = [name for name in RESULT_FILES if not (directory / name).exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"{directory} lacks {missing}; produce it with `mmgan table1` and the same options")
-    remedy = _rerun_hint(directory)
-    meta = read_json(directory / "meta.json", remedy)
-    config = _config_from_meta(meta, directory / "meta.json", remedy)
-    check_folder_key(directory, config, meta)
-    samples = read_npz(directory / "samples.npz", remedy)
-    _check_samples(samples, config, directory / "samples.npz", remedy)
-    model, _, _ = build_model(config)
-    state = read_torch(directory / "model.pt", remedy)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as error:
-        reason = " ".join(str(error).split())[:300]
-        raise ValueError(f"{directory / 'model.pt'}: does not hold the networks of its configuration "
-                         f"({reason}) — {remedy}") from error
-    models = len(config.specs) * len(config.seeds)
-    summary = read_csv(directory / "summary.csv", remedy)
-    _check_frame(summary, SUMMARY_COLUMNS, directory / "summary.csv", remedy)
-    if len(summary) != models * len(MARGIN_ORDERS):
-        raise ValueError(f"{directory / 'summary.csv'}: has {len(summary)} rows, its configuration implies "
-                         f"{models * len(MARGIN_ORDERS)} (rows × seeds × p); the file is truncated — {remedy}")
-    digest = file_digest(directory / "summary.csv")  # a readable file that differs: regenerated or edited
-    if expected_digest is not None and not digest.startswith(expected_digest):
-        raise ValueError(f"{directory}/summary.csv is readable but differs from the file the chapter was written "
-                         f"for (digest {digest[:12]}, expected {expected_digest}): if you regenerated it, update the "
-                         f"digest in the chapter; otherwise restore it (`git checkout -- {directory}/summary.csv`)")
-    curves = read_csv(directory / "curves.csv", remedy)
-    _check_frame(curves, CURVE_COLUMNS, directory / "curves.csv", remedy)
-    sizes = curves.groupby(["row", "seed"]).size()
-    if len(sizes) != models or sizes.nunique() > 1:
-        raise ValueError(f"{directory / 'curves.csv'}: does not log every model equally often ({len(sizes)} "
-                         f"of {models} models, {sorted(set(sizes.tolist()))} rows each); the file is truncated "
-                         f"— {remedy}")
-    return Table1Result(config, summary, curves, samples, model, meta, directory)
-
-
-
-
-#: The variants whose saved results the book shows, by role: (preset, dim, scale).
-HEADLINE = ("fitted", 2, "raw")
-BOOK_VARIANTS: tuple[tuple[str, int, str], ...] = (
-    HEADLINE, ("fitted", 3, "raw"),
-    ("paper", 2, STANDARDIZED), ("paper", 2, "raw"), ("paper", 2, "maxabs"), ("paper", 2, "unitrange"),
-    ("paper", 3, STANDARDIZED), ("paper", 3, "raw"),
-    ("long", 2, STANDARDIZED), ("long", 2, "raw"),
-)
-
-
-def variant_name(preset: str, dim: int, scale: str) -> str:
-    return f"{preset}-dim{dim}-{scale}"
-
-
-def load_book_variants(root: Path | str, digests: dict[str, str]) -> dict[str, Table1Result]:
-    """Load every saved variant of :data:`BOOK_VARIANTS`, checking the digests the chapter pins."""
-    out = {}
-    for preset, dim, scale in BOOK_VARIANTS:
-        name = variant_name(preset, dim, scale)
-        config = make_config(preset, dim=dim, scale=scale)
-        out[name] = load_table1(result_directory(config, Path(root)), expected_digest=digests.get(name))
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -736,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
         if not (math.isfinite(args.gamma) and args.gamma > 0):
             parser.error(f"--gamma {args.gamma!r}: γ must be a finite number > 0 (γ = 0 is no penalty)")
         args.lam = args.gamma / 2
-    device = _resolve_device(args.device or "cpu")
+    device = resolve_device(args.device or "cpu")
     workers = args.workers if args.workers is not None else (available_cores() if device.type == "cpu" else 1)
     check_workers(workers, device)
     print(f"results root: {root}", file=sys.stderr)

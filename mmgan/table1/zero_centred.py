@@ -7,9 +7,9 @@ is the soft-margin SVM, which §4.1 states (``tests/test_soft_svm.py`` checks it
 penalty: C = 1/(γ n)); the SVM reading predicts a larger margin for a larger weight, until the classifier no longer
 fits the data.
 
-The variants are Table 1's headline protocol (:data:`mmgan.table1.study.HEADLINE`: the 'fitted' preset, 2-D,
+The variants are Table 1's headline protocol (:data:`mmgan.table1.files.HEADLINE`: the 'fitted' preset, 2-D,
 raw coordinates, the same seeds, data and optimiser) with the rows of
-:data:`mmgan.table1.study.ROW_SETS` ``['zero_centred']``: no penalty, the one-centred LS and hinge penalties at
+:data:`mmgan.table1.variant.ROW_SETS` ``['zero_centred']``: no penalty, the one-centred LS and hinge penalties at
 q = 2, and R1, R2, R1 + R2 (:func:`mmgan.penalties.zero_centred_penalty`; λ = γ/2, so Table 1's λ = 10 is γ = 20),
 one variant per λ of :data:`LAMBDAS`. Margins are the L² distances of Table 1's verified estimator (eq. 3), beside
 the exact 2-D reference they are checked against (:func:`mmgan.exact.distance_to_zero_set_2d`), the first-order
@@ -36,7 +36,9 @@ import torch
 from mmgan.base.registry import check_int
 from mmgan.base.results import results_root
 from mmgan.margins import taylor_margin
+from mmgan.table1 import files as table1_files
 from mmgan.table1 import study as table1
+from mmgan.table1 import variant as table1_variant
 from mmgan.table1.report import ACCURACY_BAR, MIN_PAIRS, statistics
 from mmgan.verdicts import ALPHA, Verdict, effect_text, interval_text, pooled_effect
 
@@ -80,20 +82,20 @@ GROWTH: tuple[tuple[str, str, float, float], ...] = tuple(
     (f"{ROW_NAMES[row].split(' (')[0]}'s margin grows with λ", row, 1.0, 0.1) for row in ("r1", "r2", "r1+r2"))
 
 
-def headline_config(**overrides) -> table1.Table1Config:
+def headline_config(**overrides) -> table1_variant.Table1Config:
     """The zero-centred rows under Table 1's headline protocol (overrides as :func:`make_config`)."""
-    preset, dim, scale = table1.HEADLINE
-    return table1.make_config(overrides.pop("preset", preset), dim=dim, scale=scale, rows=ROWS, **overrides)
+    preset, dim, scale = table1_files.HEADLINE
+    return table1_variant.make_config(overrides.pop("preset", preset), dim=dim, scale=scale, rows=ROWS, **overrides)
 
 
-def load(root: Path | str | None = None, lam: float = LAMBDAS[0]) -> table1.Table1Result:
+def load(root: Path | str | None = None, lam: float = LAMBDAS[0]) -> table1_variant.Table1Result:
     """A committed variant (``mmgan table1 --preset fitted --dim 2 --scale raw --rows zero_centred --lam LAM``) under
     ``root`` (default: the repository's ``results/table1``)."""
     root = Path(root) if root is not None else results_root() / "table1"
-    return table1.load_table1(table1.result_directory(headline_config(lam=lam), root))
+    return table1_files.load_table1(table1_files.result_directory(headline_config(lam=lam), root))
 
 
-def first_order(result: table1.Table1Result) -> pd.DataFrame:
+def first_order(result: table1_variant.Table1Result) -> pd.DataFrame:
     """Per (row, seed): the median over correctly classified test points of the first-order L² estimate
     |f(x)| / ‖∇f(x)‖₂ over the measured L² distance, the mean ‖∇f(x)‖₂ at the test points, the mean exact L²
     distance of the 2-D reference (over the points where it found the boundary) and the training accuracy."""
@@ -122,7 +124,7 @@ def first_order(result: table1.Table1Result) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def row_table(result: table1.Table1Result) -> pd.DataFrame:
+def row_table(result: table1_variant.Table1Result) -> pd.DataFrame:
     """Per row: training and held-out accuracy, seeds that learnt, the L² margin, the exact reference's, the
     first-order ratio and ‖∇f‖₂ (means over seeds; the margins also over the learnt seeds only: a classifier that
     did not fit has no margin to speak of)."""
@@ -216,7 +218,7 @@ class Variant:
     """One committed λ: the result, its rows table and its verdicts."""
 
     lam: float
-    result: table1.Table1Result
+    result: table1_variant.Table1Result
     rows: pd.DataFrame
     judged: pd.DataFrame
     stats: pd.DataFrame
