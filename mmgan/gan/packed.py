@@ -87,7 +87,7 @@ import contextlib
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -96,18 +96,16 @@ from torch import nn
 from mmgan.base.randomness import normal
 from mmgan.gan.config import GANConfig
 from mmgan.gan.models import Flatten
-from mmgan.gan.train import LossWatch, NonFiniteLoss, RunState, real_batch
+from mmgan.gan.run_state import LossWatch, NonFiniteLoss, RunState, real_batch
 from mmgan.losses import critic_loss, generator_loss, needs_real_scores
 from mmgan.norms import GradNormOrder, grad_norm
-from mmgan.penalties import batched_gradient_penalty, penalty_points, penalty_shape
+from mmgan.penalties import batched_gradient_penalty, penalty_points, penalty_shape, per_model
 
 __all__ = ["PER_RUN_FIELDS", "SHARED_FIELDS", "PackedBatchNorm2d", "PackedFlatten", "PackedIteration",
            "PackedLinear", "PackedNonFiniteLoss", "PackedSequential", "PackedState", "check_packable",
            "pack_adam", "pack_modules", "pack_states", "packed_critic_scores", "packed_generate",
            "packed_gradient_penalty", "packed_training_iteration", "unpack_adam", "unpack_modules",
            "unpack_state"]
-
-_T = TypeVar("_T")
 
 #: Configuration fields the runs of one pack must share (architecture, batch, optimiser, loop shape, device).
 SHARED_FIELDS: tuple[str, ...] = ("dataset", "data_root", "image_size", "channels", "arch", "width", "z_dim",
@@ -358,14 +356,6 @@ def packed_critic_scores(packed_critic: PackedSequential, x: torch.Tensor) -> to
     return scores.transpose(0, 1)
 
 
-def _per_run(value: _T | Sequence[_T], runs: int, parameter: str) -> list[_T]:
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        return [value] * runs
-    if len(value) != runs:
-        raise ValueError(f"{parameter} must be one value or one per run ({runs}), got {len(value)}")
-    return list(value)
-
-
 def packed_gradient_penalty(packed_critic: PackedSequential, x_hat: torch.Tensor,
                             q: GradNormOrder | Sequence[GradNormOrder] = 2, g: str | Sequence[str] = "ls",
                             as_released: bool | Sequence[bool] = False, *, create_graph: bool = True
@@ -381,8 +371,8 @@ def packed_gradient_penalty(packed_critic: PackedSequential, x_hat: torch.Tensor
     smooth max are penalised here with :func:`mmgan.norms.grad_norm` run by run.
     """
     runs = packed_critic.runs
-    qs, gs = _per_run(q, runs, "q"), _per_run(g, runs, "g")
-    released = _per_run(as_released, runs, "as_released")
+    qs, gs = per_model(q, runs, "q"), per_model(g, runs, "g")
+    released = per_model(as_released, runs, "as_released")
     if not any(released):
         return batched_gradient_penalty(lambda x: packed_critic_scores(packed_critic, x), x_hat, qs, gs,
                                         create_graph=create_graph).penalty
@@ -512,7 +502,7 @@ class PackedNonFiniteLoss(NonFiniteLoss):
 @dataclass
 class PackedState:
     """K runs trained as one: their configurations, the packed networks and Adams, and each run's generator
-    (the same ``torch.Generator`` objects as the runs' :class:`mmgan.gan.train.RunState`, when packed by
+    (the same ``torch.Generator`` objects as the runs' :class:`mmgan.gan.run_state.RunState`, when packed by
     :func:`pack_states`)."""
 
     configs: list[GANConfig]
@@ -586,7 +576,7 @@ def pack_states(states: Sequence[RunState]) -> PackedState:
 
 
 def unpack_state(packed: PackedState, states: Sequence[RunState]) -> list[RunState]:
-    """Write the packed runs back into their :class:`mmgan.gan.train.RunState` (networks, Adams, random
+    """Write the packed runs back into their :class:`mmgan.gan.run_state.RunState` (networks, Adams, random
     generators, iteration), in place; returns ``states``."""
     states = list(states)
     if len(states) != packed.runs:
@@ -644,7 +634,7 @@ def packed_training_iteration(state: PackedState, data: torch.Tensor, device: to
     ``training_iteration`` it does not advance ``state.iteration``. Raises
     :class:`PackedNonFiniteLoss` (naming the runs) before an update that would
     make a run's weights non-finite; the whole pack is then not updated. With a
-    ``watch`` (:class:`mmgan.gan.train.LossWatch` of the K runs) it never synchronises
+    ``watch`` (:class:`mmgan.gan.run_state.LossWatch` of the K runs) it never synchronises
     with the device: non-finite losses are recorded there and the updates made
     (what :func:`mmgan.gan.packed_training.train_packed` does).
     """
