@@ -20,7 +20,9 @@ another order than a plain one, so the two round differently). At each point:
 * Ctrl-C, SIGTERM and SIGUSR2 (:func:`mmgan.base.run_folder.interrupt_at_boundary`)
   stop the loop after the checkpoints (:class:`mmgan.base.run_folder.Stopped`).
 
-Each run that finishes gets its ``summary.json`` (:func:`mmgan.gan.run_state.write_summary`).
+Each run that finishes gets its ``summary.json`` (:func:`mmgan.gan.run_state.write_summary`). Around the
+loop: the training images and the metric's reference (:func:`data_and_reference`) and the CUDA settings
+(:func:`execution_settings`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +39,8 @@ from tqdm import tqdm
 
 from mmgan.base.run_folder import LOG, interrupt_at_boundary
 from mmgan.gan.config import GANConfig
-from mmgan.gan.metrics import METRICS, generator_statistics
+from mmgan.gan.data import load_images
+from mmgan.gan.metrics import METRICS, dataset_statistics, generator_statistics, make_extractor
 from mmgan.gan.models import sampling_mode
 from mmgan.gan.run_state import (
     LossWatch,
@@ -47,7 +51,8 @@ from mmgan.gan.run_state import (
     write_summary,
 )
 
-__all__ = ["Bundle", "due", "evaluate", "evaluate_and_log", "train_runs", "training_record", "write_line"]
+__all__ = ["Bundle", "check_batch_size", "data_and_reference", "due", "evaluate", "evaluate_and_log",
+           "execution_settings", "train_runs", "training_record", "write_line"]
 
 
 class Bundle(Protocol):
@@ -81,6 +86,47 @@ class Bundle(Protocol):
 
     def sync(self, optimisers: bool) -> None:
         """Write the networks (and with ``optimisers`` the Adam states and random generators) into ``states``."""
+
+
+def data_and_reference(config: GANConfig, data: torch.Tensor | None, device: torch.device, evaluate: bool = True):
+    """The training images on ``device`` (loaded unless given), the metric's feature extractor and the data
+    set's reference statistics (both None unless ``evaluate``: :func:`evaluate_and_log` then evaluates nothing)."""
+    if data is None:
+        data = load_images(config.dataset, config.image_size, config.channels, config.data_root)
+    check_batch_size(config, len(data))
+    data = data.to(device, memory_format=config.memory_format) if data.dim() == 4 else data.to(device)
+    if not evaluate:
+        return data, None, None
+    extractor = make_extractor(config.metric, config.image_size, config.channels, device)
+    reference = dataset_statistics(extractor, data, f"{config.dataset}-{config.image_size}px-"
+                                   f"{config.channels}ch", device)
+    return data, extractor, reference
+
+
+@contextlib.contextmanager
+def execution_settings(config: GANConfig, device: torch.device) -> Iterator[None]:
+    """TF32 and cuDNN autotuning as the configuration asks, while a run trains on a CUDA device (restored
+    afterwards; nothing changes on the CPU). The metric's extractor turns TF32 off for itself
+    (:func:`mmgan.gan.metrics.no_tf32`)."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.tf32
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
+    try:
+        yield
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = saved
+
+
+def check_batch_size(config: GANConfig, images: int) -> None:
+    """A batch of distinct real images needs at least ``batch_size`` images (``ValueError`` naming the field)."""
+    if config.real_sampling != "with_replacement" and config.batch_size > images:
+        raise ValueError(f"batch_size={config.batch_size} is larger than the {images} images of dataset="
+                         f"{config.dataset!r}: real batches are drawn without replacement; choose batch_size <= "
+                         f"{images} (or real_sampling='with_replacement')")
 
 
 def due(config: GANConfig, iteration: int, stop_requested: bool) -> tuple[bool, bool, bool]:

@@ -59,7 +59,7 @@ from mmgan.base.processes import using_threads
 from mmgan.base.run_folder import CHECKPOINT, SUMMARY, RunLock, check_snapshot_every, prepare_folder
 from mmgan.gan.config import GANConfig, resolve_device
 from mmgan.gan.diagnostics import diagnostics, parameter_gradient_norms
-from mmgan.gan.loop import train_runs
+from mmgan.gan.loop import data_and_reference, execution_settings, train_runs
 from mmgan.gan.models import kept_statistics
 from mmgan.gan.packed import (
     PER_RUN_FIELDS,
@@ -77,9 +77,7 @@ from mmgan.gan.train import (
     arrangement,
     check_threads,
     continued_execution,
-    data_and_reference,
     execution_record,
-    execution_settings,
     start_state,
     threads_to_use,
 )

@@ -58,7 +58,6 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +69,8 @@ from mmgan.base.randomness import normal
 from mmgan.base.results import atomic_write_text, code_commit, read_yaml
 from mmgan.base.run_folder import RunLock, check_run_folder_path, check_snapshot_every, prepare_folder, truncate_log
 from mmgan.gan.config import TRAIN_LOSSES, GANConfig, config_from, resolve_device
-from mmgan.gan.data import load_images
 from mmgan.gan.diagnostics import diagnostics, parameter_gradient_norms
-from mmgan.gan.loop import train_runs
-from mmgan.gan.metrics import dataset_statistics, make_extractor
+from mmgan.gan.loop import data_and_reference, execution_settings, train_runs
 from mmgan.gan.models import kept_statistics, make_gan
 from mmgan.gan.run_state import (
     LossWatch,
@@ -90,7 +87,7 @@ from mmgan.norms import grad_norm
 from mmgan.penalties import gradient_penalty, input_gradient, penalty_points
 
 __all__ = ["ARITHMETIC_FIELDS", "TRAIN_LOSSES", "Alone", "arrangement", "check_threads", "continued_execution",
-           "data_and_reference", "default_threads", "execution_record", "execution_settings", "gradient_norms",
+           "default_threads", "execution_record", "gradient_norms",
            "index_generator", "main", "new_state", "platform_record", "start_state", "threads_to_use", "train",
            "training_iteration"]
 
@@ -270,48 +267,6 @@ def train(config: GANConfig, out: Path | str, resume: bool = False, progress: bo
     if isinstance(results[0], Exception):
         raise results[0]
     return results[0]
-
-
-def data_and_reference(config: GANConfig, data: torch.Tensor | None, device: torch.device, evaluate: bool = True):
-    """The training images on ``device`` (loaded unless given), the metric's feature extractor and the data
-    set's reference statistics (both None unless ``evaluate``: :func:`mmgan.gan.loop.evaluate_and_log` then
-    evaluates nothing)."""
-    if data is None:
-        data = load_images(config.dataset, config.image_size, config.channels, config.data_root)
-    check_batch_size(config, len(data))
-    data = data.to(device, memory_format=config.memory_format) if data.dim() == 4 else data.to(device)
-    if not evaluate:
-        return data, None, None
-    extractor = make_extractor(config.metric, config.image_size, config.channels, device)
-    reference = dataset_statistics(extractor, data, f"{config.dataset}-{config.image_size}px-"
-                                   f"{config.channels}ch", device)
-    return data, extractor, reference
-
-
-@contextlib.contextmanager
-def execution_settings(config: GANConfig, device: torch.device) -> Iterator[None]:
-    """TF32 and cuDNN autotuning as the configuration asks, while a run trains on a CUDA device (restored
-    afterwards; nothing changes on the CPU). The metric's extractor turns TF32 off for itself
-    (:func:`mmgan.gan.metrics.no_tf32`)."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.tf32
-    torch.backends.cudnn.benchmark = config.cudnn_benchmark
-    try:
-        yield
-    finally:
-        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-         torch.backends.cudnn.benchmark) = saved
-
-
-def check_batch_size(config: GANConfig, images: int) -> None:
-    """A batch of distinct real images needs at least ``batch_size`` images (``ValueError`` naming the field)."""
-    if config.real_sampling != "with_replacement" and config.batch_size > images:
-        raise ValueError(f"batch_size={config.batch_size} is larger than the {images} images of dataset="
-                         f"{config.dataset!r}: real batches are drawn without replacement; choose batch_size <= "
-                         f"{images} (or real_sampling='with_replacement')")
 
 
 def start_state(config: GANConfig, payload: dict[str, Any] | None, out: Path, device: torch.device) -> RunState:
