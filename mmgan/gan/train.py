@@ -87,9 +87,8 @@ from mmgan.norms import grad_norm
 from mmgan.penalties import gradient_penalty, input_gradient, penalty_points
 
 __all__ = ["ARITHMETIC_FIELDS", "TRAIN_LOSSES", "Alone", "arrangement", "check_threads", "continued_execution",
-           "default_threads", "execution_record", "gradient_norms",
-           "index_generator", "main", "new_state", "platform_record", "start_state", "threads_to_use", "train",
-           "training_iteration"]
+           "default_threads", "execution_record", "gradient_norms", "index_generator", "main", "new_state",
+           "platform_record", "start_state", "threads_to_use", "train", "training_iteration"]
 
 
 def index_generator(config: GANConfig, device: torch.device) -> torch.Generator | None:
