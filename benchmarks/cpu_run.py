@@ -27,10 +27,12 @@ from pathlib import Path
 import torch
 
 from mmgan.gan.data import load_images
+from mmgan.gan.loop import evaluate
 from mmgan.gan.metrics import dataset_statistics, make_extractor
 from mmgan.gan.packed import pack_states, packed_training_iteration
+from mmgan.gan.run_state import LossWatch
 from mmgan.gan.tables import table_configs
-from mmgan.gan.train import LossWatch, evaluate, gradient_norms, new_state, training_iteration
+from mmgan.gan.train import gradient_norms, new_state, training_iteration
 
 DEVICE = torch.device("cpu")
 

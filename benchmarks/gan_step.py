@@ -44,9 +44,11 @@ from pathlib import Path
 
 import torch
 
+from mmgan.gan.config import GANConfig
 from mmgan.gan.models import ARCHITECTURES, make_gan
 from mmgan.gan.packed import pack_states, packed_training_iteration
-from mmgan.gan.train import GANConfig, LossWatch, new_state, training_iteration
+from mmgan.gan.run_state import LossWatch
+from mmgan.gan.train import new_state, training_iteration
 from mmgan.norms import grad_norm
 
 CPU_WIDTH = 16

@@ -221,7 +221,7 @@ class BatchedPenalty(NamedTuple):
     scores: torch.Tensor
 
 
-def _per_model(value: _Choice | Sequence[_Choice], n_models: int, parameter: str) -> list[_Choice]:
+def per_model(value: _Choice | Sequence[_Choice], n_models: int, parameter: str) -> list[_Choice]:
     """One choice for every model: ``value`` repeated, or ``value`` itself if it is a sequence of M."""
     if isinstance(value, str) or not isinstance(value, Sequence):
         return [value] * n_models
@@ -279,7 +279,7 @@ def batched_gradient_penalty(
     if x_hat.dim() < 3:
         raise ValueError(f"x_hat must have shape (models, batch, ...), got {tuple(x_hat.shape)}")
     n_models = x_hat.shape[0]
-    q_m, g_m = _per_model(q, n_models, "q"), _per_model(g, n_models, "g")
+    q_m, g_m = per_model(q, n_models, "q"), per_model(g, n_models, "g")
     shapes = {name: penalty_shape(name) for name in dict.fromkeys(g_m)}
     x_hat = x_hat.detach().requires_grad_(True)
     with torch.enable_grad():

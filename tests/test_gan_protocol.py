@@ -14,7 +14,7 @@ import yaml
 
 from mmgan import losses, norms
 from mmgan.base import randomness
-from mmgan.base.run_folder import RunFolderBusy, RunLock
+from mmgan.base.run_folder import RunFolderBusy, RunLock, Stopped
 from mmgan.gan import data as images
 from mmgan.gan import metrics as fid
 from mmgan.gan import models, protocol, table_specs, train
@@ -324,7 +324,7 @@ def test_sigterm_checkpoints_at_the_boundary_hands_the_signal_on_and_resumes_exa
             return original(*args, **kwargs)
 
         monkeypatch.setattr(train, "critic_loss", interrupting)
-        with pytest.raises(train.Stopped, match=f"stopped by {signal.Signals(signum).name} at iteration 3") as info:
+        with pytest.raises(Stopped, match=f"stopped by {signal.Signals(signum).name} at iteration 3") as info:
             train.train(config, tmp_path / "split", progress=False, data=digits16)
         assert info.value.signum == signum
         assert received == [3]  # handed on once, after the checkpoint of iteration 3 was written

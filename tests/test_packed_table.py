@@ -390,7 +390,7 @@ def test_an_iteration_with_a_loss_watch_reads_nothing_back(loss):
 def test_the_loops_read_from_the_device_only_at_their_log_metric_and_checkpoint_points(tmp_path, monkeypatch):
     """The number of host reads of a table does not grow with the number of iterations between those points."""
     reads = {}
-    for name, module in (("_loop", train), ("_train_pack", packed_training)):
+    for name, module in (("train_runs", train), ("_train_pack", packed_training)):
         original = getattr(module, name)
 
         def watched(*args, _original=original, **kwargs):
@@ -407,7 +407,7 @@ def test_the_loops_read_from_the_device_only_at_their_log_metric_and_checkpoint_
         _table(tmp_path / f"single{iterations}", pack=False, **every)
     short, long = reads["_train_pack"]
     assert short == long > 0
-    assert reads["_loop"][:2] == reads["_loop"][2:] and reads["_loop"][0] > 0  # two runs per table
+    assert reads["train_runs"][:2] == reads["train_runs"][2:] and reads["train_runs"][0] > 0  # two runs per table
 
 
 # ----------------------------------------------------------------------------- (e) snapshots along training

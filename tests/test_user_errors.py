@@ -15,8 +15,8 @@ import yaml
 from helpers import tiny_gan
 
 from mmgan.base import results
+from mmgan.gan import run_state, train
 from mmgan.gan import tables as gan_tables
-from mmgan.gan import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_a_batch_larger_than_the_data_set_names_batch_size_and_leaves_no_run(tmp
 def test_a_full_disk_during_a_checkpoint_says_the_previous_one_is_intact(tmp_path, monkeypatch):
     run = tmp_path / "run"
     calls = {"n": 0}
-    original = train.atomic_torch_save
+    original = run_state.atomic_torch_save
 
     def failing(obj, path):
         calls["n"] += 1
@@ -71,7 +71,7 @@ def test_a_full_disk_during_a_checkpoint_says_the_previous_one_is_intact(tmp_pat
             raise OSError(errno.ENOSPC, "No space left on device")
         return original(obj, path)
 
-    monkeypatch.setattr(train, "atomic_torch_save", failing)
+    monkeypatch.setattr(run_state, "atomic_torch_save", failing)
     with pytest.raises(OSError, match="iteration 4 .*No space left on device.*previous checkpoint \\(iteration 2\\) "
                                       "is intact"):
         train.train(tiny_gan(), run, progress=False)

@@ -21,17 +21,28 @@
   checked field by field: a missing field, a wrong type or a non-finite metric
   stops with an error naming the file and the field, never a silently shorter
   mean.
-* :func:`folder_state` — what a folder holds (nothing, a partial run, a finished
-  run), so that a fresh run never silently overwrites earlier work.
+* :func:`folder_state`, :func:`prepare_folder` — what a folder holds (nothing, a
+  partial run, a finished run), so that a fresh run never silently overwrites
+  earlier work, and the checkpoint to continue from.
+* :func:`interrupt_at_boundary` — Ctrl-C (SIGINT), SIGTERM and SIGUSR2 (what SLURM
+  sends at pre-emption and time-out) ask a training loop to stop at its next
+  iteration boundary, after its checkpoint (:class:`Stopped`); a second signal stops
+  at once, without saving; SIGTERM and SIGUSR2 are then handed to the handler that
+  was there before (the process ends with status 143, or submitit requeues its job).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
 import os
+import signal
 import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -259,3 +270,107 @@ def truncate_log(folder: Path | str, iteration: int) -> int:
     if dropped:
         atomic_write_text(path, "".join(line + "\n" for line in kept))
     return dropped
+
+
+def check_run_folder_path(out: Path) -> None:
+    """``ValueError`` when ``out`` (or a folder above it) is a file: a run folder is created there."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ValueError(f"the run folder {out} cannot be made: {path} is a file; give a folder path "
+                                 "(it is created if missing)")
+            return
+
+
+def prepare_folder(out: Path, resume: bool, overwrite: bool,
+                   check: Callable[[dict[str, Any], Path], None]) -> dict[str, Any] | None:
+    """Check the run folder before any expensive work: returns the checkpoint payload when resuming, after
+    ``check(payload, path)`` accepted it (e.g. the same configuration).
+
+    A folder whose run was killed before its first checkpoint (a log, a config.yaml, no checkpoint) has nothing
+    to continue: ``resume`` starts it over."""
+    state = folder_state(out)
+    if state == "finished" and not (out / CHECKPOINT).is_file() and not overwrite:
+        raise FileExistsError(f"{out} holds a finished run whose checkpoint was not kept (committed runs keep "
+                              "their summary, log and networks only), so there is nothing to continue: train it "
+                              "again from the start with overwrite=True (--overwrite), or choose another folder")
+    if resume and not (out / CHECKPOINT).is_file() and state == "partial":
+        print(f"{out} holds no checkpoint yet (the run stopped before its first one): starting it over",
+              file=sys.stderr)
+        overwrite = True
+    elif resume:
+        payload = read_checkpoint(out / CHECKPOINT)
+        check(payload, out / CHECKPOINT)
+        return payload
+    if state != "empty":
+        if not overwrite:
+            hint = ("continue it with resume=True (--resume)" if (out / CHECKPOINT).is_file() else
+                    "it has no checkpoint yet, so resume=True (--resume) starts it over")
+            raise FileExistsError(f"{out} already holds a {state} run; {hint}, or start it over with overwrite=True "
+                                  "(--overwrite)")
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    return None
+
+
+#: The signals that stop a run at the next iteration boundary, after its checkpoint: Ctrl-C, SIGTERM (what a
+#: scheduler sends before SIGKILL) and SIGUSR2 (SLURM's advance warning, on which submitit requeues a job).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+
+class Stopped(KeyboardInterrupt):
+    """A run stopped by a signal at an iteration boundary, its checkpoint written (``signum``: the signal)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopAtBoundary:
+    """Handler of :data:`STOP_SIGNALS`: the first asks the loop to stop at the next iteration boundary (after
+    its checkpoint), a second stops at once (KeyboardInterrupt, nothing saved)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this iteration and writing a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr)
+
+    def stopped(self, iteration: int, where: str, how: str) -> Stopped:
+        """The :class:`Stopped` of a loop that stopped after iteration ``iteration``: ``where`` its checkpoints
+        are, ``how`` to continue."""
+        name = "Ctrl-C" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
+        return Stopped(f"stopped by {name} at iteration {iteration}; {where}, continue with {how}", self.signum)
+
+
+@contextlib.contextmanager
+def interrupt_at_boundary() -> Iterator[StopAtBoundary]:
+    """Install :class:`StopAtBoundary` for :data:`STOP_SIGNALS` while a loop runs. When the loop stops on SIGTERM
+    or SIGUSR2 (:class:`Stopped`, checkpoint written), the signal is then handed to the handler that was there
+    before: by default the process ends with status 143 (SIGTERM) as a scheduler expects; inside a submitit job,
+    submitit's own SIGUSR2 handler requeues the job, which resumes from the checkpoint."""
+    stop = StopAtBoundary()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set in the main thread; signals then act as usual
+        return
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield stop
+    except Stopped as stopped:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        previous = {}
+        if stopped.signum != signal.SIGINT:
+            signal.raise_signal(stopped.signum)  # the previous handler: terminate, requeue, or return
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

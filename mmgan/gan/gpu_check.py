@@ -52,9 +52,11 @@ from mmgan.base.run_folder import CHECKPOINT, LOG, read_checkpoint
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig, resolve_device
 from mmgan.gan.data import load_images
+from mmgan.gan.loop import due, execution_settings
 from mmgan.gan.packed import pack_states, packed_training_iteration
+from mmgan.gan.run_state import LossWatch
 from mmgan.gan.sweep_jobs import group_runs
-from mmgan.gan.train import LossWatch, due, execution_settings, new_state, train
+from mmgan.gan.train import new_state, train
 
 #: Images in each data set the paper preset trains on: only the length of the permutation a real batch's
 #: indices come from depends on it (CAT: the RaGAN paper's 9,304 faces of at least 64 px).
@@ -182,7 +184,7 @@ def paper_packs(table: str, pack: int | None = None) -> list[list[GANConfig]]:
 
 def evaluation_samples(config: GANConfig) -> list[int]:
     """The sample count of each metric evaluation of a run of ``config``, at the iterations the loop evaluates
-    (:func:`mmgan.gan.train.due`)."""
+    (:func:`mmgan.gan.loop.due`)."""
     return [config.metric_samples_at(i) for i in range(1, config.iterations + 1) if due(config, i, False)[1]]
 
 

@@ -8,10 +8,11 @@ loss, q, g, seed, ...) train as one packed network, and every run keeps what
 (:class:`mmgan.base.run_folder.RunLock`); its ``checkpoint.pt`` in the single-run
 format; its ``log.jsonl`` lines (the same keys, on the same cadence; the
 iterations/s is the pack's, i.e. each run's own progress per wall-clock second);
-its metric evaluations and ``summary.json``. The loop is :func:`mmgan.gan.train._loop`
-with the helpers of :mod:`mmgan.gan.train` (cadence, log lines, evaluation,
-checkpoint, summary) called per run on the run's :class:`~mmgan.gan.train.RunState`,
-into which the packed networks are unpacked before an evaluation or checkpoint.
+its metric evaluations and ``summary.json``. The loop is the single run's,
+:func:`mmgan.gan.loop.train_runs`, over a :class:`Pack` (a bundle of K runs) where a
+single run is a bundle of one (:class:`mmgan.gan.train.Alone`); the packed networks
+are unpacked into each run's :class:`~mmgan.gan.run_state.RunState` before an
+evaluation or checkpoint.
 
 Choices:
 
@@ -32,36 +33,33 @@ Choices:
 * new runs (and, with ``inexact``, resumed ones) at different iterations are never
   advanced together: they are grouped by iteration and each group trains as its
   own packs (of ``pack_size`` runs, default the whole group);
-* a run whose loss or weights go non-finite fails like a single run (the same
-  :class:`~mmgan.gan.train.NonFiniteLoss` text, found at the same points) and leaves
-  the pack, which is re-packed with the others, who go on unchanged (the runs of a
-  pack are independent, a NaN in one reaches no other); any other error of a pack
-  fails every run still in it; a run whose folder cannot be prepared (busy, an
-  unreadable or incompatible checkpoint) fails alone;
-* no host synchronisation per iteration: non-finite losses are recorded on the
-  device (:class:`~mmgan.gan.train.LossWatch`) and read on the log cadence and before
-  every metric evaluation and checkpoint, like the single-run loop;
-* Ctrl-C, SIGTERM and SIGUSR2 stop at the next iteration boundary after
-  checkpointing every run of the pack, as in :func:`mmgan.gan.train.train` (a second
-  signal stops at once).
+* a run whose loss or weights go non-finite fails (the loop's
+  :class:`~mmgan.gan.run_state.NonFiniteLoss`) and leaves the pack, which is re-packed
+  with the others, who go on unchanged (the runs of a pack are independent, a NaN in
+  one reaches no other); any other error of a pack fails every run still in it; a run
+  whose folder cannot be prepared (busy, an unreadable or incompatible checkpoint)
+  fails alone;
+* no host synchronisation per iteration, and Ctrl-C, SIGTERM and SIGUSR2 stop at
+  the next iteration boundary after checkpointing every run of the pack: the loop's
+  (:mod:`mmgan.gan.loop`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from mmgan.base.processes import using_threads
-from mmgan.base.run_folder import CHECKPOINT, LOG, SUMMARY, RunLock, check_snapshot_every
+from mmgan.base.run_folder import CHECKPOINT, SUMMARY, RunLock, check_snapshot_every, prepare_folder
 from mmgan.gan.config import GANConfig, resolve_device
 from mmgan.gan.diagnostics import diagnostics, parameter_gradient_norms
+from mmgan.gan.loop import data_and_reference, execution_settings, train_runs
 from mmgan.gan.models import kept_statistics
 from mmgan.gan.packed import (
     PER_RUN_FIELDS,
@@ -74,27 +72,14 @@ from mmgan.gan.packed import (
     unpack_modules,
     unpack_state,
 )
+from mmgan.gan.run_state import LossWatch, RunState, check_resumable
 from mmgan.gan.train import (
-    LossWatch,
-    RunState,
     arrangement,
     check_threads,
     continued_execution,
-    data_and_reference,
-    due,
-    evaluate_and_log,
     execution_record,
-    execution_settings,
-    interrupt_at_boundary,
-    non_finite_weights,
-    prepare_folder,
-    save_checkpoint,
     start_state,
-    stopped,
     threads_to_use,
-    training_record,
-    write_line,
-    write_summary,
 )
 from mmgan.norms import grad_norm
 from mmgan.penalties import penalty_points
@@ -148,7 +133,7 @@ def train_packed(configs: Sequence[GANConfig], outs: Sequence[Path | str], data:
             try:
                 locks.enter_context(RunLock(out))
                 resume = (out / CHECKPOINT).is_file()
-                payloads[k] = prepare_folder(config, out, resume=resume, overwrite=not resume)
+                payloads[k] = prepare_folder(out, resume, not resume, functools.partial(check_resumable, config))
             except Exception as error:  # noqa: BLE001 - this run fails, the others go on
                 results[k] = error
         packs, refused = _plan_packs(payloads, outs, pack_size, threads, inexact)
@@ -257,13 +242,6 @@ def _whereabouts(parent: Path, name: str, where: dict[tuple[Path, str], int], it
     return f"{name} is not among the runs given"
 
 
-def _weights_finite(pack: PackedState) -> list[bool]:
-    """Per run of the pack: are all its weights finite? (One host synchronisation.)"""
-    parameters = [*pack.generator.parameters(), *pack.critic.parameters()]
-    finite = torch.stack([torch.isfinite(p.detach()).reshape(pack.runs, -1).all(1) for p in parameters]).all(0)
-    return finite.tolist()
-
-
 def _gradient_norms(pack: PackedState, real: torch.Tensor, fake: torch.Tensor,
                     generator_norms: torch.Tensor) -> list[dict[str, float]]:
     """:func:`mmgan.gan.train.gradient_norms` of every run of the pack (the same points, the same critic passes;
@@ -288,90 +266,72 @@ def _select_runs(values: torch.Tensor, keep: list[int]) -> torch.Tensor:
     return values.index_select(0, torch.tensor(keep, dtype=torch.long).to(values.device, non_blocking=True))
 
 
-def _select(result: PackedIteration, keep: list[int]) -> PackedIteration:
-    return PackedIteration(*(_select_runs(value, keep) for value in result))
+class Pack:
+    """Runs at the same iteration as one :class:`mmgan.gan.loop.Bundle`: one packed network (grouped layers,
+    :mod:`mmgan.gan.packed`) trained by :func:`packed_training_iteration`; a run that fails leaves it and the others
+    are re-packed. Each run's execution record names the pack (it fixes the arithmetic)."""
+
+    packed = True
+
+    def __init__(self, states: list[RunState], outs: list[Path], device: torch.device) -> None:
+        self.states, self.outs = states, outs
+        self._record(device, lambda state: "start" if state.saved_at is None else "resume")
+        self.pack = pack_states(states)
+        self._last: PackedIteration | None = None
+        self._generator_norms: torch.Tensor | None = None
+
+    def _record(self, device: torch.device, reason) -> None:
+        names, config = [out.name for out in self.outs], self.states[0].config
+        for i, state in enumerate(self.states):
+            state.execution = continued_execution(state.execution, execution_record(
+                config, names, i, device, state.iteration, reason(state)))
+
+    @property
+    def iteration(self) -> int:
+        return self.pack.iteration
+
+    @iteration.setter
+    def iteration(self, value: int) -> None:
+        self.pack.iteration = value
+
+    def step(self, data: torch.Tensor, device: torch.device, watch: LossWatch) -> None:
+        self._last = packed_training_iteration(self.pack, data, device, watch)
+
+    def keep_gradients(self) -> None:
+        self._generator_norms = parameter_gradient_norms(self.pack.generator, self.pack.runs)
+
+    def weights_finite(self) -> list[bool]:
+        parameters = [*self.pack.generator.parameters(), *self.pack.critic.parameters()]
+        return torch.stack([torch.isfinite(p.detach()).reshape(self.pack.runs, -1).all(1)
+                            for p in parameters]).all(0).tolist()
+
+    def keep(self, runs: list[int], device: torch.device) -> None:
+        unpack_state(self.pack, self.states)
+        self.states, self.outs = [self.states[i] for i in runs], [self.outs[i] for i in runs]
+        self._last = PackedIteration(*(_select_runs(value, runs) for value in self._last))
+        if self._generator_norms is not None:
+            self._generator_norms = _select_runs(self._generator_norms, runs)
+        self._record(device, lambda state: "repack")
+        self.pack = pack_states(self.states)
+
+    def log_rows(self) -> list[tuple[list[float], dict[str, float]]]:
+        result = self._last
+        norms = _gradient_norms(self.pack, result.real, result.fake, self._generator_norms)
+        losses = torch.stack([result.critic_loss, result.penalty, result.generator_loss], 1).tolist()
+        return list(zip(losses, norms))
+
+    def sync(self, optimisers: bool) -> None:
+        if optimisers:
+            unpack_state(self.pack, self.states)
+        else:
+            unpack_modules(self.pack.generator, [s.generator for s in self.states])
+            unpack_modules(self.pack.critic, [s.critic for s in self.states])
 
 
 def _train_pack(states: list[RunState], outs: list[Path], data: torch.Tensor, extractor, reference,
                 device: torch.device, progress: bool, results: dict[int, dict[str, Any] | Exception],
                 snapshot_every: int | None = None) -> None:
-    """:func:`mmgan.gan.train._loop` (and the summaries) of runs at the same iteration, packed; fills ``results``
-    {index into states: summary or error} as the runs finish or fail."""
-    config = states[0].config
-    live = list(range(len(states)))  # the runs still in the pack, in its order
-    names = [out.name for out in outs]  # the pack (recorded in each checkpoint and summary: it fixes the arithmetic)
-    for i, state in enumerate(states):
-        state.execution = continued_execution(state.execution, execution_record(
-            config, names, i, device, state.iteration, "start" if state.saved_at is None else "resume"))
-    pack = pack_states(states)
-    watch = LossWatch(pack.runs, device)
-    bar = tqdm(total=config.iterations, initial=pack.iteration, disable=not progress,
-               desc=f"generator iterations ({pack.runs} packed runs)", mininterval=2.0)
-    clock, clock_iteration = time.perf_counter(), pack.iteration
-    with contextlib.ExitStack() as stack:
-        logs = [stack.enter_context((out / LOG).open("a", encoding="utf-8")) for out in outs]
-        stop = stack.enter_context(interrupt_at_boundary())
-        stack.callback(bar.close)
-        while live and pack.iteration < config.iterations:
-            result = packed_training_iteration(pack, data, device, watch)
-            pack.iteration += 1
-            bar.update(1)
-            log_due, metric_due, checkpoint_due = due(config, pack.iteration, stop.requested)
-            if not (log_due or metric_due or checkpoint_due):
-                continue  # nothing is read back from the device between these points
-            members = [states[k] for k in live]
-            for state in members:
-                state.iteration = pack.iteration
-            # the generator step's gradients, read before a re-pack below replaces the packed networks
-            generator_norms = parameter_gradient_norms(pack.generator, pack.runs) if log_due else None
-            errors = watch.errors(members, [outs[k] for k in live])
-            if metric_due or checkpoint_due:  # the weights, as the single-run loop checks them at these points
-                evaluates = metric_due and (not members[0].metrics or members[0].metrics[-1][0] != pack.iteration)
-                when = "before a metric evaluation" if evaluates else "before writing a checkpoint"
-                for i, finite in enumerate(_weights_finite(pack)):
-                    if not finite and i not in errors:
-                        errors[i] = non_finite_weights(members[i], outs[live[i]], when)
-            if errors:  # these runs fail and leave the pack; the others are re-packed and go on
-                for i, error in errors.items():
-                    results[live[i]] = error
-                keep = [i for i in range(len(live)) if i not in errors]
-                unpack_state(pack, members)
-                live = [live[i] for i in keep]
-                if not live:
-                    break
-                result, watch = _select(result, keep), watch.select(keep)
-                if generator_norms is not None:
-                    generator_norms = _select_runs(generator_norms, keep)
-                members = [states[k] for k in live]
-                for i, state in enumerate(members):  # the others go on in a smaller pack
-                    state.execution = continued_execution(state.execution, execution_record(
-                        config, [names[j] for j in live], i, device, pack.iteration, "repack"))
-                pack = pack_states(members)
-            if log_due:
-                now = time.perf_counter()
-                rate = (pack.iteration - clock_iteration) / max(now - clock, 1e-9)
-                clock, clock_iteration = now, pack.iteration
-                norms = _gradient_norms(pack, result.real, result.fake, generator_norms)
-                losses = torch.stack([result.critic_loss, result.penalty, result.generator_loss], 1).tolist()
-                for i, k in enumerate(live):
-                    write_line(logs[k], training_record(pack.iteration, *losses[i], rate, norms[i]))
-            if checkpoint_due:
-                unpack_state(pack, members)
-            elif metric_due:
-                unpack_modules(pack.generator, [s.generator for s in members])
-                unpack_modules(pack.critic, [s.critic for s in members])
-            if metric_due:
-                values = [evaluate_and_log(states[k], extractor, reference, device, outs[k], logs[k]) for k in live]
-                bar.set_postfix({config.metric: f"{min(v for v in values if v is not None):.2f}"}
-                                if any(v is not None for v in values) else {})
-            if checkpoint_due:
-                for k in live:
-                    save_checkpoint(states[k], outs[k], snapshot_every)
-            if stop.requested:
-                raise stopped(stop, pack.iteration, f"the checkpoints of the {len(live)} packed runs in "
-                                               f"{', '.join(str(outs[k]) for k in live)} are saved",
-                               "the same run_table call")
-    for k in live:
-        results[k] = write_summary(states[k], outs[k], device) if extractor is not None else \
-            {"iterations": states[k].iteration}
-
+    """The runs ``states`` (at the same iteration, in folders ``outs``) trained as one pack by the loop of
+    :func:`mmgan.gan.loop.train_runs`, which fills ``results`` {index into states: summary or error}."""
+    train_runs(Pack(states, outs, device), data, extractor, reference, device, progress, results, snapshot_every,
+               "the same run_table call")
