@@ -158,7 +158,11 @@ def test_a_new_margin_loss_brings_its_gan_losses():
         real, fake = torch.zeros(3), torch.full((3,), math.log(2.0))
         assert losses.critic_loss("rpexp", real, fake).item() == pytest.approx(2.0)
         assert losses.generator_loss("exp", None, fake).item() == pytest.approx(0.5)
+        # and a GAN trains with it: the configuration accepts every registered loss (no list of its own)
+        assert config_from({"loss": "raexp", "dataset": "digits", "channels": 1, "metric": "fdd"}).loss == "raexp"
     assert "rpexp" not in losses.gan_losses()
+    with pytest.raises(ValueError, match="invalid loss='raexp'; valid choices: 'sgan'"):
+        config_from({"loss": "raexp", "dataset": "digits", "channels": 1, "metric": "fdd"})
     with pytest.raises(ValueError, match="names starting with"):
         losses.MARGIN_LOSSES.register("rpx", exp)
 

@@ -26,10 +26,10 @@ from mmgan.base.registry import check_choice, check_int
 from mmgan.gan.data import DATASETS
 from mmgan.gan.metrics import METRICS
 from mmgan.gan.models import ARCHITECTURES, SAMPLING_MODES
+from mmgan.losses import gan_losses
 from mmgan.norms import NORMS, gradient_norm, released_norms
 from mmgan.penalties import PENALTY_POINTS, PENALTY_SHAPES
 
-TRAIN_LOSSES: tuple[str, ...] = ("wgan", "hinge", "rphinge", "rahinge", "rpsgan", "sgan", "lsgan")
 REAL_SAMPLING: tuple[str, ...] = ("without_replacement", "with_replacement")
 GENERATOR_REAL_BATCH: tuple[str, ...] = ("fresh", "reuse")
 #: Accepted device names: 'auto', 'cpu', 'cuda' or 'cuda:<index>'.
@@ -110,7 +110,7 @@ class GANConfig:
         check_choice(self.dataset, tuple(DATASETS), "dataset")
         check_choice(self.arch, tuple(ARCHITECTURES), "arch")
         check_choice(self.image_size, ARCHITECTURES[self.arch].sizes, f"image_size for arch={self.arch!r}")
-        check_choice(self.loss, TRAIN_LOSSES, "loss")
+        check_choice(self.loss, gan_losses(), "loss")  # every registered loss trains (mmgan.losses)
         check_choice(self.q, tuple(NORMS), "q")
         check_choice(self.g, tuple(PENALTY_SHAPES), "g")
         check_choice(self.penalty_at, PENALTY_POINTS, "penalty_at")

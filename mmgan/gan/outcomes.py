@@ -5,7 +5,7 @@ from the data. The run **starts** at its first evaluation at or below its first 
 :data:`START_FACTOR` (it has left its starting level); its *time to start* is that iteration, censored at
 the last evaluation when it never does. Then every run is exactly one of:
 
-* **diverged**: it failed with a non-finite loss or weights (:class:`mmgan.gan.train.NonFiniteLoss`);
+* **diverged**: it failed with a non-finite loss or weights (:class:`mmgan.gan.run_state.NonFiniteLoss`);
 * **did not start**: it never left its starting level;
 * **stalled**: it started, but only after :data:`STALL_SHARE` of training (it sat on its starting level for
   that share of its iterations, and had less than the rest to learn);

@@ -10,22 +10,9 @@ in another order than the plain ones of a run trained alone, and the thread coun
 the library versions change the rounding too. GAN training amplifies a difference of one rounding into one of
 1e-3 within 50 iterations. So this command rebuilds the arrangement first:
 
-1. *What fixed the run's arithmetic.* A run's summary (and checkpoint) records it
-   (:func:`mmgan.gan.train.execution_record`): its pack (the folder names of its runs, in order) and position,
-   threads, memory layout, code commit and platform (device, torch, CPU model and vector flags, oneDNN, MKL, GPU),
-   and the arrangements it continued from (``earlier``). Runs older than the record carry none; for them the pack
-   is *inferred*: the packed loop writes the pack's iterations/s into the log of every run of the pack, so the
-   runs of the study folder whose logs hold exactly the same iterations/s, line for line, are its pack; their
-   order is the table's (loss, cell, seed), the order in which ``mmgan table`` and ``mmgan sweep`` pack runs;
-   the threads are those of the summary's environment. Where the pack cannot be inferred (no other run shares
-   the rates: it trained alone, unpacked or as a pack of one, and nothing says which) the command says so
-   and stops (``--alone`` compares with the run trained alone, promising nothing).
-2. *Where this machine differs.* Before training it lists each recorded platform value that differs here, each
-   one not recorded, and a code commit other than the recorded one; with any of them it says that a
-   difference would be rounding, not a bug, instead of promising bits.
-
-   (Steps 1 and 2 are :mod:`mmgan.gan.reproduce_plan`.)
-
+1. *What fixed the run's arithmetic*: its pack and position, threads, memory layout, code commit and platform,
+   recorded, or inferred for runs older than the record (:mod:`mmgan.gan.reproduce_plan`).
+2. *Where this machine differs*, said before training, instead of promising bits (the same module).
 3. *Training.* The whole pack (or the single run) trains ``--iterations`` generator iterations (default: the
    whole run) with the recorded thread count, into ``--out`` or a temporary folder (never under the results
    root: committed files are hash-listed in their study's manifest).

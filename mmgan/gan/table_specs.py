@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmgan.base.registry import Registry, check_choice
-from mmgan.gan.config import TRAIN_LOSSES
 from mmgan.gan.data import DATASETS
 from mmgan.gan.models import ARCHITECTURES
+from mmgan.losses import gan_losses
 from mmgan.norms import NORMS
 from mmgan.paper import table_info
 from mmgan.penalties import DEFAULT_GAMMA, PENALTY_POINTS, PENALTY_SHAPES
@@ -65,7 +65,7 @@ def _check_table(name: str, spec: TableSpec) -> None:
     check_choice(spec.arch, tuple(ARCHITECTURES), f"arch of table {name}")
     check_choice(spec.image_size, ARCHITECTURES[spec.arch].sizes, f"image_size of table {name} (arch={spec.arch!r})")
     for loss in spec.losses:
-        check_choice(loss, TRAIN_LOSSES, f"loss of table {name}")
+        check_choice(loss, gan_losses(), f"loss of table {name}")
     for q, g in spec.cells:
         check_choice(q, tuple(NORMS), f"q of table {name}")
         check_choice(g, tuple(PENALTY_SHAPES), f"g of table {name}")

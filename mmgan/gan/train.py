@@ -68,7 +68,7 @@ from mmgan.base.processes import using_threads
 from mmgan.base.randomness import normal
 from mmgan.base.results import atomic_write_text, code_commit, read_yaml
 from mmgan.base.run_folder import RunLock, check_run_folder_path, check_snapshot_every, prepare_folder, truncate_log
-from mmgan.gan.config import TRAIN_LOSSES, GANConfig, config_from, resolve_device
+from mmgan.gan.config import GANConfig, config_from, resolve_device
 from mmgan.gan.diagnostics import diagnostics, parameter_gradient_norms
 from mmgan.gan.loop import data_and_reference, execution_settings, train_runs
 from mmgan.gan.models import kept_statistics, make_gan
@@ -86,7 +86,7 @@ from mmgan.losses import critic_loss, generator_loss, needs_real_scores
 from mmgan.norms import grad_norm
 from mmgan.penalties import gradient_penalty, input_gradient, penalty_points
 
-__all__ = ["ARITHMETIC_FIELDS", "TRAIN_LOSSES", "Alone", "arrangement", "check_threads", "continued_execution",
+__all__ = ["ARITHMETIC_FIELDS", "Alone", "arrangement", "check_threads", "continued_execution",
            "default_threads", "execution_record", "gradient_norms", "index_generator", "main", "new_state",
            "platform_record", "start_state", "threads_to_use", "train", "training_iteration"]
 
