@@ -24,9 +24,10 @@ book: $(VENV)/installed.stamp
 test: $(VENV)/installed.stamp
 	$(BIN)/ruff check .
 	# two worker processes (CI's two cores), each test file or notebook whole on one worker (nbval replays a
-	# notebook's cells in order in one kernel)
-	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
-	    --ignore=tests/browser --durations=25 tests notebooks
+	# notebook's cells in order in one kernel), each on one thread: two workers of two threads on two cores made
+	# every small tensor operation wait for a descheduled thread (a chapter's cell 8x slower)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg --ignore=tests/browser --durations=25 tests notebooks
 	mkdir -p _build
 	# (local extension paths are resolved from the config file's folder, hence the absolute path)
 	sed -e 's/execute_notebooks: cache/execute_notebooks: "off"/' -e 's|: book/_ext|: $(CURDIR)/book/_ext|' \

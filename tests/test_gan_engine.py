@@ -159,7 +159,7 @@ def test_metric_history_keeps_final_and_lowest(tmp_path, digits16):
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    (dict(loss="gan"), "invalid loss='gan'; valid choices: 'wgan', 'hinge'"),
+    (dict(loss="gan"), "invalid loss='gan'; valid choices: 'sgan', 'lsgan', 'hinge', 'wgan'"),
     (dict(q="3"), "invalid q='3'; valid choices: '1', '2', 'inf', 'smax'"),
     (dict(g="abs"), "invalid g='abs'"),
     (dict(arch="vgg"), "invalid arch='vgg'"),
