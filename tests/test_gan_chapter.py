@@ -9,6 +9,7 @@ import pytest
 import torch
 from IPython.display import Markdown
 
+from mmgan.chapters import gan_runs
 from mmgan.chapters import gan_tables as gan_chapter
 from mmgan.gan import tables as gan_tables
 from mmgan.gan.config import GANConfig
@@ -85,7 +86,7 @@ def test_the_chapter_parses_its_parameters_once_into_a_typed_request(tmp_path, m
 
 
 def _fake_study(tmp_path, improvement: float | dict[str, float], seeds: int = 3,
-                evaluations: int = 40) -> gan_chapter.Study:
+                evaluations: int = 40) -> gan_runs.Study:
     """Two cells × ``seeds`` seeds whose metric falls from 100 to 100 / improvement (per q with a dict;
     q = 2 below q = 1)."""
     rows = []
@@ -109,7 +110,7 @@ def _fake_study(tmp_path, improvement: float | dict[str, float], seeds: int = 3,
                          "lowest_at": 400, "iterations": 250 * evaluations, "metric": "fdd", "dataset": "digits",
                          "preset": "cpu"})
     config = GANConfig(iterations=250 * evaluations, metric="fdd")
-    return gan_chapter.Study("2", "cpu", pd.DataFrame(rows), config, tmp_path, ("final",))
+    return gan_runs.Study("2", "cpu", pd.DataFrame(rows), config, tmp_path, ("final",))
 
 
 def test_runs_that_did_not_learn_are_outcomes_not_gates(tmp_path):
@@ -146,9 +147,9 @@ def test_runs_that_cannot_carry_a_verdict_show_none(tmp_path, seeds, evaluations
 
 
 def test_the_gate_rule():
-    assert gan_chapter.verdict_gate("smoke", 40, 3) == "the smoke preset only checks the pipeline"
-    assert gan_chapter.verdict_gate("cpu", 40, 3) is None
-    assert "one seed" in gan_chapter.verdict_gate("paper", 10, 1)
+    assert gan_runs.verdict_gate("smoke", 40, 3) == "the smoke preset only checks the pipeline"
+    assert gan_runs.verdict_gate("cpu", 40, 3) is None
+    assert "one seed" in gan_runs.verdict_gate("paper", 10, 1)
 
 
 def test_verdicts_over_training_end_where_the_run_ends(tmp_path):
@@ -222,7 +223,7 @@ def test_the_results_sentence_states_the_range_of_the_table_shown_under_it(table
 
     study = gan_chapter.load_study(table)
     sentence = re.search(r"range from ([\d.]+) \(best: ([^)]+)\) to ([\d.]+) \(([^)]+)\)", study.summary().data)
-    shown = study.side_by_side(gan_chapter.PRIMARY)
+    shown = study.side_by_side(gan_runs.PRIMARY)
     medians = shown[next(c for c in shown.columns if c.startswith("ours"))].str.split(" ").str[0].astype(float)
     assert float(sentence.group(1)) == pytest.approx(medians.min(), abs=0.051)
     assert float(sentence.group(3)) == pytest.approx(medians.max(), abs=0.051)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mmgan.chapters import gan_tables as gan_chapter
+from mmgan.chapters import gan_runs
 from mmgan.chapters import gan_zero_centred as zero_centred
 from mmgan.gan import propositions, table_specs
 from mmgan.gan import tables as gan_tables
@@ -81,7 +81,7 @@ def _fake_study(folder, improvement: float = 10.0) -> zero_centred.GANStudy:
                                         ("rpsgan", "2", "R1 + R2"): 5.0}, 8, improvement)
     one = _fake_runs(folder / "one", {("hinge", "2", "hinge"): 15.0, ("hinge", "inf", "hinge"): 30.0}, 8, improvement)
     config = GANConfig(dataset="digits", channels=1, metric="fdd", iterations=10_000, image_size=16, width=16)
-    return zero_centred.GANStudy(gan_chapter.Study("r1r2", "cpu", zero, config, folder, ("final",), one))
+    return zero_centred.GANStudy(gan_runs.Study("r1r2", "cpu", zero, config, folder, ("final",), one))
 
 
 def test_the_study_judges_its_four_propositions_by_the_pooled_rule(tmp_path):

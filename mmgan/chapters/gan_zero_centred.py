@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from mmgan.base.results import results_root as find_results_root
 from mmgan.book import plots
-from mmgan.chapters.gan_tables import LEVELLED, PRIMARY, Study
+from mmgan.chapters.gan_runs import LEVELLED, PRIMARY, Study
 from mmgan.gan import propositions, protocol, table_specs
 from mmgan.gan import report as gan_report
 from mmgan.gan import tables as gan_tables
