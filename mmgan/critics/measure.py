@@ -55,6 +55,7 @@ in :mod:`mmgan.critics.instruments`.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import shutil
@@ -115,9 +116,6 @@ IMAGES = 64
 POPULATION = 1024
 #: Seeds of the draws: the measured images (and their batch mates), the population, the soundness sample.
 IMAGE_SEED, POPULATION_SEED, SOUNDNESS_SEED = 0, 1, 0
-#: The arguments of :func:`measure_run` that describe one task of a study (its part file's description).
-TASK_FIELDS = ("folder", "images", "thresholds", "fmn_steps", "search", "iteration", "modes", "population",
-               "soundness_check")
 
 
 def measurement_images(run: TrainedGAN, n: int, seed: int = IMAGE_SEED) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,6 +319,10 @@ def measure_run(folder: str, images: int, thresholds: Sequence[str], fmn_steps: 
     return out
 
 
+#: The arguments of :func:`measure_run` that describe one task of a study (its part file's description).
+TASK_FIELDS = tuple(name for name in inspect.signature(measure_run).parameters if name != "timings")
+
+
 def critic_thresholds(folder: str, population: int = POPULATION, modes: Sequence[str] = MODES) -> pd.DataFrame:
     """One row per view and boundary rule of one run's final critic: the rule's boundary values with their standard
     errors, the loss's level and the population's accuracy (:class:`mmgan.critics.thresholds.Threshold`), from
@@ -404,7 +406,7 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
     if parts is None:
         tasks = [(measure_run, args) for args in arguments]
     else:
-        described = [dict(zip(TASK_FIELDS, args)) for args in arguments]
+        described = [dict(zip(TASK_FIELDS, args, strict=True)) for args in arguments]
         if progress:
             print(f"{parts}: {finished_tasks(parts, described)} of {len(described)} critics measured already",
                   file=sys.stderr)
