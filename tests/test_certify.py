@@ -130,3 +130,30 @@ def test_affine_transpose_is_the_jacobian_transpose():
                 lambda z, step=step: step.forward(z[None])[0], torch.zeros(units, dtype=torch.float64))
             coefficients = torch.randn(3, jacobian.shape[0], dtype=torch.float64)
             assert torch.allclose(step.transpose(coefficients), coefficients @ jacobian)
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("p", MARGIN_ORDERS)
+def test_bounds_carried_back_over_the_units_read_equal_the_dense_pass(p, train, monkeypatch):
+    """Each group of a convolution's units is carried back over only the inputs it reads
+    (``Affine.row_groups``, ``transpose_on``); with one group of every unit over every input (the dense pass)
+    the bounds are the same, and every unit is in exactly one group."""
+    critic = gan_like_critic(5)
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    mates = torch.randn(4, 3, 1, 8, 8) if train else None
+    radius = torch.tensor([0.0, 0.05, 0.4, 1.5], dtype=torch.float64) * (8.0 if p == 1.0 else 1.0)
+    steps = certify.affine_steps(critic.train() if train else critic, (1, 8, 8), mates)
+    groups = [step.row_groups for step in steps if isinstance(step, certify.Affine)]
+    assert len(groups[1]) > 1  # the second convolution's positions read different patches
+    for step_groups, step in zip(groups, [s for s in steps if isinstance(s, certify.Affine)]):
+        units = torch.cat([units for units, _ in step_groups]).sort().values
+        assert torch.equal(units, torch.arange(math.prod(step.out_shape)))
+    grouped = certify.output_bounds(steps, x.flatten(1), radius, p)
+    dense = certify.affine_steps(critic, (1, 8, 8), mates)
+    for step in dense:
+        if isinstance(step, certify.Affine):
+            everything = (torch.arange(math.prod(step.out_shape)), torch.arange(math.prod(step.in_shape)))
+            monkeypatch.setitem(step.__dict__, "row_groups", [everything])
+    reference = certify.output_bounds(dense, x.flatten(1), radius, p)
+    for ours, theirs in zip(grouped, reference):
+        assert torch.allclose(ours, theirs, rtol=1e-12, atol=1e-12)

@@ -120,6 +120,37 @@ class Affine:
         return nn.grad.conv2d_input((grad.shape[0], *self.in_shape), self.weight, grad, self.stride,
                                     self.padding).flatten(1)
 
+    @functools.cached_property
+    def _blocks(self) -> dict[bytes, tuple[torch.Tensor, torch.Tensor]]:
+        return {}
+
+    def transpose_on(self, coefficients: torch.Tensor,
+                     columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`transpose` of coefficients that are zero outside the output units ``columns`` (N, len(columns)),
+        which it holds: the coefficients on the input units that any of those outputs reads (N, len(inputs)) and
+        those ``inputs``, the others' coefficients being exactly zero. A small block of the dense matrix instead of
+        all of it (a convolution's output unit reads a patch); all units (None) where there is no dense matrix."""
+        if columns is None or self.matrix is None:
+            if columns is not None:
+                coefficients = coefficients.new_zeros(coefficients.shape[0], math.prod(self.out_shape)).index_copy_(
+                    1, columns, coefficients)
+            return self.transpose(coefficients), None
+        key = columns.cpu().numpy().tobytes()
+        if key not in self._blocks:
+            rows = self.matrix[columns]
+            inputs = rows.ne(0).any(0).nonzero().flatten()
+            self._blocks[key] = rows[:, inputs].contiguous(), inputs
+        block, inputs = self._blocks[key]
+        return (coefficients * self.scale[columns]) @ block, inputs
+
+    @functools.cached_property
+    def row_groups(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The output units grouped by the input units they read (a convolution's: one group per position and
+        padding pattern): (units, the inputs they read) per group, from :attr:`jacobian`'s non-zeros."""
+        reads = self.jacobian.ne(0)
+        patterns, group = torch.unique(reads, dim=0, return_inverse=True)
+        return [((group == g).nonzero().flatten(), patterns[g].nonzero().flatten()) for g in range(len(patterns))]
+
 
 @dataclass(frozen=True)
 class LeakyReLU:
@@ -355,28 +386,34 @@ def _batchnorm_relaxation(step: BatchStatistics, lower: torch.Tensor, upper: tor
 
 
 def _backward(steps: list[Step], coefficients: torch.Tensor, relaxations: list,
-              x0: torch.Tensor, radius: torch.Tensor, q: float, offset: torch.Tensor | None = None) -> torch.Tensor:
+              x0: torch.Tensor, radius: torch.Tensor, q: float, offset: torch.Tensor | None = None,
+              columns: torch.Tensor | None = None) -> torch.Tensor:
     """Lower bounds over B_p(x0[i], radius[i]) of linear functions (plus ``offset``) of the last step's output.
 
-    ``coefficients``: (1, m, n_out), one row per function, the same for every image;
+    ``coefficients``: (1, m, n), one row per function, the same for every image, on the output units ``columns``
+    of the last step (default: all of them; the other units' coefficients are zero);
     ``relaxations[k]``: the lines of the k-th element-wise step (activation or train-mode BatchNorm) of
-    ``steps`` for every image. Returns (B, m).
+    ``steps`` for every image. Only the units that the functions read are carried back
+    (:meth:`Affine.transpose_on`). Returns (B, m).
     """
     offset = coefficients.new_zeros(1, coefficients.shape[1]) if offset is None else offset
     activation = len(relaxations) - 1
     for step in reversed(steps):
         if isinstance(step, Affine):
-            offset = offset + coefficients @ step.shift
+            offset = offset + coefficients @ (step.shift if columns is None else step.shift[columns])
             batch, rows, units = coefficients.shape
-            coefficients = step.transpose(coefficients.reshape(batch * rows, units)).reshape(batch, rows, -1)
+            coefficients, columns = step.transpose_on(coefficients.reshape(batch * rows, units), columns)
+            coefficients = coefficients.reshape(batch, rows, -1)
         else:
-            low_slope, low_intercept, up_slope, up_intercept = relaxations[activation]
+            low_slope, low_intercept, up_slope, up_intercept = (
+                lines if lines is None or columns is None else lines[:, columns] for lines in relaxations[activation])
             activation -= 1
             negative = coefficients.clamp(max=0)  # these rows take the upper line, the others the lower one
             offset = offset + (negative @ up_intercept[:, :, None]).squeeze(-1)
             if low_intercept is not None:
                 offset = offset + ((coefficients - negative) @ low_intercept[:, :, None]).squeeze(-1)
             coefficients = coefficients * torch.where(negative < 0, up_slope[:, None, :], low_slope[:, None, :])
+    x0 = x0 if columns is None else x0[:, columns]
     centre = (coefficients @ x0[:, :, None]).squeeze(-1)
     return centre + offset - radius[:, None] * torch.linalg.vector_norm(coefficients, ord=q, dim=-1)
 
@@ -401,10 +438,14 @@ def _both_bounds(steps: list[Step], relaxations: list, x0: torch.Tensor, radius:
             centre = last.forward(x0)
             spread = radius[:, None] * last.row_norms(q)
             return centre - spread, centre + spread
-        units = last.jacobian.shape[0]
-        bounds = _backward(steps[:-1], torch.cat([last.jacobian, -last.jacobian])[None], relaxations, x0, radius, q,
-                           torch.cat([last.shift, -last.shift])[None])
-        return bounds[:, :units], -bounds[:, units:]
+        low = x0.new_empty(x0.shape[0], last.jacobian.shape[0])
+        high = torch.empty_like(low)
+        for units, reads in last.row_groups:  # each group of units carried back over the inputs it reads
+            rows = last.jacobian[units][:, reads]
+            bounds = _backward(steps[:-1], torch.cat([rows, -rows])[None], relaxations, x0, radius, q,
+                               torch.cat([last.shift[units], -last.shift[units]])[None], reads)
+            low[:, units], high[:, units] = bounds[:, :len(units)], -bounds[:, len(units):]
+        return low, high
     if rows is None:
         units = math.prod(steps[-1].out_shape)
         rows = torch.eye(units, dtype=torch.float64, device=x0.device)
