@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,26 @@ def test_the_parts_of_an_unfinished_study_are_not_results_a_manifest_lists(tmp_p
     folder.mkdir(parents=True)
     (folder / "0123.csv").write_text("a\n1\n")
     assert manifest_files(tmp_path) == [tmp_path / "table3.csv"]
+
+
+def test_a_retrained_critic_is_measured_again_not_read_back(tmp_path, counted):
+    """A part names the SHA-256 of the weights it measured: once a run is trained again (other weights in the same
+    folder), a resumed study measures its critic again."""
+    from mmgan.base.manifest import record_in_manifest
+    from mmgan.base.results import results_root
+
+    study = cm.study_plan("3", runs=1)["folder"].iloc[0]
+    source = results_root() / "gan"
+    root = tmp_path / "gan"
+    relative = Path(study).relative_to(source)
+    shutil.copytree(source / relative.parent, root / relative.parent,
+                    ignore=shutil.ignore_patterns("snapshots", "log.jsonl"))
+    kept = tmp_path / "parts"
+    cm.measure_study("3", runs=1, root=root, parts=kept, **QUICK)
+    cm.measure_study("3", runs=1, root=root, parts=kept, **QUICK)
+    assert len(counted) == 1  # the same weights: read back
+    other = sorted(p for p in (root / relative.parent).iterdir() if p.is_dir() and p.name != relative.name)[0]
+    shutil.copyfile(other / "networks.pt", root / relative / "networks.pt")  # the run "retrained"
+    record_in_manifest(root / relative.parent, [root / relative / "networks.pt"])
+    cm.measure_study("3", runs=1, root=root, parts=kept, **QUICK)
+    assert len(counted) == 2

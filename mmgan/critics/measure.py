@@ -71,7 +71,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mmgan.base.manifest import record_in_manifest
+from mmgan.base.manifest import file_digest, record_in_manifest
 from mmgan.base.processes import available_cores, run_tasks
 from mmgan.base.randomness import normal
 from mmgan.base.registry import check_choice, check_int, lookup
@@ -392,13 +392,16 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
     for mode in modes:
         check_choice(mode, MODES, "mode")
     plan = study_plan(table, root, cells, runs, seeds)
+    weights: dict[tuple[str, int | None], Path] = {}
     for folder in plan["folder"]:  # every run's weights exist, before any task starts
         for iteration in iterations:
             if iteration is None:
-                weights_file(folder)
+                weights[folder, iteration] = weights_file(folder)
             elif not snapshot_path(folder, iteration).is_file():
                 raise FileNotFoundError(f"{folder} has no snapshot of iteration {iteration}: "
                                         f"{rerun_advice(folder, iteration)}")
+            else:
+                weights[folder, iteration] = snapshot_path(folder, iteration)
     jobs = [(row, iteration) for _, row in plan.iterrows() for iteration in iterations]
     checked = soundness_sample(len(jobs), soundness_critics)
     arguments = [(row["folder"], images, tuple(thresholds), fmn_steps, search, iteration, tuple(modes), population,
@@ -406,7 +409,10 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
     if parts is None:
         tasks = [(measure_run, args) for args in arguments]
     else:
-        described = [dict(zip(TASK_FIELDS, args, strict=True)) for args in arguments]
+        # a part describes the weights it measured too: a retrained run's critic is measured again, never read back
+        described = [{**dict(zip(TASK_FIELDS, args, strict=True)),
+                      "weights_sha256": file_digest(weights[row["folder"], iteration])}
+                     for args, (row, iteration) in zip(arguments, jobs)]
         if progress:
             print(f"{parts}: {finished_tasks(parts, described)} of {len(described)} critics measured already",
                   file=sys.stderr)

@@ -3,7 +3,8 @@
 A full re-measurement (64 + 64 images, both views, certificates) costs minutes to an hour of CPU per critic and
 hours per study (``benchmarks/critic_margins.py``). Each task of :func:`mmgan.critics.measure.measure_study` (one
 critic at one iteration) is written, when it finishes, to ``OUT/.partial/table<N><kind>/<key>.csv`` with its task
-description beside it (``<key>.json``, written last: a CSV without it is unfinished and measured again). A rerun of
+description beside it (``<key>.json``, written last: a CSV without it is unfinished and measured again). The
+description names the SHA-256 of the weights measured, so a critic trained again is measured again. A rerun of
 the same command reads the finished tasks back instead of measuring them; the study's files are assembled from the
 part files in both cases, so a resumed study writes the same bytes as an uninterrupted one. The folder is locked
 while a study writes to it and removed once the study's files are written.
