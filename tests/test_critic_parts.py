@@ -98,3 +98,28 @@ def test_a_retrained_critic_is_measured_again_not_read_back(tmp_path, counted):
     record_in_manifest(root / relative.parent, [root / relative / "networks.pt"])
     cm.measure_study("3", runs=1, root=root, parts=kept, **QUICK)
     assert len(counted) == 2
+
+
+def test_a_measurement_names_its_weights_and_a_retrained_study_is_refused(tmp_path):
+    """The study's meta data records each measured critic's weights (SHA-256); once a run is trained again, reading
+    the measurement beside it is refused with the command that measures it again."""
+    from mmgan.base.manifest import record_in_manifest
+    from mmgan.base.results import results_root
+
+    study = cm.study_plan("3", runs=1)["folder"].iloc[0]
+    source = results_root() / "gan"
+    root = tmp_path / "gan"
+    relative = Path(study).relative_to(source)
+    shutil.copytree(source / relative.parent, root / relative.parent,
+                    ignore=shutil.ignore_patterns("snapshots", "log.jsonl"))
+    out = tmp_path / "out"
+    assert cm.main(["3", "--runs", "1", "--images", "1", "--thresholds", "midpoint", "--fmn-steps", "0", "--mode",
+                    "eval", "--population", "32", "--workers", "1", "--root", str(root), "--out", str(out)]) == 0
+    _, meta = cm.load_measurements("3", out, mode="eval")
+    assert list(meta["parts"]["weights"]) == [relative.name]
+    cm.verify_measured_weights("3", meta, root)  # the committed critic: accepted
+    other = sorted(p for p in (root / relative.parent).iterdir() if p.is_dir() and p.name != relative.name)[0]
+    shutil.copyfile(other / "networks.pt", root / relative / "networks.pt")
+    record_in_manifest(root / relative.parent, [root / relative / "networks.pt"])
+    with pytest.raises(ValueError, match=r"trained again since; measure again: `mmgan critic-margins 3`"):
+        cm.verify_measured_weights("3", meta, root)

@@ -422,6 +422,22 @@ def _ratio_text(row: dict[str, Any] | None) -> str:
     return f"{row['ratio']:.2f}× {interval_text(row['lower'], row['upper'])}"
 
 
+def runs_folder(meta: dict[str, Any], root: Path) -> Path:
+    """The GAN runs folder a measurement names (``meta['runs']``, relative to the repository), under ``root``."""
+    runs = Path(meta.get("runs", "results/gan"))
+    return runs if runs.is_absolute() else root.joinpath(*(runs.parts[1:] if runs.parts[0] == "results"
+                                                           else runs.parts))
+
+
+def verified(table: str, meta: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``meta``, once the critics it names the weights of are checked to be the committed ones
+    (:func:`mmgan.critics.measure.verify_measured_weights`), where those runs are at hand."""
+    folder = runs_folder(meta, root)
+    if folder.is_dir():
+        cm.verify_measured_weights(table, meta, folder)
+    return meta
+
+
 def _end_of_training_fdd(critics: pd.DataFrame, table: str, meta: dict[str, Any],
                          root: Path) -> tuple[pd.DataFrame, str, str]:
     """``critics`` with the GAN chapters' primary FDD statistic of their runs
@@ -429,11 +445,9 @@ def _end_of_training_fdd(critics: pd.DataFrame, table: str, meta: dict[str, Any]
     hand under ``root`` (the folder the measurement names, ``meta['runs']``), ``critics`` unchanged, ``final_fdd``
     and a note saying so."""
     runs = Path(meta.get("runs", "results/gan"))
-    folder = runs if runs.is_absolute() else root.joinpath(*(runs.parts[1:] if runs.parts[0] == "results"
-                                                             else runs.parts))
     if table in STUDIES:
         try:
-            listed = cm.study_runs(table, folder, meta.get("cells"))
+            listed = cm.study_runs(table, runs_folder(meta, root), meta.get("cells"))
             return report.with_end_fdd(critics, listed), report.FDD_STATISTIC, ""
         except FileNotFoundError:
             pass
@@ -458,10 +472,12 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     check_int(check_runs, "check_runs", minimum=0)
     check_int(fmn_steps, "fmn_steps", minimum=0)
     measurements, meta = cm.load_measurements(table, results_root)
+    meta = verified(table, meta, root)
     critics, fdd, fdd_note = _end_of_training_fdd(report.per_critic(measurements), table, meta, root)
     training = training_meta = None
     if (Path(results_root) / f"table{table}{cm.ALONG_TRAINING}.csv").is_file():
         along, training_meta = cm.load_measurements(table, results_root, cm.ALONG_TRAINING)
+        training_meta = verified(table, training_meta, root)
         training = report.per_critic(along)
     check = None
     if check_runs:

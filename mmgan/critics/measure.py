@@ -506,6 +506,26 @@ def load_measurements(table: str, root: Path | str | None = None, kind: str = ""
     return frame, read_json(path.with_suffix(".json"), remedy)
 
 
+def verify_measured_weights(table: str, meta: dict[str, Any], root: Path | str | None = None) -> None:
+    """Every critic a measurement names the weights of (``meta["parts"]["weights"]``, recorded since the parts named
+    them) is the one committed under ``root``: a study trained again after it was measured is refused, naming the
+    command that measures it again. A measurement without the record is not checked."""
+    recorded = (meta.get("parts") or {}).get("weights")
+    if not recorded:
+        return
+    folders = {Path(folder).name: folder for folder in study_runs(table, root, meta.get("cells"))["folder"]}
+    for key, digest in recorded.items():
+        name, _, iteration = key.partition("@")
+        if name not in folders:
+            raise ValueError(f"Table {table}'s margin measurement names a run {name!r} its study does not have "
+                             f"(runs: {', '.join(sorted(folders))}); measure again: `mmgan critic-margins {table}`")
+        path = snapshot_path(folders[name], int(iteration)) if iteration else weights_file(folders[name])
+        if file_digest(path) != digest:
+            raise ValueError(f"{path} is not the critic Table {table}'s margin measurement measured (SHA-256 "
+                             f"{digest[:12]}… then): the run was trained again since; measure again: "
+                             f"`mmgan critic-margins {table}`")
+
+
 def default_thresholds(table: str, root: Path | str | None = None) -> tuple[str, ...]:
     """The boundaries a study's critics are measured at: its primary one
     (:func:`mmgan.critics.report.primary_threshold`) and our real/fake midpoint."""

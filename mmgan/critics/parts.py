@@ -79,9 +79,19 @@ def measured_part(folder: str, task: dict[str, Any], measure: Callable[..., pd.D
     return read_csv(where / f"{key}.csv", f"delete {where} and measure again", dtype=TEXT_COLUMNS)
 
 
+def weights_key(task: dict[str, Any]) -> str:
+    """How a study's meta data names the weights of one task: the run folder's name, and ``@<iteration>`` for a
+    snapshot."""
+    name = Path(task["folder"]).name
+    return name if task.get("iteration") is None else f"{name}@{task['iteration']}"
+
+
 def parts_record(folder: Path | str) -> dict[str, Any]:
-    """What the study's meta data records of its parts: the code commits they were measured at and the wall
-    seconds they took in all (over every session of a resumed study)."""
+    """What the study's meta data records of its parts: the code commits they were measured at, the wall seconds
+    they took in all (over every session of a resumed study) and the SHA-256 of the weights each measured
+    (:func:`weights_key`: digest)."""
     described = [read_json(path) for path in sorted(Path(folder).glob("*.json"))]
     return {"commits": sorted({part["commit"] for part in described}),
-            "seconds": sum(part["seconds"] for part in described)}
+            "seconds": sum(part["seconds"] for part in described),
+            "weights": {weights_key(part["task"]): part["task"]["weights_sha256"] for part in described
+                        if "weights_sha256" in part["task"]}}
