@@ -123,3 +123,18 @@ def test_a_measurement_names_its_weights_and_a_retrained_study_is_refused(tmp_pa
     record_in_manifest(root / relative.parent, [root / relative / "networks.pt"])
     with pytest.raises(ValueError, match=r"trained again since; measure again: `mmgan critic-margins 3`"):
         cm.verify_measured_weights("3", meta, root)
+
+
+def test_a_measurement_from_before_the_weights_record_is_checked_on_its_runs_final_fdd():
+    """Without the weights record, each run's final FDD as the measurement copied it must be its summary's: a study
+    trained again since (another final FDD) is refused."""
+    from mmgan.base.results import read_json
+
+    plan = cm.study_plan("3", runs=2)
+    finals = [read_json(Path(folder) / "summary.json")["final"] for folder in plan["folder"]]
+    copied = plan[["cell", "seed"]].assign(final_fdd=finals)
+    cm.verify_measured_weights("3", {}, None, copied)  # as committed: accepted
+    cm.verify_measured_weights("3", {}, None, None)  # nothing to check it on: not checked
+    copied.loc[1, "final_fdd"] = finals[1] * 1.01
+    with pytest.raises(ValueError, match=r"whose summary now says .*trained again since"):
+        cm.verify_measured_weights("3", {}, None, copied)

@@ -429,12 +429,12 @@ def runs_folder(meta: dict[str, Any], root: Path) -> Path:
                                                            else runs.parts))
 
 
-def verified(table: str, meta: dict[str, Any], root: Path) -> dict[str, Any]:
-    """``meta``, once the critics it names the weights of are checked to be the committed ones
+def verified(table: str, measurements: pd.DataFrame, meta: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``meta``, once the critics of ``measurements`` are checked to be the committed ones
     (:func:`mmgan.critics.measure.verify_measured_weights`), where those runs are at hand."""
     folder = runs_folder(meta, root)
     if folder.is_dir():
-        cm.verify_measured_weights(table, meta, folder)
+        cm.verify_measured_weights(table, meta, folder, measurements)
     return meta
 
 
@@ -472,12 +472,12 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     check_int(check_runs, "check_runs", minimum=0)
     check_int(fmn_steps, "fmn_steps", minimum=0)
     measurements, meta = cm.load_measurements(table, results_root)
-    meta = verified(table, meta, root)
+    meta = verified(table, measurements, meta, root)
     critics, fdd, fdd_note = _end_of_training_fdd(report.per_critic(measurements), table, meta, root)
     training = training_meta = None
     if (Path(results_root) / f"table{table}{cm.ALONG_TRAINING}.csv").is_file():
         along, training_meta = cm.load_measurements(table, results_root, cm.ALONG_TRAINING)
-        training_meta = verified(table, training_meta, root)
+        training_meta = verified(table, along, training_meta, root)
         training = report.per_critic(along)
     check = None
     if check_runs:

@@ -83,7 +83,7 @@ from mmgan.base.results import (
     results_root,
     shown_path,
 )
-from mmgan.base.run_folder import CHECKPOINT, RunLock, snapshot_path
+from mmgan.base.run_folder import CHECKPOINT, SUMMARY, RunLock, snapshot_path
 from mmgan.critics import soundness
 from mmgan.critics import thresholds as threshold_rules
 from mmgan.critics.held_batch import MODES, class_batches, critic_view
@@ -506,14 +506,27 @@ def load_measurements(table: str, root: Path | str | None = None, kind: str = ""
     return frame, read_json(path.with_suffix(".json"), remedy)
 
 
-def verify_measured_weights(table: str, meta: dict[str, Any], root: Path | str | None = None) -> None:
-    """Every critic a measurement names the weights of (``meta["parts"]["weights"]``, recorded since the parts named
-    them) is the one committed under ``root``: a study trained again after it was measured is refused, naming the
-    command that measures it again. A measurement without the record is not checked."""
+def verify_measured_weights(table: str, meta: dict[str, Any], root: Path | str | None = None,
+                            measurements: pd.DataFrame | None = None) -> None:
+    """Every critic a measurement measured is the one committed under ``root``: a study trained again after it was
+    measured is refused, naming the command that measures it again. Checked on the SHA-256 of each critic's weights
+    where the measurement records them (``meta["parts"]["weights"]``), else, for a measurement from before that
+    record, on each run's final FDD as the measurement copied it (``measurements``' ``final_fdd``) against its
+    summary's; a measurement with neither is not checked."""
     recorded = (meta.get("parts") or {}).get("weights")
-    if not recorded:
+    if not recorded and (measurements is None or "final_fdd" not in measurements):
         return
-    folders = {Path(folder).name: folder for folder in study_runs(table, root, meta.get("cells"))["folder"]}
+    plan = study_runs(table, root, meta.get("cells"))
+    folders = {Path(folder).name: folder for folder in plan["folder"]}
+    again = f"the run was trained again since; measure again: `mmgan critic-margins {table}`"
+    if not recorded:
+        copied = measurements.groupby(["cell", "seed"])["final_fdd"].first()
+        for (cell, seed), final in copied.items():
+            summary = read_json(Path(folders[f"{cell}-s{seed}"]) / SUMMARY, f"mmgan table {table} --preset cpu")
+            if not math.isclose(float(summary["final"]), float(final), rel_tol=1e-6):
+                raise ValueError(f"Table {table}'s margin measurement copied a final FDD of {final:.6g} for "
+                                 f"{cell}-s{seed}, whose summary now says {summary['final']:.6g}: {again}")
+        return
     for key, digest in recorded.items():
         name, _, iteration = key.partition("@")
         if name not in folders:
@@ -522,8 +535,7 @@ def verify_measured_weights(table: str, meta: dict[str, Any], root: Path | str |
         path = snapshot_path(folders[name], int(iteration)) if iteration else weights_file(folders[name])
         if file_digest(path) != digest:
             raise ValueError(f"{path} is not the critic Table {table}'s margin measurement measured (SHA-256 "
-                             f"{digest[:12]}… then): the run was trained again since; measure again: "
-                             f"`mmgan critic-margins {table}`")
+                             f"{digest[:12]}… then): {again}")
 
 
 def default_thresholds(table: str, root: Path | str | None = None) -> tuple[str, ...]:
