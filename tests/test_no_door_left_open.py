@@ -297,3 +297,34 @@ def test_every_manifest_written_by_mmgan_manifest_lists_what_verify_checks(tmp_p
     (folder / "run" / "extra.json").write_text("{}")
     assert cli.main(["verify", str(folder)]) == 0
     assert "1 files match; 1 not listed (e.g. run/extra.json)" in capsys.readouterr().out
+
+
+def test_the_code_commit_is_dirty_for_changed_code_not_for_results_written_into_the_checkout(tmp_path):
+    """code_commit marks ``+dirty`` when the package's tracked files (or its build file) differ from the commit;
+    results written into the checkout, as a long study does, leave it clean."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    from mmgan.base import results as results_module
+
+    repo = tmp_path / "repo"
+    (repo / "mmgan" / "base").mkdir(parents=True)
+    (repo / "results").mkdir()
+    shutil.copyfile(results_module.__file__, repo / "mmgan" / "base" / "results.py")
+    (repo / "results" / "table.csv").write_text("a\n1\n")
+    (repo / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], cwd=repo, check=True)
+    spec = importlib.util.spec_from_file_location("copied_results", repo / "mmgan" / "base" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert not module.code_commit().endswith("+dirty")
+    (repo / "results" / "table.csv").write_text("a\n2\n")  # a result rewritten: not code
+    module.code_commit.cache_clear()  # (computed once per process)
+    assert not module.code_commit().endswith("+dirty")
+    (repo / "pyproject.toml").write_text("[project]\nname = 'changed'\n")
+    module.code_commit.cache_clear()
+    assert module.code_commit().endswith("+dirty")

@@ -35,7 +35,8 @@ CHECKED_ON = {"torch": "2.14.1+cu130", "cpu_capability": "AVX512", "onednn": "3.
 #: One committed run per study that repeats bit for bit on CHECKED_ON: one whose summary records its pack, one
 #: whose pack is inferred from its log.
 #: (run, the size of its pack, its position in it).
-BIT_FOR_BIT = [("table2/cpu-c001dc6bbf3d/hinge-q2-hinge-s16", 8, 0), ("table8/cpu-c001dc6bbf3d/hinge-qsmax-hinge-s0", 8, 0),
+BIT_FOR_BIT = [("table2/cpu-c001dc6bbf3d/hinge-q2-hinge-s16", 8, 0),
+               ("table8/cpu-c001dc6bbf3d/hinge-qsmax-hinge-s0", 8, 0),
                ("tabler1/cpu-fb8c9008ad69/hinge-q2-zero_centered-s5", 4, 1)]
 #: Every committed study: (a run, the size of its pack, whether its summary records it).
 STUDIES = [("table2/cpu-c001dc6bbf3d/hinge-qinf-hinge-s0", 8, False),

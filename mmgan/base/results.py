@@ -52,13 +52,15 @@ def environment(device: Any = None) -> dict[str, str]:
 
 @functools.cache
 def code_commit() -> str:
-    """The commit of the repository this package was imported from (``'<sha>+dirty'`` when its tracked files
-    have changes), or ``'unknown'`` outside a git checkout."""
+    """The commit of the repository this package was imported from (``'<sha>+dirty'`` when its code, the tracked
+    files of the package and its build file, has changes; results written into the checkout are not code), or
+    ``'unknown'`` outside a git checkout."""
     here = Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "mmgan",
+                                "pyproject.toml"], cwd=here,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
