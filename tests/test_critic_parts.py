@@ -138,3 +138,9 @@ def test_a_measurement_from_before_the_weights_record_is_checked_on_its_runs_fin
     copied.loc[1, "final_fdd"] = finals[1] * 1.01
     with pytest.raises(ValueError, match=r"whose summary now says .*trained again since"):
         cm.verify_measured_weights("3", {}, None, copied)
+
+
+def test_a_study_refused_before_its_first_critic_leaves_no_folder_of_parts(tmp_path):
+    with pytest.raises(ValueError, match="seeds \\[99\\] are not in Table 3's study"):
+        cm.main(["3", "--seeds", "99", "--mode", "eval", "--out", str(tmp_path)])
+    assert not (tmp_path / parts.PARTIAL).exists()

@@ -83,7 +83,7 @@ from mmgan.base.results import (
     results_root,
     shown_path,
 )
-from mmgan.base.run_folder import CHECKPOINT, SUMMARY, RunLock, snapshot_path
+from mmgan.base.run_folder import CHECKPOINT, LOCK, SUMMARY, RunLock, snapshot_path
 from mmgan.critics import soundness
 from mmgan.critics import thresholds as threshold_rules
 from mmgan.critics.held_batch import MODES, class_batches, critic_view
@@ -623,11 +623,17 @@ def main(argv: list[str] | None = None) -> int:
         iterations = [None]
     kind = ALONG_TRAINING if args.along else ""
     parts = parts_folder(out, args.table, kind)
-    with RunLock(parts):
-        frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, root,
-                              runs=args.runs, progress=True, iterations=iterations, cells=args.cells, modes=modes,
-                              population=args.population, soundness_critics=args.soundness, seeds=args.seeds,
-                              parts=parts)
+    try:
+        with RunLock(parts):
+            frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, root,
+                                  runs=args.runs, progress=True, iterations=iterations, cells=args.cells,
+                                  modes=modes, population=args.population, soundness_critics=args.soundness,
+                                  seeds=args.seeds, parts=parts)
+    finally:  # a study refused before its first critic leaves no folder of parts behind (as a finished one)
+        if parts.is_dir() and [path.name for path in parts.iterdir()] == [LOCK] and not (parts / LOCK).stat().st_size:
+            shutil.rmtree(parts)
+            if not any(parts.parent.iterdir()):
+                parts.parent.rmdir()
     measured = parts_record(parts)
     meta = {"table": args.table, "cells": args.cells, "seeds": args.seeds, "runs_measured": args.runs,
             "images": args.images,
