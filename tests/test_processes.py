@@ -30,3 +30,11 @@ def test_workers_are_checked_and_need_the_cpu():
         check_workers(0, "cpu")
     with pytest.raises(ValueError, match="with device 'cuda' use workers=1"):
         check_workers(2, torch.device("cuda"))
+
+
+def test_one_worker_runs_its_tasks_with_the_threads_asked_and_restores_the_count():
+    before = torch.get_num_threads()
+    asked = 1 if before != 1 else 2
+    assert run_tasks([(torch.get_num_threads, ())] * 2, workers=1, threads=asked) == [asked, asked]
+    assert torch.get_num_threads() == before
+    assert run_tasks([(torch.get_num_threads, ())], workers=1) == [before]  # none asked: torch's own count

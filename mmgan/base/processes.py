@@ -67,12 +67,14 @@ def run_tasks(tasks: Sequence[Task], workers: int = 1, threads: int | None = Non
     Args:
         tasks: (function, arguments) pairs; functions must be importable top-level functions.
         workers: processes; 1 runs the tasks here, in order.
-        threads: torch threads per worker (default: the available cores shared among the workers).
+        threads: torch threads per worker (default: the available cores shared among the workers; with one worker,
+            torch's own count).
         desc: label of a progress bar over finished tasks (none when ``None``).
     """
     check_int(workers, "workers", minimum=1)
     if workers == 1:
-        return [fn(*args) for fn, args in tqdm(tasks, desc=desc, disable=desc is None)]
+        with using_threads(threads):
+            return [fn(*args) for fn, args in tqdm(tasks, desc=desc, disable=desc is None)]
     threads = threads or max(1, available_cores() // workers)
     context = multiprocessing.get_context("spawn")
     results: list[Any] = [None] * len(tasks)

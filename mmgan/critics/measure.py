@@ -104,6 +104,7 @@ from mmgan.exact import parameter_dtype
 from mmgan.gan.data import load_images
 from mmgan.gan.models import kept_statistics
 from mmgan.gan.tables import STUDIES, cell_name, study_source, table_configs, table_folder
+from mmgan.gan.train import default_threads
 from mmgan.gan.trained import NETWORKS, TrainedGAN, export_networks, load_run, rerun_advice, weights_file
 from mmgan.margins import MARGIN_ORDERS
 
@@ -351,13 +352,14 @@ def study_plan(table: str, root: Path | str | None = None, cells: Sequence[str] 
 
 def study_thresholds(table: str, root: Path | str | None = None, cells: Sequence[str] | None = None,
                      population: int = POPULATION, modes: Sequence[str] = MODES, workers: int = 1,
-                     runs: int | None = None, seeds: Sequence[int] | None = None) -> pd.DataFrame:
+                     runs: int | None = None, seeds: Sequence[int] | None = None,
+                     threads: int | None = None) -> pd.DataFrame:
     """:func:`critic_thresholds` of every final critic of a table's study (``cells``, ``runs`` and ``seeds`` of it:
     :func:`study_plan`), with its cell, loss and seed: every rule (:data:`THRESHOLDS`) in every view, whatever its
-    margins were measured at."""
+    margins were measured at; ``threads``: torch threads per worker (:func:`mmgan.base.processes.run_tasks`)."""
     plan = study_plan(table, root, cells, runs, seeds)
     results = run_tasks([(critic_thresholds, (row["folder"], population, tuple(modes))) for _, row in plan.iterrows()],
-                        workers)
+                        workers, threads)
     return pd.concat([result.assign(**row[["cell", "loss", "q", "g", "seed"]].to_dict())
                       for result, (_, row) in zip(results, plan.iterrows())], ignore_index=True)
 
@@ -374,7 +376,8 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
                   search: dict[str, Any] | None = None, progress: bool = False,
                   iterations: Sequence[int | None] = (None,), cells: Sequence[str] | None = None,
                   modes: Sequence[str] = MODES, population: int = POPULATION, soundness_critics: int = 0,
-                  seeds: Sequence[int] | None = None, parts: Path | str | None = None) -> pd.DataFrame:
+                  seeds: Sequence[int] | None = None, parts: Path | str | None = None,
+                  threads: int | None = None) -> pd.DataFrame:
     """Margins of every critic of a table's study: one task per run and iteration, over ``workers`` processes.
 
     ``runs`` keeps the first few runs only (the chapter's quick check); ``iterations`` lists
@@ -382,7 +385,8 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
     cells of the study only; ``modes`` the views, ``population`` the images per class of the thresholds'
     forward passes; ``soundness_critics`` critics (a seeded draw) get the soundness check; ``seeds`` keeps the runs
     of those seeds in every cell (a paired subset); ``parts``, a folder where each finished task is kept and from
-    which a rerun reads it back (:mod:`mmgan.critics.parts`: an interrupted study resumes).
+    which a rerun reads it back (:mod:`mmgan.critics.parts`: an interrupted study resumes); ``threads``, torch
+    threads per worker (:func:`mmgan.base.processes.run_tasks`).
     """
     check_int(images, "images", minimum=1)
     check_int(fmn_steps, "fmn_steps", minimum=0)
@@ -417,7 +421,7 @@ def measure_study(table: str, images: int = IMAGES, thresholds: Sequence[str] = 
             print(f"{parts}: {finished_tasks(parts, described)} of {len(described)} critics measured already",
                   file=sys.stderr)
         tasks = [(measured_part, (str(parts), task, measure_run, args)) for task, args in zip(described, arguments)]
-    results = run_tasks(tasks, workers, desc="critics" if progress else None)
+    results = run_tasks(tasks, workers, threads, desc="critics" if progress else None)
     frames = [result.assign(**row[["cell", "loss", "q", "g", "seed"]].to_dict())
               for result, (row, _) in zip(results, jobs)]
     return pd.concat(frames, ignore_index=True)
@@ -569,6 +573,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: the study's primary boundary and the midpoint")
     parser.add_argument("--workers", type=int, default=available_cores(),
                         help="CPU processes (default: the available cores)")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="torch threads per process (default: $OMP_NUM_THREADS, else 1: a critic's operations are "
+                             "small, and on a machine shared with other jobs threads beyond the free cores only spin); "
+                             "recorded")
     parser.add_argument("--root", type=Path, help="folder of the GAN tables (default: results/gan of this checkout)")
     parser.add_argument("--out", type=Path,
                         help="folder of the measurements (default: results/critic_margins of this checkout)")
@@ -591,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     check_int(args.fmn_steps, "--fmn-steps", minimum=0)
     check_int(args.population, "--population", minimum=2)
     check_int(args.soundness, "--soundness", minimum=0)
+    check_int(args.threads, "--threads", minimum=1)
     modes = MODES if args.mode == "both" else (args.mode,)
     root = args.root if args.root is not None else results_root() / "gan"
     out = args.out if args.out is not None else results_root() / MEASUREMENTS
@@ -610,9 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.thresholds_only:
         frame = study_thresholds(args.table, root, args.cells, args.population, modes, args.workers, args.runs,
-                                 args.seeds)
+                                 args.seeds, args.threads)
         meta = {"table": args.table, "cells": args.cells, "population": args.population, "modes": list(modes),
-                "runs": shown_path(root), "workers": args.workers, "seconds": time.perf_counter() - started,
+                "runs": shown_path(root), "workers": args.workers, "threads": args.threads,
+                "seconds": time.perf_counter() - started,
                 "environment": environment(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         print(save_measurements(frame, args.table, meta, out, THRESHOLDS_ONLY), f"{meta['seconds']:.0f} s")
         return 0
@@ -628,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
             frame = measure_study(args.table, args.images, thresholds, args.fmn_steps, args.workers, root,
                                   runs=args.runs, progress=True, iterations=iterations, cells=args.cells,
                                   modes=modes, population=args.population, soundness_critics=args.soundness,
-                                  seeds=args.seeds, parts=parts)
+                                  seeds=args.seeds, parts=parts, threads=args.threads)
     finally:  # a study refused before its first critic leaves no folder of parts behind (as a finished one)
         if parts.is_dir() and [path.name for path in parts.iterdir()] == [LOCK] and not (parts / LOCK).stat().st_size:
             shutil.rmtree(parts)
@@ -642,7 +652,8 @@ def main(argv: list[str] | None = None) -> int:
             "flip_search": soundness.FLIP_SEARCH,
             "search": SEARCH,
             "thresholds": list(thresholds), "iterations": iterations, "runs": shown_path(root),
-            "certify_steps": CERTIFY_STEPS, "workers": args.workers, "seconds": time.perf_counter() - started,
+            "certify_steps": CERTIFY_STEPS, "workers": args.workers, "threads": args.threads,
+            "seconds": time.perf_counter() - started,
             "parts": measured,
             "environment": environment(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = save_measurements(frame, args.table, meta, out, kind)
