@@ -49,7 +49,7 @@ STUDIES = [("table2/cpu-c001dc6bbf3d/hinge-qinf-hinge-s0", 8, False),
            ("tabler1/cpu-fb8c9008ad69/hinge-q2-zero_centered-s5", 4, True),
            ("tabler1r2/cpu-91873ea5a3ca/hinge-q2-zero_centered-s0", 4, True),
            ("tabler2/cpu-008306e58c6c/hinge-q2-zero_centered-s3", 4, True),
-           ("tabler3gan/cpu-62b089456e3d/rpsgan-q2-zero_centered-s6", 4, False)]
+           ("tabler3gan/cpu-62b089456e3d/rpsgan-q2-zero_centered-s6", 4, True)]
 
 
 @pytest.fixture(autouse=True)
