@@ -112,3 +112,16 @@ def test_runs_that_did_not_learn_are_counted_not_compared(tmp_path):
     sentence = page.verdict_sentence()
     assert "R1 beats R2: no pair of runs that both learnt, cannot tell at this noise on how often runs fail " \
            "(8 vs 8 of 8 did not learn)" in sentence and "nan" not in sentence
+
+
+def test_the_levelling_of_each_kind_is_read_by_the_rule(tmp_path, monkeypatch):
+    """Each kind (zero-centred, one-centred) had levelled off when its median run fell by less than 10% over the
+    last quarter of training; the sentence counts its runs and gives its medians."""
+    page = _fake_study(tmp_path)  # every fake run is flat after half of training
+    assert page.glue()["zcg_levelling_kinds"].startswith(
+        "the zero-centred runs had levelled off (32 of 32 runs; median change +0.0%; median first FDD")
+    learning = page.study.learning.copy()
+    learning.loc[~learning["g"].isin({"R1", "R2", "R1 + R2"}), "late change"] = -0.3  # still falling by 30%
+    monkeypatch.setitem(page.study.__dict__, "learning", learning)
+    assert "Table 2's one-centred runs had not levelled off (0 of 16 runs; median change -30.0%" in \
+        page.levelling_kinds()

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mmgan.chapters import zero_centred
+from mmgan.critics import views
 from mmgan.verdicts import Verdict
 
 SEEDS = range(8)
@@ -111,35 +112,38 @@ def test_the_score_range_and_gradient_norms_come_from_the_measured_images():
     the zero-centred HingeGAN critics only (f = 0 means nothing for them when every score lies inside (−1, 1))."""
     measurements = pd.DataFrame({
         "cell": ["hinge-q2-zero_centered"] * 4 + ["hinge-q2-hinge"] * 2, "seed": [0, 0, 1, 1, 0, 0],
-        "score": [0.3, 0.9, 0.2, 0.5, -0.8, 0.4], "grad_norm_eval": [0.6, 0.6, 0.2, 0.2, 1.3, 1.3]})
+        "image": ["real", "fake"] * 3, "index": 0,
+        "score": [0.3, 1.2, 0.2, 0.5, -0.8, 0.4], "grad_norm_eval": [0.6, 0.6, 0.2, 0.2, 1.3, 1.3]})
     extras = zero_centred.critic_extras(measurements).set_index(["cell", "seed"])
-    assert extras.loc[("hinge-q2-zero_centered", 1)].tolist() == [0.2, 0.5, 0.2]
+    assert extras.loc[("hinge-q2-zero_centered", 1)].tolist() == [0.2, 0.5, 2, 2, 0.2]
+    assert extras.loc[("hinge-q2-zero_centered", 0), "inside"] == 1  # 1.2 lies outside (−1, 1)
     critics = pd.DataFrame({"cell": ["hinge, R1", "hinge, R1", "hinge, q = 2, hinge"], "loss": "hinge",
                             "g": ["R1", "R1", "hinge"], "seed": [0, 1, 0], "score_min": [0.3, 0.2, -0.8],
-                            "score_max": [0.9, 0.5, 0.4], "grad_norm": [0.6, 0.2, 1.3]})
+                            "score_max": [0.9, 0.5, 0.4], "grad_norm": [0.6, 0.2, 1.3], "images": 2,
+                            "inside": [1, 2, 2]})
     margins = zero_centred.ZeroCentredMargins(critics, {})
     assert margins.score_range() == (0.2, 0.9, 2)
+    assert margins.scores_inside() == "3 of their 4 images inside"
     assert margins.gradient_norms().to_dict() == pytest.approx({"hinge, R1": 0.4, "hinge, q = 2, hinge": 1.3})
 
 
-def test_the_remeasured_verdicts_stand_beside_the_first_ones_with_both_views():
-    """Only the propositions whose two sides were re-measured are restated: train view first, eval view beside it
-    with its agreement, the first measurement's verdict before them."""
-    first = _critics({"hinge": 1.0, "inf": 0.5, "R1": 5.0, "R2": 5.0, "R1 + R2": 5.0})
+def test_the_verdicts_are_drawn_on_the_train_view_with_the_eval_view_beside_them():
+    """Where every table was measured in both views, the propositions are judged on the train-mode critic and the
+    eval-mode critic's verdict stands beside each, with their agreement; an eval-only measurement says it has no
+    second view."""
     train = _critics({"hinge": 1.0, "inf": 0.5})  # q = 2 gives 2x the L² margin of q = ∞: holds
     flat = _critics({"hinge": 1.0, "inf": 1.0})  # the same margins in eval mode: no difference
-    meta = {"images": 64, "modes": ["train", "eval"], "population": 1024, "seeds": list(SEEDS)}
-    margins = zero_centred.ZeroCentredMargins(first, {"2": {"images": 8}},
-                                              remeasured={"train": (train, {"2": meta}), "eval": (flat, {"2": meta})})
-    table = margins.old_and_new()
-    assert set(table.index) == {"q = ∞ gives larger L¹ margins than q = 2", "q = 2 gives larger L² margins than q = ∞",
-                                "q = ∞ gives a larger L¹ / L² margin ratio than q = 2"}  # R1 and R2 not re-measured
+    meta = {"images": 64, "modes": ["train", "eval"], "population": 1024, "seconds": 10.0,
+            "parts": {"commits": ["c"], "seconds": 600.0}, "soundness": {"critics": 1, "balls": 384, "violations": 0,
+                                                                        "by_mode": {"train": 0, "eval": 0}}}
+    margins = zero_centred.ZeroCentredMargins(train, {"2": meta}, second=flat)
+    table = margins.views_table()
     row = table.loc["q = 2 gives larger L² margins than q = ∞"]
-    first_text = row["first measurement (eval mode)"]
-    assert first_text.startswith("holds (2.00") and first_text.endswith(", 8 seeds")
     assert row["train-mode critic (primary)"].startswith("holds (2.00") and row["views"] == "the eval view differs"
-    assert "first measurement: 8 + 8 images" in margins.measurement()
-    subset = margins.remeasured_measurement()
-    assert "seeds 0, 1, 2" in subset and "hinge-q2-hinge (8 seeds)" in subset
-    assert margins.soundness() == "not run on the re-measured critics"
-    assert "the eval view differs" in margins.remeasured_sentence()
+    assert "train-mode" in margins.view()
+    assert margins.soundness().startswith("Table 2: 0 violations in 384 certified balls of 1 critic")
+    assert views.measured_seconds(meta) == 600.0  # a resumed study: its parts' seconds, not the last command's
+    first = zero_centred.ZeroCentredMargins(flat, {"2": {"images": 8, "seconds": 5.0}})
+    assert isinstance(first.views_table(), str) and "eval-mode" in first.view()
+    assert "first measurement: 8 + 8 images" in first.measurement()
+    assert first.soundness() == "not run on this measurement" and views.measured_seconds({"seconds": 5.0}) == 5.0

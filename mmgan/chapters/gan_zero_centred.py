@@ -155,16 +155,27 @@ class GANStudy:
                 study.config, gan_tables.TABLES["r1r2"].losses, study.seeds, ("2",)))),
             "zcg_propositions": len(judged),
         }
-        zero = study.learning["g"].isin(set(PENALTY_LEVELS.values()))
-        for name, runs in (("zero", late[zero]), ("one", late[~zero])):
-            values.update({f"zcg_late_{name}": f"{runs.median():+.1%}",
-                           f"zcg_levelled_{name}": f"{int((runs > -LEVELLED).sum())} of {len(runs)}"})
+        values["zcg_levelling_kinds"] = self.levelling_kinds()
         for name, row in judged.iterrows():
             key = propositions.PROPOSITIONS[name].key
             values.update({f"zcg_{key}_ratio": f"{row['ratio']:.2f}",
                            f"zcg_{key}_interval": interval_text(row["lower"], row["upper"]),
                            f"zcg_{key}_verdict": str(row["verdict"])})
         return values
+
+    def levelling_kinds(self) -> str:
+        """The zero-centred runs against Table 2's one-centred ones: whether each kind had levelled off (by the rule
+        of the levelling table: its median run fell by less than :data:`LEVELLED` over the last quarter of
+        training), how many of its runs had, its median change, and its median first FDD."""
+        learning = self.study.learning
+        zero = learning["g"].isin(set(PENALTY_LEVELS.values()))
+        parts = []
+        for name, runs in (("the zero-centred runs", learning[zero]), ("Table 2's one-centred runs", learning[~zero])):
+            late = runs["late change"]
+            state = "had levelled off" if late.median() > -LEVELLED else "had not levelled off"
+            parts.append(f"{name} {state} ({int((late > -LEVELLED).sum())} of {len(late)} runs; median change "
+                         f"{late.median():+.1%}; median first FDD {runs['first'].median():.3g})")
+        return "; ".join(parts)
 
     def status_note(self) -> str:
         return (f"GAN study (HingeGAN and R3GAN's loss, digits, {len(self.study.seeds)} seeds, `cpu` preset, "

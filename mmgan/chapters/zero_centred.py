@@ -10,8 +10,9 @@ R3GAN's loss with R1 + R2, 8 seeds each) are measured as in the critic-margins c
 the cells with the paper's hinge penalty at q = 2 and at the true L^∞ norm (:data:`ONE_CENTRED_CELLS`), retrained
 with the same 8 seeds (the committed Table 2 runs kept no weights; retraining does not give them back bit for bit,
 so the replicate has its own FDDs), kept under :data:`REPLICATE_ROOT` and measured into
-``results/critic_margins/table2.csv`` by
-``mmgan critic-margins 2 --root results/replicates/gan --cells hinge-q2-hinge hinge-qinf-hinge --images 8``.
+``results/critic_margins/table2.csv`` by ``mmgan critic-margins 2 --root results/replicates/gan --cells
+hinge-q2-hinge hinge-qinf-hinge --thresholds midpoint``. Where every table was measured in both views (issue 36),
+the verdicts are drawn on the train-mode critic and the eval-mode critic is the second view.
 
 What the margin view says (the zero-centred chapter's theory section): R1, R2 and R1 + R2 are eq. 6 with §4.1's
 standard g (z² − 1 with a fixed λ, i.e. ‖∇f‖₂² up to a constant) at the data, and the one-centred hinge penalty
@@ -77,24 +78,25 @@ def measured_tables() -> tuple[str, ...]:
     return (*gan_zero_centred.PENALTY_LEVELS, ONE_CENTRED_TABLE)
 
 
-def load_critics(root: Path | str | None = None, folder: Path | str = cm.MEASUREMENTS, mode: str = "primary",
-                 every: bool = True) -> tuple[pd.DataFrame, dict[str, dict]] | None:
+def load_critics(root: Path | str | None = None,
+                 mode: str = "primary") -> tuple[pd.DataFrame, dict[str, dict]] | None:
     """:func:`mmgan.critics.report.per_critic` rows of every measured critic of the study, with ``penalty`` (R1,
     R2, R1 + R2, q = 2 or ∞ with the hinge penalty) and ``cell`` relabelled so that each (loss, penalty) is a cell
-    of its own, and each table's measurement meta data, from the measurements under ``root``/``folder`` in the view
-    ``mode`` (:data:`mmgan.critics.measure.LOAD_MODES`); None when a table is not measured yet (``every``: all of
-    :func:`measured_tables`; else none of them: a re-measured subset holds some). Each GAN folder read must match its
-    manifest, and every table must have been measured with the same settings (``ValueError``)."""
+    of its own, and each table's measurement meta data, from the committed measurements in the view ``mode``
+    (:data:`mmgan.critics.measure.LOAD_MODES`); None until every table of :func:`measured_tables` is measured. Each
+    GAN folder read must match its manifest and hold the critics that were measured, and every table must have been
+    measured with the same settings (``ValueError``)."""
     root = find_results_root(root)
-    where = root / folder
-    tables = [table for table in measured_tables() if (where / f"table{table}.csv").is_file()]
-    if not tables or (every and len(tables) < len(measured_tables())):
+    where = root / cm.MEASUREMENTS
+    tables = list(measured_tables())
+    if not all((where / f"table{table}.csv").is_file() for table in tables):
         return None
     frames, metas = [], {}
     for table in tables:
         measurements, metas[table] = cm.load_measurements(table, where, mode=mode)
         critics = report.per_critic(measurements).merge(critic_extras(measurements), on=["cell", "seed"], how="left")
         gan_root = root / (REPLICATE_ROOT if table == ONE_CENTRED_TABLE else "gan")
+        cm.verify_measured_weights(table, metas[table], gan_root, measurements)
         critics = report.with_end_fdd(critics, cm.study_runs(table, gan_root, metas[table].get("cells")))
         if table == ONE_CENTRED_TABLE:
             critics = critics[critics["cell"].isin(ONE_CENTRED_CELLS)]
@@ -119,17 +121,6 @@ def with_penalty_cells(critics: pd.DataFrame) -> pd.DataFrame:
     return critics
 
 
-#: Where the critics re-measured under issue 36 are kept (relative to ``results/``), when only some of them are.
-REMEASURED = Path(cm.MEASUREMENTS) / "remeasured"
-
-
-def load_remeasured(root: Path | str | None = None) -> dict[str, tuple[pd.DataFrame, dict[str, dict]]] | None:
-    """The critics re-measured under issue 36 (:data:`REMEASURED`), per view (``train``, ``eval``), as
-    :func:`load_critics` returns them; None when none is."""
-    views = {mode: load_critics(root, REMEASURED, mode, every=False) for mode in cm.MODES}
-    return None if any(found is None for found in views.values()) else views
-
-
 def load_thresholds(root: Path | str | None = None) -> pd.DataFrame | None:
     """Every boundary rule of every critic of the study in both views (``table<N>-thresholds.csv`` of
     :func:`measured_tables`, ``mmgan critic-margins N --thresholds-only``); None when a table has none."""
@@ -148,11 +139,16 @@ def load_thresholds(root: Path | str | None = None) -> pd.DataFrame | None:
 
 
 def critic_extras(measurements: pd.DataFrame) -> pd.DataFrame:
-    """Per (cell, seed): the lowest and highest score of the critic's measured images (eval mode, as measured) and
-    its mean L² input-gradient norm at the midpoints between its real and generated images, in eval mode
-    (``grad_norm_eval`` of :func:`mmgan.critics.instruments.batchnorm_views`)."""
-    return measurements.groupby(["cell", "seed"], sort=False).agg(
-        score_min=("score", "min"), score_max=("score", "max"), grad_norm=("grad_norm_eval", "first")).reset_index()
+    """Per (cell, seed): the lowest and highest score of the critic's measured images and its mean L² input-gradient
+    norm at the midpoints between its real and generated images (``grad_norm_<view>`` of
+    :func:`mmgan.critics.instruments.batchnorm_views`), both in the view the rows were measured in (their
+    ``mode``; eval mode where the rows predate the views)."""
+    mode = measurements["mode"].iloc[0] if "mode" in measurements else "eval"
+    images = measurements.drop_duplicates(["cell", "seed", "image", "index"]).assign(
+        inside=lambda frame: frame["score"].abs() < 1)
+    return images.groupby(["cell", "seed"], sort=False).agg(
+        score_min=("score", "min"), score_max=("score", "max"), images=("inside", "size"),
+        inside=("inside", "sum"), grad_norm=(f"grad_norm_{mode}", "first")).reset_index()
 
 
 def _study_folder(table: str, gan_root: Path) -> Path:
@@ -202,8 +198,8 @@ def every_proposition(critics: pd.DataFrame) -> pd.DataFrame:
 
 def cell_table(critics: pd.DataFrame) -> pd.DataFrame:
     """Per cell and boundary: the mean signed margin of each order over the seeds, the first-order estimate over
-    the L² margin, accuracy, the critics that pass the gate, the mean final FDD of their runs and, where measured,
-    the mean ‖∇f‖₂ at the real/fake midpoints (eval mode)."""
+    the L² margin, accuracy (or that the loss leaves the boundary's level undetermined), the critics that pass the
+    gate, the mean final FDD of their runs and, where measured, the mean ‖∇f‖₂ at the real/fake midpoints."""
     rows = []
     for (cell, rule), group in critics.groupby(["cell", "threshold_rule"], sort=False):
         by_p = group.groupby("p")
@@ -212,9 +208,15 @@ def cell_table(critics: pd.DataFrame) -> pd.DataFrame:
         rows.append({"cell": cell, "boundary": rule, "critics": f"{int(gate.sum())} of {len(gate)}",
                      **{f"{report_name(p)} margin": by_p["signed"].mean()[p] for p in sorted(by_p.groups)},
                      "first order / L2": float((l2["taylor"] / l2["margin"]).mean()),
-                     "accuracy": float(group["accuracy"].mean()), "final FDD": float(l2["final_fdd"].mean()),
+                     "accuracy": _accuracy(group["accuracy"]), "final FDD": float(l2["final_fdd"].mean()),
                      **({"‖∇f‖₂ at midpoints": float(l2["grad_norm"].mean())} if "grad_norm" in group else {})})
     return pd.DataFrame(rows).set_index(["cell", "boundary"])
+
+
+def _accuracy(values: pd.Series) -> str:
+    """The mean accuracy to 3 decimals, or :data:`mmgan.critics.views.UNDETERMINED` where no critic has one (the loss
+    leaves the level of the boundary free)."""
+    return views.UNDETERMINED if values.isna().all() else f"{values.mean():.3f}"
 
 
 def verdict_sentence(judged: pd.DataFrame) -> str:
@@ -234,28 +236,30 @@ def _shown(judged: pd.DataFrame) -> pd.DataFrame:
                              ["boundary", "proposition"])
 
 
-def _count(n: int, noun: str) -> str:
-    """``'1 seed'``, ``'3 seeds'``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def report_name(p: float) -> str:
     return {1.0: "L1", 2.0: "L2", math.inf: "L∞"}[float(p)]
 
 
 @dataclass
 class ZeroCentredMargins:
-    """What the zero-centred chapter shows of its critics' margins."""
+    """What the zero-centred chapter shows of its critics' margins: the critics in the measurement's primary view
+    (the train-mode critic where it was re-measured under issue 36, else eval mode) and, where both views were
+    measured, the eval-mode critics as the second view."""
 
     critics: pd.DataFrame
     metas: dict[str, dict]
-    #: the critics re-measured under issue 36, per view (:func:`load_remeasured`), None when none is
-    remeasured: dict[str, tuple[pd.DataFrame, dict[str, dict]]] | None = None
+    #: the same critics in eval mode where the primary view is the train-mode critic, None for an eval-only measurement
+    second: pd.DataFrame | None = None
     #: every boundary rule of every critic in both views (:func:`load_thresholds`), None when not estimated
     thresholds: pd.DataFrame | None = None
 
     def propositions(self) -> pd.DataFrame:
         return margin_propositions(self.critics)
+
+    def view(self) -> str:
+        """The view the verdicts are drawn on, in words."""
+        return ("the train-mode critic (the critic as trained)" if self.second is not None
+                else "the eval-mode critic (BatchNorm with its running statistics)")
 
     def measurement(self) -> str:
         """What the committed measurement behind :meth:`propositions` is (:func:`mmgan.critics.views.measurement_text`,
@@ -265,52 +269,19 @@ class ZeroCentredMargins:
             return next(iter(texts.values()))
         return "; ".join(f"Table {table}: {text}" for table, text in texts.items())
 
-    def remeasured_propositions(self) -> dict[str, pd.DataFrame]:
-        """:func:`every_proposition` on the re-measured critics, per view; the propositions whose two sides were
-        both re-measured only."""
-        return {} if self.remeasured is None else {
-            mode: every_proposition(critics) for mode, (critics, _) in self.remeasured.items()}
-
-    def old_and_new(self) -> pd.DataFrame | str:
-        """Per proposition re-measured: the verdict of the first measurement (eval mode) beside the re-measured
-        ones, train-mode critic (primary) and eval-mode critic (second view), and whether the two views agree."""
-        if self.remeasured is None:
-            return "No critic of this study has been re-measured under issue 36 yet."
-        judged = self.remeasured_propositions()
-        table = views.view_verdicts(judged["train"], judged["eval"])
-        first = every_proposition(self.critics).set_index("proposition")
-        table.insert(0, "first measurement (eval mode)", [
-            views.verdict_text(first.loc[name, "verdict"], first.loc[name, "ratio"], first.loc[name, "lower"],
-                               first.loc[name, "upper"]) + f", {first.loc[name, 'seeds']} seeds"
-            for name in table.index])
-        return table.rename(columns={"seeds": "seeds re-measured"})
-
-    def remeasured_sentence(self) -> str:
-        """The re-measured verdicts in one sentence: each on the train-mode critic, with the eval view's agreement."""
-        if self.remeasured is None:
-            return "no critic re-measured yet"
-        table = self.old_and_new()
-        return "; ".join(f"{name}: {row['train-mode critic (primary)']} on the train-mode critic; {row['views']}"
-                         + ("" if row["views"] == str(views.Agreement.AGREES)
-                            else f", finding {row['eval-mode critic (second view)']}")
-                         for name, row in table.iterrows())
-
-    def remeasured_measurement(self) -> str:
-        """What the re-measured subset is: its tables, cells and critics, and how it was measured."""
-        if self.remeasured is None:
-            return "none"
-        critics, metas = self.remeasured["train"]
-        cells = "; ".join(f"{cell} ({_count(group['seed'].nunique(), 'seed')})"
-                          for cell, group in critics.groupby("cell", sort=False))
-        return f"{cells}; {views.measurement_text(next(iter(metas.values())))}"
+    def views_table(self) -> pd.DataFrame | str:
+        """Per proposition: the verdict on the train-mode critic (primary) beside the one on the eval-mode critic
+        (second view), and whether the two agree (:func:`mmgan.critics.views.view_verdicts`)."""
+        if self.second is None:
+            return "Measured on the eval-mode critic only: there is no second view to compare."
+        return views.view_verdicts(every_proposition(self.critics), every_proposition(self.second))
 
     def soundness(self) -> str:
-        """The soundness count of the re-measured critics (:func:`mmgan.critics.views.soundness_text`)."""
-        if self.remeasured is None:
-            return "not run: no critic re-measured"
-        metas = self.remeasured["train"][1].values()
-        checked = [meta for meta in metas if (meta.get("soundness") or {}).get("critics")]
-        return views.soundness_text(checked[0]) if checked else "not run on the re-measured critics"
+        """The soundness count of the measurement (:func:`mmgan.critics.views.soundness_text`), per table checked."""
+        checked = {table: meta for table, meta in self.metas.items() if (meta.get("soundness") or {}).get("critics")}
+        if not checked:
+            return "not run on this measurement"
+        return "; ".join(f"Table {table}: {views.soundness_text(meta)}" for table, meta in checked.items())
 
     def thresholds_table(self) -> pd.DataFrame | str:
         """Each rule's boundary per cell and view with its standard error, the loss's level and the population's
@@ -339,35 +310,40 @@ class ZeroCentredMargins:
     def cells(self) -> pd.DataFrame:
         return cell_table(self.critics).round(3)
 
+    def scores_inside(self) -> str:
+        """How many of the measured images of the zero-centred HingeGAN critics score inside (−1, 1), in words."""
+        zero = self.critics[(self.critics["loss"] == "hinge") & (self.critics["g"] != ONE_CENTRED_LEVEL)]
+        per = zero.groupby(["g", "seed"])[["images", "inside"]].first()
+        images, inside = int(per["images"].sum()), int(per["inside"].sum())
+        return "all of them inside" if inside == images else f"{inside:,} of their {images:,} images inside"
+
     def score_range(self) -> tuple[float, float, int]:
-        """The lowest and highest score over every measured image of the zero-centred HingeGAN critics (eval mode),
-        and how many critics that is: inside (−1, 1), the critic loss sees only E f(real) − E f(fake)."""
+        """The lowest and highest score over every measured image of the zero-centred HingeGAN critics (in the
+        primary view, :meth:`view`), and how many critics that is: inside (−1, 1), the critic loss sees only
+        E f(real) − E f(fake)."""
         zero = self.critics[(self.critics["loss"] == "hinge") & (self.critics["g"] != ONE_CENTRED_LEVEL)]
         return float(zero["score_min"].min()), float(zero["score_max"].max()), zero.groupby(["g", "seed"]).ngroups
 
     def gradient_norms(self) -> pd.Series:
-        """Per cell: the mean over its critics of ‖∇f‖₂ at the real/fake midpoints (eval mode)."""
+        """Per cell: the mean over its critics of ‖∇f‖₂ at the real/fake midpoints (in the primary view)."""
         per = self.critics.groupby(["cell", "seed"], sort=False)["grad_norm"].first()
         return per.groupby(level="cell", sort=False).mean()
 
     def glue(self) -> dict[str, object]:
-        judged = self.propositions()
-        primary = judged
+        primary = self.propositions()
         ranking = self.ranking()
         values: dict[str, object] = {
             "zcm_critics": self.critics.groupby(["cell", "seed"]).ngroups,
             "zcm_images": next(iter(self.metas.values()))["images"],
-            "zcm_minutes": f"{sum(meta['seconds'] for meta in self.metas.values()) / 60:.0f}",
+            "zcm_minutes": f"{sum(views.measured_seconds(meta) for meta in self.metas.values()) / 60:.0f}",
             "zcm_verdicts": verdict_sentence(primary),
             "zcm_level": f"{primary['level'].iloc[0]:.1%}",
             "zcm_rho": f"{ranking['rho']:.2f}", "zcm_rho_interval": interval_text(ranking["rho CI low"],
                                                                                   ranking["rho CI high"]),
             "zcm_rho_verdict": str(ranking["verdict"]),
             "zcm_rho_critics": f"{ranking['critics']} of {ranking['of']}",
-            "zcm_measurement": self.measurement(), "zcm_remeasure_images": cm.IMAGES,
+            "zcm_measurement": self.measurement(), "zcm_view": self.view(),
             "zcm_population": f"{cm.POPULATION:,}",
-            "zcm_remeasured": self.remeasured_measurement(),
-            "zcm_remeasured_verdicts": self.remeasured_sentence(),
             "zcm_soundness": self.soundness(),
             "zcm_undetermined": ("not estimated" if self.thresholds is None
                                  else views.undetermined_text(self.thresholds)),
@@ -378,7 +354,7 @@ class ZeroCentredMargins:
         norms = self.gradient_norms()
         values.update({
             "zcm_score_low": f"{low:.2f}", "zcm_score_high": f"{high:.2f}", "zcm_score_critics": count,
-            "zcm_score_linear": "inside" if -1 < low and high < 1 else "not inside",
+            "zcm_score_linear": self.scores_inside(),
             "zcm_gradient_norms": "; ".join(f"{cell} {value:.3g}" for cell, value in norms.items()),
         })
         return values
@@ -391,9 +367,7 @@ class ZeroCentredMargins:
                 + verdict_sentence(primary) + "; within a penalty, a larger L² margin goes with a lower "
                   f"end-of-training FDD: {ranking['verdict']} "
                   f"(ρ = {ranking['rho']:.2f} {interval_text(ranking['rho CI low'], ranking['rho CI high'])})"
-                + f" [{self.measurement()}]"
-                + ("" if self.remeasured is None else
-                   f"; re-measured subset ({self.remeasured_measurement()}): {self.remeasured_sentence()}"))
+                + f" [on {self.view()}; {self.measurement()}]")
 
 
 @dataclass
@@ -424,7 +398,16 @@ def chapter(root: Path | str | None = None, check_iterations: int = 200,
     with their pipeline check (:func:`mmgan.table1.zero_centred.chapter`), the GAN study
     (:func:`mmgan.chapters.gan_zero_centred.load_gan_study`) and its critics' margins (:func:`load_critics`)."""
     study = gan_zero_centred.load_gan_study(root)
-    measured = load_critics(root)
     return Chapter(theory.chapter(root, check_iterations, check_root),
-                   gan_zero_centred.GANStudy(study) if study else None,
-                   ZeroCentredMargins(*measured, load_remeasured(root), load_thresholds(root)) if measured else None)
+                   gan_zero_centred.GANStudy(study) if study else None, load_margins(root))
+
+
+def load_margins(root: Path | str | None = None) -> ZeroCentredMargins | None:
+    """The critics' margins in the measurement's primary view, with the eval view as the second where every table
+    was measured in both (:func:`load_critics`), and the thresholds; None before every table is measured."""
+    measured = load_critics(root)
+    if measured is None:
+        return None
+    both = all(set(cm.MODES) <= set(meta.get("modes", ())) for meta in measured[1].values())
+    second = load_critics(root, mode="eval")[0] if both else None
+    return ZeroCentredMargins(*measured, second, load_thresholds(root))

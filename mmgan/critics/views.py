@@ -60,6 +60,13 @@ def measurement_text(meta: dict[str, Any]) -> str:
             f"critic){runs}, {views}, thresholds from {int(meta['population']):,} images per class")
 
 
+def measured_seconds(meta: dict[str, Any]) -> float:
+    """The seconds a measurement took: the sum over its critics' parts where it was resumed over sessions
+    (:func:`mmgan.critics.parts.parts_record`; one process's seconds per critic, so core-seconds when several ran
+    at once), else the one command's wall seconds."""
+    return float(meta["parts"]["seconds"]) if meta.get("parts") else float(meta["seconds"])
+
+
 class Agreement(enum.Enum):
     """Whether a verdict on the eval-mode critic (second view) is the one on the train-mode critic (primary)."""
 
