@@ -127,7 +127,7 @@ def test_a_run_whose_pack_cannot_be_inferred_is_refused_with_the_way_out(tmp_pat
 
 
 def test_user_errors_name_the_remedy(tmp_path, capsys):
-    run = GAN / BIT_FOR_BIT[0]
+    run = GAN / BIT_FOR_BIT[0][0]
     with pytest.raises(ValueError, match="--iterations must be a whole number from 1 to 10000"):
         reproduce.reproduce(run, iterations=20_000)
     with pytest.raises(ValueError, match="is under the results root .* reproduce writes elsewhere"):
