@@ -29,6 +29,29 @@ def counted(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def study_copy(tmp_path):
+    """Table 3's committed study copied under ``tmp_path/gan`` (without snapshots and logs): (that GAN root, its
+    first run's folder, a function that "retrains" that run: another run's weights in its place, its manifest
+    rewritten)."""
+    from mmgan.base.manifest import record_in_manifest
+    from mmgan.base.results import results_root
+
+    source = results_root() / "gan"
+    relative = Path(cm.study_plan("3", runs=1)["folder"].iloc[0]).relative_to(source)
+    root = tmp_path / "gan"
+    shutil.copytree(source / relative.parent, root / relative.parent,
+                    ignore=shutil.ignore_patterns("snapshots", "log.jsonl"))
+    run = root / relative
+
+    def retrain() -> None:
+        other = sorted(p for p in run.parent.iterdir() if p.is_dir() and p != run)[0]
+        shutil.copyfile(other / "networks.pt", run / "networks.pt")
+        record_in_manifest(run.parent, [run / "networks.pt"])
+
+    return root, run, retrain
+
+
 def test_a_study_resumes_from_its_finished_critics_with_the_same_numbers(tmp_path, counted, capsys):
     plain = cm.measure_study("3", runs=1, **QUICK)
     kept = cm.measure_study("3", runs=1, parts=tmp_path / "first", **QUICK)
@@ -77,50 +100,30 @@ def test_the_parts_of_an_unfinished_study_are_not_results_a_manifest_lists(tmp_p
     assert manifest_files(tmp_path) == [tmp_path / "table3.csv"]
 
 
-def test_a_retrained_critic_is_measured_again_not_read_back(tmp_path, counted):
+def test_a_retrained_critic_is_measured_again_not_read_back(tmp_path, counted, study_copy):
     """A part names the SHA-256 of the weights it measured: once a run is trained again (other weights in the same
     folder), a resumed study measures its critic again."""
-    from mmgan.base.manifest import record_in_manifest
-    from mmgan.base.results import results_root
-
-    study = cm.study_plan("3", runs=1)["folder"].iloc[0]
-    source = results_root() / "gan"
-    root = tmp_path / "gan"
-    relative = Path(study).relative_to(source)
-    shutil.copytree(source / relative.parent, root / relative.parent,
-                    ignore=shutil.ignore_patterns("snapshots", "log.jsonl"))
+    root, run, retrain = study_copy
     kept = tmp_path / "parts"
     cm.measure_study("3", runs=1, root=root, parts=kept, **QUICK)
     cm.measure_study("3", runs=1, root=root, parts=kept, **QUICK)
     assert len(counted) == 1  # the same weights: read back
-    other = sorted(p for p in (root / relative.parent).iterdir() if p.is_dir() and p.name != relative.name)[0]
-    shutil.copyfile(other / "networks.pt", root / relative / "networks.pt")  # the run "retrained"
-    record_in_manifest(root / relative.parent, [root / relative / "networks.pt"])
+    retrain()
     cm.measure_study("3", runs=1, root=root, parts=kept, **QUICK)
     assert len(counted) == 2
 
 
-def test_a_measurement_names_its_weights_and_a_retrained_study_is_refused(tmp_path):
+def test_a_measurement_names_its_weights_and_a_retrained_study_is_refused(tmp_path, study_copy):
     """The study's meta data records each measured critic's weights (SHA-256); once a run is trained again, reading
     the measurement beside it is refused with the command that measures it again."""
-    from mmgan.base.manifest import record_in_manifest
-    from mmgan.base.results import results_root
-
-    study = cm.study_plan("3", runs=1)["folder"].iloc[0]
-    source = results_root() / "gan"
-    root = tmp_path / "gan"
-    relative = Path(study).relative_to(source)
-    shutil.copytree(source / relative.parent, root / relative.parent,
-                    ignore=shutil.ignore_patterns("snapshots", "log.jsonl"))
+    root, run, retrain = study_copy
     out = tmp_path / "out"
     assert cm.main(["3", "--runs", "1", "--images", "1", "--thresholds", "midpoint", "--fmn-steps", "0", "--mode",
                     "eval", "--population", "32", "--workers", "1", "--root", str(root), "--out", str(out)]) == 0
     _, meta = cm.load_measurements("3", out, mode="eval")
-    assert list(meta["parts"]["weights"]) == [relative.name]
+    assert list(meta["parts"]["weights"]) == [run.name]
     cm.verify_measured_weights("3", meta, root)  # the committed critic: accepted
-    other = sorted(p for p in (root / relative.parent).iterdir() if p.is_dir() and p.name != relative.name)[0]
-    shutil.copyfile(other / "networks.pt", root / relative / "networks.pt")
-    record_in_manifest(root / relative.parent, [root / relative / "networks.pt"])
+    retrain()
     with pytest.raises(ValueError, match=r"trained again since; measure again: `mmgan critic-margins 3`"):
         cm.verify_measured_weights("3", meta, root)
 
