@@ -355,6 +355,46 @@ def test_the_chapter_reads_committed_measurements_and_judges_them(tmp_path):
         critic_margins_chapter.chapter("2", check_runs=0, results_root=tmp_path)
 
 
+def test_the_chapter_judges_the_train_mode_critic_with_the_eval_view_beside(tmp_path):
+    """Issue 36, item 3: a measurement of both views draws its verdicts on the train-mode critic and states the eval
+    view's beside (here the eval critics are all the same size, so the eval view differs on the first proposition);
+    along training, the scale control of each view is a proposition of the same table."""
+    from mmgan.chapters import critic_margins as critic_margins_chapter
+
+    train = synthetic_measurements(np.random.default_rng(0)).assign(mode="train")
+    evaluated = train.assign(mode="eval", upper=lambda f: f["upper"] / np.where(f["q"] == "inf", 2.0, 1.0),
+                             fmn=lambda f: f["upper"] * 1.01, certified=lambda f: f["upper"] / 2,
+                             lower=lambda f: f["upper"] / 100)
+    both = pd.concat([train, evaluated], ignore_index=True)
+    meta = {"images": 2, "fmn_steps": 10, "seconds": 60.0, "workers": 1, "modes": ["train", "eval"],
+            "population": 64}
+    cm.save_measurements(both, "9", meta, tmp_path / "critic_margins")
+    early = both.assign(iteration=500, fdd_at_iteration=80.0)
+    late = both.assign(iteration=10_000, fdd_at_iteration=10.0,
+                       upper=lambda f: f["upper"] * np.where(f["mode"] == "train", 0.5, 1.0))
+    along = pd.concat([early, late], ignore_index=True).assign(fmn=lambda f: f["upper"] * 1.01,
+                                                               certified=lambda f: f["upper"] / 2,
+                                                               lower=lambda f: f["upper"] / 100)
+    cm.save_measurements(along, "9", {**meta, "iterations": [500, None]}, tmp_path / "critic_margins",
+                         cm.ALONG_TRAINING)
+    page = critic_margins_chapter.chapter("9", check_runs=0, results_root=tmp_path)
+    assert page.view().startswith("the train-mode critic") and set(page.critics["mode"]) == {"train"}
+    assert set(page.second["mode"]) == {"eval"} and "(6, train-mode)" in page.status_note()
+    shown = page.views_table()
+    larger_l1 = shown.loc["q = ∞ gives larger L¹ margins than q = 2"]
+    assert larger_l1["train-mode critic (primary)"].startswith("holds (2.0")
+    assert larger_l1["eval-mode critic (second view)"].startswith("no effect larger than")
+    assert larger_l1["views"] == "the eval view differs"
+    shrink = shown.loc["the signed L¹ margins of the fixed real images grow along training"]
+    assert shrink["train-mode critic (primary)"].startswith("does not hold (0.50")  # train margins halve
+    assert shrink["eval-mode critic (second view)"].startswith("no effect larger than")  # eval ones stay
+    assert "eval-mode critic (second view): within-cell ρ, verdict" in page.correlations_table()
+    values = page.glue()
+    assert values["cm_view"] == page.view()
+    assert values["cm_training_verdicts"].startswith("at 500: q = ∞: larger L¹ margins → holds, q = 2: larger L² "
+                                                     "margins → does not hold, q = ∞: a larger L¹ / L² margin ratio")
+
+
 def test_the_introduction_computes_this_chapters_status():
     """The status note of the critic-margin row is computed from the chapter's verdicts, not typed."""
     from mmgan.book.status import reproduction_status

@@ -51,6 +51,29 @@ class CriticMarginsPage:
     fdd_note: str = ""
     #: every boundary rule of every critic of the study in both views (``table<N>-thresholds.csv``), None when absent
     thresholds: pd.DataFrame | None = None
+    #: the same critics in eval mode where the primary view is the train-mode critic (both views measured), else None
+    second: pd.DataFrame | None = None
+    #: the critics along training in eval mode, likewise
+    training_second: pd.DataFrame | None = None
+
+    def view(self) -> str:
+        """The view the verdicts are drawn on, in words."""
+        return ("the train-mode critic (the critic as trained)" if self.second is not None
+                else "the eval-mode critic (BatchNorm with its running statistics)")
+
+    def views_table(self) -> pd.DataFrame | str:
+        """Per proposition at the primary boundary (the dual-norm ones on the signed margins, and the scale control
+        along training per order): the verdict on the train-mode critic (primary) beside the one on the eval-mode
+        critic (second view), and whether the two agree (:func:`mmgan.critics.views.view_verdicts`)."""
+        if self.second is None:
+            return "Measured on the eval-mode critic only: there is no second view to compare."
+        columns = ["proposition", "verdict", "ratio", "lower", "upper", "seeds"]
+        primary = [report.critic_propositions(self.critics, self.primary)[columns]]
+        second = [report.critic_propositions(self.second, self.primary)[columns]]
+        if self.training is not None and self.training_second is not None:
+            primary.append(_growth_propositions(self.training, self.primary))
+            second.append(_growth_propositions(self.training_second, self.primary))
+        return views.view_verdicts(pd.concat(primary, ignore_index=True), pd.concat(second, ignore_index=True))
 
     def measurement(self) -> str:
         """What the committed margins behind this page's verdicts are (:func:`mmgan.critics.views.measurement_text`)."""
@@ -142,6 +165,14 @@ class CriticMarginsPage:
                 for rule in self.rules for p in sorted(self.critics["p"].unique())]
         return pd.DataFrame(rows)
 
+    @cached_property
+    def second_correlations(self) -> pd.DataFrame | None:
+        """:attr:`correlations` on the eval-mode critics (the second view), None when only one view was measured."""
+        if self.second is None:
+            return None
+        return pd.DataFrame([report.within_cell_correlation(self.second, rule, p, "signed", self.fdd)
+                             for rule in self.rules for p in sorted(self.second["p"].unique())])
+
     def margins_table(self) -> pd.DataFrame:
         """Per boundary and cell: the signed margin of each order (mean over seeds [95% t interval]), the
         unsigned L¹ margin, accuracy, real–fake score gap and FDD (the statistic the margins are set against)."""
@@ -201,6 +232,8 @@ class CriticMarginsPage:
         """Per boundary and order: the within-cell ρ between the signed margin and the FDD with its bootstrap
         interval and verdict, each cell's own ρ, and the pooled ρ (between + within cells, a second view)."""
         frame = self.correlations
+        second = (None if self.second_correlations is None
+                  else self.second_correlations.set_index(["threshold", "p"]))
         rows = []
         for row in frame.to_dict("records"):
             level = f"{row['level']:.0%}"
@@ -212,6 +245,10 @@ class CriticMarginsPage:
                 "each cell's ρ": ", ".join(f"{cell}: {rho:.2f}" for cell, rho in row["per cell"].items()) or "—",
                 f"pooled ρ, between + within cells [{level} interval]":
                     _rho_text(row["pooled rho"], row["pooled CI low"], row["pooled CI high"])})
+            if second is not None:
+                other = second.loc[(row["threshold"], row["p"])]
+                rows[-1]["eval-mode critic (second view): within-cell ρ, verdict"] = (
+                    f"{_rho_text(other['rho'], other['rho CI low'], other['rho CI high'])}, {other['verdict']}")
         return pd.DataFrame(rows).set_index(["boundary", "order"])
 
     # ------------------------------------------------------------------------- along training
@@ -310,7 +347,7 @@ class CriticMarginsPage:
         for iteration, group in self.training.groupby("iteration", sort=True):
             judged = report.critic_propositions(group, self.primary)
             parts.append(f"at {int(iteration):,}: " + ", ".join(
-                f"{name.split(' gives ')[0]} → {str(v)}" for name, v in zip(judged["proposition"], judged["verdict"])))
+                f"{_short(name)} → {str(v)}" for name, v in zip(judged["proposition"], judged["verdict"])))
         return "; ".join(parts)
 
     # ------------------------------------------------------------------------- glue
@@ -320,8 +357,9 @@ class CriticMarginsPage:
         whether a larger L¹ margin goes with a better GAN within cells."""
         chosen = self.propositions[(self.propositions["threshold"] == self.primary)
                                    & (self.propositions["measure"] == "signed")]
-        return (f"Table {self.table}'s critics ({self.critics[['cell', 'seed']].drop_duplicates().shape[0]}), "
-                f"{RULE_NAMES[self.primary]} boundary, signed margins: " + "; ".join(
+        mode = "train" if self.second is not None else "eval"
+        return (f"Table {self.table}'s critics ({self.critics[['cell', 'seed']].drop_duplicates().shape[0]}, "
+                f"{mode}-mode), {RULE_NAMES[self.primary]} boundary, signed margins: " + "; ".join(
                     f"{r.proposition}: {r.verdict} ({r.ratio:.2f} {interval_text(r.lower, r.upper)})"
                     for r in chosen.itertuples())
                 + f"; a larger signed L¹ margin goes with a lower {FDD_NAMES[self.fdd]} among the critics of one "
@@ -332,8 +370,8 @@ class CriticMarginsPage:
         values: dict[str, Any] = {
             "cm_table": self.table, "cm_critics": int(self.critics[["cell", "seed"]].drop_duplicates().shape[0]),
             "cm_seeds": int(self.critics["seed"].nunique()), "cm_images": int(self.meta["images"]),
-            "cm_fmn_steps": int(self.meta["fmn_steps"]), "cm_minutes": self.meta["seconds"] / 60,
-            "cm_workers": int(self.meta["workers"]), "cm_primary": RULE_NAMES[self.primary],
+            "cm_fmn_steps": int(self.meta["fmn_steps"]), "cm_minutes": views.measured_seconds(self.meta) / 60,
+            "cm_workers": int(self.meta["workers"]), "cm_primary": RULE_NAMES[self.primary], "cm_view": self.view(),
             "cm_status": self.status_note(),
             "cm_stale": self.stale_note() or "Every measurement is of the study's own critics at the paper's boundary.",
             "cm_check_critics": 0 if self.check is None else len(self.check[["cell", "seed"]].drop_duplicates()),
@@ -362,7 +400,7 @@ class CriticMarginsPage:
             iterations = sorted(self.training["iteration"].unique())
             values.update(cm_training_iterations=", ".join(f"{i:,}" for i in iterations),
                           cm_training_images=int(self.training_meta["images"]),
-                          cm_training_minutes=self.training_meta["seconds"] / 60,
+                          cm_training_minutes=views.measured_seconds(self.training_meta) / 60,
                           cm_training_verdicts=self.training_verdicts(),
                           cm_growth_level=f"{1 - report.ALPHA / self.training['p'].nunique():.1%}",
                           cm_training_growth=self.growth_sentence("signed"),
@@ -407,6 +445,26 @@ class CriticMarginsPage:
         lower = [f"{value:.4f}" if mode != "train" else "none (train mode)"
                  for value, mode in zip(shown["lower"], shown["mode"])]
         return shown.assign(lower=lower).rename(columns={"lower": "Lipschitz lower bound"})
+
+
+def _growth_propositions(training: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """The scale control at boundary ``rule`` as propositions (one per order): "the signed L^p margins of the fixed
+    real images grow along training", with the pooled ratio last / first iteration
+    (:func:`mmgan.critics.report.seed_growth`)."""
+    growth = report.seed_growth(training[training["threshold_rule"] == rule], "real_signed")
+    if growth.empty:  # no critic passes the sanity gate at both ends
+        return pd.DataFrame(columns=["proposition", "verdict", "ratio", "lower", "upper", "seeds"])
+    return pd.DataFrame({
+        "proposition": [f"the signed {ORDER_TEXT[p]} margins of the fixed real images grow along training"
+                        for p in growth["p"]],
+        "verdict": growth["verdict"], "ratio": growth["ratio"], "lower": growth["lower"], "upper": growth["upper"],
+        "seeds": growth["seeds"]})
+
+
+def _short(proposition: str) -> str:
+    """A dual-norm proposition "A gives B than C" shortened to "A: B" (``'q = ∞: larger L¹ margins'``)."""
+    better, rest = proposition.split(" gives ", 1)
+    return f"{better}: {rest.split(' than ', 1)[0]}"
 
 
 def _rho_text(rho: float, low: float, high: float) -> str:
@@ -474,11 +532,18 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     measurements, meta = cm.load_measurements(table, results_root)
     meta = verified(table, measurements, meta, root)
     critics, fdd, fdd_note = _end_of_training_fdd(report.per_critic(measurements), table, meta, root)
-    training = training_meta = None
+    second = None
+    if _both_views(meta):
+        eval_rows, _ = cm.load_measurements(table, results_root, mode="eval")
+        second = _end_of_training_fdd(report.per_critic(eval_rows), table, meta, root)[0]
+    training = training_meta = training_second = None
     if (Path(results_root) / f"table{table}{cm.ALONG_TRAINING}.csv").is_file():
         along, training_meta = cm.load_measurements(table, results_root, cm.ALONG_TRAINING)
         training_meta = verified(table, along, training_meta, root)
         training = report.per_critic(along)
+        if _both_views(training_meta):
+            training_second = report.per_critic(cm.load_measurements(table, results_root, cm.ALONG_TRAINING,
+                                                                     mode="eval")[0])
     check = None
     if check_runs:
         check = cm.measure_study(table, images=images, fmn_steps=fmn_steps, root=gan_root, runs=check_runs,
@@ -487,4 +552,9 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     thresholds = (read_csv(thresholds_path, f"mmgan critic-margins {table} --thresholds-only",
                            dtype={"q": str, "g": str}) if thresholds_path.is_file() else None)
     return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta, fdd, fdd_note,
-                             thresholds)
+                             thresholds, second, training_second)
+
+
+def _both_views(meta: dict[str, Any]) -> bool:
+    """Whether a measurement measured the train-mode critic (primary) and the eval-mode one (second view)."""
+    return set(cm.MODES) <= set(meta.get("modes", ()))
