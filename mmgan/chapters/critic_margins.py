@@ -208,7 +208,7 @@ class CriticMarginsPage:
                 "FMN shorter than the estimator": f"{int(shorter.sum()):,} of {n:,}",
                 "estimator excess where FMN is shorter (median)": ("—" if not shorter.any()
                                                                    else f"{excess.median() - 1:.1%}"),
-                "best upper / Lipschitz lower (median)": f"{(group['margin'] / group['lower']).median():,.0f}×",
+                "best upper / Lipschitz lower (median)": _lipschitz_text(group),
                 "best upper / CROWN lower (median)": f"{(group['margin'] / group['certified']).median():.2f}×",
                 "CROWN below the best upper": f"{int((group['certified'] <= group['margin']).sum()):,} of {n:,}",
                 "Taylor / best upper (median)": f"{(group['taylor'] / group['margin']).median():.2f}"})
@@ -459,6 +459,15 @@ def _growth_propositions(training: pd.DataFrame, rule: str) -> pd.DataFrame:
                         for p in growth["p"]],
         "verdict": growth["verdict"], "ratio": growth["ratio"], "lower": growth["lower"], "upper": growth["upper"],
         "seeds": growth["seeds"]})
+
+
+def _lipschitz_text(group: pd.DataFrame) -> str:
+    """The median best upper / Lipschitz lower bound over the images that have one; the train-mode critic has none
+    (its batch statistics move with the image, so the product of the layers' norms bounds nothing)."""
+    bounded = group[group["lower"].notna()]
+    if bounded.empty:
+        return "none (train mode)"
+    return f"{(bounded['margin'] / bounded['lower']).median():,.0f}×"
 
 
 def _short(proposition: str) -> str:

@@ -494,7 +494,7 @@ def load_measurements(table: str, root: Path | str | None = None, kind: str = ""
     remedy = f"measure them with `mmgan critic-margins {table}" + \
         (" --along-training ITERATION ...`" if kind else "`")
     frame = read_csv(path, remedy, dtype={"cell": str, "loss": str, "q": str, "g": str, "image": str,
-                                          "mode": str, "level": str})
+                                          "mode": str, "level": str, "violation": "boolean"})
     missing = sorted({"cell", "seed", "p", "image", "upper", "lower", "taylor", "fmn", "threshold_rule"} - set(frame))
     if missing:
         raise ValueError(f"{path} lacks the columns {missing}; {remedy}")
