@@ -57,9 +57,8 @@ class CriticMarginsPage:
     training_second: pd.DataFrame | None = None
 
     def view(self) -> str:
-        """The view the verdicts are drawn on, in words."""
-        return ("the train-mode critic (the critic as trained)" if self.second is not None
-                else "the eval-mode critic (BatchNorm with its running statistics)")
+        """The view the verdicts are drawn on, in words (:func:`mmgan.critics.views.view_text`)."""
+        return views.view_text(self.second is not None)
 
     def views_table(self) -> pd.DataFrame | str:
         """Per proposition at the primary boundary (the dual-norm ones on the signed margins, and the scale control
@@ -542,7 +541,7 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
     meta = verified(table, measurements, meta, root)
     critics, fdd, fdd_note = _end_of_training_fdd(report.per_critic(measurements), table, meta, root)
     second = None
-    if _both_views(meta):
+    if views.both_views(meta):
         eval_rows, _ = cm.load_measurements(table, results_root, mode="eval")
         second = _end_of_training_fdd(report.per_critic(eval_rows), table, meta, root)[0]
     training = training_meta = training_second = None
@@ -550,7 +549,7 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
         along, training_meta = cm.load_measurements(table, results_root, cm.ALONG_TRAINING)
         training_meta = verified(table, along, training_meta, root)
         training = report.per_critic(along)
-        if _both_views(training_meta):
+        if views.both_views(training_meta):
             training_second = report.per_critic(cm.load_measurements(table, results_root, cm.ALONG_TRAINING,
                                                                      mode="eval")[0])
     check = None
@@ -562,8 +561,3 @@ def chapter(table: str = "3", images: int = 2, check_runs: int = 1, fmn_steps: i
                            dtype={"q": str, "g": str}) if thresholds_path.is_file() else None)
     return CriticMarginsPage(table, measurements, meta, critics, check, training, training_meta, fdd, fdd_note,
                              thresholds, second, training_second)
-
-
-def _both_views(meta: dict[str, Any]) -> bool:
-    """Whether a measurement measured the train-mode critic (primary) and the eval-mode one (second view)."""
-    return set(cm.MODES) <= set(meta.get("modes", ()))

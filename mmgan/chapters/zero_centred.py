@@ -257,9 +257,8 @@ class ZeroCentredMargins:
         return margin_propositions(self.critics)
 
     def view(self) -> str:
-        """The view the verdicts are drawn on, in words."""
-        return ("the train-mode critic (the critic as trained)" if self.second is not None
-                else "the eval-mode critic (BatchNorm with its running statistics)")
+        """The view the verdicts are drawn on, in words (:func:`mmgan.critics.views.view_text`)."""
+        return views.view_text(self.second is not None)
 
     def measurement(self) -> str:
         """What the committed measurement behind :meth:`propositions` is (:func:`mmgan.critics.views.measurement_text`,
@@ -408,6 +407,6 @@ def load_margins(root: Path | str | None = None) -> ZeroCentredMargins | None:
     measured = load_critics(root)
     if measured is None:
         return None
-    both = all(set(cm.MODES) <= set(meta.get("modes", ())) for meta in measured[1].values())
+    both = all(views.both_views(meta) for meta in measured[1].values())
     second = load_critics(root, mode="eval")[0] if both else None
     return ZeroCentredMargins(*measured, second, load_thresholds(root))

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from mmgan.critics.held_batch import MODES
 from mmgan.verdicts import Verdict, effect_text
 
 #: What a page writes instead of an accuracy where the loss does not pin the critic's level.
@@ -44,6 +45,18 @@ def provenance(meta: dict[str, Any]) -> Provenance:
     """:attr:`Provenance.REMEASURED` where the measurement recorded its views and population (issue 36), else
     :attr:`Provenance.FIRST`."""
     return Provenance.REMEASURED if "modes" in meta and "population" in meta else Provenance.FIRST
+
+
+def both_views(meta: dict[str, Any]) -> bool:
+    """Whether a measurement measured the train-mode critic (primary) and the eval-mode one (second view)."""
+    return set(MODES) <= set(meta.get("modes", ()))
+
+
+def view_text(both: bool) -> str:
+    """The view a page's verdicts are drawn on, in words: the critic as trained where both views were measured
+    (``both``), else the eval-mode critic."""
+    return ("the train-mode critic (the critic as trained)" if both
+            else "the eval-mode critic (BatchNorm with its running statistics)")
 
 
 def measurement_text(meta: dict[str, Any]) -> str:
