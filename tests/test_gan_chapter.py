@@ -165,6 +165,14 @@ def test_verdicts_over_training_end_where_the_run_ends(tmp_path):
     assert since == 250 and (over["verdict"] == Verdict.HOLDS).all()  # noiseless: it holds from the start
 
 
+def test_a_proposition_with_one_seed_of_pairs_has_no_ratio_to_follow(tmp_path):
+    """Table 4 once drew a "pooled ratio" from one pair of runs while its propositions table said *not comparable*:
+    over training, as at the end, fewer than two seeds give no ratio (and so no figure)."""
+    over = _fake_study(tmp_path, improvement=10, seeds=1).over_training
+    assert len(over) == 40 and over["ratio"].isna().all()
+    assert set(over["verdict"]) == {Verdict.NOT_COMPARABLE}
+
+
 def test_metric_curves_refuse_to_draw_an_empty_plot():
     from mmgan.book import plots
 

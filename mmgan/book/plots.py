@@ -467,8 +467,8 @@ PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 def verdicts_over_training(over, xlabel: str, columns: int = 3) -> Figure:
     """Per proposition, its pooled ratio other / better (log scale) and simultaneous interval read at every metric
     evaluation (``over``: :meth:`mmgan.chapters.gan_runs.Run.over_training`), the line at 1 (no effect) dashed;
-    above 1 goes the way the paper predicts; propositions without a ratio (no pair of runs that both learnt) are left
-    out, and ``ValueError`` when none is left (an empty figure)."""
+    above 1 goes the way the paper predicts; propositions without a ratio (not comparable: fewer than two seeds of
+    pairs of runs that both learnt) are left out, and ``ValueError`` when none is left (an empty figure)."""
     drawable = over.dropna(subset=["ratio"])
     names = list(dict.fromkeys(drawable["proposition"]))
     if not names:
