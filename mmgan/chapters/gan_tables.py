@@ -131,7 +131,8 @@ class GANChapter:
             over_training = plots.verdicts_over_training(over, "generator iterations")
             plt.close(over_training)
         else:
-            over_training = Markdown("(no proposition has two seeds of paired runs that both learnt: no ratio to follow)")
+            over_training = Markdown("(no proposition has two seeds of paired runs that both learnt: no ratio to "
+                                     "follow)")
         pairs = propositions.pair_effects(study.judged_runs[study.judged_runs["learnt"]], PRIMARY,
                                           list(study.judged[PRIMARY].index))
         grids, missing = study.samples()
