@@ -67,7 +67,7 @@ def test_divergence_and_unusable_runs():
     ("gan/table5/cpu-349046e01bb1/hinge-qinf-hinge-s1", Outcome.STALLED, 8_000),
     ("replicates/gan/table2/cpu-c001dc6bbf3d/hinge-qinf-hinge-s7", Outcome.STALLED, 10_000),
     ("replicates/gan/table2/cpu-c001dc6bbf3d/hinge-qinf-hinge-s1", Outcome.LEARNT, 2_250),  # its stall ended
-    ("gan/table4/cpu-da76ef6f06cc/hinge-q2-hinge-s0", Outcome.DID_NOT_START, None),
+    ("gan/table4/cpu-da76ef6f06cc/hinge-q2-hinge-s1", Outcome.DID_NOT_START, None),
     ("gan/table4/cpu-da76ef6f06cc/hinge-qinf-hinge-s7", Outcome.DID_NOT_START, None),
     ("gan/table2/cpu-c001dc6bbf3d/hinge-qinf-hinge-s0", Outcome.LEARNT, 3_250),
 ])
