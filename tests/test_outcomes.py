@@ -62,7 +62,7 @@ def test_divergence_and_unusable_runs():
 @pytest.mark.parametrize(("folder", "outcome", "started"), [
     # the audit's stalls: the critic loss is exactly 0 from ~900 iterations on, the FDD sits near 3,540
     ("gan/table2/cpu-c001dc6bbf3d/hinge-qinf-hinge-s1", Outcome.STALLED, 9_750),
-    ("gan/table2/cpu-29179db9a7b8/hinge-qinf-hinge-s1", Outcome.STALLED, 9_750),  # its signed-max twin
+    ("gan/table2/cpu-29179db9a7b8/hinge-qinf-hinge-s7", Outcome.STALLED, 10_000),  # the signed-max companion's stall
     ("gan/table8/cpu-c001dc6bbf3d/hinge-qsmax-hinge-s7", Outcome.STALLED, 10_000),
     ("gan/table5/cpu-349046e01bb1/hinge-qinf-hinge-s1", Outcome.STALLED, 8_000),
     ("replicates/gan/table2/cpu-c001dc6bbf3d/hinge-qinf-hinge-s7", Outcome.STALLED, 10_000),
