@@ -7,8 +7,8 @@ iterations, with ``mmgan reproduce``) Table 2's runs trained at commit 1054923 (
 Table 8's study, and the studies trained again here with their execution recorded (the four zero-centred ones and
 Tables 3 and 4, Table 2's signed-maximum companion) repeat bit for bit; Table 2's seeds 0-7 and Table 5 differ from
 the first log line (1e-7 to 1e-1 relative at iteration 50, whether packed as inferred, alone, with 2 threads or with
-oneDNN held to AVX2): they were trained on another machine. The suite reproduces one run of each study that repeats (50 iterations, about 15 s of
-CPU each) and checks that the pack of every study is found."""
+oneDNN held to AVX2): they were trained on another machine. The suite reproduces one run of each study that
+repeats (50 iterations, about 15 s of CPU each) and checks that the pack of every study is found."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ CHECKED_ON = {"torch": "2.14.1+cu130", "cpu_capability": "AVX512", "onednn": "3.
 #: One committed run of each study that repeats bit for bit on CHECKED_ON (run, the size of its pack, its position
 #: in it): Table 2's extra seeds (whose summaries record their pack), Table 8 (its pack inferred from its log) and
 #: the four zero-centred studies, Tables 3 and 4 and Table 2's signed-maximum companion (trained again with their
-#: execution recorded). Table 2's seeds 0-7 and Table 5 were trained on another platform (issue 37): `test_the_pack_of_every_committed_study_is_found`
-#: covers them.
+#: execution recorded). Table 2's seeds 0-7 and Table 5 were trained on another platform (issue 37):
+#: `test_the_pack_of_every_committed_study_is_found` covers them.
 BIT_FOR_BIT = [("table2/cpu-c001dc6bbf3d/hinge-q2-hinge-s16", 8, 0),
                ("table8/cpu-c001dc6bbf3d/hinge-qsmax-hinge-s0", 8, 0),
                ("tabler1/cpu-fb8c9008ad69/hinge-q2-zero_centered-s5", 4, 1),
