@@ -64,7 +64,6 @@ def test_divergence_and_unusable_runs():
     ("gan/table2/cpu-c001dc6bbf3d/hinge-qinf-hinge-s1", Outcome.STALLED, 9_750),
     ("gan/table2/cpu-29179db9a7b8/hinge-qinf-hinge-s7", Outcome.STALLED, 10_000),  # the signed-max companion's stall
     ("gan/table8/cpu-c001dc6bbf3d/hinge-qsmax-hinge-s7", Outcome.STALLED, 10_000),
-    ("gan/table5/cpu-349046e01bb1/hinge-qinf-hinge-s1", Outcome.STALLED, 8_000),
     ("replicates/gan/table2/cpu-c001dc6bbf3d/hinge-qinf-hinge-s7", Outcome.STALLED, 10_000),
     ("replicates/gan/table2/cpu-c001dc6bbf3d/hinge-qinf-hinge-s1", Outcome.LEARNT, 2_250),  # its stall ended
     ("gan/table4/cpu-da76ef6f06cc/hinge-q2-hinge-s1", Outcome.DID_NOT_START, None),

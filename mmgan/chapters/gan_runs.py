@@ -356,12 +356,6 @@ class Study(Run):
                     f"last quarter of training (smoothed: mean of the last {gan_report.END_SHARE:.0%} of evaluations "
                     f"against the same window at three quarters; median change {v['study_late_median']:+.0%}, "
                     f"largest fall {v['study_late_min']:+.0%})")
-        source = self.stand_in.runs_of if self.stand_in else self.table
-        if source in table_specs.FIRST_CLASSIFIER:
-            lines.append("**An older metric.** This study's FDDs come from the first version of the digits classifier, "
-                         "whose initial weights were drawn from whatever random state preceded it and were not kept: "
-                         "they are consistent within the study but on another scale than the other tables' FDDs, and "
-                         "today's code does not reproduce them.")
         differences = protocol.differences(self.protocol().reset_index())
         lines.append("**Departs from the released protocol in:** " + "; ".join(differences) + " (the protocol table "
                      "below gives each).")

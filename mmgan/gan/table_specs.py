@@ -135,10 +135,6 @@ HINGEGAN_Q2_QINF = ["hinge-q2-ls", "hinge-q2-hinge", "hinge-qinf-ls", "hinge-qin
 EXTENSIONS: dict[str, tuple[dict[str, Any], ...]] = {
     "2": ({"seeds": list(range(8, 24)), "cells": HINGEGAN_Q2_QINF},),
 }
-#: Studies whose FDDs were computed with the first version of the digits classifier, whose initial weights came
-#: from whatever global random state preceded it and were not kept: their values are consistent within the study
-#: but not comparable with other studies' FDDs, and cannot be recomputed from their summaries.
-FIRST_CLASSIFIER: frozenset[str] = frozenset({"5"})
 
 
 #: Runs of other committed studies that join a chapter's propositions, as (table whose folder holds them,
