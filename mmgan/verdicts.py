@@ -146,16 +146,16 @@ class PooledEffect:
 def pooled_effect(per_seed: Sequence[float], level: float = 1 - ALPHA) -> PooledEffect:
     """Pool per-seed log ratios ``d_s`` (log other/better) into a ratio, its t interval and a verdict: *holds* above 1,
     *does not hold* below 1, *no effect larger than* :data:`EQUIVALENCE_BAND` inside the band, else *cannot tell*;
-    *not comparable* with one seed (the pooled rule of :mod:`mmgan.gan.propositions`, rules 3–4)."""
+    *not comparable* with one seed (the pooled rule of :mod:`mmgan.gan.propositions`, rules 3–4), which pools
+    nothing: its ratio is NaN like its interval, so that no caller shows one pair's ratio as a pooled one."""
     d = np.asarray(list(per_seed), dtype=float)
     if d.ndim != 1 or len(d) == 0 or not np.isfinite(d).all():
         raise ValueError(f"per-seed log ratios must be a non-empty 1-D array of finite numbers, got {d!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    mean = float(d.mean())
     if len(d) < 2:
-        return PooledEffect(math.exp(mean), math.nan, math.nan, 1, level, math.nan, Verdict.NOT_COMPARABLE)
-    spread = float(d.std(ddof=1))
+        return PooledEffect(math.nan, math.nan, math.nan, 1, level, math.nan, Verdict.NOT_COMPARABLE)
+    mean, spread = float(d.mean()), float(d.std(ddof=1))
     half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1)) * spread / math.sqrt(len(d))
     lower, upper = math.exp(mean - half), math.exp(mean + half)
     if lower > 1:

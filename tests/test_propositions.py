@@ -76,6 +76,7 @@ def test_heterogeneous_pairs_widen_the_interval_but_pool_to_the_mean():
 def test_one_seed_is_not_comparable_and_a_missing_run_keeps_its_seeds_other_pairs():
     one = P.judge(study(effect_inf=1.5, seeds=1), "end").loc["q = ∞ beats q = 2"]
     assert one["verdict"] is Verdict.NOT_COMPARABLE and math.isnan(one["lower"])
+    assert math.isnan(one["ratio"])  # one seed pools nothing: no ratio to show as a pooled one
     frame = study(effect_inf=1.5)
     frame = frame.drop(frame[(frame["norm"] == "inf") & (frame["seed"] == 3) & (frame["loss"] == "wgan")
                              & (frame["g"] == "ls")].index)

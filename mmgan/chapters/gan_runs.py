@@ -170,17 +170,15 @@ class Run:
     def over_training(self) -> pd.DataFrame:
         """The primary verdicts read at every metric evaluation instead of at the end of training (the statistic:
         the evaluation at that iteration; the runs that learnt by the end): one row per (iteration, proposition)
-        with the ratio, its interval and the verdict (:func:`mmgan.gan.propositions.judge`). As in the propositions
-        table, a proposition that is not comparable (fewer than two seeds of pairs that both learnt) has no ratio."""
+        with the ratio, its interval and the verdict (:func:`mmgan.gan.propositions.judge`; a proposition that is
+        not comparable, with fewer than two seeds of pairs that both learnt, has no ratio)."""
         learnt = self.outcomes[[*propositions.CELL, "seed", "learnt"]]
         rows = []
         for iteration, at in self.curves.groupby("iteration"):
             values = learnt.merge(at[[*propositions.CELL, "seed", "value"]], on=[*propositions.CELL, "seed"])
             judged = propositions.judge(values, "value", list(self.judged[PRIMARY].index))
             for name, row in judged.iterrows():
-                comparable = row["verdict"] is not Verdict.NOT_COMPARABLE
-                rows.append({"iteration": int(iteration), "proposition": name,
-                             "ratio": row["ratio"] if comparable else float("nan"),
+                rows.append({"iteration": int(iteration), "proposition": name, "ratio": row["ratio"],
                              "lower": row["lower"], "upper": row["upper"], "verdict": row["verdict"]})
         return pd.DataFrame(rows, columns=["iteration", "proposition", "ratio", "lower", "upper", "verdict"])
 

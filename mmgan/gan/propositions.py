@@ -326,15 +326,15 @@ def seed_ranges(seeds: Sequence[int]) -> str:
 def pair_effects(values: pd.DataFrame, stat: str, names: Sequence[str] | None = None,
                  level: float = 1 - ALPHA) -> pd.DataFrame:
     """Every matched pair behind the propositions on its own: its ratio over the seeds that have both of its runs
-    and a per-pair t interval (at ``level``, uncorrected; shown to reveal heterogeneity between pairs, never to
-    judge)."""
+    (the geometric mean; with one seed, that seed's ratio) and a per-pair t interval (at ``level``, uncorrected;
+    none with one seed; shown to reveal heterogeneity between pairs, never to judge)."""
     rows = []
     for name in names or list(PROPOSITIONS):
         m = match(values, lookup(PROPOSITIONS, name, "proposition"), stat)
         for label in m.log_ratios.columns:
             d = m.partial[label].dropna()
             effect = pooled_effect(d, level)
-            rows.append({"proposition": name, "pair": label, "ratio": effect.ratio, "lower": effect.lower,
+            rows.append({"proposition": name, "pair": label, "ratio": math.exp(float(d.mean())), "lower": effect.lower,
                          "upper": effect.upper, "seeds": effect.seeds})
     return pd.DataFrame(rows, columns=["proposition", "pair", "ratio", "lower", "upper", "seeds"])
 

@@ -236,8 +236,9 @@ def proposition_table(judged: dict[str, pd.DataFrame], paper_ratios: pd.DataFram
         for stat, frame in judged.items():
             if stat != primary and name in frame.index:
                 other = frame.loc[name]
-                out[f"{stat} {metric}: ratio, interval, verdict"] = (
-                    f"{_number(other['ratio'])} {interval_text(other['lower'], other['upper'])}, {other['verdict']}")
+                out[f"{stat} {metric}: ratio, interval, verdict"] = (  # no ratio: the verdict alone
+                    f"{other['ratio']:.2f} {interval_text(other['lower'], other['upper'])}, "
+                    if math.isfinite(other["ratio"]) else "") + str(other["verdict"])
         quality = [f"quality among learnt runs: ratio other / better ({primary} {metric})", f"{level:.1%} interval",
                    "robust: Hodges–Lehmann ratio [interval]", "seeds × pairs", "pairs agree?", "seeds for ±15%"]
         reliability = ["runs that did not learn (better / other)", "reliability: Δ failure share [interval], p",
