@@ -2,14 +2,14 @@
 position, threads), its log compared line by line with the record; committed runs reproduced for 50 iterations.
 
 Which committed studies repeat bit for bit depends on the machine: the kernels torch picks, and how they block a
-sum, follow the CPU. Each study was checked on two platforms (:data:`PLATFORMS`) with ``mmgan reproduce
---iterations 50``. On an AMD EPYC, Table 2's runs trained at commit 1054923 (its HingeGAN cells at
-seeds 8-23), Table 8's study and the studies trained again there with their execution recorded (the four
-zero-centred ones, Tables 3, 4 and 5, Table 2's signed-maximum companion) repeat bit for bit; on an Intel Xeon with
-AMX, Table 2's seeds 0-7 (all 12 packs, and one pack over its whole run with its metrics and networks). Each differs
-on the other platform from the first logged iteration. The suite reproduces one run of each study on the platform
-where it repeats (50 iterations, about 10 s of CPU each), asserts elsewhere that the command promised no bits before
-training, and checks that the pack of every study is found."""
+sum, follow the CPU. Each study was checked on two platforms (:data:`PLATFORMS`) with ``mmgan reproduce --iterations
+50``. On an AMD EPYC, Table 2's runs trained at commit 1054923 (its HingeGAN cells at seeds 8-23), Table 8's study
+and the studies trained again there with their execution recorded (the four zero-centred ones, Tables 3, 4 and 5,
+Table 2's signed-maximum companion) repeat bit for bit; on an Intel Xeon with AMX, Table 2's seeds 0-7 (all 12
+packs; one pack over its whole run: every training line and the final networks, its FDDs within 2.4e-11 relative, as
+with the code that trained them). Each differs on the other platform from the first logged iteration. The suite
+reproduces one run of each study on the platform where it repeats (50 iterations, about 10 s of CPU each), asserts
+elsewhere that the command promised no bits before training, and checks that the pack of every study is found."""
 
 from __future__ import annotations
 
