@@ -221,10 +221,14 @@ def test_compare_logs_names_the_first_differing_field():
 def test_platform_differences_are_said_before_training():
     here = train.platform_record("cpu")
     plan = reproduce_plan.Plan(Path("r"), [Path("r")], False, 1, "float32", 10, "recorded", {**here, "onednn": "2.0",
-                          "cpu_flags": [*here["cpu_flags"], "amx_tile"]}, {}, "0" * 40)
+                          "cpu_flags": [*here["cpu_flags"], "no_such_isa"]}, {}, "0" * 40)
     notes = reproduce_plan.platform_notes(plan, torch.device("cpu"))
     assert "onednn: recorded 2.0, here " + here["onednn"] in notes
-    assert "the CPU's vector instruction sets differ (recorded only: amx_tile)" in notes
+    assert "the CPU's vector instruction sets differ (recorded only: no_such_isa)" in notes
+    same_sets = reproduce_plan.Plan(Path("r"), [Path("r")], False, 1, "float32", 10, "recorded",
+                                    {**here, "cpu_flags": [*reversed(here["cpu_flags"]), *here["cpu_flags"][:1]]},
+                                    {}, "0" * 40)
+    assert not any("instruction sets" in note for note in reproduce_plan.platform_notes(same_sets, torch.device("cpu")))
     assert any(note.startswith("code: recorded commit " + "0" * 40) for note in notes)
     unrecorded = reproduce_plan.Plan(Path("r"), [Path("r")], False, 1, "float32", 10, "inferred", None,
                                 {"torch": "1.0", "threads": "1"}, None)

@@ -99,7 +99,8 @@ def _same_runs(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 def test_local_executor_runs_the_jobs_and_collect_gives_the_direct_table(tmp_path, reference, capsys):
     root = tmp_path / "runs"
-    argv = ["2", "--preset", "smoke", "--executor", "local", "--pack", "4",
+    # --threads 1 as the reference: a CPU job's default is its cores, and 2 threads round otherwise (on some CPUs)
+    argv = ["2", "--preset", "smoke", "--executor", "local", "--pack", "4", "--threads", "1",
             "--gpus-per-job", "0", "--timeout-min", "10", "--root", str(root), "--log-folder", str(tmp_path / "logs"),
             "--cells", *CELLS, "--seeds", *map(str, SEEDS), *[f"--set={k}={v}" for k, v in TINY.items()]]
     assert sweep.main(argv) == 0

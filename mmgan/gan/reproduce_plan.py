@@ -244,7 +244,8 @@ def platform_notes(plan_: Plan, device: torch.device) -> list[str]:
     if plan_.platform is not None:
         for key in sorted(set(plan_.platform) | set(here)):
             recorded, now = plan_.platform.get(key), here.get(key)
-            if recorded == now:
+            if recorded == now or (key == "cpu_flags" and isinstance(recorded, list) and isinstance(now, list)
+                                   and set(recorded) == set(now)):  # the same instruction sets, listed otherwise
                 continue
             if recorded is None:
                 notes.append(f"{key} not recorded (here {_shown(now)})")
