@@ -30,17 +30,16 @@ from mmgan.gan.trained import export_networks
 GAN = results_root() / "gan"
 #: The platforms on which the committed studies were checked (the values of train.platform_record that choose
 #: kernels): a run of BIT_FOR_BIT repeats bit for bit on its platform; elsewhere only "not promised" can be asserted.
+LIBRARIES = {"torch": "2.14.1+cu130", "cpu_capability": "AVX512", "onednn": "3.12.0", "mkl": "2024.2"}
 PLATFORMS = {
-    "AMD EPYC (AVX-512)": {
-        "torch": "2.14.1+cu130", "cpu_capability": "AVX512", "onednn": "3.12.0", "mkl": "2024.2",
-        "cpu_flags": ["avx", "avx2", "avx512_bf16", "avx512_bitalg", "avx512_vbmi2", "avx512_vnni", "avx512_vpopcntdq",
-                      "avx512bw", "avx512cd", "avx512dq", "avx512f", "avx512ifma", "avx512vbmi", "avx512vl", "f16c",
-                      "fma", "sse4_1", "sse4_2", "sse4a"]},
-    "Intel Xeon (AVX-512, AMX)": {
-        "torch": "2.14.1+cu130", "cpu_capability": "AVX512", "onednn": "3.12.0", "mkl": "2024.2",
-        "cpu_flags": ["amx_bf16", "amx_int8", "amx_tile", "avx", "avx2", "avx512_bf16", "avx512_bitalg", "avx512_fp16",
-                      "avx512_vbmi2", "avx512_vnni", "avx512_vpopcntdq", "avx512bw", "avx512cd", "avx512dq", "avx512f",
-                      "avx512ifma", "avx512vbmi", "avx512vl", "avx_vnni", "f16c", "fma", "sse4_1", "sse4_2"]},
+    "AMD EPYC (AVX-512)": {**LIBRARIES, "cpu_flags": [
+        "avx", "avx2", "avx512_bf16", "avx512_bitalg", "avx512_vbmi2", "avx512_vnni", "avx512_vpopcntdq", "avx512bw",
+        "avx512cd", "avx512dq", "avx512f", "avx512ifma", "avx512vbmi", "avx512vl", "f16c", "fma", "sse4_1", "sse4_2",
+        "sse4a"]},
+    "Intel Xeon (AVX-512, AMX)": {**LIBRARIES, "cpu_flags": [
+        "amx_bf16", "amx_int8", "amx_tile", "avx", "avx2", "avx512_bf16", "avx512_bitalg", "avx512_fp16",
+        "avx512_vbmi2", "avx512_vnni", "avx512_vpopcntdq", "avx512bw", "avx512cd", "avx512dq", "avx512f",
+        "avx512ifma", "avx512vbmi", "avx512vl", "avx_vnni", "f16c", "fma", "sse4_1", "sse4_2"]},
 }
 AMD, INTEL = PLATFORMS
 #: One committed run of each study (run, the size of its pack, its position in it, the platform where it repeats):

@@ -244,15 +244,15 @@ def platform_notes(plan_: Plan, device: torch.device) -> list[str]:
     if plan_.platform is not None:
         for key in sorted(set(plan_.platform) | set(here)):
             recorded, now = plan_.platform.get(key), here.get(key)
-            if recorded == now or (key == "cpu_flags" and isinstance(recorded, list) and isinstance(now, list)
-                                   and set(recorded) == set(now)):  # the same instruction sets, listed otherwise
+            if recorded == now:
                 continue
             if recorded is None:
                 notes.append(f"{key} not recorded (here {_shown(now)})")
             elif key == "cpu_flags" and isinstance(recorded, list) and isinstance(now, list):
                 gone, new = sorted(set(recorded) - set(now)), sorted(set(now) - set(recorded))
-                notes.append("the CPU's vector instruction sets differ" + (f" (recorded only: {' '.join(gone)})"
-                             if gone else "") + (f" (here only: {' '.join(new)})" if new else ""))
+                if gone or new:  # else the same instruction sets, listed otherwise
+                    notes.append("the CPU's vector instruction sets differ" + (f" (recorded only: {' '.join(gone)})"
+                                 if gone else "") + (f" (here only: {' '.join(new)})" if new else ""))
             else:
                 notes.append(f"{key}: recorded {_shown(recorded)}, here {_shown(now)}")
     else:
